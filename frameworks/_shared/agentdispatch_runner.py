@@ -1,0 +1,373 @@
+"""Shared helper for the Python framework runners of agentdispatch-worker.
+
+A runner is a short script that the worker starts as a child process (see SPEC §6). The worker
+writes one JSON envelope line on the child's stdin and reads NDJSON events from its stdout.
+This module does everything that is the same for every framework:
+
+* ``quiet_env()``  turns telemetry/tracing of all shipped frameworks off (unless the user set the
+  variables); call it before importing the framework.
+* ``main(framework, run)`` reads the envelope, keeps the protocol stream clean (the original
+  stdout is kept for NDJSON events only; ``sys.stdout`` and fd 1 go to stderr, so framework
+  chatter and subprocess output can never corrupt the protocol), reports failures as a clear
+  last line on stderr with exit status 1, and turns SIGTERM into a ``task.log`` line plus exit 143.
+* ``Runner`` is what ``run(runner)`` receives: the envelope fields, ``progress``/``log``/``step``
+  events, ``result`` (once), and ``load_agent`` for the user's ``module:attr`` entrypoint.
+
+A runner looks like::
+
+    import os, sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
+    from agentdispatch_runner import main, quiet_env
+    quiet_env()
+
+    def run(runner):
+        import some_framework                      # imported after stdout is protected
+        agent = runner.load_agent(default_factory=build_default_agent)
+        for ev in agent.stream(runner.instruction):
+            runner.step("tool_call", tool=ev.name, args=ev.args)
+        return final_text                          # becomes the task.result output
+
+    if __name__ == "__main__":
+        main("some-framework", run)
+
+For manual use, ``python runner.py some instruction`` runs without a stdin envelope.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+
+__all__ = [
+    "Runner",
+    "EntrypointError",
+    "main",
+    "quiet_env",
+    "example_shout",
+    "STEPS",
+]
+
+STEPS = ("model_turn", "tool_call", "tool_result", "final_answer")
+
+# Variables that switch off tracing / telemetry / phone-home of the shipped frameworks and the
+# libraries they pull in. Only set when the user has not set them.
+QUIET_ENV = {
+    # LangChain / LangGraph: LangSmith tracing (runs `git describe`, starts an uploader)
+    "LANGSMITH_TRACING": "false",
+    "LANGSMITH_TRACING_V2": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+    "LANGCHAIN_TRACING": "false",
+    "LANGCHAIN_CALLBACKS_BACKGROUND": "false",
+    # OpenAI Agents SDK: tracing exports to the OpenAI API by default
+    "OPENAI_AGENTS_DISABLE_TRACING": "1",
+    # CrewAI: telemetry, tracking, tracing (must be set before `import crewai`)
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+    # OpenTelemetry (crewai, strands, logfire)
+    "OTEL_SDK_DISABLED": "true",
+    # pydantic-ai / logfire
+    "LOGFIRE_SEND_TO_LOGFIRE": "false",
+    # libraries pulled in by the frameworks (litellm, chromadb, huggingface, posthog users)
+    "LITELLM_TELEMETRY": "False",
+    "ANONYMIZED_TELEMETRY": "False",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "SCARF_NO_ANALYTICS": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def quiet_env() -> None:
+    """Turn telemetry and tracing off for every shipped framework, unless the user set them.
+
+    Call before importing the framework: several read these variables at import time."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+class EntrypointError(Exception):
+    """The user's agent entrypoint is missing, malformed or cannot be imported."""
+
+
+def example_shout(text: str) -> str:
+    """Body of the example agents' one tool: upper-cases ``text``.
+
+    Sleeps 60 seconds first when ``text`` contains the word "slow" (cancel/deadline tests)."""
+    if re.search(r"\bslow\b", text, re.IGNORECASE):
+        time.sleep(60)
+    return text.upper()
+
+
+def _jsonable(value):
+    """json.dumps fallback for framework objects (pydantic models, dataclasses, …)."""
+    for attr in ("model_dump", "dict", "_asdict"):
+        fn = getattr(value, attr, None)
+        if callable(fn):
+            try:
+                return fn()
+            except Exception:  # noqa: BLE001 - fall through to str()
+                pass
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class _Emitter:
+    """Writes NDJSON lines to the protocol fd: one write per line, under a lock, unbuffered."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def write_line(self, obj: dict, timeout: float = -1) -> None:
+        data = (json.dumps(obj, ensure_ascii=False, default=_jsonable) + "\n").encode("utf-8")
+        got = self.lock.acquire(timeout=timeout)
+        try:
+            if not got:  # only from the signal handler: someone may be mid-line
+                data = b"\n" + data
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+        finally:
+            if got:
+                self.lock.release()
+
+
+# Longest protocol line the worker keeps whole (AGENTDISPATCH_MAX_LINE_BYTES); step texts are
+# clipped well below it, and an over-long result output is moved to a file in the task folder.
+_STEP_TEXT_LIMIT = 65536
+
+
+def _clip(value):
+    if isinstance(value, str) and len(value) > _STEP_TEXT_LIMIT:
+        return value[:_STEP_TEXT_LIMIT] + f"… [{len(value) - _STEP_TEXT_LIMIT} characters cut]"
+    return value
+
+
+class Runner:
+    """What ``run(runner)`` receives. Create through ``main``; tests may pass ``emit``."""
+
+    def __init__(self, envelope: dict, framework: str = "", emit=None):
+        if not isinstance(envelope, dict):
+            raise ValueError("the envelope must be a JSON object")
+        self.envelope = envelope
+        self.framework = framework or str(envelope.get("framework") or "")
+        inp = envelope.get("input")
+        self.input: dict = inp if isinstance(inp, dict) else {}
+        instruction = envelope.get("instruction")
+        if instruction is None:
+            instruction = self.input.get("instruction", "")
+        self.instruction: str = instruction if isinstance(instruction, str) else json.dumps(instruction)
+        context = envelope.get("context")
+        if context is None:
+            context = self.input.get("context")
+        self.context: dict = context if isinstance(context, dict) else {}
+        self.metadata: dict = envelope.get("metadata") if isinstance(envelope.get("metadata"), dict) else {}
+        self.task_id: str | None = envelope.get("taskId") or os.environ.get("AGENTDISPATCH_TASK_ID") or None
+        self.task_dir: str | None = envelope.get("taskDir") or os.environ.get("AGENTDISPATCH_TASK_DIR") or None
+        self.session_id: str | None = envelope.get("sessionId") or None
+        self._emit = emit or _Emitter(sys.stdout.fileno()).write_line
+        self.result_emitted = False
+        self.steps = 0
+
+    # -- events ---------------------------------------------------------------------------
+
+    def emit(self, event: dict) -> None:
+        """Write one raw event object as a protocol line."""
+        self._emit(event)
+
+    def progress(self, message: str, **payload) -> None:
+        self._emit({"type": "task.progress", "message": message, "payload": payload})
+
+    def log(self, message: str, **payload) -> None:
+        self._emit({"type": "task.log", "message": message, "payload": payload})
+
+    def step(self, step: str, **payload) -> None:
+        """One agent step as a progress event: payload ``{"step": step, **payload}``.
+
+        tool_call: tool=, args={...}; tool_result: tool=, result=<str>;
+        model_turn: text=; final_answer: text=."""
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
+        self.steps += 1
+        payload = {k: _clip(v) for k, v in payload.items()}
+        message = f"{step} {payload['tool']}" if payload.get("tool") else step
+        self.progress(message, step=step, **payload)
+
+    def result(self, output: str, result: dict | None = None, artifacts: list | None = None) -> None:
+        """Emit the task.result line (once)."""
+        if self.result_emitted:
+            raise RuntimeError("task.result was already emitted")
+        self.result_emitted = True
+        output = output if isinstance(output, str) else json.dumps(output, default=_jsonable)
+        if result is None:
+            result = {"framework": self.framework, "instruction": self.instruction, "steps": self.steps}
+        limit = int(os.environ.get("AGENTDISPATCH_MAX_LINE_BYTES") or 1048576)
+        if len(output.encode("utf-8")) > limit // 2 and self.task_dir:
+            path = os.path.join(self.task_dir, "output.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(output)
+            cut = limit // 4
+            output = output[:cut] + f"\n… [output cut; the whole text is in {path}]"
+        event = {"type": "task.result", "output": output, "result": result}
+        event["artifacts"] = list(artifacts or [])
+        self._emit(event)
+
+    # -- the user's agent -----------------------------------------------------------------
+
+    def entrypoint(self) -> str | None:
+        """``input.entrypoint`` or env ``AGENTDISPATCH_ENTRYPOINT`` (empty counts as unset)."""
+        spec = self.input.get("entrypoint") or os.environ.get("AGENTDISPATCH_ENTRYPOINT") or None
+        if spec is not None and not isinstance(spec, str):
+            raise EntrypointError(f"input.entrypoint must be a string \"module:attr\", got {spec!r}")
+        return spec
+
+    def load_agent(self, default_factory=None):
+        """Return the user's agent object.
+
+        The entrypoint ``module:attr`` (attr may be dotted) comes from ``input.entrypoint`` or
+        env ``AGENTDISPATCH_ENTRYPOINT``; the module is imported with ``AGENTDISPATCH_APP_DIR``
+        (default: the working directory) first on ``sys.path``. The attribute is returned as
+        is (it is not called). Without an entrypoint, ``default_factory()`` builds the
+        production default agent; without either, EntrypointError."""
+        spec = self.entrypoint()
+        if not spec:
+            if default_factory is None:
+                raise EntrypointError(
+                    "no agent entrypoint: set input.entrypoint or AGENTDISPATCH_ENTRYPOINT to \"module:attr\""
+                )
+            return default_factory()
+        module_name, sep, attr = spec.strip().partition(":")
+        if not sep or not module_name or not attr or not all(p.isidentifier() for p in attr.split(".")):
+            raise EntrypointError(f"invalid entrypoint {spec!r}: expected \"module:attr\", e.g. \"my_agent:agent\"")
+        app_dir = os.path.abspath(os.environ.get("AGENTDISPATCH_APP_DIR") or os.getcwd())
+        if app_dir not in sys.path:
+            sys.path.insert(0, app_dir)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if missing == module_name or module_name.startswith(missing + "."):
+                raise EntrypointError(
+                    f"entrypoint module {module_name!r} not found (AGENTDISPATCH_APP_DIR={app_dir})"
+                ) from exc
+            raise EntrypointError(f"importing entrypoint module {module_name!r} failed: {exc}") from exc
+        except Exception as exc:
+            raise EntrypointError(
+                f"importing entrypoint module {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        obj = module
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise EntrypointError(f"entrypoint module {module_name!r} has no attribute {attr!r}") from None
+        return obj
+
+
+# -- process plumbing -----------------------------------------------------------------------
+
+def _protect_stdout() -> int:
+    """Keep the original stdout for the protocol; send fd 1 and sys.stdout to stderr.
+
+    Returns the (non-inheritable) protocol fd."""
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    proto_fd = os.dup(1)  # os.dup makes it non-inheritable: subprocesses never hold the pipe
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return proto_fd
+
+
+def _read_envelope(argv: list[str]) -> dict:
+    if argv:  # manual use: python runner.py some instruction words
+        return {"taskType": "agent.run", "instruction": " ".join(argv), "input": {}}
+    data = sys.stdin.buffer.read().decode("utf-8", "replace").strip()
+    if not data:
+        raise ValueError("no envelope: expected one JSON object line on stdin")
+    try:
+        envelope = json.loads(data)
+    except json.JSONDecodeError:
+        try:
+            envelope = json.loads(data.splitlines()[0])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the stdin envelope is not valid JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise ValueError("the stdin envelope must be a JSON object")
+    return envelope
+
+
+def _fail(framework: str, exc: BaseException, code: int = 1) -> None:
+    """Traceback tail, then one clear line last (the worker shows the last stderr lines)."""
+    try:
+        if not isinstance(exc, (EntrypointError, ValueError)) or os.environ.get("AGENTDISPATCH_DEBUG"):
+            lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+            sys.stderr.write("\n".join(lines[-12:]) + "\n")
+        message = " ".join(str(exc).split()) or "(no message)"
+        sys.stderr.write(f"{framework} runner failed: {type(exc).__name__}: {message}\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _exit(code: int) -> None:
+    """Normal exit, but never let a leftover non-daemon thread keep the process alive."""
+    try:
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    grace = float(os.environ.get("AGENTDISPATCH_EXIT_GRACE_SECONDS") or 5)
+    timer = threading.Timer(grace, os._exit, (code,))
+    timer.daemon = True
+    timer.start()
+    sys.exit(code)
+
+
+def main(framework: str, run, argv: list[str] | None = None) -> None:
+    """Run ``run(runner)`` as an agentdispatch child process and exit."""
+    quiet_env()
+    emitter = _Emitter(_protect_stdout())
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        try:
+            emitter.write_line(
+                {"type": "task.log", "message": f"cancelled by {name}", "payload": {"signal": name}},
+                timeout=1.0,
+            )
+            sys.stderr.flush()
+        finally:
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    try:
+        envelope = _read_envelope(sys.argv[1:] if argv is None else argv)
+        runner = Runner(envelope, framework, emit=emitter.write_line)
+        output = run(runner)
+        if not runner.result_emitted:
+            if output is None:
+                sys.stderr.write(f"{framework} runner: finished without a result\n")
+            else:
+                runner.result(output if isinstance(output, str) else json.dumps(output, default=_jsonable))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code:
+            _fail(framework, RuntimeError(f"exited with status {code}: {exc.code}"), code)
+        _exit(0)
+    except BaseException as exc:  # noqa: BLE001 - report everything, exit 1
+        _fail(framework, exc)
+    _exit(0)
