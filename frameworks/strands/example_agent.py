@@ -1,0 +1,76 @@
+"""Example Strands agent on an offline scripted model (no network, no key).
+
+Contract shared by every framework example: one tool `shout`; the model first
+calls `shout` with the user's instruction, then answers "Shouted: <result>".
+An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
+"""
+
+import json
+
+from agentdispatch_runner import example_shout  # frameworks/_shared, put on sys.path by runner.py
+from strands import Agent, tool
+from strands.models.model import Model
+
+
+@tool
+def shout(text: str) -> str:
+    """Return the text in upper case."""
+    return example_shout(text)
+
+
+def _last_user_text(messages):
+    for message in reversed(messages):
+        for block in message.get("content", []):
+            if message.get("role") == "user" and "text" in block:
+                return block["text"]
+    return ""
+
+
+def _tool_result_text(messages):
+    """Text of the latest toolResult block, or None before any tool ran."""
+    for message in reversed(messages):
+        for block in message.get("content", []):
+            if "toolResult" in block:
+                return "".join(c.get("text", "") for c in block["toolResult"]["content"])
+    return None
+
+
+class ScriptedModel(Model):
+    """Turn 1: call `shout` with the instruction. Turn 2: final text."""
+
+    def __init__(self):
+        self.config = {"model_id": "scripted"}
+
+    def update_config(self, **model_config):
+        self.config.update(model_config)
+
+    def get_config(self):
+        return self.config
+
+    async def structured_output(self, output_model, prompt, system_prompt=None, **kwargs):
+        raise NotImplementedError("the scripted model has no structured output")
+        yield  # pragma: no cover
+
+    async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):
+        yield {"messageStart": {"role": "assistant"}}
+        shouted = _tool_result_text(messages)
+        if shouted is None:
+            args = json.dumps({"text": _last_user_text(messages)})
+            yield {"contentBlockStart": {"start": {"toolUse": {"toolUseId": "call_1", "name": "shout"}}}}
+            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": args}}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "tool_use"}}
+        else:
+            yield {"contentBlockDelta": {"delta": {"text": f"Shouted: {shouted}"}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "end_turn"}}
+        yield {
+            "metadata": {
+                "usage": {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0},
+                "metrics": {"latencyMs": 0},
+            }
+        }
+
+
+# callback_handler=None: the default handler prints every delta to stdout.
+agent = Agent(model=ScriptedModel(), tools=[shout], callback_handler=None)
