@@ -1,0 +1,51 @@
+"""Example OpenAI Agents SDK agent on the SDK's own offline ScriptedModel (no network, no key).
+
+Contract shared by every framework example: one tool `shout`; the model first
+calls `shout` with the user's instruction, then answers "Shouted: <result>".
+An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
+"""
+
+
+from agentdispatch_runner import example_shout  # frameworks/_shared, put on sys.path by runner.py
+from agents import Agent, function_tool, set_tracing_disabled
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+
+# Tracing exports to the OpenAI API by default; the scripted example never needs it.
+set_tracing_disabled(True)
+
+
+@function_tool
+def shout(text: str) -> str:
+    """Return the text in upper case."""
+    return example_shout(text)
+
+
+def _items(call):
+    return [call.input] if isinstance(call.input, str) else call.input
+
+
+def _instruction(call):
+    for item in _items(call):
+        if isinstance(item, str):
+            return item
+        if item.get("role") == "user":
+            content = item["content"]
+            return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    return ""
+
+
+def _call_shout(call):
+    return [function_call("shout", {"text": _instruction(call)}, call_id="call_1")]
+
+
+def _answer(call):
+    outputs = [i["output"] for i in _items(call) if isinstance(i, dict) and i.get("type") == "function_call_output"]
+    return [assistant_message(f"Shouted: {outputs[-1]}")]
+
+
+agent = Agent(
+    name="shouter",
+    instructions="Shout the user's text with the shout tool, then report it.",
+    model=ScriptedModel([ModelStep.respond(_call_shout), ModelStep.respond(_answer)]),
+    tools=[shout],
+)

@@ -1,0 +1,70 @@
+"""OpenAI Agents SDK runner: streams `Runner.run_streamed().stream_events()` as agentdispatch steps."""
+
+import asyncio
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
+from agentdispatch_runner import EntrypointError, main, quiet_env  # noqa: E402
+
+quiet_env()  # OPENAI_AGENTS_DISABLE_TRACING=1 unless the user configured tracing
+
+
+def default_agent():
+    """Production default: a model name from AGENTDISPATCH_MODEL (OpenAI API, OPENAI_API_KEY), no tools."""
+    from agents import Agent
+
+    model = os.environ.get("AGENTDISPATCH_MODEL")
+    if not model:
+        raise EntrypointError("no agent: set AGENTDISPATCH_ENTRYPOINT (module:attr) or AGENTDISPATCH_MODEL")
+    instructions = os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT") or "You are a helpful assistant."
+    return Agent(name="agentdispatch", instructions=instructions, model=model)
+
+
+def _get(item, key):
+    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+
+
+def _args(arguments):
+    try:
+        return json.loads(arguments)
+    except (TypeError, ValueError):
+        return arguments
+
+
+async def stream(runner, agent):
+    from agents import Runner as AgentsRunner
+
+    run = AgentsRunner.run_streamed(agent, runner.instruction, context=runner.context)
+    names = {}  # call_id -> tool name
+    async for event in run.stream_events():
+        if event.type == "raw_response_event" and event.data.type == "response.completed":
+            runner.step("model_turn", text=event.data.response.output_text)
+        elif event.type == "run_item_stream_event" and event.name == "tool_called":
+            raw = event.item.raw_item
+            name = _get(raw, "name") or _get(raw, "type") or ""
+            names[_get(raw, "call_id")] = name
+            runner.step("tool_call", tool=name, args=_args(_get(raw, "arguments")))
+        elif event.type == "run_item_stream_event" and event.name == "tool_output":
+            call_id = _get(event.item.raw_item, "call_id")
+            runner.step("tool_result", tool=names.get(call_id, ""), result=str(event.item.output))
+    return run
+
+
+def run(runner):
+    from agents import Agent
+
+    agent = runner.load_agent(default_factory=default_agent)
+    if not isinstance(agent, Agent) and callable(agent):  # a factory
+        agent = agent()
+    result = asyncio.run(stream(runner, agent))
+    output = result.final_output
+    output = output if isinstance(output, str) else json.dumps(output, default=str)
+    runner.step("final_answer", text=output)
+    runner.result(output, {"framework": "openai-agents", "instruction": runner.instruction, "steps": runner.steps,
+                           "agent": result.last_agent.name})
+
+
+if __name__ == "__main__":
+    main("openai-agents", run)
