@@ -1,0 +1,86 @@
+"""Example CrewAI crew on an offline scripted LLM (no network, no key).
+
+Contract shared by every framework example: one tool `shout`; the model first
+calls `shout` with the user's instruction, then answers "Shouted: <result>".
+An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
+The runner kicks the crew off with inputs {"instruction": ...}.
+"""
+
+import json
+import re
+
+from agentdispatch_runner import example_shout, quiet_env  # frameworks/_shared, on sys.path via runner.py
+
+quiet_env()  # CrewAI reads its telemetry switches at import time: set them first
+
+from crewai import Agent, Crew, Task  # noqa: E402
+from crewai.events.types.llm_events import LLMCallType  # noqa: E402
+from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
+from crewai.tools import tool  # noqa: E402
+
+# The task description wraps the instruction in markers the scripted model can find again.
+_MARK = re.compile(r"<instruction>(.*?)</instruction>", re.S)
+
+
+@tool("shout")
+def shout(text: str) -> str:
+    """Return the text in upper case."""
+    return example_shout(text)
+
+
+class ScriptedLLM(BaseLLM):
+    """Turn 1: an OpenAI-style call of `shout` with the instruction. Turn 2: final text."""
+
+    def call(self, messages, tools=None, callbacks=None, available_functions=None,
+             from_task=None, from_agent=None, response_model=None):
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        with llm_call_context():  # one call id for the started/completed events
+            # Like the real providers, report the call on the event bus (the runner streams it).
+            self._emit_call_started_event(messages, tools, from_task=from_task, from_agent=from_agent)
+            results = [m.get("content") for m in messages if m.get("role") == "tool"]
+            if results:
+                response, kind = f"Shouted: {results[-1]}", LLMCallType.LLM_CALL
+            else:
+                text = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
+                found = _MARK.search(text)
+                args = {"text": found.group(1) if found else text}
+                response = [{"id": "call_1", "type": "function",
+                             "function": {"name": "shout", "arguments": json.dumps(args)}}]
+                kind = LLMCallType.TOOL_CALL
+            self._emit_call_completed_event(response, kind, from_task, from_agent, messages)
+            return response
+
+    def supports_function_calling(self):
+        return True
+
+    def supports_stop_words(self):
+        return False
+
+    def get_context_window_size(self):
+        return 8192
+
+    def get_input_tokens_count(self, messages, tools=None, response_model=None):
+        return 0  # nothing to count for a scripted model (the default logs a warning)
+
+
+_shouter = Agent(
+    role="Shouter",
+    goal="Shout the user's text with the shout tool",
+    backstory="Speaks only in capitals.",
+    llm=ScriptedLLM(model="scripted"),
+    tools=[shout],
+    verbose=False,
+)
+
+agent = Crew(
+    agents=[_shouter],
+    tasks=[
+        Task(
+            description="Shout this text: <instruction>{instruction}</instruction>",
+            expected_output="The shouted text",
+            agent=_shouter,
+        )
+    ],
+    verbose=False,
+)

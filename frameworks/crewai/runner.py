@@ -1,0 +1,85 @@
+"""CrewAI runner: streams the crewai event bus (LLM calls, tool usage) as agentdispatch steps."""
+
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
+from agentdispatch_runner import EntrypointError, main, quiet_env  # noqa: E402
+
+quiet_env()  # CrewAI reads its telemetry switches at import time
+
+
+def default_agent():
+    """Production default: one agent on the model AGENTDISPATCH_MODEL (a crewai LLM string), one task."""
+    from crewai import Agent, Crew, Task
+
+    model = os.environ.get("AGENTDISPATCH_MODEL")
+    if not model:
+        raise EntrypointError("no agent: set AGENTDISPATCH_ENTRYPOINT (module:attr) or AGENTDISPATCH_MODEL")
+    assistant = Agent(role="Assistant", goal="Carry out the user's instruction",
+                      backstory=os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT") or "A helpful assistant.", llm=model)
+    task = Task(description="{instruction}", expected_output="The answer", agent=assistant)
+    return Crew(agents=[assistant], tasks=[task])
+
+
+def private_home(runner):
+    """CrewAI writes keys and databases under $HOME and CREWAI_STORAGE_DIR: keep them in the task folder."""
+    if not runner.task_dir or os.environ.get("AGENTDISPATCH_KEEP_HOME"):
+        return
+    base = os.path.join(runner.task_dir, "crewai")
+    os.environ.setdefault("CREWAI_STORAGE_DIR", os.path.join(base, "storage"))
+    os.environ["HOME"] = os.path.join(base, "home")
+    os.makedirs(os.environ["HOME"], exist_ok=True)
+
+
+def watch(runner, bus):
+    """Async handlers: the bus runs them in emission order on its own loop (sync ones run on a pool)."""
+    from crewai.events import (LLMCallCompletedEvent, ToolUsageErrorEvent, ToolUsageFinishedEvent,
+                               ToolUsageStartedEvent)
+
+    @bus.on(LLMCallCompletedEvent)
+    async def model_turn(_source, event):
+        runner.step("model_turn", text=event.response if isinstance(event.response, str) else "")
+
+    @bus.on(ToolUsageStartedEvent)
+    async def tool_call(_source, event):
+        runner.step("tool_call", tool=event.tool_name, args=event.tool_args)
+
+    @bus.on(ToolUsageFinishedEvent)
+    async def tool_result(_source, event):
+        runner.step("tool_result", tool=event.tool_name, result=str(event.output))
+
+    @bus.on(ToolUsageErrorEvent)
+    async def tool_error(_source, event):
+        runner.step("tool_result", tool=event.tool_name, result=str(event.error), status="error")
+
+
+def run(runner):
+    private_home(runner)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    from crewai import Crew, Flow
+    from crewai.events import crewai_event_bus
+
+    agent = runner.load_agent(default_factory=default_agent)
+    # CrewAI with telemetry on installs SIGTERM/SIGINT handlers (flush, then SystemExit(0) in some
+    # versions): keep the helper's (report, exit 143 at once), so a killed run never looks successful.
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    if not hasattr(agent, "kickoff") and callable(agent):  # a factory
+        agent = agent()
+    watch(runner, crewai_event_bus)
+    if isinstance(agent, (Crew, Flow)):
+        scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}
+        output = agent.kickoff(inputs={**scalars, "instruction": runner.instruction})
+    else:  # a single crewai Agent
+        output = agent.kickoff(runner.instruction)
+    crewai_event_bus.flush()
+    text = getattr(output, "raw", output)
+    text = text if isinstance(text, str) else str(text)
+    runner.step("final_answer", text=text)
+    runner.result(text)
+
+
+if __name__ == "__main__":
+    main("crewai", run)
