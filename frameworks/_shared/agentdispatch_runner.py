@@ -51,6 +51,8 @@ __all__ = [
     "main",
     "quiet_env",
     "example_shout",
+    "as_text",
+    "model_id_from_env",
     "STEPS",
 ]
 
@@ -104,6 +106,43 @@ def example_shout(text: str) -> str:
     if re.search(r"\bslow\b", text, re.IGNORECASE):
         time.sleep(60)
     return text.upper()
+
+
+def model_id_from_env() -> str:
+    """The production default agent's model id: env ``AGENTDISPATCH_MODEL_ID``."""
+    model_id = os.environ.get("AGENTDISPATCH_MODEL_ID", "").strip()
+    if not model_id:
+        raise EntrypointError(
+            "no agent: set AGENTDISPATCH_ENTRYPOINT (or input.entrypoint) to \"module:attr\", "
+            "or AGENTDISPATCH_MODEL_ID for the default agent"
+        )
+    return model_id
+
+
+def as_text(value) -> str:
+    """Best-effort text of a framework value: str, message objects (``.text``/``.content``),
+    lists of content blocks (their text parts joined), dicts with "text"/"content", else JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "".join(as_text(v) for v in value if not isinstance(v, dict) or "text" in v or "content" in v)
+    if isinstance(value, dict):
+        for key in ("text", "content", "output"):
+            if key in value:
+                return as_text(value[key])
+        return json.dumps(value, ensure_ascii=False, default=_jsonable)
+    for attr in ("text", "content"):
+        v = getattr(value, attr, None)
+        if callable(v) and not isinstance(v, str):  # langchain's .text is a callable str
+            try:
+                v = v()
+            except TypeError:
+                continue
+        if v is not None:
+            return as_text(v)
+    return json.dumps(value, ensure_ascii=False, default=_jsonable)
 
 
 def _jsonable(value):

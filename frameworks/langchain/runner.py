@@ -1,0 +1,55 @@
+"""LangChain runner: streams a LangChain agent's steps (astream_events v2) as agentdispatch events.
+
+The entrypoint is a Runnable taking {"messages": [...]} (e.g. `langchain.agents.create_agent`).
+Without one, the default agent is `create_agent(AGENTDISPATCH_MODEL_ID)` with no tools.
+"""
+
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
+from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+
+quiet_env()
+
+
+def default_agent():
+    from langchain.agents import create_agent
+
+    return create_agent(model_id_from_env(), tools=[], system_prompt=os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT"))
+
+
+def final_text(output):
+    messages = output.get("messages") if isinstance(output, dict) else None
+    return as_text(messages[-1] if messages else output)
+
+
+async def stream(runner, agent):
+    inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
+    config = {"run_name": "agentdispatch", "metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
+    output = None
+    async for ev in agent.astream_events(inputs, config=config, version="v2"):
+        kind, data = ev["event"], ev.get("data", {})
+        if kind == "on_chat_model_end":
+            msg = data.get("output")
+            calls = [c["name"] for c in getattr(msg, "tool_calls", None) or []]
+            runner.step("model_turn", text=as_text(msg), toolCalls=calls)
+        elif kind == "on_tool_start":
+            runner.step("tool_call", tool=ev["name"], args=data.get("input"))
+        elif kind == "on_tool_end":
+            runner.step("tool_result", tool=ev["name"], result=as_text(data.get("output")))
+        elif kind == "on_chain_end" and not ev.get("parent_ids"):
+            output = data.get("output")
+    text = final_text(output)
+    runner.step("final_answer", text=text)
+    return text
+
+
+def run(runner):
+    agent = runner.load_agent(default_factory=default_agent)
+    return asyncio.run(stream(runner, agent))
+
+
+if __name__ == "__main__":
+    main("langchain", run)

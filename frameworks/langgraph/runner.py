@@ -1,0 +1,59 @@
+"""LangGraph runner: streams a compiled graph's node updates as agentdispatch events.
+
+The entrypoint is a compiled graph whose state has "messages" (e.g. MessagesState). Each node
+update is reported as it happens: AI messages as model_turn (+ tool_call per tool call), tool
+messages as tool_result; data a node writes with `get_stream_writer()` becomes a progress event.
+Without an entrypoint, the default agent is `langchain.agents.create_agent(AGENTDISPATCH_MODEL_ID)`
+(add `langchain` and a provider package to requirements.txt).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
+from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+
+quiet_env()
+
+
+def default_agent():
+    try:
+        from langchain.agents import create_agent  # a LangGraph graph; "provider:model" ids
+    except ImportError:
+        raise RuntimeError("the default agent needs `langchain` and a provider package in requirements.txt") from None
+    return create_agent(model_id_from_env(), tools=[], system_prompt=os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT"))
+
+
+def report(runner, message):
+    kind = getattr(message, "type", None)
+    if kind == "ai":
+        calls = getattr(message, "tool_calls", None) or []
+        runner.step("model_turn", text=as_text(message), toolCalls=[c["name"] for c in calls])
+        for call in calls:
+            runner.step("tool_call", tool=call["name"], args=call.get("args", {}))
+    elif kind == "tool":
+        runner.step("tool_result", tool=message.name, result=as_text(message))
+
+
+def run(runner):
+    graph = runner.load_agent(default_factory=default_agent)
+    inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
+    config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
+    state = None
+    for mode, chunk in graph.stream(inputs, config=config, stream_mode=["updates", "values", "custom"]):
+        if mode == "values":
+            state = chunk
+        elif mode == "custom":
+            runner.progress("custom", **(chunk if isinstance(chunk, dict) else {"data": chunk}))
+        else:
+            for update in chunk.values():
+                for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
+                    report(runner, message)
+    messages = state.get("messages") if isinstance(state, dict) else None
+    text = as_text(messages[-1] if messages else state)
+    runner.step("final_answer", text=text)
+    return text
+
+
+if __name__ == "__main__":
+    main("langgraph", run)
