@@ -1,0 +1,109 @@
+# syntax=docker/dockerfile:1
+#
+# agentdispatch-worker for Amazon Bedrock AgentCore Runtime: the worker binary as PID 1 and the
+# Python framework runners with their virtualenvs, in one image.
+#
+#   docker buildx build --platform linux/arm64 -t agentdispatch-worker .       # AgentCore
+#   docker buildx build --platform linux/amd64 --load -t agentdispatch-worker .
+#   docker buildx build --build-arg FRAMEWORKS="langgraph" ...                  # fewer frameworks
+#
+# The Rust stage runs on the build machine and cross-compiles for TARGETARCH, so it runs at native
+# speed on an x86 host. The runtime stage is the target platform: its virtualenvs are created there,
+# for the target architecture (under QEMU binfmt emulation when the host differs).
+# docs/packaging.md has the measured sizes and the reasons for the default FRAMEWORKS.
+
+# Builder and runtime must share a Debian release: the binary links the builder's glibc.
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS builder
+ARG TARGETARCH
+ARG BUILDARCH
+
+# Rust target triple, and a cross linker when the target is not the build machine's architecture.
+RUN set -eux; \
+    case "$TARGETARCH" in \
+      arm64) triple=aarch64-unknown-linux-gnu; gnu=aarch64-linux-gnu ;; \
+      amd64) triple=x86_64-unknown-linux-gnu; gnu=x86-64-linux-gnu ;; \
+      *) echo "unsupported TARGETARCH '$TARGETARCH' (use linux/arm64 or linux/amd64)" >&2; exit 1 ;; \
+    esac; \
+    if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
+      apt-get update; \
+      apt-get install -y --no-install-recommends "gcc-$gnu" "libc6-dev-$TARGETARCH-cross"; \
+      rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    rustup target add "$triple"; \
+    echo "$triple" > /rust-target
+
+# Debian's gcc names: native builds have these too, so they are safe to set for both targets.
+ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
+    CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+    CC_x86_64_unknown_linux_gnu=x86_64-linux-gnu-gcc
+
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,id=agentdispatch-target-${TARGETARCH},sharing=locked \
+    set -eux; \
+    triple="$(cat /rust-target)"; \
+    cargo build --release --locked --target "$triple" --bin agentdispatch-worker; \
+    install -D -m 0755 "target/$triple/release/agentdispatch-worker" /out/agentdispatch-worker
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+# Python frameworks whose virtualenvs the image carries (folders of frameworks/, space-separated).
+# The default keeps the image well under AgentCore's 1 GB limit; crewai alone is ~1 GB.
+ARG FRAMEWORKS="langchain langgraph openai-agents pydantic-ai strands"
+# The uv release scripts/setup-frameworks.sh is written for; used at build time only.
+ARG UV_VERSION=0.13.9
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+RUN groupadd --gid 1000 agentdispatch \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agentdispatch \
+       --shell /usr/sbin/nologin agentdispatch
+
+WORKDIR /opt/agentdispatch
+COPY frameworks/ frameworks/
+COPY scripts/setup-frameworks.sh scripts/setup-frameworks.sh
+
+# One layer: uv and its cache live in /tmp only during this step, so the image keeps the venvs
+# alone, and files shared by several venvs stay hardlinks to one copy (uv links from its cache).
+# Python framework folders (those with a requirements.txt) not named in FRAMEWORKS are removed.
+RUN set -eux; \
+    for req in frameworks/*/requirements.txt; do \
+      [ -f "$req" ] || continue; \
+      name="$(basename "$(dirname "$req")")"; \
+      case " $FRAMEWORKS " in *" $name "*) ;; *) rm -rf "frameworks/$name" ;; esac; \
+    done; \
+    if [ -n "$(echo $FRAMEWORKS)" ]; then \
+      python -m venv /tmp/uv-tool; \
+      /tmp/uv-tool/bin/pip install --quiet "uv==${UV_VERSION}"; \
+      UV=/tmp/uv-tool/bin/uv UV_CACHE_DIR=/tmp/uv-cache PYTHON=/usr/local/bin/python3 \
+        scripts/setup-frameworks.sh $FRAMEWORKS; \
+    fi; \
+    rm -rf /tmp/uv-tool /tmp/uv-cache /root/.cache scripts
+
+COPY --from=builder /out/agentdispatch-worker /usr/local/bin/agentdispatch-worker
+
+# The environment the worker reads (SPEC §1); the artifact dir is writable by uid 1000.
+ENV AGENTDISPATCH_FRAMEWORKS_DIR=/opt/agentdispatch/frameworks \
+    AGENTDISPATCH_ARTIFACT_DIR=/var/lib/agentdispatch/artifacts \
+    HOME=/home/agentdispatch \
+    PORT=8080
+RUN install -d -o 1000 -g 1000 -m 0750 /var/lib/agentdispatch "$AGENTDISPATCH_ARTIFACT_DIR"
+
+USER 1000:1000
+# Fails the build when the binary does not run on the target or cannot read the frameworks.
+RUN ["/usr/local/bin/agentdispatch-worker", "frameworks"]
+
+EXPOSE 8080
+# The worker is PID 1: it handles SIGTERM and reaps orphans itself, so no init is needed.
+ENTRYPOINT ["/usr/local/bin/agentdispatch-worker"]
+CMD ["serve"]

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Build the worker image for AgentCore Runtime and push it to Amazon ECR.
+#
+#   AWS_REGION=us-west-2 scripts/build-and-push-ecr.sh
+#
+# Environment:
+#   AWS_REGION or AWS_DEFAULT_REGION  the region of the ECR repository (required)
+#   ECR_REPOSITORY                    repository name (default: agentdispatch-worker-agentcore)
+#   IMAGE_TAG                         image tag (default: latest)
+#   PLATFORM                          buildx platform (default: linux/arm64, what AgentCore runs)
+#   FRAMEWORKS                        passed to the build as --build-arg FRAMEWORKS when set
+#   SKIP_TESTS=1                      skip scripts/test.sh before building
+#
+# Steps: check tools and region, run the tests, find the account, create the repository when it
+# does not exist, log docker in to ECR, build with buildx for PLATFORM and push. Progress goes to
+# stderr; the only line on stdout, and so the last one, is the pushed image URI, ready for
+# target.details.ecrImageUri.
+set -euo pipefail
+
+say() { printf 'build-and-push-ecr: %s\n' "$*" >&2; }
+die() {
+  printf 'build-and-push-ecr: error: %s\n' "$*" >&2
+  exit 1
+}
+
+region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+repository="${ECR_REPOSITORY:-agentdispatch-worker-agentcore}"
+tag="${IMAGE_TAG:-latest}"
+platform="${PLATFORM:-linux/arm64}"
+
+command -v aws >/dev/null 2>&1 ||
+  die "the AWS CLI ('aws') is not on PATH; install AWS CLI v2 and configure credentials"
+command -v docker >/dev/null 2>&1 ||
+  die "'docker' is not on PATH; install Docker with the buildx plugin"
+[[ -n "$region" ]] || die "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), e.g. AWS_REGION=us-west-2"
+docker buildx version >/dev/null 2>&1 ||
+  die "'docker buildx' is not available; install the Docker buildx plugin"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if [[ "${SKIP_TESTS:-0}" == "1" ]]; then
+  say "step tests: skipped (SKIP_TESTS=1)"
+else
+  say "step tests: scripts/test.sh"
+  [[ -x scripts/test.sh ]] || die "step tests: scripts/test.sh not found (set SKIP_TESTS=1 to skip)"
+  scripts/test.sh >&2 || die "step tests: scripts/test.sh failed; nothing was pushed"
+fi
+
+say "step account: aws sts get-caller-identity"
+account="$(aws sts get-caller-identity --query Account --output text --region "$region")" ||
+  die "step account: 'aws sts get-caller-identity' failed; are AWS credentials configured?"
+[[ "$account" =~ ^[0-9]{12}$ ]] ||
+  die "step account: 'aws sts get-caller-identity' returned '$account', not a 12-digit account id"
+
+domain="amazonaws.com"
+if [[ "$region" == cn-* ]]; then
+  domain="amazonaws.com.cn"
+fi
+registry="${account}.dkr.ecr.${region}.${domain}"
+uri="${registry}/${repository}:${tag}"
+
+say "step repository: aws ecr describe-repositories ($repository)"
+if described="$(aws ecr describe-repositories --repository-names "$repository" --region "$region" 2>&1)"; then
+  say "repository $repository exists"
+elif [[ "$described" == *RepositoryNotFoundException* ]]; then
+  say "step repository: creating $repository"
+  aws ecr create-repository --repository-name "$repository" --region "$region" \
+    --image-scanning-configuration scanOnPush=true >/dev/null ||
+    die "step repository: 'aws ecr create-repository' failed for $repository in $region"
+else
+  printf '%s\n' "$described" >&2
+  die "step repository: 'aws ecr describe-repositories' failed for $repository in $region"
+fi
+
+say "step login: docker login $registry"
+aws ecr get-login-password --region "$region" |
+  docker login --username AWS --password-stdin "$registry" >&2 ||
+  die "step login: 'aws ecr get-login-password | docker login' failed for $registry"
+
+build_args=()
+if [[ -n "${FRAMEWORKS:-}" ]]; then
+  build_args+=(--build-arg "FRAMEWORKS=${FRAMEWORKS}")
+fi
+say "step build: docker buildx build --platform $platform -t $uri --push"
+# The ${a[@]+"${a[@]}"} form keeps an empty array safe under `set -u` in bash 3.2 (macOS).
+docker buildx build --platform "$platform" ${build_args[@]+"${build_args[@]}"} -t "$uri" --push . >&2 ||
+  die "step build: 'docker buildx build --platform $platform' failed; nothing was pushed"
+
+say "pushed $uri"
+printf '%s\n' "$uri"
