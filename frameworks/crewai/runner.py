@@ -5,18 +5,16 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import EntrypointError, main, quiet_env  # noqa: E402
+from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()  # CrewAI reads its telemetry switches at import time
 
 
 def default_agent():
-    """Production default: one agent on the model AGENTDISPATCH_MODEL (a crewai LLM string), one task."""
+    """Production default: one agent on the model AGENTDISPATCH_MODEL_ID (a crewai LLM string), one task."""
     from crewai import Agent, Crew, Task
 
-    model = os.environ.get("AGENTDISPATCH_MODEL")
-    if not model:
-        raise EntrypointError("no agent: set AGENTDISPATCH_ENTRYPOINT (module:attr) or AGENTDISPATCH_MODEL")
+    model = model_id_from_env()
     assistant = Agent(role="Assistant", goal="Carry out the user's instruction",
                       backstory=os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT") or "A helpful assistant.", llm=model)
     task = Task(description="{instruction}", expected_output="The answer", agent=assistant)
@@ -40,7 +38,9 @@ def watch(runner, bus):
 
     @bus.on(LLMCallCompletedEvent)
     async def model_turn(_source, event):
-        runner.step("model_turn", text=event.response if isinstance(event.response, str) else "")
+        calls = event.response if isinstance(event.response, list) else []
+        runner.step("model_turn", text=as_text(event.response),
+                    toolCalls=[(c.get("function") or c).get("name") for c in calls if isinstance(c, dict)])
 
     @bus.on(ToolUsageStartedEvent)
     async def tool_call(_source, event):
@@ -78,7 +78,7 @@ def run(runner):
     text = getattr(output, "raw", output)
     text = text if isinstance(text, str) else str(text)
     runner.step("final_answer", text=text)
-    runner.result(text)
+    return text
 
 
 if __name__ == "__main__":

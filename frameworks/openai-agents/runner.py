@@ -6,20 +6,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import EntrypointError, main, quiet_env  # noqa: E402
+from agentdispatch_runner import main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()  # OPENAI_AGENTS_DISABLE_TRACING=1 unless the user configured tracing
 
 
 def default_agent():
-    """Production default: a model name from AGENTDISPATCH_MODEL (OpenAI API, OPENAI_API_KEY), no tools."""
+    """Production default: the model AGENTDISPATCH_MODEL_ID (OpenAI API, OPENAI_API_KEY), no tools."""
     from agents import Agent
 
-    model = os.environ.get("AGENTDISPATCH_MODEL")
-    if not model:
-        raise EntrypointError("no agent: set AGENTDISPATCH_ENTRYPOINT (module:attr) or AGENTDISPATCH_MODEL")
     instructions = os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT") or "You are a helpful assistant."
-    return Agent(name="agentdispatch", instructions=instructions, model=model)
+    return Agent(name="agentdispatch", instructions=instructions, model=model_id_from_env())
 
 
 def _get(item, key):
@@ -40,7 +37,9 @@ async def stream(runner, agent):
     names = {}  # call_id -> tool name
     async for event in run.stream_events():
         if event.type == "raw_response_event" and event.data.type == "response.completed":
-            runner.step("model_turn", text=event.data.response.output_text)
+            response = event.data.response
+            calls = [_get(i, "name") for i in response.output if _get(i, "type") == "function_call"]
+            runner.step("model_turn", text=response.output_text, toolCalls=calls)
         elif event.type == "run_item_stream_event" and event.name == "tool_called":
             raw = event.item.raw_item
             name = _get(raw, "name") or _get(raw, "type") or ""
@@ -61,9 +60,8 @@ def run(runner):
     result = asyncio.run(stream(runner, agent))
     output = result.final_output
     output = output if isinstance(output, str) else json.dumps(output, default=str)
-    runner.step("final_answer", text=output)
-    runner.result(output, {"framework": "openai-agents", "instruction": runner.instruction, "steps": runner.steps,
-                           "agent": result.last_agent.name})
+    runner.step("final_answer", text=output, agent=result.last_agent.name)
+    return output
 
 
 if __name__ == "__main__":
