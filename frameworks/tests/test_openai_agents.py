@@ -1,0 +1,38 @@
+"""Runner contract tests for frameworks/openai-agents (shared tests in conftest.py), plus SDK specifics."""
+
+from conftest import AUDIT_SITECUSTOMIZE, FrameworkContract, run_framework, write_module
+
+
+class TestOpenaiAgents(FrameworkContract):
+    framework = "openai-agents"
+
+    def test_every_step_in_order(self, tmp_path):
+        run = run_framework(self.framework, tmp_path)
+        assert [p["step"] for _, p in run.steps()] == [
+            "model_turn", "tool_call", "tool_result", "model_turn", "final_answer"], run.describe()
+        assert run.steps("model_turn")[0][1]["toolCalls"] == ["shout"]
+        assert run.steps("final_answer")[0][1]["agent"] == "shouter"
+
+    def test_stays_offline_with_an_api_key_set(self, tmp_path):
+        # With a key, the SDK's tracing exports to the OpenAI API. This user agent does not call
+        # set_tracing_disabled (the example does): the runner's environment must turn it off.
+        app, hook_dir, log = tmp_path / "app", tmp_path / "audit", tmp_path / "audit.log"
+        write_module(app, "plain_agent", """
+            from agents import Agent, function_tool
+            from agents.testing import ScriptedModel, assistant_message, function_call
+
+            @function_tool
+            def shout(text: str) -> str:
+                return text.upper()
+
+            model = ScriptedModel([[function_call("shout", {"text": "hello world"}, call_id="c1")],
+                                   [assistant_message("Shouted: HELLO WORLD")]])
+            agent = Agent(name="plain", model=model, tools=[shout])
+        """)
+        write_module(hook_dir, "sitecustomize", AUDIT_SITECUSTOMIZE)
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "plain_agent:agent"}, env={
+            "AGENTDISPATCH_APP_DIR": str(app), "PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log),
+            "OPENAI_API_KEY": "sk-test-not-a-key"})
+        assert run.returncode == 0, run.describe()
+        assert run.results[0][1]["output"] == "Shouted: HELLO WORLD", run.describe()
+        assert log.read_text().splitlines()[1:] == [], log.read_text()
