@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the Python tests of the framework runners (frameworks/tests) with pytest.
 #
-#   scripts/test-frameworks.sh [PYTEST ARGS…]      e.g. -k langgraph, -x, -v
+#   scripts/test-frameworks.sh [PYTEST ARGS…] [TEST PATHS…]   e.g. -k langgraph, -x, -v
 #
 # pytest is installed with pip into a tools venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/ when missing. The framework venvs come
@@ -21,4 +21,11 @@ if ! "$TOOLS_DIR/bin/python" -c 'import pytest' >/dev/null 2>&1; then
 fi
 
 cd "$ROOT"
-exec "$TOOLS_DIR/bin/python" -m pytest -p no:cacheprovider -rfE "$@" frameworks/tests
+# Test paths given (e.g. frameworks/tests/test_langgraph.py or …::TestX): run those, else all.
+targets=(frameworks/tests)
+for arg in "$@"; do
+  if [[ $arg != -* && ( -e ${arg%%::*} ) ]]; then
+    targets=()
+  fi
+done
+exec "$TOOLS_DIR/bin/python" -m pytest -p no:cacheprovider -rfE "$@" "${targets[@]}"

@@ -187,10 +187,33 @@ def write_module(folder: Path, name: str, source: str) -> Path:
     return path
 
 
+def run_plain_runner(tmp_path: Path, body: str, stdin: str = '{"instruction": "hi"}', *, args: tuple = (),
+                     env: dict | None = None, timeout: float = 30) -> Run:
+    """Run a tiny runner on the shared helper with plain python3: ``body`` defines ``run(runner)``."""
+    script = write_module(tmp_path / "plain", "plain_runner", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(SHARED)!r})
+        from agentdispatch_runner import main
+    """) + textwrap.dedent(body) + '\nmain("plain", run)\n')
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDISPATCH_")}
+    full_env.update(env or {})
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script), *args], input=stdin, capture_output=True, text=True,
+                          env=full_env, cwd=tmp_path, timeout=timeout)
+    run = Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    run.events = parse_events(proc.stdout)
+    return run
+
+
+ALL_STEPS = ("model_turn", "tool_call", "tool_result", "model_turn", "final_answer")
+
+
 class FrameworkContract:
     """The tests every framework runner passes; subclasses set ``framework``."""
 
     framework: str = ""
+    # the exact sequence of step kinds of the hello-world run, when the runner reports all of them
+    expected_steps: tuple = ()
 
     def test_hello_world_streams_steps_then_result(self, tmp_path):
         run = run_framework(self.framework, tmp_path)
@@ -207,6 +230,9 @@ class FrameworkContract:
         assert call["tool"] == "shout" and call["args"] == {"text": "hello world"}, call
         assert out["tool"] == "shout" and "HELLO WORLD" in out["result"], out
         assert call_i < out_i < result_index, run.describe()
+        if self.expected_steps:
+            assert tuple(p["step"] for _, p in run.steps()) == self.expected_steps, run.describe()
+            assert run.steps("final_answer")[-1][1]["text"] == "Shouted: HELLO WORLD"
 
     def test_missing_entrypoint_module_fails_clearly(self, tmp_path):
         run = run_framework(self.framework, tmp_path, input={"entrypoint": "no_such_agent_module:agent"})

@@ -1,0 +1,275 @@
+"""Unit tests of frameworks/_shared/agentdispatch_runner.py with plain python3 (no framework)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import agentdispatch_runner as adr
+from conftest import AUDIT_SITECUSTOMIZE, parse_events, run_plain_runner, write_module
+
+
+def collecting_runner(envelope, **kw):
+    events = []
+    return adr.Runner(envelope, "test", emit=events.append, **kw), events
+
+
+# -- envelope --------------------------------------------------------------------------------
+
+def test_envelope_fields():
+    env = {"taskType": "agent.run", "framework": "x", "instruction": "do it", "context": {"a": 1},
+           "input": {"entrypoint": "m:a", "k": 2}, "metadata": {"m": 3}, "taskId": "t1",
+           "taskDir": "/tmp/t1", "sessionId": "s1"}
+    r, _ = collecting_runner(env)
+    assert (r.instruction, r.context, r.input, r.metadata) == ("do it", {"a": 1}, env["input"], {"m": 3})
+    assert (r.task_id, r.task_dir, r.session_id, r.envelope) == ("t1", "/tmp/t1", "s1", env)
+
+
+def test_envelope_falls_back_to_input_and_env(monkeypatch):
+    monkeypatch.setenv("AGENTDISPATCH_TASK_DIR", "/tmp/from-env")
+    r, _ = collecting_runner({"input": {"instruction": "from input", "context": {"c": 1}}})
+    assert (r.instruction, r.context, r.task_dir) == ("from input", {"c": 1}, "/tmp/from-env")
+    r, _ = collecting_runner({"input": "not an object", "context": None})
+    assert (r.instruction, r.context, r.input) == ("", {}, {})
+
+
+def test_envelope_must_be_an_object():
+    with pytest.raises(ValueError):
+        adr.Runner(["not", "a", "dict"])
+
+
+# -- events ----------------------------------------------------------------------------------
+
+def test_step_progress_log_and_result_shapes():
+    r, events = collecting_runner({"instruction": "hi"})
+    r.step("tool_call", tool="shout", args={"text": "hi"})
+    r.step("tool_result", tool="shout", result="HI")
+    r.log("note", level="info")
+    r.result("Shouted: HI")
+    assert events == [
+        {"type": "task.progress", "message": "tool_call shout", "payload": {"step": "tool_call", "tool": "shout", "args": {"text": "hi"}}},
+        {"type": "task.progress", "message": "tool_result shout", "payload": {"step": "tool_result", "tool": "shout", "result": "HI"}},
+        {"type": "task.log", "message": "note", "payload": {"level": "info"}},
+        {"type": "task.result", "output": "Shouted: HI", "result": {"framework": "test", "instruction": "hi", "steps": 2}, "artifacts": []},
+    ]
+
+
+def test_unknown_step_and_second_result_are_errors():
+    r, _ = collecting_runner({})
+    with pytest.raises(ValueError):
+        r.step("thinking")
+    r.result("one")
+    with pytest.raises(RuntimeError):
+        r.result("two")
+
+
+def test_long_step_text_is_clipped():
+    r, events = collecting_runner({})
+    r.step("model_turn", text="x" * 200_000)
+    assert len(events[0]["payload"]["text"]) < 70_000
+
+
+def test_over_long_output_goes_to_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENTDISPATCH_MAX_LINE_BYTES", "1000")
+    r, events = collecting_runner({"taskDir": str(tmp_path)})
+    r.result("y" * 5000)
+    assert (tmp_path / "output.txt").read_text() == "y" * 5000
+    assert len(events[0]["output"]) < 1000 and "output.txt" in events[0]["output"]
+
+
+def test_as_text():
+    assert adr.as_text([{"type": "text", "text": "a"}, {"type": "image"}, "b"]) == "ab"
+    assert adr.as_text(None) == "" and adr.as_text({"content": "c"}) == "c" and adr.as_text(3) == "3"
+
+
+def test_quiet_env_keeps_user_values(monkeypatch):
+    monkeypatch.setenv("LANGSMITH_TRACING", "true")
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.delenv("CREWAI_DISABLE_TELEMETRY", raising=False)
+    adr.quiet_env()
+    assert os.environ["LANGSMITH_TRACING"] == "true"
+    assert os.environ["OTEL_SDK_DISABLED"] == "true" and os.environ["CREWAI_DISABLE_TELEMETRY"] == "true"
+
+
+def test_example_shout():
+    assert adr.example_shout("hello world") == "HELLO WORLD"
+
+
+# -- load_agent ------------------------------------------------------------------------------
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """An app dir as AGENTDISPATCH_APP_DIR; modules imported from it are forgotten afterwards."""
+    monkeypatch.setenv("AGENTDISPATCH_APP_DIR", str(tmp_path))
+    monkeypatch.delenv("AGENTDISPATCH_ENTRYPOINT", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_load_agent_from_input_entrypoint(app):
+    write_module(app, "ad_agent_a", "class Box:\n    agent = object()\nagent = 'the agent'\n")
+    r, _ = collecting_runner({"input": {"entrypoint": "ad_agent_a:agent"}})
+    assert r.load_agent() == "the agent"
+    r, _ = collecting_runner({"input": {"entrypoint": "ad_agent_a:Box.agent"}})
+    assert r.load_agent() is sys.modules["ad_agent_a"].Box.agent
+
+
+def test_input_entrypoint_wins_over_env(app, monkeypatch):
+    write_module(app, "ad_agent_b", "one = 1\ntwo = 2\n")
+    monkeypatch.setenv("AGENTDISPATCH_ENTRYPOINT", "ad_agent_b:one")
+    assert collecting_runner({})[0].load_agent() == 1
+    assert collecting_runner({"input": {"entrypoint": "ad_agent_b:two"}})[0].load_agent() == 2
+
+
+def test_load_agent_default_factory_and_none(app, monkeypatch):
+    r, _ = collecting_runner({})
+    assert r.load_agent(default_factory=lambda: "default") == "default"
+    with pytest.raises(adr.EntrypointError, match="no agent entrypoint"):
+        r.load_agent()
+    monkeypatch.delenv("AGENTDISPATCH_MODEL_ID", raising=False)
+    with pytest.raises(adr.EntrypointError, match="AGENTDISPATCH_MODEL_ID"):
+        adr.model_id_from_env()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_colon", "invalid entrypoint"),
+    ("mod:", "invalid entrypoint"),
+    ("mod:not-an-identifier", "invalid entrypoint"),
+    ("ad_missing_module:agent", "entrypoint module 'ad_missing_module' not found"),
+    ("ad_agent_c:missing", "has no attribute 'missing'"),
+    ("ad_agent_raises:agent", "failed: RuntimeError: construction failed"),
+    ("ad_agent_bad_import:agent", "failed: No module named 'ad_dependency_missing'"),
+])
+def test_load_agent_errors(app, spec, message):
+    write_module(app, "ad_agent_c", "agent = 1\n")
+    write_module(app, "ad_agent_raises", "raise RuntimeError('construction failed')\n")
+    write_module(app, "ad_agent_bad_import", "import ad_dependency_missing\n")
+    with pytest.raises(adr.EntrypointError, match=message):
+        collecting_runner({"input": {"entrypoint": spec}})[0].load_agent()
+
+
+# -- main(): the process plumbing ------------------------------------------------------------
+
+def test_main_keeps_stdout_for_protocol_lines_only(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        import os, subprocess, sys
+        def run(r):
+            print("framework chatter")
+            sys.__stdout__.write("raw chatter\\n"); sys.__stdout__.flush()
+            os.write(1, b"fd 1 chatter\\n")
+            subprocess.run(["echo", "subprocess chatter"])
+            r.step("tool_call", tool="shout", args={"text": r.instruction})
+            return "done " + r.instruction
+    """)
+    assert run.returncode == 0, run.describe()
+    assert [e["type"] for e in run.events] == ["task.progress", "task.result"]  # parse_events: all JSON
+    assert run.events[-1]["output"] == "done hi"
+    for chatter in ("framework chatter", "raw chatter", "fd 1 chatter", "subprocess chatter"):
+        assert chatter in run.stderr
+
+
+def test_main_concurrent_threads_write_whole_lines(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        import threading
+        def run(r):
+            def spam(n):
+                for i in range(200):
+                    r.log("x" * 5000, thread=n, i=i)
+            threads = [threading.Thread(target=spam, args=(n,)) for n in range(4)]
+            [t.start() for t in threads]; [t.join() for t in threads]
+            return "ok"
+    """)
+    assert run.returncode == 0 and len(run.events) == 801, run.describe()
+
+
+def test_main_exception_exits_1_with_clear_last_line(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        def run(r):
+            raise RuntimeError("the model is\\nunreachable")
+    """)
+    assert run.returncode == 1 and run.events == []
+    assert run.last_stderr_line == "plain runner failed: RuntimeError: the model is unreachable"
+    assert "Traceback" in run.stderr
+
+
+def test_main_without_envelope_fails(tmp_path):
+    for stdin, message in (("", "no envelope"), ("not json", "not valid JSON"), ("[1]", "must be a JSON object")):
+        run = run_plain_runner(tmp_path, "def run(r):\n    return 'x'\n", stdin=stdin)
+        assert run.returncode == 1 and message in run.last_stderr_line, run.describe()
+
+
+def test_main_manual_instruction_from_argv(tmp_path):
+    run = run_plain_runner(tmp_path, "def run(r):\n    return r.instruction.upper()\n", stdin="", args=("hello", "there"))
+    assert run.returncode == 0 and run.events[-1]["output"] == "HELLO THERE", run.describe()
+
+
+def test_main_result_emitted_by_run_is_not_repeated(tmp_path):
+    run = run_plain_runner(tmp_path, "def run(r):\n    r.result('mine', {'k': 1})\n    return 'ignored'\n")
+    assert run.returncode == 0 and [e.get("output") for e in run.events] == ["mine"], run.describe()
+
+
+def test_main_lingering_thread_does_not_keep_runner_alive(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        import threading, time
+        def run(r):
+            threading.Thread(target=time.sleep, args=(60,)).start()
+            return "done"
+    """, env={"AGENTDISPATCH_EXIT_GRACE_SECONDS": "0.5"})
+    assert run.returncode == 0 and run.seconds < 10 and run.events[-1]["output"] == "done", run.describe()
+
+
+def test_main_sigterm_logs_and_exits_143(tmp_path):
+    script = write_module(tmp_path, "sleepy_runner", f"""
+        import sys, time
+        sys.path.insert(0, {str(adr.__file__.rsplit('/', 1)[0])!r})
+        from agentdispatch_runner import main
+        def run(r):
+            r.step("tool_call", tool="sleep", args={{}})
+            time.sleep(60)
+        main("plain", run)
+    """)
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("{}\n")
+        proc.stdin.close()
+        assert "tool_call" in proc.stdout.readline()
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143 and time.monotonic() - sent < 3
+        events = parse_events(proc.stdout.read())
+        assert events == [{"type": "task.log", "message": "cancelled by SIGTERM", "payload": {"signal": "SIGTERM"}}]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_audit_hook_sees_network_and_process_calls(tmp_path):
+    """The offline check of the contract tests really detects what it claims to."""
+    hook_dir, log = tmp_path / "audit", tmp_path / "audit.log"
+    write_module(hook_dir, "sitecustomize", AUDIT_SITECUSTOMIZE)
+    code = ("import socket, subprocess\n"
+            "try:\n    socket.getaddrinfo('localhost', 80)\nexcept OSError:\n    pass\n"
+            "subprocess.run(['true'])\n")
+    env = {**os.environ, "PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    text = log.read_text()
+    assert text.startswith("# audit hook loaded") and "socket.getaddrinfo" in text and "subprocess.Popen" in text
+
+
+def test_framework_manifests_are_valid():
+    """Every shipped framework.json has the fields the worker reads and a runner next to it."""
+    from conftest import FRAMEWORKS
+    for path in sorted(FRAMEWORKS.glob("*/framework.json")):
+        m = json.loads(path.read_text())
+        assert m["name"] == path.parent.name and isinstance(m["command"], list), path
+        assert (path.parent / m["command"][-1]).exists() and (path.parent / "requirements.txt").exists(), path
+        assert isinstance(m.get("env", {}), dict) and m.get("timeoutSeconds", 1) > 0, path
