@@ -1,1 +1,37 @@
+//! `agentdispatch-worker`: a sidecar-supervisor that runs agent work inside an AWS Bedrock
+//! AgentCore Runtime container. It takes invocations over HTTP, runs each task as a supervised
+//! child process speaking newline-delimited JSON over stdio, turns its lines into task events,
+//! emits heartbeats, and kills runaway process groups.
+//!
+//! # Layout
+//!
+//! One task flows in a straight line:
+//! HTTP request → payload → task → supervisor → events → artifacts → result → reply.
+//!
+//! - [`config`]: every `AGENTDISPATCH_*` variable, parsed once with errors naming the variable.
+//! - [`wire`]: the wire types (payload, result, event, artifact) in the reference worker's shape.
+//! - [`http`]: warp routes (`/ping`, `/invocations`, `/tasks`, A2A), JSON errors, SSE.
+//! - [`task`]: the task registry (busy state, capacity, idempotent ids, status, cancel, list)
+//!   and the runner that turns a payload into a supervised run and a result.
+//! - [`supervisor`]: one child in its own process group: pipes, heartbeats, deadline, cancel,
+//!   TERM → grace → KILL, stragglers and escapees killed and reaped.
+//! - [`protocol`]: a child's stdout line → event or final result.
+//! - [`events`]: the one event sink (buffer, live subscribers, `events.ndjson`).
+//! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
+//! - [`command`]: `command.run` argv splitting and the allowlist.
+//! - [`artifacts`]: the task folder, atomic files, artifact metadata.
+//! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
+//! - [`cli`]: the `run` and `frameworks` subcommands.
 
+pub mod artifacts;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod events;
+pub mod frameworks;
+pub mod http;
+pub mod protocol;
+pub mod reaper;
+pub mod supervisor;
+pub mod task;
+pub mod wire;

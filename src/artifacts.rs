@@ -1,0 +1,224 @@
+//! The task folder: atomic `result.json` and `manifest.json`, artifact metadata (size, SHA-256,
+//! kind, content type), files the child wrote, and the artifacts it declared.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::wire::Artifact;
+
+/// The result file's name.
+pub const RESULT_FILE: &str = "result.json";
+/// The manifest file's name.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The event log's name.
+pub const EVENTS_FILE: &str = "events.ndjson";
+
+/// Most files listed from a task folder (a child writing thousands gets the first ones).
+const MAX_LISTED: usize = 1000;
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers see the old
+/// content or the new, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `kind` and `contentType` from a file name's extension.
+fn kind_and_type(path: &str) -> (&'static str, &'static str) {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("json") => ("json", "application/json"),
+        Some("ndjson" | "jsonl") => ("json", "application/x-ndjson"),
+        Some("txt" | "log") => ("text", "text/plain"),
+        Some("md") => ("text", "text/markdown"),
+        Some("csv") => ("text", "text/csv"),
+        Some("html" | "htm") => ("text", "text/html"),
+        Some("png") => ("image", "image/png"),
+        Some("jpg" | "jpeg") => ("image", "image/jpeg"),
+        Some("pdf") => ("file", "application/pdf"),
+        _ => ("file", "application/octet-stream"),
+    }
+}
+
+/// Describes a local file: size, SHA-256, kind, content type.
+pub fn describe(path: &Path) -> std::io::Result<Artifact> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let uri = path.to_string_lossy().into_owned();
+    let (kind, content_type) = kind_and_type(&uri);
+    Ok(Artifact {
+        uri,
+        kind: kind.to_string(),
+        content_type: Some(content_type.to_string()),
+        size_bytes: Some(size),
+        sha256: Some(format!("{:x}", hasher.finalize())),
+    })
+}
+
+/// Files the child wrote in `dir` (recursively, sorted), less the worker's own files.
+pub fn written_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let top_level = d == dir;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let ours = top_level
+                    && (name == RESULT_FILE
+                        || name == MANIFEST_FILE
+                        || name == EVENTS_FILE
+                        || name.starts_with('.'));
+                if !ours {
+                    out.push(path);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.truncate(MAX_LISTED);
+    out
+}
+
+/// Turns the artifacts a child declared into entries. Local paths must lie inside `dir`
+/// (else `warn` is told and the entry dropped); remote URIs pass through as declared.
+pub fn declared(dir: &Path, items: &[Value], warn: &mut dyn FnMut(String)) -> Vec<Artifact> {
+    let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut out = Vec::new();
+    for item in items {
+        let (uri, obj) = match item {
+            Value::String(s) => (s.clone(), None),
+            Value::Object(o) => match o.get("uri").or_else(|| o.get("path")).and_then(Value::as_str) {
+                Some(u) => (u.to_string(), Some(o)),
+                None => {
+                    warn(format!("artifact declared without a uri or path was ignored: {item}"));
+                    continue;
+                }
+            },
+            other => {
+                warn(format!("artifact declaration must be a string or an object, got {other}"));
+                continue;
+            }
+        };
+        let field = |k: &str| obj.and_then(|o| o.get(k)).and_then(Value::as_str).map(str::to_string);
+        let is_remote = uri.contains("://") && !uri.starts_with("file://");
+        if is_remote {
+            let (kind, _) = kind_and_type(&uri);
+            out.push(Artifact {
+                kind: field("kind").unwrap_or_else(|| kind.to_string()),
+                content_type: field("contentType"),
+                size_bytes: obj.and_then(|o| o.get("sizeBytes")).and_then(Value::as_u64),
+                sha256: field("sha256"),
+                uri,
+            });
+            continue;
+        }
+        let local = uri.strip_prefix("file://").unwrap_or(&uri);
+        let path = if Path::new(local).is_absolute() {
+            PathBuf::from(local)
+        } else {
+            root.join(local)
+        };
+        match path.canonicalize() {
+            Ok(real) if real.starts_with(&root) && real != root => match describe(&real) {
+                Ok(mut a) => {
+                    if let Some(k) = field("kind") {
+                        a.kind = k;
+                    }
+                    if let Some(ct) = field("contentType") {
+                        a.content_type = Some(ct);
+                    }
+                    out.push(a);
+                }
+                Err(e) => warn(format!("artifact {uri} cannot be read: {e}")),
+            },
+            Ok(_) => warn(format!(
+                "artifact {uri} refused: it is outside the task folder {}",
+                root.display()
+            )),
+            Err(e) => warn(format!("artifact {uri} refused: {e}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_size_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        write_atomic(&p, b"{}").unwrap();
+        let a = describe(&p).unwrap();
+        assert_eq!(a.size_bytes, Some(2));
+        assert_eq!(a.kind, "json");
+        assert_eq!(
+            a.sha256.as_deref(),
+            Some("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+        );
+        assert!(!dir.path().join(".a.json.tmp").exists());
+    }
+
+    #[test]
+    fn declared_paths_outside_the_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("out.txt"), "hi").unwrap();
+        let mut warnings = Vec::new();
+        let items: Vec<Value> = serde_json::from_str(
+            r#"["out.txt", {"uri":"/etc/passwd"}, {"path":"../x"}, {"uri":"s3://b/k","kind":"file"}, 3]"#,
+        )
+        .unwrap();
+        let got = declared(dir.path(), &items, &mut |w| warnings.push(w));
+        assert_eq!(got.len(), 2);
+        assert!(got[0].uri.ends_with("out.txt"));
+        assert_eq!(got[0].size_bytes, Some(2));
+        assert_eq!(got[1].uri, "s3://b/k");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("outside the task folder"));
+    }
+
+    #[test]
+    fn written_files_leave_out_the_workers_own() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [RESULT_FILE, MANIFEST_FILE, EVENTS_FILE, ".tmp", "report.md"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/result.json"), "x").unwrap();
+        let files = written_files(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+    }
+}

@@ -1,0 +1,196 @@
+//! The `run` and `frameworks` subcommands: one payload run locally with no server, and the
+//! list of frameworks with where each comes from.
+
+use std::io::{IsTerminal, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::frameworks::{Launch, Registry};
+use crate::task::{RequestIds, Start, Worker};
+use crate::wire::{payload_from_value, Payload, TaskResult, TaskType};
+
+/// What `run` was asked to do.
+#[derive(Debug, Default, Clone)]
+pub struct RunArgs {
+    /// A payload file, or `-` for stdin.
+    pub file: Option<String>,
+    /// `--framework`.
+    pub framework: Option<String>,
+    /// `--instruction`.
+    pub instruction: Option<String>,
+    /// `--command`.
+    pub command: Option<String>,
+    /// `--json`: NDJSON events on stdout.
+    pub json: bool,
+}
+
+/// Builds the payload from a file (or stdin) and the flags; flags win over the file.
+pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
+    let mut value = match args.file.as_deref() {
+        None => Value::Object(Default::default()),
+        Some(file) => {
+            let mut text = String::new();
+            if file == "-" {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                text = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read payload file {file}: {e}"))?;
+            }
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("payload {file} is not valid JSON: {e}"))?
+        }
+    };
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("the payload must be a JSON object"))?;
+    let input = obj
+        .entry("input")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(input) = input.as_object_mut() {
+        if let Some(f) = &args.framework {
+            input.insert("framework".into(), Value::String(f.clone()));
+        }
+        if let Some(i) = &args.instruction {
+            input.insert("instruction".into(), Value::String(i.clone()));
+        }
+        if let Some(c) = &args.command {
+            input.insert("command".into(), Value::String(c.clone()));
+        }
+    }
+    if args.command.is_some() {
+        obj.insert("taskType".into(), Value::String("command.run".into()));
+    }
+    let payload = payload_from_value(value).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !matches!(payload.task_type, TaskType::AgentRun | TaskType::CommandRun) {
+        anyhow::bail!("run takes agent.run or command.run payloads, not {}", payload.task_type.as_str());
+    }
+    Ok(payload)
+}
+
+#[derive(serde::Deserialize)]
+struct Shown {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+/// One event in words, for a person.
+fn describe(e: &Shown, started: Instant) -> String {
+    let t = started.elapsed().as_secs_f64();
+    let kind = e.kind.strip_prefix("task.").unwrap_or(&e.kind);
+    let mut line = format!("{t:>7.2}s {kind:<9}");
+    if let Some(m) = &e.message {
+        line.push(' ');
+        line.push_str(m);
+    }
+    match &e.payload {
+        Some(Value::Object(o)) if kind == "log" => {
+            if o.get("stream").and_then(Value::as_str) == Some("stderr") {
+                line.push_str("  (stderr)");
+            }
+        }
+        Some(p) if kind != "result" => {
+            line.push_str("  ");
+            line.push_str(&p.to_string());
+        }
+        _ => {}
+    }
+    line
+}
+
+/// Runs one payload to its end, showing events as they happen; returns the result.
+pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::Result<TaskResult> {
+    let task = match worker.start(payload, RequestIds::new(None, None)) {
+        Start::New(t) | Start::Existing(t) => t,
+        Start::OnDisk(r) | Start::Refused(r) => return Ok(*r),
+    };
+    let started = Instant::now();
+    let tty = !json && std::io::stderr().is_terminal();
+    let spinner = tty.then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(100));
+        s.set_message(format!("task {}", task.id));
+        s
+    });
+    let mut changes = task.events.subscribe();
+    let mut shown = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        changes.borrow_and_update();
+        let since = task.events.since(shown, 1 << 20);
+        let done = since.events.is_empty() && task.result().is_some();
+        for e in since.events {
+            shown += 1;
+            if json {
+                writeln!(out, "{}", e.get())?;
+            } else if let Ok(ev) = serde_json::from_str::<Shown>(e.get()) {
+                let line = describe(&ev, started);
+                match &spinner {
+                    Some(s) => s.println(line),
+                    None => writeln!(out, "{line}")?,
+                }
+            }
+        }
+        out.flush()?;
+        if done {
+            break;
+        }
+        if let Some(s) = &spinner {
+            s.set_message(format!("task {} running, {:.1}s", task.id, started.elapsed().as_secs_f64()));
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let result = task.finished().await;
+    Ok(TaskResult::clone(&result))
+}
+
+/// Prints the result's summary for a person (the `--json` form prints events only).
+pub fn print_summary(result: &TaskResult) {
+    if result.ok {
+        println!("ok: {} in {} ms", result.status.as_str(), result.duration_ms);
+    } else {
+        println!(
+            "failed: {} ({}) in {} ms",
+            result.error.as_deref().unwrap_or("unknown error"),
+            result.error_code.as_deref().unwrap_or("-"),
+            result.duration_ms
+        );
+    }
+    if !result.output.is_empty() {
+        println!("output:\n{}", result.output);
+    }
+    for a in &result.artifacts {
+        println!("artifact: {}", a.uri);
+    }
+}
+
+/// The `frameworks` listing.
+pub fn list_frameworks(reg: &Registry) -> String {
+    let mut out = String::new();
+    for fw in reg.iter() {
+        let command = match &fw.launch {
+            Launch::Echo => "(built in)".to_string(),
+            Launch::Command { argv, .. } => argv.join(" "),
+        };
+        let found = if fw.program_found() { "" } else { "  [program not found]" };
+        out.push_str(&format!("{:<16} {}{}\n", fw.name, command, found));
+        out.push_str(&format!("{:<16}   from {}\n", "", fw.source));
+        if let Some(d) = &fw.description {
+            out.push_str(&format!("{:<16}   {}\n", "", d));
+        }
+    }
+    for w in &reg.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}

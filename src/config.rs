@@ -1,0 +1,299 @@
+//! Every `AGENTDISPATCH_*` variable (and `PORT`), read once into typed values.
+//!
+//! Parsing never panics: a bad value becomes a [`ConfigError`] that names the variable, and
+//! `main` prints it as the one line that stops start-up.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration value that cannot be used; `main` prints it and exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &str, reason: impl Into<String>) -> Self {
+        Self {
+            var: var.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which protocol the deployment mainly speaks; only changes the default port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// AgentCore's HTTP protocol (`/invocations`, `/ping`), default port 8080.
+    Http,
+    /// A2A JSON-RPC, default port 9000.
+    A2a,
+}
+
+/// The worker's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub host: IpAddr,
+    /// Listen port.
+    pub port: u16,
+    /// Main protocol (default port only).
+    pub protocol: Protocol,
+    /// Parent of every task folder.
+    pub artifact_dir: PathBuf,
+    /// Command prefixes allowed for `command.run`, each a token list; `["*"]` allows all.
+    pub command_allowlist: Vec<Vec<String>>,
+    /// Framework used by `agent.run` when the payload names none.
+    pub default_framework: String,
+    /// Directory of framework folders, when one is configured or `./frameworks` exists.
+    pub frameworks_dir: Option<PathBuf>,
+    /// Raw env-defined framework variables, resolved by the framework registry.
+    pub framework_env: FrameworkEnv,
+    /// Task deadline when neither payload nor framework gives one.
+    pub default_timeout: Duration,
+    /// Upper bound of any deadline.
+    pub max_timeout: Duration,
+    /// Interval of `task.heartbeat` events.
+    pub heartbeat: Duration,
+    /// SIGTERM → SIGKILL grace for a task's process group.
+    pub kill_grace: Duration,
+    /// Running tasks at once.
+    pub max_concurrent_tasks: usize,
+    /// Request body limit in bytes.
+    pub max_payload_bytes: usize,
+    /// Longest child output line kept whole.
+    pub max_line_bytes: usize,
+    /// Cap on `output` text and on events kept for one response.
+    pub max_output_bytes: usize,
+    /// Time to stop children and finish responses on SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a finished task stays in memory (its folder stays on disk).
+    pub task_retention: Duration,
+    /// Agent card name.
+    pub agent_name: String,
+    /// Agent card description.
+    pub agent_description: String,
+    /// Public URL for the agent card, when set.
+    pub public_url: Option<String>,
+}
+
+/// The env-defined framework variables, kept raw so the registry owns their meaning.
+#[derive(Debug, Clone, Default)]
+pub struct FrameworkEnv {
+    /// `AGENTDISPATCH_FRAMEWORK_COMMAND`.
+    pub command: Option<String>,
+    /// The name it goes by: `AGENTDISPATCH_AGENT_FRAMEWORK`, else `command`.
+    pub command_name: String,
+    /// `AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS`.
+    pub command_timeout: Option<Duration>,
+    /// `AGENTDISPATCH_FRAMEWORK_COMMANDS` (JSON text).
+    pub commands_json: Option<String>,
+    /// `AGENTDISPATCH_FRAMEWORK_COMMAND_<NAME>` as (framework name, command).
+    pub named: Vec<(String, String)>,
+}
+
+const NAMED_PREFIX: &str = "AGENTDISPATCH_FRAMEWORK_COMMAND_";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads configuration from explicit variables (tests, `run`).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let protocol = match get("AGENTDISPATCH_WORKER_PROTOCOL") {
+            None => Protocol::Http,
+            Some(v) if v.eq_ignore_ascii_case("http") => Protocol::Http,
+            Some(v) if v.eq_ignore_ascii_case("a2a") => Protocol::A2a,
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "AGENTDISPATCH_WORKER_PROTOCOL",
+                    format!("{v:?} is neither \"http\" nor \"a2a\""),
+                ))
+            }
+        };
+        let port = match get("PORT") {
+            None => match protocol {
+                Protocol::Http => 8080,
+                Protocol::A2a => 9000,
+            },
+            Some(v) => v
+                .parse::<u16>()
+                .map_err(|_| ConfigError::new("PORT", format!("{v:?} is not a port number (0-65535)")))?,
+        };
+        let host = match get("AGENTDISPATCH_HOST") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new("AGENTDISPATCH_HOST", format!("{v:?} is not an IP address"))
+            })?,
+        };
+        let command_allowlist = get("AGENTDISPATCH_COMMAND_ALLOWLIST")
+            .map(parse_allowlist)
+            .unwrap_or_default();
+        let frameworks_dir = match get("AGENTDISPATCH_FRAMEWORKS_DIR") {
+            Some(v) => Some(PathBuf::from(v)),
+            None => {
+                let local = PathBuf::from("frameworks");
+                local.is_dir().then_some(local)
+            }
+        };
+        let secs = |var: &str, default: f64| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some(v) => parse_seconds(v).map_err(|reason| ConfigError::new(var, reason)),
+            }
+        };
+        let count = |var: &str, default: usize| -> Result<usize, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => match v.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(ConfigError::new(var, format!("{v:?} is not a positive whole number"))),
+                },
+            }
+        };
+
+        let mut named: Vec<(String, String)> = vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let suffix = k.strip_prefix(NAMED_PREFIX)?;
+                (!suffix.is_empty() && !v.trim().is_empty())
+                    .then(|| (suffix.to_ascii_lowercase().replace('_', "-"), v.trim().to_string()))
+            })
+            .collect();
+        named.sort();
+
+        let framework_env = FrameworkEnv {
+            command: get("AGENTDISPATCH_FRAMEWORK_COMMAND").map(str::to_string),
+            command_name: get("AGENTDISPATCH_AGENT_FRAMEWORK")
+                .unwrap_or("command")
+                .to_string(),
+            command_timeout: match get("AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS") {
+                None => None,
+                Some(v) => Some(parse_seconds(v).map_err(|reason| {
+                    ConfigError::new("AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS", reason)
+                })?),
+            },
+            commands_json: get("AGENTDISPATCH_FRAMEWORK_COMMANDS").map(str::to_string),
+            named,
+        };
+
+        let max_timeout = secs("AGENTDISPATCH_MAX_TIMEOUT_SECONDS", 28800.0)?;
+        let default_timeout = secs("AGENTDISPATCH_DEFAULT_TIMEOUT_SECONDS", 900.0)?.min(max_timeout);
+
+        Ok(Config {
+            host,
+            port,
+            protocol,
+            artifact_dir: PathBuf::from(
+                get("AGENTDISPATCH_ARTIFACT_DIR").unwrap_or("/tmp/agentdispatch-artifacts"),
+            ),
+            command_allowlist,
+            default_framework: get("AGENTDISPATCH_AGENT_FRAMEWORK")
+                .unwrap_or("echo")
+                .to_string(),
+            frameworks_dir,
+            framework_env,
+            default_timeout,
+            max_timeout,
+            heartbeat: secs("AGENTDISPATCH_HEARTBEAT_SECONDS", 10.0)?,
+            kill_grace: secs("AGENTDISPATCH_KILL_GRACE_SECONDS", 5.0)?,
+            max_concurrent_tasks: count("AGENTDISPATCH_MAX_CONCURRENT_TASKS", 8)?,
+            max_payload_bytes: count("AGENTDISPATCH_MAX_PAYLOAD_BYTES", 100_000_000)?,
+            max_line_bytes: count("AGENTDISPATCH_MAX_LINE_BYTES", 1_048_576)?,
+            max_output_bytes: count("AGENTDISPATCH_MAX_OUTPUT_BYTES", 10_485_760)?,
+            shutdown_grace: secs("AGENTDISPATCH_SHUTDOWN_GRACE_SECONDS", 10.0)?,
+            task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
+            agent_name: get("AGENTDISPATCH_AGENT_NAME")
+                .unwrap_or("AgentDispatch Worker")
+                .to_string(),
+            agent_description: get("AGENTDISPATCH_AGENT_DESCRIPTION")
+                .unwrap_or("Runs agent frameworks and allowlisted commands as supervised tasks.")
+                .to_string(),
+            public_url: get("AGENTDISPATCH_PUBLIC_URL").map(str::to_string),
+        })
+    }
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+pub fn parse_seconds(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{v:?} is not a positive number of seconds")),
+    }
+}
+
+/// Splits the allowlist into entries of whitespace-separated tokens.
+fn parse_allowlist(v: &str) -> Vec<Vec<String>> {
+    v.split(',')
+        .map(|entry| entry.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|tokens| !tokens.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.default_framework, "echo");
+        assert_eq!(c.max_concurrent_tasks, 8);
+        assert_eq!(c.default_timeout, Duration::from_secs(900));
+        assert!(c.command_allowlist.is_empty());
+    }
+
+    #[test]
+    fn a2a_protocol_moves_the_default_port_only() {
+        assert_eq!(cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "a2a")]).unwrap().port, 9000);
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "A2A"), ("PORT", "81")]).unwrap();
+        assert_eq!(c.port, 81);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, val) in [
+            ("PORT", "http"),
+            ("AGENTDISPATCH_WORKER_PROTOCOL", "grpc"),
+            ("AGENTDISPATCH_HEARTBEAT_SECONDS", "-1"),
+            ("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "0"),
+            ("AGENTDISPATCH_HOST", "nowhere"),
+            ("AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS", "soon"),
+        ] {
+            let err = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn allowlist_entries_are_token_lists() {
+        let c = cfg(&[("AGENTDISPATCH_COMMAND_ALLOWLIST", "git status, ls ,,echo")]).unwrap();
+        assert_eq!(
+            c.command_allowlist,
+            vec![vec!["git".to_string(), "status".to_string()], vec!["ls".into()], vec!["echo".into()]]
+        );
+    }
+
+    #[test]
+    fn named_framework_variables_are_lowercased_with_dashes() {
+        let c = cfg(&[("AGENTDISPATCH_FRAMEWORK_COMMAND_MY_AGENT", "python3 a.py")]).unwrap();
+        assert_eq!(c.framework_env.named, vec![("my-agent".into(), "python3 a.py".into())]);
+    }
+}

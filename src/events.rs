@@ -1,0 +1,249 @@
+//! The event sink: the one place that numbers events and fans them out to the in-memory buffer
+//! (responses, `task.status`), live subscribers (SSE) and the task's `events.ndjson`.
+//!
+//! The buffer keeps the most recent events up to a byte cap; anything older is read back from
+//! `events.ndjson`, so a slow subscriber or a late `task.status` loses nothing.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use crate::wire::{EventDraft, EventJson, EventRef};
+
+/// Current time as RFC 3339 UTC with milliseconds.
+pub fn now_ts() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+struct State {
+    next_seq: u64,
+    buffer: VecDeque<(u64, EventJson)>,
+    buffer_bytes: usize,
+    log: Option<BufWriter<File>>,
+    log_error: Option<String>,
+}
+
+/// Events of one task.
+pub struct EventSink {
+    task_id: Arc<str>,
+    cap_bytes: usize,
+    log_path: Option<PathBuf>,
+    state: Mutex<State>,
+    last_seq: watch::Sender<u64>,
+}
+
+/// Events after some sequence number.
+pub struct Since {
+    /// The events, in order.
+    pub events: Vec<EventJson>,
+    /// Whether the byte cap left some out (the rest stay on disk).
+    pub truncated: bool,
+}
+
+impl EventSink {
+    /// A sink writing `events.ndjson` at `log_path` (created fresh), keeping `cap_bytes` in memory.
+    pub fn new(task_id: &str, log_path: Option<PathBuf>, cap_bytes: usize) -> Self {
+        let (log, log_error) = match &log_path {
+            None => (None, None),
+            Some(p) => match File::create(p) {
+                Ok(f) => (Some(BufWriter::with_capacity(64 * 1024, f)), None),
+                Err(e) => (None, Some(format!("cannot create {}: {e}", p.display()))),
+            },
+        };
+        EventSink {
+            task_id: Arc::from(task_id),
+            cap_bytes,
+            log_path,
+            state: Mutex::new(State {
+                next_seq: 1,
+                buffer: VecDeque::new(),
+                buffer_bytes: 0,
+                log,
+                log_error,
+            }),
+            last_seq: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Numbers, stamps and records one event; subscribers see it at the next [`flush`](Self::flush).
+    pub fn emit(&self, draft: &EventDraft) -> u64 {
+        let ts = now_ts();
+        let mut st = self.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let json = crate::wire::to_raw(&EventRef {
+            kind: draft.kind,
+            message: draft.message.as_deref(),
+            payload: draft.payload.as_ref(),
+            seq,
+            ts: &ts,
+            task_id: &self.task_id,
+        });
+        if let Some(log) = st.log.as_mut() {
+            let written = log
+                .write_all(json.get().as_bytes())
+                .and_then(|_| log.write_all(b"\n"));
+            if let Err(e) = written {
+                st.log_error = Some(format!("cannot append to events.ndjson: {e}"));
+                st.log = None;
+            }
+        }
+        st.buffer_bytes += json.get().len();
+        st.buffer.push_back((seq, json));
+        while st.buffer_bytes > self.cap_bytes && st.buffer.len() > 1 {
+            if let Some((_, old)) = st.buffer.pop_front() {
+                st.buffer_bytes -= old.get().len();
+            }
+        }
+        seq
+    }
+
+    /// Writes buffered log lines to disk and wakes subscribers.
+    pub fn flush(&self) {
+        let mut st = self.lock();
+        if let Some(log) = st.log.as_mut() {
+            if let Err(e) = log.flush() {
+                st.log_error = Some(format!("cannot write events.ndjson: {e}"));
+                st.log = None;
+            }
+        }
+        let last = st.next_seq - 1;
+        drop(st);
+        self.last_seq.send_replace(last);
+    }
+
+    /// Emits and flushes at once.
+    pub fn emit_now(&self, draft: &EventDraft) -> u64 {
+        let seq = self.emit(draft);
+        self.flush();
+        seq
+    }
+
+    /// Flushes and closes `events.ndjson`; returns the first write error, if any.
+    pub fn close(&self) -> Option<String> {
+        self.flush();
+        let mut st = self.lock();
+        st.log = None;
+        st.log_error.clone()
+    }
+
+    /// The first error writing `events.ndjson`, if any.
+    pub fn log_error(&self) -> Option<String> {
+        self.lock().log_error.clone()
+    }
+
+    /// The highest sequence number emitted so far.
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// A receiver that changes whenever new events are flushed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.last_seq.subscribe()
+    }
+
+    /// Events with `seq > after`, oldest first, about `max` bytes at most (`truncated` says the
+    /// cap cut; the caller pages on with a higher `after`).
+    pub fn since(&self, after: u64, max: usize) -> Since {
+        let st = self.lock();
+        let oldest_in_memory = st.buffer.front().map(|(s, _)| *s).unwrap_or(st.next_seq);
+        if after + 1 >= oldest_in_memory || self.log_path.is_none() {
+            let mut events: Vec<EventJson> = Vec::new();
+            let mut bytes = 0;
+            let mut truncated = after + 1 < oldest_in_memory;
+            // Sequence numbers in the buffer are contiguous, so the start is an index.
+            let start = (after + 1).saturating_sub(oldest_in_memory) as usize;
+            for (_, e) in st.buffer.range(start.min(st.buffer.len())..) {
+                bytes += e.get().len();
+                if bytes > max && !events.is_empty() {
+                    truncated = true;
+                    break;
+                }
+                events.push(e.clone());
+            }
+            return Since { events, truncated };
+        }
+        drop(st);
+        self.flush();
+        let path = self.log_path.as_deref().expect("checked above");
+        read_log(path, after, max)
+    }
+}
+
+/// Reads events with `seq > after` from an `events.ndjson`, up to `max` bytes.
+pub fn read_log(path: &Path, after: u64, max: usize) -> Since {
+    #[derive(serde::Deserialize)]
+    struct SeqOnly {
+        seq: u64,
+    }
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    let mut truncated = false;
+    let Ok(file) = File::open(path) else {
+        return Since { events, truncated };
+    };
+    for line in BufReader::new(file).lines() {
+        let Ok(line) = line else { break };
+        let Ok(SeqOnly { seq }) = serde_json::from_str::<SeqOnly>(&line) else {
+            continue;
+        };
+        if seq <= after {
+            continue;
+        }
+        bytes += line.len();
+        if bytes > max && !events.is_empty() {
+            truncated = true;
+            break;
+        }
+        if let Ok(raw) = RawValue::from_string(line) {
+            events.push(Arc::from(raw));
+        }
+    }
+    Since { events, truncated }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{EventDraft, EventType};
+
+    fn seqs(events: &[EventJson]) -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| serde_json::from_str::<serde_json::Value>(e.get()).unwrap()["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn events_are_numbered_and_logged_and_old_ones_come_back_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sink = EventSink::new("t1", Some(path.clone()), 400);
+        for i in 0..20 {
+            sink.emit(&EventDraft::new(EventType::Log, format!("line {i}"), None));
+        }
+        sink.flush();
+        assert_eq!(sink.last_seq(), 20);
+        let recent = sink.since(18, usize::MAX);
+        assert_eq!(seqs(&recent.events), vec![19, 20]);
+        let all = sink.since(0, usize::MAX);
+        assert_eq!(seqs(&all.events), (1..=20).collect::<Vec<_>>());
+        assert!(!all.truncated);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 20);
+        assert!(text.lines().next().unwrap().contains(r#""taskId":"t1""#));
+        let capped = sink.since(0, 100);
+        assert!(capped.truncated);
+        assert_eq!(seqs(&capped.events)[0], 1);
+    }
+}

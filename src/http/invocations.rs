@@ -1,0 +1,81 @@
+//! `POST /invocations`: parse the payload, then start, follow or control a task, answering as
+//! JSON or as a server-sent event stream.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::{header, HeaderMap, StatusCode};
+use warp::reply::Response;
+
+use super::{error_response, json_response, sse, REQUEST_HEADER, SESSION_HEADER};
+use crate::task::{RequestIds, Start, Worker};
+use crate::wire::{parse_payload, PayloadError, TaskResult, TaskType};
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+/// Whether the client asked for `text/event-stream`.
+pub fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+fn answer(result: &TaskResult, stream: bool) -> Response {
+    if stream {
+        sse::single(result)
+    } else {
+        json_response(StatusCode::OK, result)
+    }
+}
+
+/// Handles one invocation body.
+pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
+    let ids = RequestIds::new(header_str(headers, REQUEST_HEADER), header_str(headers, SESSION_HEADER));
+    let sse_header = wants_sse(headers);
+    let payload = match parse_payload(&body) {
+        Ok(p) => p,
+        Err(PayloadError::Invalid(msg)) => {
+            tracing::info!(requestId = %ids.request_id, sessionId = ids.session_id.as_deref().unwrap_or(""), error = %msg, "invalid payload");
+            return error_response(StatusCode::BAD_REQUEST, &msg, Some("invalid_payload"));
+        }
+        Err(e @ PayloadError::UnsupportedTaskType(_)) => {
+            return answer(&TaskResult::refusal("", e.to_string(), "unsupported_task_type"), sse_header);
+        }
+    };
+    let stream = sse_header || payload.stream;
+    let cap = worker.cfg.max_output_bytes;
+    match payload.task_type {
+        TaskType::Status => {
+            let id = payload.task_id.as_deref().unwrap_or_default();
+            answer(&worker.status(id, payload.after_seq), false)
+        }
+        TaskType::Cancel => {
+            let id = payload.task_id.as_deref().unwrap_or_default();
+            answer(&worker.cancel(id).await, false)
+        }
+        TaskType::List => json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()})),
+        TaskType::AgentRun | TaskType::CommandRun => {
+            let is_async = payload.is_async;
+            match worker.start(payload, ids) {
+                Start::New(task) | Start::Existing(task) => {
+                    if stream {
+                        sse::task_stream(task, 0)
+                    } else if is_async {
+                        json_response(StatusCode::OK, &task.view(0, cap))
+                    } else {
+                        json_response(StatusCode::OK, &*task.finished().await)
+                    }
+                }
+                Start::OnDisk(r) | Start::Refused(r) => answer(&r, stream),
+            }
+        }
+    }
+}

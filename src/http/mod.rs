@@ -1,0 +1,181 @@
+//! The HTTP surface: one warp filter hands every request to [`route`], which dispatches on
+//! method and path, so that 404 and 405 answers are exact and every error is JSON.
+
+mod invocations;
+mod sse;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::task::Worker;
+
+/// The header AgentCore puts the runtime session id in.
+pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
+/// The header AgentCore puts the request id in.
+pub const REQUEST_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-request-id";
+
+/// A JSON answer.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(bytes.into());
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// An error in the shape of the reference worker, with an optional `errorCode`.
+pub fn error_response(status: StatusCode, error: &str, code: Option<&str>) -> Response {
+    let mut body = json!({"ok": false, "error": error});
+    if let Some(c) = code {
+        body["errorCode"] = json!(c);
+    }
+    json_response(status, &body)
+}
+
+fn ping(worker: &Worker) -> Response {
+    let (busy, since) = worker.ping();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": if busy { "HealthyBusy" } else { "Healthy" },
+            "time_of_last_update": since,
+        }),
+    )
+}
+
+/// Reads a request body up to `limit` bytes; `Err` is the 413 answer.
+async fn read_body<S, B>(headers: &HeaderMap, body: S, limit: usize) -> Result<Bytes, Response>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Request body is larger than AGENTDISPATCH_MAX_PAYLOAD_BYTES ({limit} bytes)."),
+            Some("invalid_payload"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    futures_util::pin_mut!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("Request body could not be read: {e}"),
+                Some("invalid_payload"),
+            )
+        })?;
+        if buf.len() + chunk.remaining() > limit {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("Method not allowed. Use {allow}."),
+        None,
+    );
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+/// Dispatches one request.
+async fn route<S, B>(worker: Arc<Worker>, method: Method, path: String, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let limit = worker.cfg.max_payload_bytes;
+    match (segments.as_slice(), &method) {
+        (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
+        (["ping"] | ["health"], _) => method_not_allowed("GET"),
+        (["invocations"], &Method::POST) => match read_body(&headers, body, limit).await {
+            Ok(bytes) => invocations::handle(worker, &headers, bytes).await,
+            Err(resp) => resp,
+        },
+        (["invocations"], _) => method_not_allowed("POST"),
+        (["tasks"], &Method::GET) => json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()})),
+        (["tasks", id], &Method::GET) => {
+            let r = worker.status(id, 0);
+            let code = if r.error_code.as_deref() == Some("unknown_task") {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            json_response(code, &r)
+        }
+        (["tasks", id, "events"], &Method::GET) => sse::follow(&worker, id, &headers),
+        (["tasks"] | ["tasks", _] | ["tasks", _, "events"], _) => method_not_allowed("GET"),
+        (_, &Method::POST) => error_response(
+            StatusCode::NOT_FOUND,
+            "Not found. Use POST /invocations for HTTP or POST / for A2A.",
+            None,
+        ),
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            "Not found. Use POST /invocations for HTTP or POST / for A2A.",
+            None,
+        ),
+    }
+}
+
+/// The warp filter serving every route.
+pub fn routes(
+    worker: Arc<Worker>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            let worker = worker.clone();
+            async move { route(worker, method, path.as_str().to_string(), headers, body).await }
+        })
+        .recover(|_rejection: warp::Rejection| async {
+            Ok::<_, Infallible>(error_response(StatusCode::BAD_REQUEST, "Bad request.", None))
+        })
+        .unify()
+}
+
+/// Binds `addr` (an error names the address) and serves until `shutdown` resolves.
+pub async fn serve(
+    worker: Arc<Worker>,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl Future<Output = ()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "listening");
+    Ok(warp::serve(routes(worker)).incoming(listener).graceful(shutdown).run())
+}

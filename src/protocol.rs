@@ -1,0 +1,195 @@
+//! The NDJSON child protocol: what one line of a child's stdout means.
+
+use serde_json::{Map, Value};
+
+use crate::wire::{EventDraft, EventPayload, EventType};
+
+/// A child's final result, in either of the two accepted forms.
+#[derive(Debug, Clone, Default)]
+pub struct ChildResult {
+    /// `output` text.
+    pub output: Option<String>,
+    /// `result` value.
+    pub result: Option<Value>,
+    /// `events` to add, in order.
+    pub events: Vec<EventDraft>,
+    /// `artifacts` the child declared.
+    pub artifacts: Vec<Value>,
+    /// `ok:false` declared by the child.
+    pub failed: bool,
+    /// `error` declared by the child.
+    pub error: Option<String>,
+}
+
+/// What a line of stdout is.
+#[derive(Debug, Clone)]
+pub enum ChildLine {
+    /// An event the child emitted (`seq`, `ts`, `taskId` still to be set).
+    Event(EventDraft),
+    /// A final result (the last one wins).
+    Result(Box<ChildResult>),
+    /// A JSON object that is neither: shown as a log line.
+    OtherJson,
+    /// Plain text: a log line, and `output` when no result comes.
+    Text,
+}
+
+/// Classifies one line (without its newline). Plain text is recognised without parsing.
+pub fn classify(line: &str) -> ChildLine {
+    let trimmed = line.trim_start();
+    if !trimmed.starts_with('{') {
+        return ChildLine::Text;
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(trimmed) else {
+        return ChildLine::Text;
+    };
+    match obj.get("type").and_then(Value::as_str) {
+        Some("task.result") => ChildLine::Result(Box::new(result_from(obj))),
+        Some(t) => match EventType::from_wire(t) {
+            Some(kind) => ChildLine::Event(event_from(kind, obj)),
+            None => ChildLine::OtherJson,
+        },
+        None if obj.get("type").is_none()
+            && ["output", "result", "events", "artifacts"]
+                .iter()
+                .any(|k| obj.contains_key(*k)) =>
+        {
+            ChildLine::Result(Box::new(result_from(obj)))
+        }
+        None => ChildLine::OtherJson,
+    }
+}
+
+fn event_from(kind: EventType, mut obj: Map<String, Value>) -> EventDraft {
+    let message = match obj.remove("message") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    };
+    let payload = obj
+        .remove("payload")
+        .filter(|p| !p.is_null())
+        .map(EventPayload::Value);
+    EventDraft {
+        kind,
+        message,
+        payload,
+    }
+}
+
+fn result_from(mut obj: Map<String, Value>) -> ChildResult {
+    // `{"type":"task.result","payload":{…}}` carries the result inside its payload.
+    if let Some(Value::Object(inner)) = obj.get("payload") {
+        if ["output", "result", "events", "artifacts"]
+            .iter()
+            .any(|k| inner.contains_key(*k))
+        {
+            if let Some(Value::Object(inner)) = obj.remove("payload") {
+                obj = inner;
+            }
+        }
+    }
+    let output = match obj.remove("output") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    };
+    let events = match obj.remove("events") {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Object(o) => {
+                    let kind = o
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .and_then(EventType::from_wire)
+                        .filter(|k| *k != EventType::Result)
+                        .unwrap_or(EventType::Log);
+                    event_from(kind, o)
+                }
+                other => EventDraft {
+                    kind: EventType::Log,
+                    message: Some(match other {
+                        Value::String(s) => s,
+                        v => v.to_string(),
+                    }),
+                    payload: None,
+                },
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let artifacts = match obj.remove("artifacts") {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    ChildResult {
+        output,
+        result: obj.remove("result").filter(|v| !v.is_null()),
+        events,
+        artifacts,
+        failed: obj.get("ok") == Some(&Value::Bool(false)),
+        error: obj.remove("error").and_then(|e| match e {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_and_broken_json_are_text() {
+        assert!(matches!(classify("hello"), ChildLine::Text));
+        assert!(matches!(classify("{not json"), ChildLine::Text));
+        assert!(matches!(classify("[1,2]"), ChildLine::Text));
+    }
+
+    #[test]
+    fn child_events_keep_message_and_payload() {
+        let ChildLine::Event(e) =
+            classify(r#"{"type":"task.progress","message":"step","payload":{"n":1},"seq":99}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(e.kind, EventType::Progress);
+        assert_eq!(e.message.as_deref(), Some("step"));
+        assert!(matches!(e.payload, Some(EventPayload::Value(ref v)) if v["n"] == 1));
+    }
+
+    #[test]
+    fn both_result_forms() {
+        let ChildLine::Result(r) = classify(
+            r#"{"type":"task.result","output":"done","result":{"x":1},"artifacts":[{"uri":"s3://b/k"}]}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(r.output.as_deref(), Some("done"));
+        assert_eq!(r.artifacts.len(), 1);
+        let ChildLine::Result(r) =
+            classify(r#"{"output":"ref","events":[{"type":"task.progress","message":"a"},"b"]}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(r.output.as_deref(), Some("ref"));
+        assert_eq!(r.events.len(), 2);
+        assert_eq!(r.events[1].kind, EventType::Log);
+        let ChildLine::Result(r) =
+            classify(r#"{"type":"task.result","payload":{"output":"inner","ok":false,"error":"bad"}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(r.output.as_deref(), Some("inner"));
+        assert!(r.failed);
+        assert_eq!(r.error.as_deref(), Some("bad"));
+    }
+
+    #[test]
+    fn other_objects_are_logs() {
+        assert!(matches!(classify(r#"{"type":"weird"}"#), ChildLine::OtherJson));
+        assert!(matches!(classify(r#"{"level":"info"}"#), ChildLine::OtherJson));
+    }
+}

@@ -1,0 +1,96 @@
+//! PID-1 duties. The worker is a child subreaper, so orphans of its tasks (and, as PID 1, of
+//! the whole container) become its children; this module reaps them.
+//!
+//! tokio reaps only the children it spawned, and a `waitpid(-1)` loop would steal their exit
+//! statuses. So every pid tokio owns is registered here, under the same lock that is held
+//! while spawning, and the reaper waits only for zombie children that are not registered.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::supervisor::kill::{children_of, read_stat};
+
+static OWNED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// The lock over the pids tokio owns; hold it across `spawn` and [`Owned::insert`].
+pub struct Owned(MutexGuard<'static, Option<HashSet<i32>>>);
+
+impl Owned {
+    /// Takes the lock.
+    pub fn lock() -> Self {
+        Owned(OWNED.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Registers a pid that tokio will reap.
+    pub fn insert(&mut self, pid: i32) {
+        self.0.get_or_insert_with(HashSet::new).insert(pid);
+    }
+
+    fn contains(&self, pid: i32) -> bool {
+        self.0.as_ref().is_some_and(|s| s.contains(&pid))
+    }
+}
+
+/// Forgets a pid after tokio reaped it.
+pub fn release(pid: i32) {
+    if let Some(set) = Owned::lock().0.as_mut() {
+        set.remove(&pid);
+    }
+}
+
+/// Makes this process a child subreaper (Linux), so orphaned descendants re-parent to it.
+pub fn become_subreaper() -> std::io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
+}
+
+/// Reaps every zombie child that tokio does not own; returns how many.
+pub fn reap_orphans() -> usize {
+    let me = std::process::id() as i32;
+    let owned = Owned::lock();
+    let mut reaped = 0;
+    for pid in children_of(me) {
+        if owned.contains(pid) {
+            continue;
+        }
+        if read_stat(pid).is_some_and(|s| s.state == 'Z')
+            && waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)).is_ok()
+        {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// Reaps orphans on every SIGCHLD, and once a second in case a signal was coalesced.
+pub async fn run() {
+    let mut sigchld = match signal(SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGCHLD; reaping once a second");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        match sigchld.as_mut() {
+            Some(s) => {
+                tokio::select! {
+                    _ = s.recv() => {}
+                    _ = tick.tick() => {}
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
+        let n = reap_orphans();
+        if n > 0 {
+            tracing::debug!(reaped = n, "reaped orphaned processes");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Finding and signalling every process of a task: its process group, its descendants, and
+//! orphans re-parented to the worker (a child subreaper) that carry the task's marker in their
+//! environment — which catches a grandchild that called `setsid` and left the group.
+
+use std::collections::HashSet;
+use std::fs;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// The processes of one task.
+#[derive(Debug, Clone)]
+pub struct TaskProcesses {
+    /// The leader's pid, which is also the process group id (> 1, checked at spawn).
+    pub pgid: i32,
+    /// `NAME=value` in every process's environment.
+    pub marker: Vec<u8>,
+    /// Set once the group answered ESRCH: never signal it again (the id may be reused).
+    group_gone: bool,
+}
+
+impl TaskProcesses {
+    /// Tracks the group led by `pgid`; `None` when the id is not safe to signal.
+    pub fn new(pgid: i32, marker: Vec<u8>) -> Option<Self> {
+        (pgid > 1).then_some(TaskProcesses {
+            pgid,
+            marker,
+            group_gone: false,
+        })
+    }
+
+    /// Sends `sig` to the group and to every other process of the task; returns how many
+    /// processes outside the group were signalled.
+    pub fn signal_all(&mut self, sig: Signal, leader_alive: bool) -> usize {
+        if !self.group_gone {
+            match killpg(Pid::from_raw(self.pgid), sig) {
+                Err(Errno::ESRCH) => self.group_gone = true,
+                Err(e) => tracing::warn!(pgid = self.pgid, error = %e, "killpg failed"),
+                Ok(()) => {}
+            }
+        }
+        let mut stragglers = 0;
+        for pid in self.outside_group(leader_alive) {
+            if kill(Pid::from_raw(pid), sig).is_ok() {
+                stragglers += 1;
+            }
+        }
+        stragglers
+    }
+
+    /// Whether any process of the task is left.
+    pub fn any_left(&mut self, leader_alive: bool) -> bool {
+        if !self.group_gone {
+            match killpg(Pid::from_raw(self.pgid), None) {
+                Err(Errno::ESRCH) => self.group_gone = true,
+                _ => return true,
+            }
+        }
+        !self.outside_group(leader_alive).is_empty()
+    }
+
+    /// Live descendants of the leader and marked orphans of the worker (with their
+    /// descendants) that are not in the group. Zombies are left to the reaper.
+    fn outside_group(&self, leader_alive: bool) -> Vec<i32> {
+        let me = std::process::id() as i32;
+        let mut roots: Vec<i32> = Vec::new();
+        if leader_alive {
+            roots.push(self.pgid);
+        }
+        for pid in children_of(me) {
+            if pid != self.pgid && has_marker(pid, &self.marker) {
+                roots.push(pid);
+            }
+        }
+        let mut seen: HashSet<i32> = HashSet::new();
+        let mut found = Vec::new();
+        while let Some(pid) = roots.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            if let Some(stat) = read_stat(pid) {
+                if stat.state != 'Z' && stat.pgid != self.pgid {
+                    found.push(pid);
+                }
+            }
+            roots.extend(children_of(pid));
+        }
+        found
+    }
+}
+
+/// The parts of `/proc/<pid>/stat` the worker uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    /// Single-letter state (`Z` for a zombie).
+    pub state: char,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Process group.
+    pub pgid: i32,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone.
+pub fn read_stat(pid: i32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid, pgid })
+}
+
+/// Direct children of `pid` (all its threads), from `/proc/<pid>/task/*/children`, or by
+/// scanning `/proc` when the kernel lacks that file.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for thread in threads.flatten() {
+        match fs::read_to_string(thread.path().join("children")) {
+            Ok(text) => out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return scan_children(pid),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+fn scan_children(parent: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| read_stat(*pid).is_some_and(|s| s.ppid == parent))
+        .collect()
+}
+
+/// Whether `/proc/<pid>/environ` holds the entry `marker` exactly.
+fn has_marker(pid: i32, marker: &[u8]) -> bool {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|entry| entry == marker))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_stat() {
+        let me = std::process::id() as i32;
+        let stat = read_stat(me).unwrap();
+        assert_eq!(stat.state, 'R');
+        assert_eq!(stat.pgid, nix::unistd::getpgrp().as_raw());
+    }
+
+    #[test]
+    fn refuses_unsafe_group_ids() {
+        assert!(TaskProcesses::new(0, vec![]).is_none());
+        assert!(TaskProcesses::new(1, vec![]).is_none());
+        assert!(TaskProcesses::new(2, vec![]).is_some());
+    }
+
+    #[test]
+    fn finds_children_of_this_process() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let kids = children_of(std::process::id() as i32);
+        assert!(kids.contains(&(child.id() as i32)), "{kids:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -1,0 +1,283 @@
+//! One supervised child: spawned without a shell in its own process group, both pipes read
+//! concurrently line by line, a heartbeat timer, a deadline, cancellation, and the stop
+//! sequence (SIGTERM to the group, the grace period, SIGKILL), after which no process of the
+//! child is left and every one is reaped.
+//!
+//! The supervisor knows nothing of payloads or events: it reports to an [`Observer`].
+
+pub mod kill;
+pub mod lines;
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, StreamExt};
+use nix::sys::signal::Signal;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::time::{sleep_until, Instant as TokioInstant};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::reaper;
+use crate::wire::Stream;
+use kill::TaskProcesses;
+pub use lines::Line;
+
+/// What to run and how to watch it.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Program and arguments (no shell).
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Environment added to the worker's own.
+    pub env: Vec<(String, String)>,
+    /// `NAME=value` set in the child's environment and looked for in escaped processes.
+    pub marker: (String, String),
+    /// Bytes written to stdin before it is closed.
+    pub stdin: Vec<u8>,
+    /// When to stop the child.
+    pub deadline: Duration,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// SIGTERM → SIGKILL grace.
+    pub kill_grace: Duration,
+    /// Longest line kept whole.
+    pub max_line: usize,
+}
+
+/// A heartbeat's facts.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// Since spawn.
+    pub elapsed: Duration,
+    /// The child's pid.
+    pub pid: u32,
+    /// Since the last output line, if any came.
+    pub since_output: Option<Duration>,
+}
+
+/// Receives what the child does.
+pub trait Observer: Send {
+    /// The child is running with this pid.
+    fn started(&mut self, pid: u32);
+    /// One line of output.
+    fn line(&mut self, stream: Stream, line: Line);
+    /// The heartbeat timer fired (also once at start).
+    fn heartbeat(&mut self, hb: Heartbeat);
+    /// A batch of lines ended: a good moment to flush.
+    fn flush(&mut self);
+    /// Something the supervisor did (a kill), worth a log line and an event.
+    fn note(&mut self, message: String);
+}
+
+/// Why the supervision ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The child exited by itself.
+    Exited(ExitStatus),
+    /// The deadline passed; the child was stopped.
+    TimedOut,
+    /// Cancelled; the child was stopped.
+    Cancelled,
+    /// The program could not be started.
+    SpawnFailed(std::io::Error),
+}
+
+/// Lines handled before the observer is told to flush.
+const BATCH: usize = 512;
+/// How long to wait for pipes to close once every process of the task is gone or killed.
+const DRAIN_BOUND: Duration = Duration::from_secs(2);
+
+/// Runs the child to its end. Returns only when no process of the task is left (or the drain
+/// bound passed with pipes still open from a process that could not be killed).
+pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) -> Outcome {
+    let started = Instant::now();
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(&spec.marker.0, &spec.marker.1)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = {
+        let mut owned = reaper::Owned::lock();
+        match cmd.spawn() {
+            Ok(child) => {
+                if let Some(pid) = child.id() {
+                    owned.insert(pid as i32);
+                }
+                child
+            }
+            Err(e) => return Outcome::SpawnFailed(e),
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    let marker = format!("{}={}", spec.marker.0, spec.marker.1).into_bytes();
+    let Some(mut procs) = TaskProcesses::new(pid as i32, marker) else {
+        // Cannot happen for a freshly spawned child; refuse to signal an unsafe group.
+        let _ = child.start_kill();
+        let status = child.wait().await;
+        reaper::release(pid as i32);
+        return match status {
+            Ok(s) => Outcome::Exited(s),
+            Err(e) => Outcome::SpawnFailed(e),
+        };
+    };
+    // Take the pipes before any wait(): tokio's wait closes stdin.
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = spec.stdin;
+        tokio::spawn(async move {
+            // A child that exits without reading its stdin is not an error.
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    let mut stdout = child
+        .stdout
+        .take()
+        .map(|p| FramedRead::new(p, lines::LineDecoder::new(spec.max_line)));
+    let mut stderr = child
+        .stderr
+        .take()
+        .map(|p| FramedRead::new(p, lines::LineDecoder::new(spec.max_line)));
+
+    obs.started(pid);
+    let mut last_output: Option<Instant> = None;
+    let heartbeat = |last: Option<Instant>| Heartbeat {
+        elapsed: started.elapsed(),
+        pid,
+        since_output: last.map(|t| t.elapsed()),
+    };
+    obs.heartbeat(heartbeat(last_output));
+    obs.flush();
+    let mut ticker = tokio::time::interval_at(TokioInstant::now() + spec.heartbeat, spec.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let deadline = TokioInstant::now() + spec.deadline;
+    let mut stop: Option<Outcome> = None;
+    let mut kill_at: Option<TokioInstant> = None;
+    let mut exit: Option<ExitStatus> = None;
+    let mut drain_until: Option<TokioInstant> = None;
+    let far = TokioInstant::now() + Duration::from_secs(86400 * 365);
+
+    loop {
+        if exit.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled(), if stop.is_none() && exit.is_none() => {
+                stop = Some(Outcome::Cancelled);
+                obs.note(format!("cancelled: SIGTERM to process group {pid}"));
+                procs.signal_all(Signal::SIGTERM, true);
+                kill_at = Some(TokioInstant::now() + spec.kill_grace);
+            }
+            _ = sleep_until(deadline), if stop.is_none() && exit.is_none() => {
+                stop = Some(Outcome::TimedOut);
+                obs.note(format!(
+                    "deadline of {}ms passed: SIGTERM to process group {pid}",
+                    spec.deadline.as_millis()
+                ));
+                procs.signal_all(Signal::SIGTERM, true);
+                kill_at = Some(TokioInstant::now() + spec.kill_grace);
+            }
+            _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                kill_at = None;
+                obs.note(format!("grace of {}ms passed: SIGKILL to process group {pid}", spec.kill_grace.as_millis()));
+                procs.signal_all(Signal::SIGKILL, exit.is_none());
+            }
+            status = child.wait(), if exit.is_none() => {
+                reaper::release(pid as i32);
+                match status {
+                    Ok(s) => exit = Some(s),
+                    Err(e) => {
+                        tracing::warn!(pid, error = %e, "waiting for the child failed");
+                        exit = Some(ExitStatus::default());
+                    }
+                }
+                // The leader is gone: whatever it left behind is killed now.
+                let left = procs.signal_all(Signal::SIGKILL, false);
+                if left > 0 {
+                    obs.note(format!("killed {left} process(es) left behind outside process group {pid}"));
+                }
+                kill_at = None;
+                drain_until = Some(TokioInstant::now() + DRAIN_BOUND);
+            }
+            _ = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
+                if procs.any_left(false) {
+                    procs.signal_all(Signal::SIGKILL, false);
+                    drain_until = Some(TokioInstant::now() + DRAIN_BOUND);
+                } else {
+                    obs.note("output pipes still open after every process ended; stopped reading".into());
+                    break;
+                }
+            }
+            line = next_line(&mut stdout) => {
+                if let Some(line) = line {
+                    last_output = Some(Instant::now());
+                    obs.line(Stream::Stdout, line);
+                    drain_ready(&mut stdout, Stream::Stdout, obs);
+                    obs.flush();
+                }
+            }
+            line = next_line(&mut stderr) => {
+                if let Some(line) = line {
+                    last_output = Some(Instant::now());
+                    obs.line(Stream::Stderr, line);
+                    drain_ready(&mut stderr, Stream::Stderr, obs);
+                    obs.flush();
+                }
+            }
+            _ = ticker.tick(), if exit.is_none() => {
+                obs.heartbeat(heartbeat(last_output));
+                obs.flush();
+            }
+        }
+    }
+    // Group members killed above are our children (as a subreaper); reap them now rather
+    // than at the next SIGCHLD.
+    reaper::reap_orphans();
+    match stop {
+        Some(outcome) => outcome,
+        None => Outcome::Exited(exit.unwrap_or_default()),
+    }
+}
+
+type Lines = FramedRead<tokio::process::ChildStdout, lines::LineDecoder>;
+type ErrLines = FramedRead<tokio::process::ChildStderr, lines::LineDecoder>;
+
+/// A pipe's line stream, for both pipe types.
+trait LineStream: futures_util::Stream<Item = std::io::Result<Line>> + Unpin {}
+impl LineStream for Lines {}
+impl LineStream for ErrLines {}
+
+/// The next line of a pipe; sets the pipe to `None` at its end (or on a read error).
+async fn next_line<S: LineStream>(pipe: &mut Option<S>) -> Option<Line> {
+    let Some(stream) = pipe.as_mut() else {
+        return std::future::pending().await;
+    };
+    match stream.next().await {
+        Some(Ok(line)) => Some(line),
+        Some(Err(_)) | None => {
+            *pipe = None;
+            None
+        }
+    }
+}
+
+/// Hands over lines that are already buffered, up to a batch, without waiting.
+fn drain_ready<S: LineStream>(pipe: &mut Option<S>, stream: Stream, obs: &mut dyn Observer) {
+    for _ in 0..BATCH {
+        match next_line(pipe).now_or_never() {
+            Some(Some(line)) => obs.line(stream, line),
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Tasks: the registry (busy state for `/ping`, capacity, idempotent task ids, retention,
+//! `task.status` / `task.cancel` / `task.list`) and, in [`runner`], the run of one task from
+//! payload to result.
+
+pub mod runner;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::artifacts;
+use crate::config::Config;
+use crate::events::{self, EventSink};
+use crate::frameworks;
+use crate::wire::{Artifact, Payload, TaskResult, TaskStatus, TaskType};
+
+/// Logs with the task's ids as top-level fields (`sessionId` only when one was sent).
+#[macro_export]
+macro_rules! task_log {
+    ($level:ident, $task:expr, $($rest:tt)+) => {
+        match $task.ids.session_id.as_deref() {
+            Some(session) => tracing::$level!(
+                taskId = %$task.id,
+                requestId = %$task.ids.request_id,
+                sessionId = session,
+                $($rest)+
+            ),
+            None => tracing::$level!(
+                taskId = %$task.id,
+                requestId = %$task.ids.request_id,
+                $($rest)+
+            ),
+        }
+    };
+}
+
+/// The ids AgentCore sends with an invocation.
+#[derive(Debug, Clone, Default)]
+pub struct RequestIds {
+    /// `X-Amzn-Bedrock-AgentCore-Runtime-Request-Id`, or a fresh UUID.
+    pub request_id: String,
+    /// `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`, when sent.
+    pub session_id: Option<String>,
+}
+
+impl RequestIds {
+    /// Ids from optional header values.
+    pub fn new(request_id: Option<String>, session_id: Option<String>) -> Self {
+        RequestIds {
+            request_id: request_id
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            session_id: session_id.filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// One task, running or finished.
+pub struct Task {
+    /// The task id.
+    pub id: String,
+    /// `agent.run` or `command.run`.
+    pub task_type: TaskType,
+    /// The framework name or the command string.
+    pub label: String,
+    /// Ids of the request that started it.
+    pub ids: RequestIds,
+    /// Wall-clock start (for `task.list`).
+    pub started_at: SystemTime,
+    /// Monotonic start (for durations).
+    pub started: Instant,
+    /// The task folder.
+    pub dir: PathBuf,
+    /// Its events.
+    pub events: EventSink,
+    /// Stops it.
+    pub cancel: CancellationToken,
+    done: watch::Sender<Option<Arc<TaskResult>>>,
+}
+
+impl Task {
+    /// The result, once finished.
+    pub fn result(&self) -> Option<Arc<TaskResult>> {
+        self.done.borrow().clone()
+    }
+
+    /// Waits for the result.
+    pub async fn finished(&self) -> Arc<TaskResult> {
+        let mut rx = self.done.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `self`; it cannot be dropped while we borrow it.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The answer to `task.status`: the result when finished (or the running state), with the
+    /// events after `after_seq` up to `cap` bytes.
+    pub fn view(&self, after_seq: u64, cap: usize) -> TaskResult {
+        let since = self.events.since(after_seq, cap);
+        let mut view = match self.result() {
+            Some(r) => TaskResult::clone(&r),
+            None => TaskResult {
+                ok: true,
+                task_id: self.id.clone(),
+                status: TaskStatus::Running,
+                output: String::new(),
+                result: None,
+                events: Vec::new(),
+                events_truncated: false,
+                artifacts: Vec::new(),
+                error: None,
+                error_code: None,
+                exit_code: None,
+                duration_ms: self.started.elapsed().as_millis() as u64,
+            },
+        };
+        view.events = since.events;
+        view.events_truncated = since.truncated;
+        view
+    }
+}
+
+/// One line of `task.list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSummary {
+    /// Id.
+    pub task_id: String,
+    /// State.
+    pub status: TaskStatus,
+    /// `agent.run` or `command.run`.
+    pub task_type: &'static str,
+    /// Framework, for `agent.run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
+    /// Command, for `command.run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// RFC 3339 start.
+    pub started_at: String,
+    /// Duration so far, or in all.
+    pub duration_ms: u64,
+}
+
+/// What [`Worker::start`] did.
+pub enum Start {
+    /// A new run began.
+    New(Arc<Task>),
+    /// The task id is known: no second run.
+    Existing(Arc<Task>),
+    /// The task id is on disk from an earlier run.
+    OnDisk(Box<TaskResult>),
+    /// Nothing started (at capacity, shutting down).
+    Refused(Box<TaskResult>),
+}
+
+struct Busy {
+    running: usize,
+    since: u64,
+}
+
+/// The worker's shared state: configuration, frameworks, tasks.
+pub struct Worker {
+    /// Configuration.
+    pub cfg: Arc<Config>,
+    /// Frameworks.
+    pub frameworks: Arc<frameworks::Registry>,
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    busy: Mutex<Busy>,
+    /// Cancelled when the worker shuts down; every task's token is a child of it.
+    pub shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Worker {
+    /// A worker with no tasks.
+    pub fn new(cfg: Config, frameworks: frameworks::Registry) -> Arc<Self> {
+        Arc::new(Worker {
+            cfg: Arc::new(cfg),
+            frameworks: Arc::new(frameworks),
+            tasks: Mutex::new(HashMap::new()),
+            busy: Mutex::new(Busy {
+                running: 0,
+                since: unix_now(),
+            }),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    /// `/ping`: whether any task runs, and the unix second the answer last changed.
+    pub fn ping(&self) -> (bool, u64) {
+        let b = lock(&self.busy);
+        (b.running > 0, b.since)
+    }
+
+    /// Starts an `agent.run` or `command.run` payload, or finds the task it names.
+    pub fn start(self: &Arc<Self>, payload: Payload, ids: RequestIds) -> Start {
+        let id = payload
+            .task_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let dir = self.cfg.artifact_dir.join(&id);
+        let mut tasks = lock(&self.tasks);
+        if let Some(t) = tasks.get(&id) {
+            return Start::Existing(t.clone());
+        }
+        if payload.task_id.is_some() {
+            if let Some(r) = read_from_disk(&dir, 0, self.cfg.max_output_bytes) {
+                return Start::OnDisk(Box::new(r));
+            }
+        }
+        if self.shutdown.is_cancelled() {
+            return Start::Refused(Box::new(TaskResult::refusal(
+                &id,
+                "The worker is shutting down; no new task is started.",
+                "shutting_down",
+            )));
+        }
+        {
+            let mut busy = lock(&self.busy);
+            if busy.running >= self.cfg.max_concurrent_tasks {
+                return Start::Refused(Box::new(TaskResult::refusal(
+                    &id,
+                    format!(
+                        "The worker is at capacity: {} tasks are running (AGENTDISPATCH_MAX_CONCURRENT_TASKS).",
+                        busy.running
+                    ),
+                    "at_capacity",
+                )));
+            }
+            busy.running += 1;
+            if busy.running == 1 {
+                busy.since = unix_now();
+            }
+        }
+        let dir_ok = std::fs::create_dir_all(&dir);
+        let log_path = dir_ok.is_ok().then(|| dir.join(artifacts::EVENTS_FILE));
+        let label = match payload.task_type {
+            TaskType::CommandRun => payload.command().unwrap_or("").to_string(),
+            _ => payload
+                .framework
+                .clone()
+                .unwrap_or_else(|| self.cfg.default_framework.clone()),
+        };
+        let task = Arc::new(Task {
+            events: EventSink::new(&id, log_path, self.cfg.max_output_bytes),
+            id: id.clone(),
+            task_type: payload.task_type,
+            label,
+            ids,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            dir,
+            cancel: self.shutdown.child_token(),
+            done: watch::channel(None).0,
+        });
+        tasks.insert(id, task.clone());
+        drop(tasks);
+        let worker = self.clone();
+        let t = task.clone();
+        let dir_error = dir_ok
+            .err()
+            .map(|e| format!("Cannot create task folder {}: {e}", t.dir.display()));
+        self.tracker.spawn(async move {
+            let result = runner::execute(&worker, &t, payload, dir_error).await;
+            worker.finish(&t, result);
+        });
+        Start::New(task)
+    }
+
+    fn finish(self: &Arc<Self>, task: &Arc<Task>, result: TaskResult) {
+        task.done.send_replace(Some(Arc::new(result)));
+        {
+            let mut busy = lock(&self.busy);
+            busy.running -= 1;
+            if busy.running == 0 {
+                busy.since = unix_now();
+            }
+        }
+        // Finished tasks leave memory after the retention period; their folder stays.
+        let worker = Arc::downgrade(self);
+        let id = task.id.clone();
+        let keep = self.cfg.task_retention;
+        tokio::spawn(async move {
+            tokio::time::sleep(keep).await;
+            if let Some(w) = worker.upgrade() {
+                let mut tasks = lock(&w.tasks);
+                if tasks.get(&id).is_some_and(|t| t.result().is_some()) {
+                    tasks.remove(&id);
+                }
+            }
+        });
+    }
+
+    /// The task called `id`, while it is in memory.
+    pub fn get(&self, id: &str) -> Option<Arc<Task>> {
+        lock(&self.tasks).get(id).cloned()
+    }
+
+    /// `task.status`: from memory, else from the task folder.
+    pub fn status(&self, id: &str, after_seq: u64) -> TaskResult {
+        let cap = self.cfg.max_output_bytes;
+        if let Some(t) = self.get(id) {
+            return t.view(after_seq, cap);
+        }
+        read_from_disk(&self.cfg.artifact_dir.join(id), after_seq, cap).unwrap_or_else(|| unknown(id))
+    }
+
+    /// `task.cancel`: stops the task and answers with its final state.
+    pub async fn cancel(&self, id: &str) -> TaskResult {
+        let Some(t) = self.get(id) else {
+            return self.status(id, 0);
+        };
+        if t.result().is_none() {
+            task_log!(info, t, "cancel requested");
+            t.cancel.cancel();
+            let bound = self.cfg.kill_grace + Duration::from_secs(5);
+            let _ = tokio::time::timeout(bound, t.finished()).await;
+        }
+        t.view(0, self.cfg.max_output_bytes)
+    }
+
+    /// `task.list`: every task in memory, newest first.
+    pub fn list(&self) -> Vec<TaskSummary> {
+        let mut tasks: Vec<Arc<Task>> = lock(&self.tasks).values().cloned().collect();
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.started_at));
+        tasks
+            .iter()
+            .map(|t| {
+                let result = t.result();
+                let is_command = t.task_type == TaskType::CommandRun;
+                TaskSummary {
+                    task_id: t.id.clone(),
+                    status: result.as_ref().map_or(TaskStatus::Running, |r| r.status),
+                    task_type: t.task_type.as_str(),
+                    framework: (!is_command).then(|| t.label.clone()),
+                    command: is_command.then(|| t.label.clone()),
+                    started_at: chrono::DateTime::<chrono::Utc>::from(t.started_at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    duration_ms: result
+                        .map_or(t.started.elapsed().as_millis() as u64, |r| r.duration_ms),
+                }
+            })
+            .collect()
+    }
+
+    /// Cancels every running task and waits (up to `grace`) for their results to be written.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+    }
+}
+
+/// The answer for a task id nobody knows.
+pub fn unknown(id: &str) -> TaskResult {
+    TaskResult::refusal(id, format!("Unknown taskId: {id}"), "unknown_task")
+}
+
+/// A finished task's answer from its folder: `result.json`, `manifest.json`, `events.ndjson`.
+pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Option<TaskResult> {
+    let text = std::fs::read(dir.join(artifacts::RESULT_FILE)).ok()?;
+    let mut result: TaskResult = serde_json::from_slice(&text).ok()?;
+    if let Ok(manifest) = std::fs::read(dir.join(artifacts::MANIFEST_FILE)) {
+        #[derive(serde::Deserialize)]
+        struct Manifest {
+            artifacts: Vec<Artifact>,
+        }
+        if let Ok(m) = serde_json::from_slice::<Manifest>(&manifest) {
+            result.artifacts = m.artifacts;
+        }
+    }
+    let since = events::read_log(&dir.join(artifacts::EVENTS_FILE), after_seq, cap);
+    result.events = since.events;
+    result.events_truncated = since.truncated;
+    Some(result)
+}

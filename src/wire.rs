@@ -1,0 +1,540 @@
+//! The wire types: the invocation payload, the task result, events and artifacts.
+//!
+//! The field names and shapes are the TypeScript reference worker's (`ok`, `output`, `events`,
+//! `artifacts`, `error`), plus this worker's additions. Parsing is done by hand over
+//! `serde_json::Value` so that every refusal names the field at fault.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// What a payload asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskType {
+    /// Run an agent framework (also when `taskType` is absent).
+    AgentRun,
+    /// Run an allowlisted command.
+    CommandRun,
+    /// Report a task's state and events after a sequence number.
+    Status,
+    /// Stop a task.
+    Cancel,
+    /// List every known task.
+    List,
+}
+
+impl TaskType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::AgentRun => "agent.run",
+            TaskType::CommandRun => "command.run",
+            TaskType::Status => "task.status",
+            TaskType::Cancel => "task.cancel",
+            TaskType::List => "task.list",
+        }
+    }
+}
+
+/// A validated `POST /invocations` body.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// What to do.
+    pub task_type: TaskType,
+    /// The caller's task id, already checked against the pattern.
+    pub task_id: Option<String>,
+    /// `input.framework`, else `framework`.
+    pub framework: Option<String>,
+    /// `input.instruction`, else `prompt`, else empty.
+    pub instruction: String,
+    /// `input` (empty when absent); passed on whole to framework children.
+    pub input: Map<String, Value>,
+    /// `input.context`, else `{}`.
+    pub context: Value,
+    /// `metadata`, else `{}`.
+    pub metadata: Value,
+    /// Answer at once and run in the background.
+    pub is_async: bool,
+    /// Answer as a server-sent event stream.
+    pub stream: bool,
+    /// `input.timeoutSeconds`, already checked positive (not yet capped).
+    pub timeout: Option<Duration>,
+    /// `afterSeq` of `task.status`.
+    pub after_seq: u64,
+}
+
+impl Payload {
+    /// A payload for `agent.run` with everything else empty (CLI, A2A).
+    pub fn agent_run(framework: Option<String>, instruction: String) -> Self {
+        Payload {
+            task_type: TaskType::AgentRun,
+            task_id: None,
+            framework,
+            instruction,
+            input: Map::new(),
+            context: Value::Object(Map::new()),
+            metadata: Value::Object(Map::new()),
+            is_async: false,
+            stream: false,
+            timeout: None,
+            after_seq: 0,
+        }
+    }
+
+    /// `input.command` when it is a string.
+    pub fn command(&self) -> Option<&str> {
+        self.input.get("command").and_then(Value::as_str)
+    }
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Not JSON, or JSON of the wrong shape: HTTP 400 `invalid_payload`.
+    #[error("{0}")]
+    Invalid(String),
+    /// A `taskType` this worker does not know: HTTP 200, ok:false.
+    #[error("Unsupported taskType: {0}")]
+    UnsupportedTaskType(String),
+}
+
+/// Whether `id` matches `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
+pub fn valid_task_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+fn invalid(msg: impl Into<String>) -> PayloadError {
+    PayloadError::Invalid(msg.into())
+}
+
+fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str, name: &str) -> Result<Option<&'a str>, PayloadError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(invalid(format!("{name} must be a string, got {}", kind_of(other)))),
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<bool, PayloadError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(invalid(format!("{key} must be true or false, got {}", kind_of(other)))),
+    }
+}
+
+/// A word for a JSON value's kind, for error messages.
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses and validates a request body.
+pub fn parse_payload(body: &[u8]) -> Result<Payload, PayloadError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("Request body is empty; expected a JSON object."));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("Request body is not valid JSON: {e}")))?;
+    payload_from_value(value)
+}
+
+/// Validates an already-parsed body (A2A builds payloads this way too).
+pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
+    let Value::Object(obj) = value else {
+        return Err(invalid(format!(
+            "Request body must be a JSON object, got {}",
+            kind_of(&value)
+        )));
+    };
+    let task_type = match opt_str(&obj, "taskType", "taskType")? {
+        None | Some("agent.run") => TaskType::AgentRun,
+        Some("command.run") => TaskType::CommandRun,
+        Some("task.status") => TaskType::Status,
+        Some("task.cancel") => TaskType::Cancel,
+        Some("task.list") => TaskType::List,
+        Some(other) => return Err(PayloadError::UnsupportedTaskType(other.to_string())),
+    };
+    let task_id = match opt_str(&obj, "taskId", "taskId")? {
+        None => None,
+        Some(id) if valid_task_id(id) => Some(id.to_string()),
+        Some(id) => {
+            return Err(invalid(format!(
+                "taskId {id:?} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}"
+            )))
+        }
+    };
+    if matches!(task_type, TaskType::Status | TaskType::Cancel) && task_id.is_none() {
+        return Err(invalid(format!("{} requires taskId", task_type.as_str())));
+    }
+    let input = match obj.get("input") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            return Err(invalid(format!("input must be a JSON object, got {}", kind_of(other))))
+        }
+    };
+    let framework = match opt_str(&input, "framework", "input.framework")? {
+        Some(f) => Some(f.to_string()),
+        None => opt_str(&obj, "framework", "framework")?.map(str::to_string),
+    };
+    let instruction = match opt_str(&input, "instruction", "input.instruction")? {
+        Some(s) => s.to_string(),
+        None => opt_str(&obj, "prompt", "prompt")?.unwrap_or("").to_string(),
+    };
+    let timeout = match input.get("timeoutSeconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_f64() {
+            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+            _ => {
+                return Err(invalid(format!(
+                    "input.timeoutSeconds must be a positive number of seconds, got {v}"
+                )))
+            }
+        },
+    };
+    let after_seq = match obj.get("afterSeq") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| invalid(format!("afterSeq must be a whole number >= 0, got {v}")))?,
+    };
+    let context = input
+        .get("context")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let metadata = obj
+        .get("metadata")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    Ok(Payload {
+        task_type,
+        task_id,
+        framework,
+        instruction,
+        context,
+        metadata,
+        is_async: opt_bool(&obj, "async")?,
+        stream: opt_bool(&obj, "stream")?,
+        timeout,
+        after_seq,
+        input,
+    })
+}
+
+/// A task's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Still running.
+    Running,
+    /// Finished with ok:true.
+    Succeeded,
+    /// Finished with ok:false.
+    Failed,
+    /// Stopped at its deadline.
+    TimedOut,
+    /// Stopped by `task.cancel` or worker shutdown.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One file or URI a task produced.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// Local path or remote URI.
+    pub uri: String,
+    /// `json`, `text` or `file` (or what the child declared).
+    pub kind: String,
+    /// MIME type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Size on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Hex SHA-256 of the content (ext).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// A serialized event, shared between the response buffer, SSE subscribers and the log.
+pub type EventJson = Arc<RawValue>;
+
+/// The answer to a task: the reference shape plus additions.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResult {
+    /// Whether the task succeeded.
+    pub ok: bool,
+    /// The task's id.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
+    pub task_id: String,
+    /// Lifecycle state.
+    pub status: TaskStatus,
+    /// Human-readable output.
+    #[serde(default)]
+    pub output: String,
+    /// Structured result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Events (the most recent ones when `events_truncated`).
+    #[serde(default)]
+    pub events: Vec<EventJson>,
+    /// Whether older events were left out of `events` (they stay in `events.ndjson`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
+    pub events_truncated: bool,
+    /// Files and URIs the task produced.
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
+    /// What went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Machine-readable cause of `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The child's exit code, when one ran and exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Wall time from acceptance to result.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+impl TaskResult {
+    /// A failure answered before any task ran (no task id, no events).
+    pub fn refusal(task_id: &str, error: impl Into<String>, code: &str) -> Self {
+        TaskResult {
+            ok: false,
+            task_id: task_id.to_string(),
+            status: TaskStatus::Failed,
+            output: String::new(),
+            result: None,
+            events: Vec::new(),
+            events_truncated: false,
+            artifacts: Vec::new(),
+            error: Some(error.into()),
+            error_code: Some(code.to_string()),
+            exit_code: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// The four event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventType {
+    /// Progress of the task.
+    #[serde(rename = "task.progress")]
+    Progress,
+    /// A line of output or a worker note.
+    #[serde(rename = "task.log")]
+    Log,
+    /// The child is alive.
+    #[serde(rename = "task.heartbeat")]
+    Heartbeat,
+    /// The final result (payload: the result object without its events).
+    #[serde(rename = "task.result")]
+    Result,
+}
+
+impl EventType {
+    /// Parses a child's `type` field.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        match s {
+            "task.progress" => Some(EventType::Progress),
+            "task.log" => Some(EventType::Log),
+            "task.heartbeat" => Some(EventType::Heartbeat),
+            "task.result" => Some(EventType::Result),
+            _ => None,
+        }
+    }
+}
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// The child's stdout.
+    Stdout,
+    /// The child's stderr.
+    Stderr,
+}
+
+/// An event's payload before serialization.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum EventPayload {
+    /// Any JSON value.
+    Value(Value),
+    /// A line of child output (the hot path: no `Value` built).
+    Line {
+        /// Pipe.
+        stream: Stream,
+        /// Set when the line was cut at the line limit.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        /// Set when invalid UTF-8 was replaced.
+        #[serde(rename = "invalidUtf8", skip_serializing_if = "std::ops::Not::not")]
+        invalid_utf8: bool,
+    },
+}
+
+/// An event before the sink gives it `seq`, `ts` and `taskId`.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    /// Type.
+    pub kind: EventType,
+    /// Short text.
+    pub message: Option<String>,
+    /// Structured detail.
+    pub payload: Option<EventPayload>,
+}
+
+impl EventDraft {
+    /// An event with a message and an optional JSON payload.
+    pub fn new(kind: EventType, message: impl Into<String>, payload: Option<Value>) -> Self {
+        EventDraft {
+            kind,
+            message: Some(message.into()),
+            payload: payload.map(EventPayload::Value),
+        }
+    }
+}
+
+/// The serialized form of an event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRef<'a> {
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Short text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+    /// Structured detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<&'a EventPayload>,
+    /// Per-task sequence number from 1.
+    pub seq: u64,
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: &'a str,
+    /// The task.
+    pub task_id: &'a str,
+}
+
+/// Wraps any serializable value as an [`EventJson`].
+pub fn to_raw<T: Serialize + ?Sized>(v: &T) -> EventJson {
+    let text = serde_json::to_string(v).expect("serializing plain data to a string cannot fail");
+    Arc::from(RawValue::from_string(text).expect("serde_json output is valid JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        match parse_payload(body.as_bytes()) {
+            Err(PayloadError::Invalid(m)) => m,
+            other => panic!("expected Invalid for {body}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reference_payload_and_aliases() {
+        let p = parse_payload(br#"{"prompt":"hi","framework":"x","metadata":{"a":1}}"#).unwrap();
+        assert_eq!(p.task_type, TaskType::AgentRun);
+        assert_eq!(p.instruction, "hi");
+        assert_eq!(p.framework.as_deref(), Some("x"));
+        let p = parse_payload(
+            br#"{"taskType":"agent.run","prompt":"no","framework":"x","input":{"instruction":"yes","framework":"y","timeoutSeconds":2.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.instruction, "yes");
+        assert_eq!(p.framework.as_deref(), Some("y"));
+        assert_eq!(p.timeout, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn bad_bodies_name_what_is_wrong() {
+        assert!(err("").contains("empty"));
+        assert!(err("{nope").contains("not valid JSON"));
+        assert!(err("[1]").contains("an array"));
+        assert!(err(r#"{"input":"x"}"#).contains("input must be a JSON object"));
+        assert!(err(r#"{"taskId":"-bad"}"#).contains("taskId"));
+        assert!(err(r#"{"input":{"timeoutSeconds":-1}}"#).contains("input.timeoutSeconds"));
+        assert!(err(r#"{"input":{"timeoutSeconds":"5"}}"#).contains("input.timeoutSeconds"));
+        assert!(err(r#"{"taskType":5}"#).contains("taskType"));
+        assert!(err(r#"{"taskType":"task.status"}"#).contains("requires taskId"));
+        assert!(err(r#"{"async":"yes"}"#).contains("async"));
+    }
+
+    #[test]
+    fn unknown_task_type_is_not_a_400() {
+        assert_eq!(
+            parse_payload(br#"{"taskType":"dance"}"#).unwrap_err(),
+            PayloadError::UnsupportedTaskType("dance".into())
+        );
+    }
+
+    #[test]
+    fn task_id_pattern() {
+        assert!(valid_task_id("a"));
+        assert!(valid_task_id("A1._-z"));
+        assert!(valid_task_id(&"a".repeat(128)));
+        assert!(!valid_task_id(&"a".repeat(129)));
+        assert!(!valid_task_id(".a"));
+        assert!(!valid_task_id("a/b"));
+        assert!(!valid_task_id(""));
+    }
+
+    #[test]
+    fn log_events_serialize_in_wire_order() {
+        let payload = EventPayload::Line {
+            stream: Stream::Stderr,
+            truncated: true,
+            invalid_utf8: false,
+        };
+        let e = EventRef {
+            kind: EventType::Log,
+            message: Some("x"),
+            payload: Some(&payload),
+            seq: 3,
+            ts: "t",
+            task_id: "id",
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"task.log","message":"x","payload":{"stream":"stderr","truncated":true},"seq":3,"ts":"t","taskId":"id"}"#
+        );
+    }
+}
