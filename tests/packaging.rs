@@ -1,0 +1,631 @@
+//! Packaging (issue 5): `scripts/build-and-push-ecr.sh` against fake `aws` and `docker`
+//! executables that record their calls, `shellcheck` on every script, and the promises of the
+//! `Dockerfile` that can be checked without a Docker engine.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ACCOUNT: &str = "123456789012";
+const DEFAULT_URI: &str =
+    "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agentdispatch-worker-agentcore:latest";
+
+/// Fake `aws`: records its argv, answers like the real CLI. `FAKE_REPO=existing` makes the
+/// repository exist; `FAKE_DESCRIBE=denied` and `FAKE_STS=fail` make those calls fail.
+const FAKE_AWS: &str = r#"#!/bin/sh
+echo "aws $*" >>"$FAKE_LOG"
+case "$1 $2" in
+"sts get-caller-identity")
+  if [ "$FAKE_STS" = fail ]; then echo "Unable to locate credentials." >&2; exit 253; fi
+  echo "$FAKE_ACCOUNT" ;;
+"ecr describe-repositories")
+  if [ "$FAKE_DESCRIBE" = denied ]; then
+    echo "An error occurred (AccessDeniedException) when calling the DescribeRepositories operation" >&2; exit 254
+  elif [ "$FAKE_REPO" = existing ]; then echo '{"repositories":[{"repositoryName":"x"}]}'
+  else
+    echo "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories operation: The repository with name '$4' does not exist in the registry with id '$FAKE_ACCOUNT'" >&2
+    exit 254
+  fi ;;
+"ecr create-repository") echo '{"repository":{"repositoryName":"x"}}' ;;
+"ecr get-login-password") echo fake-ecr-password ;;
+*) echo "fake aws: unexpected call: $*" >&2; exit 2 ;;
+esac
+"#;
+
+/// Fake `docker`: records its argv (and the directory of a build); `FAKE_LOGIN=fail` and
+/// `FAKE_BUILD=fail` make those steps fail. A login must receive the password on stdin.
+const FAKE_DOCKER: &str = r#"#!/bin/sh
+echo "docker $*" >>"$FAKE_LOG"
+case "$1 $2" in
+"buildx version") echo "github.com/docker/buildx v0.17.1" ;;
+"login --username")
+  read -r password
+  if [ "$password" != fake-ecr-password ]; then echo "fake docker: bad password '$password'" >&2; exit 3; fi
+  if [ "$FAKE_LOGIN" = fail ]; then echo "Error response from daemon: login denied" >&2; exit 1; fi
+  echo "Login Succeeded" ;;
+"buildx build")
+  echo "build-dir $(pwd)" >>"$FAKE_LOG"
+  if [ "$FAKE_BUILD" = fail ]; then echo "ERROR: failed to solve: exit code: 1" >&2; exit 1; fi
+  echo "pushed" ;;
+*) echo "fake docker: unexpected call: $*" >&2; exit 2 ;;
+esac
+"#;
+
+/// Fake `scripts/test.sh` for a copy of the script in a scratch repository.
+const FAKE_TESTS: &str =
+    "#!/bin/sh\necho \"test.sh\" >>\"$FAKE_LOG\"\nexit \"${FAKE_TESTS_EXIT:-0}\"\n";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real script, as shipped.
+fn ecr_script() -> PathBuf {
+    repo_root().join("scripts/build-and-push-ecr.sh")
+}
+
+fn write_executable(path: &Path, body: &str) {
+    fs::write(path, body).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A program on the test's own PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// What one run of the script did.
+struct ScriptRun {
+    success: bool,
+    stdout: String,
+    stderr: String,
+    /// Lines of the fakes' log: `aws …`, `docker …`, `build-dir …`, `test.sh`.
+    calls: Vec<String>,
+}
+
+impl ScriptRun {
+    fn calls_starting(&self, prefix: &str) -> Vec<&str> {
+        let calls = self.calls.iter().map(String::as_str);
+        calls.filter(|call| call.starts_with(prefix)).collect()
+    }
+
+    fn describe(&self) -> String {
+        let calls = self.calls.join("\n  ");
+        format!(
+            "stdout:\n{}\nstderr:\n{}\ncalls:\n  {calls}",
+            self.stdout, self.stderr
+        )
+    }
+
+    fn assert_failed_saying(&self, words: &[&str]) {
+        assert!(!self.success, "expected a failure\n{}", self.describe());
+        for word in words {
+            assert!(
+                self.stderr.contains(word),
+                "stderr lacks {word:?}\n{}",
+                self.describe()
+            );
+        }
+        assert!(
+            !self.stdout.contains(".dkr.ecr."),
+            "no URI on failure\n{}",
+            self.describe()
+        );
+    }
+}
+
+/// Runs `script` with a clean environment: PATH holds only the fakes named in `fakes` and the
+/// few real tools the script needs, so a real `aws` or `docker` can never be reached.
+fn run_script(script: &Path, fakes: &[&str], env: &[(&str, &str)]) -> ScriptRun {
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    for tool in ["bash", "sh", "env", "dirname"] {
+        let real = which(tool).unwrap_or_else(|| panic!("{tool} is not on PATH"));
+        symlink(real, bin.join(tool)).unwrap();
+    }
+    for (name, body) in [("aws", FAKE_AWS), ("docker", FAKE_DOCKER)] {
+        if fakes.contains(&name) {
+            write_executable(&bin.join(name), body);
+        }
+    }
+    let log = scratch.path().join("calls.log");
+    let output = Command::new(script)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("FAKE_LOG", &log)
+        .env("FAKE_ACCOUNT", ACCOUNT)
+        .envs(env.iter().copied())
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    let calls = fs::read_to_string(&log).unwrap_or_default();
+    ScriptRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        calls: calls.lines().map(str::to_owned).collect(),
+    }
+}
+
+/// Runs the shipped script with both fakes and SKIP_TESTS=1.
+fn run_ecr(env: &[(&str, &str)]) -> ScriptRun {
+    let mut env = env.to_vec();
+    env.push(("SKIP_TESTS", "1"));
+    run_script(&ecr_script(), &["aws", "docker"], &env)
+}
+
+/// The login is one pipeline, `aws ecr get-login-password | docker login`: its two calls may be
+/// logged in either order, so they are sorted before comparing.
+fn with_login_pair_sorted(calls: &[String]) -> Vec<String> {
+    let mut calls = calls.to_vec();
+    let login =
+        |c: &String| c.starts_with("aws ecr get-login-password") || c.starts_with("docker login");
+    if let Some(at) = calls.iter().position(login) {
+        let end = calls.len().min(at + 2);
+        calls[at..end].sort();
+    }
+    calls
+}
+
+#[test]
+fn ecr_script_creates_a_missing_repository_then_logs_in_builds_and_pushes() {
+    let run = run_ecr(&[
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_DEFAULT_REGION", "us-east-2"),
+    ]);
+    assert!(run.success, "{}", run.describe());
+    let registry = format!("{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com");
+    let root = repo_root().canonicalize().unwrap();
+    let expected = [
+        "docker buildx version".to_owned(),
+        "aws sts get-caller-identity --query Account --output text --region eu-west-1".into(),
+        "aws ecr describe-repositories --repository-names agentdispatch-worker-agentcore \
+         --region eu-west-1"
+            .into(),
+        "aws ecr create-repository --repository-name agentdispatch-worker-agentcore \
+         --region eu-west-1 --image-scanning-configuration scanOnPush=true"
+            .into(),
+        "aws ecr get-login-password --region eu-west-1".into(),
+        format!("docker login --username AWS --password-stdin {registry}"),
+        format!("docker buildx build --platform linux/arm64 -t {DEFAULT_URI} --push ."),
+        format!("build-dir {}", root.display()),
+    ];
+    assert_eq!(
+        with_login_pair_sorted(&run.calls),
+        expected,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some(DEFAULT_URI),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn ecr_script_reuses_an_existing_repository_and_honours_its_variables() {
+    let run = run_ecr(&[
+        ("AWS_DEFAULT_REGION", "us-west-2"),
+        ("FAKE_REPO", "existing"),
+        ("ECR_REPOSITORY", "team/agents"),
+        ("IMAGE_TAG", "v1.2.3"),
+        ("PLATFORM", "linux/amd64"),
+        ("FRAMEWORKS", "langgraph strands"),
+    ]);
+    assert!(run.success, "{}", run.describe());
+    let uri = format!("{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/team/agents:v1.2.3");
+    let calls = with_login_pair_sorted(&run.calls);
+    let commands: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split(" --").next().unwrap())
+        .collect();
+    let expected = [
+        "docker buildx version",
+        "aws sts get-caller-identity",
+        "aws ecr describe-repositories",
+        "aws ecr get-login-password",
+        "docker login",
+        "docker buildx build",
+    ];
+    assert_eq!(commands[..expected.len()], expected, "{}", run.describe());
+    assert!(run.calls_starting("aws ecr create-repository").is_empty());
+    let build = run.calls_starting("docker buildx build");
+    let wanted = format!(
+        "docker buildx build --platform linux/amd64 --build-arg FRAMEWORKS=langgraph strands \
+         -t {uri} --push ."
+    );
+    assert_eq!(build, [wanted.as_str()], "{}", run.describe());
+    assert_eq!(run.stdout.lines().last(), Some(uri.as_str()));
+    assert_eq!(run.stdout.lines().count(), 1, "only the URI goes to stdout");
+}
+
+#[test]
+fn ecr_script_fails_clearly_without_a_region() {
+    let run = run_ecr(&[]);
+    run.assert_failed_saying(&["AWS_REGION", "AWS_DEFAULT_REGION"]);
+    assert!(run.calls_starting("aws").is_empty(), "{}", run.describe());
+}
+
+#[test]
+fn ecr_script_fails_clearly_without_aws() {
+    let env = [("AWS_REGION", "eu-west-1"), ("SKIP_TESTS", "1")];
+    let run = run_script(&ecr_script(), &["docker"], &env);
+    run.assert_failed_saying(&["'aws'", "not on PATH"]);
+    assert!(run.calls.is_empty(), "{}", run.describe());
+}
+
+#[test]
+fn ecr_script_fails_clearly_without_docker() {
+    let env = [("AWS_REGION", "eu-west-1"), ("SKIP_TESTS", "1")];
+    let run = run_script(&ecr_script(), &["aws"], &env);
+    run.assert_failed_saying(&["'docker'", "not on PATH"]);
+    assert!(run.calls.is_empty(), "{}", run.describe());
+}
+
+#[test]
+fn ecr_script_fails_clearly_without_credentials() {
+    let run = run_ecr(&[("AWS_REGION", "eu-west-1"), ("FAKE_STS", "fail")]);
+    run.assert_failed_saying(&["step account", "credentials"]);
+    assert!(
+        run.calls_starting("aws ecr").is_empty(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn ecr_script_stops_when_describe_repositories_fails_for_another_reason() {
+    let run = run_ecr(&[("AWS_REGION", "eu-west-1"), ("FAKE_DESCRIBE", "denied")]);
+    run.assert_failed_saying(&["step repository", "AccessDeniedException"]);
+    assert!(run.calls_starting("aws ecr create-repository").is_empty());
+    assert!(
+        run.calls_starting("docker login").is_empty(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn ecr_script_stops_when_docker_login_fails() {
+    let run = run_ecr(&[("AWS_REGION", "eu-west-1"), ("FAKE_LOGIN", "fail")]);
+    run.assert_failed_saying(&["step login", "docker login"]);
+    assert_eq!(
+        run.calls_starting("docker login").len(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.calls_starting("docker buildx build").is_empty(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn ecr_script_fails_when_the_build_fails() {
+    let run = run_ecr(&[("AWS_REGION", "eu-west-1"), ("FAKE_BUILD", "fail")]);
+    run.assert_failed_saying(&["step build", "linux/arm64", "nothing was pushed"]);
+    assert_eq!(run.calls_starting("docker buildx build").len(), 1);
+}
+
+/// A copy of the script in a scratch repository whose `scripts/test.sh` is a fake.
+fn scratch_repo_with_fake_tests() -> (tempfile::TempDir, PathBuf) {
+    let repo = tempfile::tempdir().unwrap();
+    let scripts = repo.path().join("scripts");
+    fs::create_dir(&scripts).unwrap();
+    let script = scripts.join("build-and-push-ecr.sh");
+    write_executable(&script, &fs::read_to_string(ecr_script()).unwrap());
+    write_executable(&scripts.join("test.sh"), FAKE_TESTS);
+    (repo, script)
+}
+
+#[test]
+fn ecr_script_runs_the_tests_before_anything_reaches_aws() {
+    let (_repo, script) = scratch_repo_with_fake_tests();
+    let run = run_script(&script, &["aws", "docker"], &[("AWS_REGION", "eu-west-1")]);
+    assert!(run.success, "{}", run.describe());
+    assert_eq!(run.calls[..2], ["docker buildx version", "test.sh"]);
+
+    let env = [("AWS_REGION", "eu-west-1"), ("FAKE_TESTS_EXIT", "1")];
+    let failed = run_script(&script, &["aws", "docker"], &env);
+    failed.assert_failed_saying(&["step tests", "scripts/test.sh failed"]);
+    assert!(
+        failed.calls_starting("aws").is_empty(),
+        "{}",
+        failed.describe()
+    );
+
+    let env = [
+        ("AWS_REGION", "eu-west-1"),
+        ("FAKE_TESTS_EXIT", "1"),
+        ("SKIP_TESTS", "1"),
+    ];
+    let skipped = run_script(&script, &["aws", "docker"], &env);
+    assert!(skipped.success, "{}", skipped.describe());
+    assert!(skipped.calls_starting("test.sh").is_empty());
+}
+
+#[test]
+fn every_script_passes_shellcheck() {
+    let Some(shellcheck) = which("shellcheck") else {
+        panic!("shellcheck is not installed: run `apt-get install -y shellcheck` (Debian)");
+    };
+    let mut scripts: Vec<PathBuf> = fs::read_dir(repo_root().join("scripts"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sh"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.iter().any(|s| s.ends_with("build-and-push-ecr.sh")));
+    let output = Command::new(shellcheck)
+        .arg("--external-sources")
+        .args(&scripts)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "shellcheck found problems:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// One Dockerfile instruction: its stage (0 = before the first FROM), keyword and arguments.
+struct Instruction {
+    stage: usize,
+    keyword: String,
+    args: String,
+}
+
+/// The Dockerfile's instructions, with continuation lines joined and comments dropped.
+fn dockerfile() -> Vec<Instruction> {
+    let text = fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let (mut instructions, mut pending, mut stage) = (Vec::new(), String::new(), 0);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || (line.is_empty() && pending.is_empty()) {
+            continue;
+        }
+        pending.push_str(line.strip_suffix('\\').unwrap_or(line));
+        pending.push(' ');
+        if line.ends_with('\\') {
+            continue;
+        }
+        let joined = std::mem::take(&mut pending);
+        let (keyword, args) = joined.trim().split_once(' ').unwrap_or((joined.trim(), ""));
+        let keyword = keyword.to_ascii_uppercase();
+        stage += usize::from(keyword == "FROM");
+        let args = args.trim().to_owned();
+        instructions.push(Instruction {
+            stage,
+            keyword,
+            args,
+        });
+    }
+    instructions
+}
+
+/// `NAME=value` pairs of ARG or ENV instructions (values without spaces, or double-quoted).
+fn assignments<'a>(instructions: impl Iterator<Item = &'a Instruction>) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for instruction in instructions {
+        let mut rest = instruction.args.as_str();
+        while let Some((name, tail)) = rest.trim_start().split_once('=') {
+            let (value, tail) = match tail.strip_prefix('"') {
+                Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
+                None => tail.split_once(' ').unwrap_or((tail, "")),
+            };
+            pairs.push((name.to_owned(), value.to_owned()));
+            rest = tail;
+        }
+    }
+    pairs
+}
+
+fn last_stage(instructions: &[Instruction]) -> Vec<&Instruction> {
+    let last = instructions.iter().map(|i| i.stage).max().unwrap();
+    instructions.iter().filter(|i| i.stage == last).collect()
+}
+
+/// The arguments of every `keyword` instruction in `stage`, in order.
+fn args_of<'a>(stage: &[&'a Instruction], keyword: &str) -> Vec<&'a str> {
+    let matching = stage.iter().filter(|i| i.keyword == keyword);
+    matching.map(|i| i.args.as_str()).collect()
+}
+
+/// The value an ENV instruction of the runtime stage gives `name`.
+fn runtime_env(instructions: &[Instruction], name: &str) -> Option<String> {
+    let envs = last_stage(instructions)
+        .into_iter()
+        .filter(|i| i.keyword == "ENV");
+    let pairs = assignments(envs);
+    pairs
+        .into_iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn dockerfile_bases_are_pinned_images() {
+    let instructions = dockerfile();
+    let globals = assignments(
+        instructions
+            .iter()
+            .filter(|i| i.stage == 0 && i.keyword == "ARG"),
+    );
+    let froms: Vec<&Instruction> = instructions
+        .iter()
+        .filter(|i| i.keyword == "FROM")
+        .collect();
+    assert!(froms.len() >= 2, "a multi-stage build");
+    let mut stages = Vec::new();
+    for from in froms {
+        let words: Vec<&str> = from.args.split_whitespace().collect();
+        let image = words
+            .iter()
+            .find(|w| !w.starts_with("--"))
+            .unwrap()
+            .to_string();
+        let image = globals.iter().fold(image, |image, (name, value)| {
+            image
+                .replace(&format!("${{{name}}}"), value)
+                .replace(&format!("${name}"), value)
+        });
+        if !stages.contains(&image) {
+            assert!(
+                !image.contains('$'),
+                "FROM {image}: an ARG without a default"
+            );
+            let name = image.split('@').next().unwrap().rsplit('/').next().unwrap();
+            let tag = name.split_once(':').map(|(_, tag)| tag);
+            assert!(
+                tag.is_some() || image.contains("@sha256:"),
+                "FROM {image}: untagged"
+            );
+            assert_ne!(tag, Some("latest"), "FROM {image}: `latest` is not a pin");
+        }
+        if let Some(at) = words.iter().position(|w| w.eq_ignore_ascii_case("as")) {
+            stages.push(words[at + 1].to_owned());
+        }
+    }
+}
+
+#[test]
+fn dockerfile_cross_compiles_on_the_build_platform_for_the_target() {
+    let instructions = dockerfile();
+    let builder = instructions
+        .iter()
+        .find(|i| i.keyword == "FROM" && i.args.contains("--platform=$BUILDPLATFORM"))
+        .expect("a builder stage FROM --platform=$BUILDPLATFORM");
+    let stage: Vec<&Instruction> = instructions
+        .iter()
+        .filter(|i| i.stage == builder.stage)
+        .collect();
+    assert!(stage
+        .iter()
+        .any(|i| i.keyword == "ARG" && i.args.starts_with("TARGETARCH")));
+    let runs: String = stage
+        .iter()
+        .filter(|i| i.keyword == "RUN")
+        .map(|i| &*i.args)
+        .collect();
+    for needle in [
+        "$TARGETARCH",
+        "aarch64-unknown-linux-gnu",
+        "x86_64-unknown-linux-gnu",
+    ] {
+        assert!(
+            runs.contains(needle),
+            "the builder's RUN steps lack {needle}"
+        );
+    }
+    assert!(runs.contains("cargo build --release --locked --target"));
+    let last = last_stage(&instructions);
+    assert!(
+        !last[0].args.contains("BUILDPLATFORM"),
+        "the runtime stage is the target platform"
+    );
+}
+
+#[test]
+fn dockerfile_runtime_stage_is_non_root_on_8080_with_the_worker_as_entrypoint() {
+    let instructions = dockerfile();
+    let last = last_stage(&instructions);
+    let keyword = |k: &str| args_of(&last, k).into_iter();
+    let user = keyword("USER").last().expect("a USER in the runtime stage");
+    assert_eq!(user.split(':').next(), Some("1000"), "USER {user}");
+    assert!(keyword("EXPOSE").any(|ports| ports.split_whitespace().any(|p| p == "8080")));
+    let entrypoint = keyword("ENTRYPOINT").last().expect("an ENTRYPOINT");
+    let entrypoint: Vec<String> = serde_json::from_str(entrypoint).expect("exec-form ENTRYPOINT");
+    assert_eq!(
+        entrypoint.len(),
+        1,
+        "the worker alone is PID 1 (no init): {entrypoint:?}"
+    );
+    assert!(
+        entrypoint[0].ends_with("/agentdispatch-worker"),
+        "{entrypoint:?}"
+    );
+    let binary = format!(" {}", entrypoint[0]);
+    assert!(
+        keyword("COPY").any(|c| c.starts_with("--from=builder") && c.ends_with(&binary)),
+        "the runtime stage copies the built worker to {}",
+        entrypoint[0]
+    );
+    let frameworks = runtime_env(&instructions, "AGENTDISPATCH_FRAMEWORKS_DIR").unwrap();
+    assert!(
+        frameworks.starts_with('/'),
+        "AGENTDISPATCH_FRAMEWORKS_DIR={frameworks}"
+    );
+    let artifacts = runtime_env(&instructions, "AGENTDISPATCH_ARTIFACT_DIR").unwrap();
+    assert!(
+        keyword("RUN").any(|r| r.contains("-o 1000") && r.contains("$AGENTDISPATCH_ARTIFACT_DIR")),
+        "the artifact dir {artifacts} is made for uid 1000"
+    );
+}
+
+#[test]
+fn dockerfile_default_frameworks_exist_and_leave_out_crewai() {
+    let instructions = dockerfile();
+    let args = assignments(
+        last_stage(&instructions)
+            .into_iter()
+            .filter(|i| i.keyword == "ARG"),
+    );
+    let (_, frameworks) = args.iter().find(|(name, _)| name == "FRAMEWORKS").unwrap();
+    let names: Vec<&str> = frameworks.split_whitespace().collect();
+    assert!(
+        names.contains(&"langgraph"),
+        "scripts/smoke-image.sh runs langgraph"
+    );
+    assert!(
+        !names.contains(&"crewai"),
+        "crewai's ~1 GB venv breaks AgentCore's 1 GB limit"
+    );
+    for name in names {
+        let folder = repo_root().join("frameworks").join(name);
+        assert!(
+            folder.join("requirements.txt").is_file(),
+            "frameworks/{name}/requirements.txt"
+        );
+    }
+}
+
+#[test]
+fn dockerfile_copies_only_files_that_exist_and_are_not_ignored() {
+    let ignored = fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignored.lines().filter(|l| !l.starts_with('#')).collect();
+    for needed in ["target", "**/.venv", ".git", "**/__pycache__"] {
+        assert!(
+            ignored.contains(&needed),
+            ".dockerignore keeps {needed} out of the context"
+        );
+    }
+    for copy in dockerfile().iter().filter(|i| i.keyword == "COPY") {
+        let words: Vec<&str> = copy.args.split_whitespace().collect();
+        if words.iter().any(|w| w.starts_with("--from")) {
+            continue;
+        }
+        let sources = words.iter().filter(|w| !w.starts_with("--"));
+        for source in sources.clone().take(sources.count() - 1) {
+            let path = repo_root().join(source.trim_end_matches('/'));
+            assert!(
+                path.exists(),
+                "COPY {source}: no such file in the repository"
+            );
+            assert!(
+                !ignored.contains(&source.trim_end_matches('/')),
+                "COPY {source}: ignored"
+            );
+        }
+    }
+}
