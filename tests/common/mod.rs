@@ -1,0 +1,362 @@
+//! Shared test helpers: start the real binary on a free port, post payloads, read SSE streams,
+//! and look at processes through `/proc`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Builds a worker process.
+pub struct WorkerBuilder {
+    env: HashMap<String, String>,
+    remove: Vec<String>,
+    wrapper: Vec<String>,
+}
+
+/// A running worker; killed when dropped.
+pub struct Worker {
+    /// The worker process.
+    pub child: Child,
+    /// Its port.
+    pub port: u16,
+    /// Base URL.
+    pub url: String,
+    /// Its artifact directory (a temp dir kept alive here).
+    pub artifacts: PathBuf,
+    _tmp: tempfile::TempDir,
+    /// Every stdout line (JSON logs).
+    pub logs: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Default for WorkerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkerBuilder {
+    /// A worker with no frameworks directory, short heartbeats and every command allowed.
+    pub fn new() -> Self {
+        let mut env = HashMap::new();
+        env.insert("AGENTDISPATCH_FRAMEWORKS_DIR".into(), "/nonexistent-frameworks-dir".into());
+        env.insert("AGENTDISPATCH_COMMAND_ALLOWLIST".into(), "*".into());
+        env.insert("AGENTDISPATCH_HOST".into(), "127.0.0.1".into());
+        env.insert("RUST_LOG".into(), "info".into());
+        WorkerBuilder {
+            env,
+            remove: Vec::new(),
+            wrapper: Vec::new(),
+        }
+    }
+
+    /// Sets a variable.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    /// Removes a variable from the worker's environment.
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.env.remove(k);
+        self.remove.push(k.into());
+        self
+    }
+
+    /// Runs the binary through a wrapper command (e.g. `unshare`).
+    pub fn wrapper(mut self, argv: &[&str]) -> Self {
+        self.wrapper = argv.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Starts the worker and waits until `/ping` answers.
+    pub async fn start(self) -> Worker {
+        let tmp = tempfile::tempdir().unwrap();
+        let artifacts = tmp.path().join("artifacts");
+        let port = free_port();
+        let mut cmd = if self.wrapper.is_empty() {
+            Command::new(BIN)
+        } else {
+            let mut c = Command::new(&self.wrapper[0]);
+            c.args(&self.wrapper[1..]).arg(BIN);
+            c
+        };
+        for k in &self.remove {
+            cmd.env_remove(k);
+        }
+        cmd.env("PORT", port.to_string())
+            .env("AGENTDISPATCH_ARTIFACT_DIR", &artifacts)
+            .envs(&self.env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start the worker");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let w = Worker {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            artifacts,
+            _tmp: tmp,
+            logs,
+            client: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = w.client.get(format!("{}/ping", w.url)).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "worker did not answer /ping");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w
+    }
+}
+
+/// One parsed SSE message.
+#[derive(Debug, Clone)]
+pub struct SseMessage {
+    /// `id:` value.
+    pub id: Option<u64>,
+    /// `data:` JSON.
+    pub data: Value,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Worker {
+    /// The worker's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// A client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// `POST /invocations` with a JSON body; returns status and JSON answer.
+    pub async fn invoke(&self, body: &Value) -> (u16, Value) {
+        self.invoke_raw(serde_json::to_vec(body).unwrap(), &[]).await
+    }
+
+    /// Posts raw bytes with extra headers.
+    pub async fn invoke_raw(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}/invocations", self.url)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, v)
+    }
+
+    /// Posts and asserts 200; returns the answer.
+    pub async fn run(&self, body: Value) -> Value {
+        let (status, v) = self.invoke(&body).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// `GET /ping`.
+    pub async fn ping(&self) -> Value {
+        self.client
+            .get(format!("{}/ping", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Posts with `Accept: text/event-stream` and reads every message until the stream ends.
+    pub async fn stream(&self, body: &Value) -> Vec<SseMessage> {
+        let resp = self
+            .client
+            .post(format!("{}/invocations", self.url))
+            .header("accept", "text/event-stream")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        read_sse(resp, usize::MAX).await
+    }
+
+    /// A task's folder.
+    pub fn task_dir(&self, id: &str) -> PathBuf {
+        self.artifacts.join(id)
+    }
+
+    /// Log lines (JSON) so far.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Sends a signal to the worker.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for the worker to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(started.elapsed() < within, "worker did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads SSE messages from a response, at most `max`.
+pub async fn read_sse(resp: reqwest::Response, max: usize) -> Vec<SseMessage> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if !data.is_empty() {
+                out.push(SseMessage {
+                    id,
+                    data: serde_json::from_str(&data).unwrap(),
+                    at: Instant::now(),
+                });
+                if out.len() >= max {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Pids of live (non-zombie) processes whose environment has `AGENTDISPATCH_TASK_ID=<id>`.
+pub fn task_processes(task_id: &str) -> Vec<i32> {
+    let marker = format!("AGENTDISPATCH_TASK_ID={task_id}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if env.split(|b| *b == 0).any(|e| e == marker.as_bytes()) && state(pid) != Some('Z') {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A process's state letter.
+pub fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// Zombie children of `pid`.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let mut f = stat[close + 2..].split(' ');
+        let st = f.next();
+        let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == pid && st == Some("Z") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Polls `check` until it holds or `within` passes; returns whether it held.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check()
+}
+
+/// Events of a result by type.
+pub fn events_of<'a>(result: &'a Value, kind: &str) -> Vec<&'a Value> {
+    result["events"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["type"] == kind).collect())
+        .unwrap_or_default()
+}
+
+/// Writes an executable script into `dir` and returns its path.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
