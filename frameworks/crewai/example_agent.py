@@ -18,8 +18,9 @@ from crewai.events.types.llm_events import LLMCallType  # noqa: E402
 from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
 from crewai.tools import tool  # noqa: E402
 
-# The task description wraps the instruction in markers the scripted model can find again.
-_MARK = re.compile(r"<instruction>(.*?)</instruction>", re.S)
+# Where the scripted model finds the instruction: the crew's task wraps it in markers; a lone
+# Agent.kickoff(instruction) gets it on crewai's "Current Task:" line.
+_FIND = (re.compile(r"<instruction>(.*?)</instruction>", re.S), re.compile(r"Current Task: (.*)"))
 
 
 @tool("shout")
@@ -43,8 +44,8 @@ class ScriptedLLM(BaseLLM):
                 response, kind = f"Shouted: {results[-1]}", LLMCallType.LLM_CALL
             else:
                 text = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
-                found = _MARK.search(text)
-                args = {"text": found.group(1) if found else text}
+                found = next((m.group(1) for m in (r.search(text) for r in _FIND) if m), text)
+                args = {"text": found}
                 response = [{"id": "call_1", "type": "function",
                              "function": {"name": "shout", "arguments": json.dumps(args)}}]
                 kind = LLMCallType.TOOL_CALL
@@ -64,7 +65,7 @@ class ScriptedLLM(BaseLLM):
         return 0  # nothing to count for a scripted model (the default logs a warning)
 
 
-_shouter = Agent(
+shouter = Agent(
     role="Shouter",
     goal="Shout the user's text with the shout tool",
     backstory="Speaks only in capitals.",
@@ -74,12 +75,12 @@ _shouter = Agent(
 )
 
 agent = Crew(
-    agents=[_shouter],
+    agents=[shouter],
     tasks=[
         Task(
             description="Shout this text: <instruction>{instruction}</instruction>",
             expected_output="The shouted text",
-            agent=_shouter,
+            agent=shouter,
         )
     ],
     verbose=False,

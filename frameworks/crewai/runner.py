@@ -60,14 +60,17 @@ def run(runner):
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     from crewai import Crew, Flow
     from crewai.events import crewai_event_bus
+    from crewai.telemetry import Telemetry
 
     agent = runner.load_agent(default_factory=default_agent)
-    # CrewAI with telemetry on installs SIGTERM/SIGINT handlers (flush, then SystemExit(0) in some
-    # versions): keep the helper's (report, exit 143 at once), so a killed run never looks successful.
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
     if not hasattr(agent, "kickoff") and callable(agent):  # a factory
         agent = agent()
+    # CrewAI's telemetry (when on) installs SIGTERM/SIGINT handlers: a telemetry flush, then SystemExit(0)
+    # when no handler was there. Create its singleton now, then put the helper's back (report, exit 143
+    # at once), so that a killed run never looks successful.
+    Telemetry()
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
     watch(runner, crewai_event_bus)
     if isinstance(agent, (Crew, Flow)):
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}

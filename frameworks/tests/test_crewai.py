@@ -1,0 +1,65 @@
+"""Runner contract tests for frameworks/crewai (shared tests in conftest.py), plus CrewAI specifics."""
+
+import signal
+import time
+
+from conftest import FrameworkContract, group_members, kill_group, parse_events, run_framework, start_framework, \
+    write_module
+
+
+class TestCrewai(FrameworkContract):
+    framework = "crewai"
+
+    def test_every_step_in_order(self, tmp_path):
+        run = run_framework(self.framework, tmp_path)
+        assert [p["step"] for _, p in run.steps()] == [
+            "model_turn", "tool_call", "tool_result", "model_turn", "final_answer"], run.describe()
+        assert run.steps("model_turn")[0][1]["toolCalls"] == ["shout"]
+
+    def test_a_lone_agent_entrypoint_runs_on_the_instruction(self, tmp_path):
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "example_agent:shouter"})
+        assert run.returncode == 0, run.describe()
+        assert run.results[0][1]["output"] == "Shouted: HELLO WORLD", run.describe()
+
+    def test_writes_under_the_task_folder_not_home(self, tmp_path):
+        home = tmp_path / "home"
+        home.mkdir()
+        run = run_framework(self.framework, tmp_path, env={"HOME": str(home)})
+        assert run.returncode == 0, run.describe()
+        assert list(home.iterdir()) == [], "crewai wrote into $HOME"
+        assert (tmp_path / "task" / "crewai" / "storage").is_dir(), run.describe()
+
+    def test_killed_run_never_reports_success(self, tmp_path):
+        # CrewAI's telemetry installs SIGTERM handlers that raise SystemExit(0) once the tool
+        # returns. This agent installs the same kind of handler at import (offline, without
+        # turning telemetry on): the runner must keep its own, exit 143 at once, no result.
+        app = tmp_path / "app"
+        write_module(app, "exit_zero_agent", """
+            import signal, sys
+            from example_agent import agent
+
+            def _exit_zero(signum, frame):
+                sys.exit(0)
+
+            signal.signal(signal.SIGTERM, _exit_zero)
+        """)
+        proc = start_framework(self.framework, tmp_path, "please be slow",
+                               input={"entrypoint": "exit_zero_agent:agent"}, env={"AGENTDISPATCH_APP_DIR": str(app)})
+        try:
+            deadline, seen = time.monotonic() + 120, ""
+            while '"tool_call"' not in seen and time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                assert line, f"ended before the tool call: {proc.stderr.read()[-2000:]}"
+                seen += line
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+            events = parse_events(proc.stdout.read())
+            assert proc.returncode == 143, proc.returncode
+            assert not [e for e in events if e["type"] == "task.result"], events
+            assert group_members(proc.pid) == []
+        finally:
+            kill_group(proc.pid)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
