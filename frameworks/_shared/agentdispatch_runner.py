@@ -50,6 +50,7 @@ __all__ = [
     "EntrypointError",
     "main",
     "quiet_env",
+    "reclaim_signals",
     "example_shout",
     "as_text",
     "model_id_from_env",
@@ -162,24 +163,39 @@ def _jsonable(value):
 
 
 class _Emitter:
-    """Writes NDJSON lines to the protocol fd: one write per line, under a lock, unbuffered."""
+    """Writes NDJSON lines to the protocol fd: one write per line, under a lock, unbuffered.
+
+    A signal handler that interrupts this thread's own write defers itself (``defer``) until
+    the line is complete, so a cancellation never splits or blanks a line."""
 
     def __init__(self, fd: int):
         self.fd = fd
         self.lock = threading.Lock()
+        self.local = threading.local()
+        self.deferred = None
+
+    def busy_here(self) -> bool:
+        return getattr(self.local, "writing", False)
 
     def write_line(self, obj: dict, timeout: float = -1) -> None:
         data = (json.dumps(obj, ensure_ascii=False, default=_jsonable) + "\n").encode("utf-8")
-        got = self.lock.acquire(timeout=timeout)
+        self.local.writing = True
         try:
-            if not got:  # only from the signal handler: someone may be mid-line
+            got = self.lock.acquire(timeout=timeout)
+            if not got:  # only the signal handler times out: another thread is stuck mid-line
                 data = b"\n" + data
-            while data:
-                n = os.write(self.fd, data)
-                data = data[n:]
+            try:
+                while data:
+                    n = os.write(self.fd, data)
+                    data = data[n:]
+            finally:
+                if got:
+                    self.lock.release()
         finally:
-            if got:
-                self.lock.release()
+            self.local.writing = False
+        if self.deferred is not None:
+            deferred, self.deferred = self.deferred, None
+            deferred()
 
 
 # Longest protocol line the worker keeps whole (AGENTDISPATCH_MAX_LINE_BYTES); step texts are
@@ -305,6 +321,7 @@ class Runner:
             raise EntrypointError(
                 f"importing entrypoint module {module_name!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        reclaim_signals()  # the runner, not the agent module, owns SIGTERM
         obj = module
         for part in attr.split("."):
             try:
@@ -374,12 +391,26 @@ def _exit(code: int) -> None:
     sys.exit(code)
 
 
+_SIGNAL_HANDLERS: dict = {}  # main()'s SIGTERM/SIGINT handlers
+
+
+def reclaim_signals() -> None:
+    """Re-install main()'s SIGTERM/SIGINT handlers if imported code replaced them (CrewAI's
+    telemetry, for one, installs handlers that turn SIGTERM into a late SystemExit(0))."""
+    for signum, handler in _SIGNAL_HANDLERS.items():
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+
+
 def main(framework: str, run, argv: list[str] | None = None) -> None:
     """Run ``run(runner)`` as an agentdispatch child process and exit."""
     quiet_env()
     emitter = _Emitter(_protect_stdout())
 
     def on_signal(signum, _frame):
+        if emitter.busy_here():  # we interrupted our own protocol write: finish the line first
+            emitter.deferred = lambda: on_signal(signum, None)
+            return
         name = signal.Signals(signum).name
         try:
             emitter.write_line(
@@ -390,8 +421,9 @@ def main(framework: str, run, argv: list[str] | None = None) -> None:
         finally:
             os._exit(128 + signum)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+        _SIGNAL_HANDLERS[signum] = on_signal
 
     try:
         envelope = _read_envelope(sys.argv[1:] if argv is None else argv)

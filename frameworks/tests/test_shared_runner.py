@@ -252,6 +252,38 @@ def test_main_sigterm_logs_and_exits_143(tmp_path):
         proc.wait()
 
 
+def test_entrypoint_module_cannot_take_over_sigterm(tmp_path):
+    """An agent module that installs its own SIGTERM handler (as CrewAI's telemetry does) at import."""
+    write_module(tmp_path / "app", "ad_grabby_agent", """
+        import signal, sys
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+        agent = "grabby"
+    """)
+    script = write_module(tmp_path, "grabby_runner", f"""
+        import sys, time
+        sys.path.insert(0, {str(adr.__file__.rsplit('/', 1)[0])!r})
+        from agentdispatch_runner import main
+        def run(r):
+            r.load_agent()
+            r.step("tool_call", tool="sleep", args={{}})
+            time.sleep(60)
+        main("plain", run)
+    """)
+    env = {**os.environ, "AGENTDISPATCH_APP_DIR": str(tmp_path / "app"), "AGENTDISPATCH_ENTRYPOINT": "ad_grabby_agent:agent"}
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        proc.stdin.write("{}\n")
+        proc.stdin.close()
+        assert "tool_call" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_audit_hook_sees_network_and_process_calls(tmp_path):
     """The offline check of the contract tests really detects what it claims to."""
     hook_dir, log = tmp_path / "audit", tmp_path / "audit.log"
