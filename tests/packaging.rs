@@ -7,6 +7,8 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const ACCOUNT: &str = "123456789012";
 const DEFAULT_URI: &str =
     "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agentdispatch-worker-agentcore:latest";
@@ -628,4 +630,474 @@ fn dockerfile_copies_only_files_that_exist_and_are_not_ignored() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image's runtime filesystem, run as PID 1 in a fresh PID namespace (no Docker engine here).
+
+/// The tiny framework laid out beside the real ones: writes a file into its task folder, leaves
+/// a background `sleep` behind (an orphan re-parented to PID 1), and with the word `slow` in
+/// its envelope keeps running until it is stopped.
+const STRAGGLER: &str = r#"envelope=$(cat)
+echo "written by uid $(id -u)" >"$AGENTDISPATCH_TASK_DIR/note.txt"
+sleep 30 </dev/null >/dev/null 2>&1 &
+case "$envelope" in *slow*) sleep 30 ;; esac
+echo '{"type":"task.result","output":"straggler left behind"}'"#;
+
+/// `path` of the image, inside `root`.
+fn in_root(root: &Path, image_path: &str) -> PathBuf {
+    root.join(image_path.trim_start_matches('/'))
+}
+
+/// The runtime stage's environment, its absolute paths moved under `root`.
+fn image_env(instructions: &[Instruction], root: &Path) -> Vec<(String, String)> {
+    let envs = last_stage(instructions)
+        .into_iter()
+        .filter(|i| i.keyword == "ENV");
+    let reroot = |value: String| match value.starts_with('/') {
+        true => in_root(root, &value).to_string_lossy().into_owned(),
+        false => value,
+    };
+    assignments(envs)
+        .into_iter()
+        .map(|(name, value)| (name, reroot(value)))
+        .collect()
+}
+
+/// Copies a framework folder like the Dockerfile's `COPY frameworks/`; its host `.venv`, when
+/// there is one, is linked rather than copied (the image builds its own).
+fn copy_framework(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == ".venv" {
+            symlink(entry.path(), to.join(name)).unwrap();
+        } else if entry.file_type().unwrap().is_dir() {
+            if name != "__pycache__" {
+                copy_framework(&entry.path(), &to.join(name));
+            }
+        } else {
+            fs::copy(entry.path(), to.join(name)).unwrap();
+        }
+    }
+}
+
+/// Lays out the image under `root` and returns the frameworks to run there: `langgraph` (the
+/// real one, when its venv has been set up) and always the tiny `straggler`.
+fn lay_out_image(instructions: &[Instruction], root: &Path, env: &[(String, String)]) {
+    let var = |name: &str| env.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let frameworks = PathBuf::from(var("AGENTDISPATCH_FRAMEWORKS_DIR"));
+    let source = repo_root().join("frameworks");
+    copy_framework(&source.join("_shared"), &frameworks.join("_shared"));
+    if source.join("langgraph/.venv/bin/python").exists() {
+        copy_framework(&source.join("langgraph"), &frameworks.join("langgraph"));
+    }
+    let manifest = serde_json::json!({
+        "name": "straggler", "command": ["sh", "-c", STRAGGLER], "timeoutSeconds": 60
+    });
+    fs::create_dir_all(frameworks.join("straggler")).unwrap();
+    fs::write(
+        frameworks.join("straggler/framework.json"),
+        manifest.to_string(),
+    )
+    .unwrap();
+    for dir in [var("HOME"), var("AGENTDISPATCH_ARTIFACT_DIR")] {
+        fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(1000), Some(1000)).unwrap();
+    }
+    let entrypoint = entrypoint(instructions);
+    let binary = in_root(root, &entrypoint[0]);
+    fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_agentdispatch-worker"), binary).unwrap();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// ENTRYPOINT followed by CMD, as the container starts them.
+fn entrypoint(instructions: &[Instruction]) -> Vec<String> {
+    let last = last_stage(instructions);
+    let json = |k| {
+        args_of(&last, k)
+            .last()
+            .map(|a| serde_json::from_str(a).unwrap())
+    };
+    let mut argv: Vec<String> = json("ENTRYPOINT").unwrap();
+    argv.extend(json("CMD").unwrap_or_default());
+    argv
+}
+
+/// The worker started as PID 1 of a new PID namespace; killed with its namespace when dropped.
+struct Pid1 {
+    unshare: std::process::Child,
+    /// The worker's pid as this test sees it (outside the namespace).
+    worker: i32,
+    url: String,
+    log: PathBuf,
+}
+
+impl Pid1 {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Pid1 {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.worker), SIGKILL);
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+
+/// `wrapper` then `argv`, run the way the image runs its processes: as the Dockerfile's `USER`,
+/// in its `WORKDIR`, with its `ENV` alone (plus PATH, and a marker that children inherit).
+/// The host's venv interpreter may live in a root-only home (pyenv under /root), so the
+/// process gets CAP_DAC_READ_SEARCH: it can read anything, but still writes only where the
+/// user may, which is what the artifact directory must allow.
+fn image_process(
+    instructions: &[Instruction],
+    root: &Path,
+    wrapper: &[&str],
+    argv: &[String],
+) -> Command {
+    let last = last_stage(instructions);
+    let user = *args_of(&last, "USER").last().expect("a USER");
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    let mut full: Vec<String> = wrapper.iter().map(|w| w.to_string()).collect();
+    full.extend([
+        "setpriv".into(),
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+    ]);
+    full.extend(["--clear-groups", "--inh-caps=+dac_read_search"].map(String::from));
+    full.extend(["--ambient-caps=+dac_read_search", "--"].map(String::from));
+    full.extend(argv.iter().cloned());
+    let workdir = args_of(&last, "WORKDIR").last().map(|w| in_root(root, w));
+    let mut command = Command::new(&full[0]);
+    command
+        .args(&full[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(image_env(instructions, root))
+        .env("AGENTDISPATCH_PACKAGING_TEST", root)
+        .current_dir(workdir.unwrap_or_else(|| root.to_owned()));
+    command
+}
+
+/// The image's ENTRYPOINT and CMD with the binary's path inside `root`.
+fn image_argv(instructions: &[Instruction], root: &Path) -> Vec<String> {
+    let mut argv = entrypoint(instructions);
+    argv[0] = in_root(root, &argv[0]).to_string_lossy().into_owned();
+    argv
+}
+
+/// Starts the image's entrypoint as PID 1 of a new PID namespace, on a free loopback port.
+fn start_pid1(instructions: &[Instruction], root: &Path) -> Pid1 {
+    let port = common::free_port();
+    let log = root.join("worker.log");
+    let argv = image_argv(instructions, root);
+    let wrapper = ["unshare", "--pid", "--fork", "--mount-proc"];
+    let unshare = image_process(instructions, root, &wrapper, &argv)
+        .env("PORT", port.to_string())
+        .env("AGENTDISPATCH_HOST", "127.0.0.1")
+        .stdout(fs::File::create(&log).unwrap())
+        .stderr(fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .expect("unshare");
+    let worker = worker_pid(unshare.id() as i32);
+    let url = format!("http://127.0.0.1:{port}");
+    Pid1 {
+        unshare,
+        worker,
+        url,
+        log,
+    }
+}
+
+/// The child of `unshare --fork`: the worker, once setpriv has exec'd it.
+fn worker_pid(unshare: i32) -> i32 {
+    for _ in 0..200 {
+        let children = fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"));
+        if let Some(pid) = children.unwrap_or_default().split_whitespace().next() {
+            let pid: i32 = pid.parse().unwrap();
+            let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe.ends_with("agentdispatch-worker") {
+                return pid;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("unshare did not start the worker");
+}
+
+/// A `Name:` line of /proc/<pid>/status, split into words.
+fn proc_status(pid: i32, name: &str) -> Vec<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_default();
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
+}
+
+/// Pids of processes (other than zombies) that inherited the marker of this test's worker.
+fn marked_processes(root: &Path) -> Vec<i32> {
+    let marker = format!("AGENTDISPATCH_PACKAGING_TEST={}", root.display());
+    let pids = fs::read_dir("/proc").unwrap().flatten();
+    let pids = pids.filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()));
+    let marked = |pid: &i32| {
+        let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let found = env.split(|b| *b == 0).any(|e| e == marker.as_bytes());
+        found && common::state(*pid) != Some('Z')
+    };
+    pids.filter(marked).collect()
+}
+
+async fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{url}/invocations"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn ping(url: &str) -> Option<serde_json::Value> {
+    let response = reqwest::get(format!("{url}/ping")).await.ok()?;
+    response.json().await.ok()
+}
+
+#[tokio::test]
+async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm() {
+    use std::time::{Duration, Instant};
+    if proc_status(std::process::id() as i32, "Uid:")[1] != "0"
+        || which("unshare").is_none()
+        || which("setpriv").is_none()
+    {
+        eprintln!("SKIPPED: needs root, unshare and setpriv (util-linux) for a PID namespace");
+        return;
+    }
+    let instructions = dockerfile();
+    let root = tempfile::tempdir().unwrap();
+    let env = image_env(&instructions, root.path());
+    lay_out_image(&instructions, root.path(), &env);
+    let mut argv = image_argv(&instructions, root.path());
+    argv.truncate(1);
+    argv.push("frameworks".into());
+    let listed = image_process(&instructions, root.path(), &[], &argv)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("straggler"),
+        "the build's `frameworks` step:\n{listed}"
+    );
+    let w = start_pid1(&instructions, root.path());
+
+    let started = Instant::now();
+    let first = loop {
+        if let Some(answer) = ping(&w.url).await {
+            break answer;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no /ping:\n{}",
+            w.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(first["status"], "Healthy");
+    assert!(first["time_of_last_update"].is_u64(), "{first}");
+    assert_eq!(
+        proc_status(w.worker, "NSpid:").last().map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        proc_status(w.worker, "Uid:")[0],
+        "1000",
+        "the worker runs as USER 1000"
+    );
+
+    let echo = post(&w.url, serde_json::json!({"input": {"instruction": "hi"}})).await;
+    assert_eq!(echo["output"], "Accepted instruction: hi", "{echo}");
+    let frameworks = runtime_env(&instructions, "AGENTDISPATCH_FRAMEWORKS_DIR").unwrap();
+    if in_root(root.path(), &frameworks).join("langgraph").exists() {
+        let payload = serde_json::json!({"framework": "langgraph",
+            "input": {"instruction": "hello world"}});
+        let answer = post(&w.url, payload).await;
+        assert_eq!(
+            answer["output"],
+            "Shouted: HELLO WORLD",
+            "{answer}\n{}",
+            w.log()
+        );
+    } else {
+        eprintln!("note: no frameworks/langgraph/.venv (scripts/setup-frameworks.sh langgraph)");
+    }
+
+    let payload = serde_json::json!({"framework": "straggler", "input": {"instruction": "go"}});
+    let answer = post(&w.url, payload).await;
+    assert_eq!(answer["ok"], true, "{answer}\n{}", w.log());
+    let task_dir = PathBuf::from(answer["artifacts"][0]["uri"].as_str().unwrap());
+    let task_dir = task_dir.parent().unwrap();
+    let note = fs::read_to_string(task_dir.join("note.txt")).unwrap();
+    assert_eq!(note.trim(), "written by uid 1000");
+    let task_id = answer["taskId"].as_str().unwrap().to_owned();
+    let reaped = common::eventually(Duration::from_secs(5), || {
+        common::task_processes(&task_id).is_empty() && common::zombie_children(w.worker).is_empty()
+    });
+    assert!(reaped.await, "the straggler is killed and PID 1 reaps it");
+
+    let payload = serde_json::json!({"framework": "straggler", "async": true,
+        "input": {"instruction": "slow"}});
+    let running = post(&w.url, payload).await;
+    assert_eq!(running["status"], "running", "{running}");
+    assert_eq!(ping(&w.url).await.unwrap()["status"], "HealthyBusy");
+
+    let mut w = w;
+    let stopping = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.worker), SIGTERM).unwrap();
+    let status = loop {
+        if let Some(status) = w.unshare.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(15),
+            "no exit:\n{}",
+            w.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM:\n{}", w.log());
+    let slow_id = running["taskId"].as_str().unwrap();
+    let result = fs::read_to_string(task_dir.with_file_name(slow_id).join("result.json"));
+    let result: serde_json::Value = serde_json::from_str(&result.unwrap()).unwrap();
+    assert_eq!(result["status"], "cancelled", "{result}");
+    assert!(!Path::new(&format!("/proc/{}", w.worker)).exists());
+    assert_eq!(
+        marked_processes(root.path()),
+        Vec::<i32>::new(),
+        "no process is left"
+    );
+}
+
+/// Fake `docker` for `scripts/smoke-image.sh`: the "container" is the worker binary started on
+/// this machine (`FAKE_WORKER`, on `PORT`), its state kept in `FAKE_STATE`.
+const FAKE_DOCKER_RUNNING_THE_WORKER: &str = r#"#!/bin/sh
+state="$FAKE_STATE"
+echo "docker $*" >>"$state/calls.log"
+case "$1" in
+run)
+  setsid sh -c '"$FAKE_WORKER" serve >"$0/logs" 2>&1 & echo $! >"$0/pid"; wait $!; echo $? >"$0/code"' \
+    "$state" </dev/null >/dev/null 2>&1 &
+  echo fake-container-id ;;
+port) echo "127.0.0.1:$PORT" ;;
+inspect)
+  case "$3" in
+  *Running*) if [ -f "$state/code" ]; then echo false; else echo true; fi ;;
+  *ExitCode*) cat "$state/code" ;;
+  esac ;;
+stop)
+  kill -TERM "$(cat "$state/pid")"
+  i=0; while [ ! -f "$state/code" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done ;;
+logs) cat "$state/logs" ;;
+rm) if [ ! -f "$state/code" ]; then kill -KILL "$(cat "$state/pid")"; fi ;;
+*) echo "fake docker: unexpected call: $*" >&2; exit 2 ;;
+esac
+"#;
+
+/// The real interpreter behind `python3` (pyenv puts a shell shim on PATH).
+fn real_python3() -> PathBuf {
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8_lossy(&python.stdout).trim())
+}
+
+/// Runs `scripts/smoke-image.sh` with the fake docker; `with_jq: false` leaves jq off PATH so
+/// the python3 fallback reads the JSON. Returns the run and the fake's state directory.
+fn run_smoke(frameworks: &Path, with_jq: bool) -> (ScriptRun, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let bin = state.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    write_executable(&bin.join("docker"), FAKE_DOCKER_RUNNING_THE_WORKER);
+    let mut tools = vec![
+        "bash", "sh", "env", "curl", "head", "sleep", "setsid", "cat",
+    ];
+    tools.extend(with_jq.then_some("jq"));
+    for tool in tools {
+        symlink(which(tool).unwrap(), bin.join(tool)).unwrap();
+    }
+    symlink(real_python3(), bin.join("python3")).unwrap();
+    let output = Command::new(repo_root().join("scripts/smoke-image.sh"))
+        .arg("agentdispatch-worker:smoke")
+        .env_clear()
+        .env("PATH", &bin)
+        .env("FAKE_STATE", state.path())
+        .env("FAKE_WORKER", env!("CARGO_BIN_EXE_agentdispatch-worker"))
+        .env("PORT", common::free_port().to_string())
+        .env("AGENTDISPATCH_HOST", "127.0.0.1")
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", frameworks)
+        .env("AGENTDISPATCH_ARTIFACT_DIR", state.path().join("artifacts"))
+        .output()
+        .unwrap();
+    let calls = fs::read_to_string(state.path().join("calls.log")).unwrap_or_default();
+    let run = ScriptRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        calls: calls.lines().map(str::to_owned).collect(),
+    };
+    (run, state)
+}
+
+#[test]
+fn smoke_script_passes_against_a_worker_with_the_langgraph_framework() {
+    let frameworks = repo_root().join("frameworks");
+    if which("curl").is_none() || !frameworks.join("langgraph/.venv/bin/python").exists() {
+        eprintln!("SKIPPED: needs curl and frameworks/langgraph/.venv (setup-frameworks.sh)");
+        return;
+    }
+    let (run, state) = run_smoke(&frameworks, false);
+    assert!(run.success, "{}", run.describe());
+    assert!(
+        run.stderr.contains("PASS agentdispatch-worker:smoke"),
+        "{}",
+        run.describe()
+    );
+    let commands: Vec<&str> = run
+        .calls
+        .iter()
+        .map(|c| c.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(commands.first(), Some(&"run"));
+    let last = &commands[commands.len() - 3..];
+    assert_eq!(last, ["stop", "inspect", "rm"], "{}", run.describe());
+    let code = fs::read_to_string(state.path().join("code")).unwrap();
+    assert_eq!(code.trim(), "0", "the worker exits 0 on docker stop");
+}
+
+#[test]
+fn smoke_script_fails_and_removes_the_container_when_a_task_answers_wrongly() {
+    if which("curl").is_none() {
+        eprintln!("SKIPPED: needs curl");
+        return;
+    }
+    let no_frameworks = tempfile::tempdir().unwrap();
+    let (run, state) = run_smoke(no_frameworks.path(), which("jq").is_some());
+    run.assert_failed_saying(&["FAIL: langgraph task", "Unsupported agent framework"]);
+    assert_eq!(run.calls.last().map(|c| &c[..13]), Some("docker rm -f "));
+    let pid = fs::read_to_string(state.path().join("pid")).unwrap();
+    let gone = || !Path::new(&format!("/proc/{}", pid.trim())).exists();
+    let started = std::time::Instant::now();
+    while !gone() && started.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone(), "the trap removed the container");
 }
