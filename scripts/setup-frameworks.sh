@@ -24,6 +24,10 @@ STAMP_NAME=.agentdispatch-stamp
 
 die() { echo "setup-frameworks: $*" >&2; exit 1; }
 
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -d' ' -f1
+}
+
 # Sets UV to a working uv binary, installing it into the tools venv when needed.
 find_uv() {
   if [[ -n ${UV:-} ]]; then
@@ -46,7 +50,7 @@ setup_one() {
   req=$dir/requirements.txt
   venv=$dir/.venv
   [[ -f $req ]] || die "$name: no requirements.txt in $dir"
-  stamp=$({ cat "$req"; echo "$PY_VERSION"; } | sha256sum | cut -d' ' -f1)
+  stamp=$({ cat "$req"; echo "$PY_VERSION"; } | sha256)
   if [[ $FORCE == 0 && -x $venv/bin/python && -f $venv/$STAMP_NAME && $(<"$venv/$STAMP_NAME") == "$stamp" ]]; then
     echo "$name: up to date ($venv)"
     return
