@@ -48,6 +48,7 @@ import traceback
 __all__ = [
     "Runner",
     "EntrypointError",
+    "EnvelopeError",
     "main",
     "quiet_env",
     "reclaim_signals",
@@ -347,28 +348,34 @@ def _protect_stdout() -> int:
     return proto_fd
 
 
+class EnvelopeError(ValueError):
+    """The stdin envelope is missing or not a JSON object."""
+
+
 def _read_envelope(argv: list[str]) -> dict:
-    if argv:  # manual use: python runner.py some instruction words
+    """The JSON envelope from stdin; for manual use, ``runner.py some words`` with a terminal
+    (or empty) stdin runs the words as the instruction."""
+    data = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read().decode("utf-8", "replace").strip()
+    if not data and argv:
         return {"taskType": "agent.run", "instruction": " ".join(argv), "input": {}}
-    data = sys.stdin.buffer.read().decode("utf-8", "replace").strip()
     if not data:
-        raise ValueError("no envelope: expected one JSON object line on stdin")
+        raise EnvelopeError("no envelope: expected one JSON object line on stdin")
     try:
         envelope = json.loads(data)
     except json.JSONDecodeError:
         try:
             envelope = json.loads(data.splitlines()[0])
         except json.JSONDecodeError as exc:
-            raise ValueError(f"the stdin envelope is not valid JSON: {exc}") from None
+            raise EnvelopeError(f"the stdin envelope is not valid JSON: {exc}") from None
     if not isinstance(envelope, dict):
-        raise ValueError("the stdin envelope must be a JSON object")
+        raise EnvelopeError("the stdin envelope must be a JSON object")
     return envelope
 
 
 def _fail(framework: str, exc: BaseException, code: int = 1) -> None:
     """Traceback tail, then one clear line last (the worker shows the last stderr lines)."""
     try:
-        if not isinstance(exc, (EntrypointError, ValueError)) or os.environ.get("AGENTDISPATCH_DEBUG"):
+        if not isinstance(exc, (EntrypointError, EnvelopeError)) or os.environ.get("AGENTDISPATCH_DEBUG"):
             lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
             sys.stderr.write("\n".join(lines[-12:]) + "\n")
         message = " ".join(str(exc).split()) or "(no message)"
