@@ -100,7 +100,7 @@ ENV AGENTDISPATCH_FRAMEWORKS_DIR=/opt/agentdispatch/frameworks \
 RUN install -d -o 1000 -g 1000 -m 0750 /var/lib/agentdispatch "$AGENTDISPATCH_ARTIFACT_DIR"
 
 USER 1000:1000
-# Fails the build when the binary does not run on the target or cannot read the frameworks.
+# Fails the build when the binary does not run on the target; lists the frameworks shipped.
 RUN ["/usr/local/bin/agentdispatch-worker", "frameworks"]
 
 EXPOSE 8080
