@@ -1,11 +1,18 @@
-//! Packaging (issue 5): `scripts/build-and-push-ecr.sh` against fake `aws` and `docker`
-//! executables that record their calls, `shellcheck` on every script, and the promises of the
-//! `Dockerfile` that can be checked without a Docker engine.
+//! Packaging (issue 5), tested without a Docker engine: `scripts/build-and-push-ecr.sh` against
+//! fake `aws` and `docker` executables that record their calls; `shellcheck` on every script;
+//! the promises of the `Dockerfile` that can be read statically; the runtime filesystem the
+//! Dockerfile produces, run with the worker as PID 1 of a fresh PID namespace as the image's
+//! user; and `scripts/smoke-image.sh` against a fake `docker` that runs the real worker.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal::SIGKILL, Signal::SIGTERM};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
 
 mod common;
 
@@ -683,17 +690,20 @@ fn copy_framework(from: &Path, to: &Path) {
     }
 }
 
-/// Lays out the image under `root` and returns the frameworks to run there: `langgraph` (the
-/// real one, when its venv has been set up) and always the tiny `straggler`.
-fn lay_out_image(instructions: &[Instruction], root: &Path, env: &[(String, String)]) {
+/// Lays out the image under `root`: the binary at the ENTRYPOINT path, the frameworks directory
+/// with `_shared`, the tiny `straggler` and, when its host venv has been set up, the real
+/// `langgraph` (returns whether it is there), and the home and artifact dirs of uid 1000.
+fn lay_out_image(instructions: &[Instruction], root: &Path) -> bool {
+    let env = image_env(instructions, root);
     let var = |name: &str| env.iter().find(|(n, _)| n == name).unwrap().1.clone();
     let frameworks = PathBuf::from(var("AGENTDISPATCH_FRAMEWORKS_DIR"));
     let source = repo_root().join("frameworks");
     copy_framework(&source.join("_shared"), &frameworks.join("_shared"));
-    if source.join("langgraph/.venv/bin/python").exists() {
+    let langgraph = source.join("langgraph/.venv/bin/python").exists();
+    if langgraph {
         copy_framework(&source.join("langgraph"), &frameworks.join("langgraph"));
     }
-    let manifest = serde_json::json!({
+    let manifest = json!({
         "name": "straggler", "command": ["sh", "-c", STRAGGLER], "timeoutSeconds": 60
     });
     fs::create_dir_all(frameworks.join("straggler")).unwrap();
@@ -711,6 +721,7 @@ fn lay_out_image(instructions: &[Instruction], root: &Path, env: &[(String, Stri
     fs::create_dir_all(binary.parent().unwrap()).unwrap();
     fs::copy(env!("CARGO_BIN_EXE_agentdispatch-worker"), binary).unwrap();
     fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+    langgraph
 }
 
 /// ENTRYPOINT followed by CMD, as the container starts them.
@@ -739,17 +750,48 @@ impl Pid1 {
     fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The first `/ping` answer, waited for.
+    async fn first_ping(&self) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Some(answer) = ping(&self.url).await {
+                return answer;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no /ping:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM to the worker, as `docker stop` sends it; its exit code, within 15 s.
+    async fn stop(&mut self) -> Option<i32> {
+        let stopping = Instant::now();
+        kill(Pid::from_raw(self.worker), SIGTERM).unwrap();
+        loop {
+            if let Some(status) = self.unshare.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                stopping.elapsed() < Duration::from_secs(15),
+                "no exit:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Pid1 {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.worker), SIGKILL);
+        let _ = kill(Pid::from_raw(self.worker), SIGKILL);
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
     }
 }
-
-use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
 
 /// `wrapper` then `argv`, run the way the image runs its processes: as the Dockerfile's `USER`,
 /// in its `WORKDIR`, with its `ENV` alone (plus PATH, and a marker that children inherit).
@@ -827,7 +869,7 @@ fn worker_pid(unshare: i32) -> i32 {
                 return pid;
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(25));
     }
     panic!("unshare did not start the worker");
 }
@@ -855,7 +897,7 @@ fn marked_processes(root: &Path) -> Vec<i32> {
     pids.filter(marked).collect()
 }
 
-async fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
+async fn post(url: &str, body: Value) -> Value {
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{url}/invocations"))
@@ -867,25 +909,25 @@ async fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
     response.json().await.unwrap()
 }
 
-async fn ping(url: &str) -> Option<serde_json::Value> {
+async fn ping(url: &str) -> Option<Value> {
     let response = reqwest::get(format!("{url}/ping")).await.ok()?;
     response.json().await.ok()
 }
 
+/// Whether this test process runs as root (needed for a PID namespace and for setpriv).
+fn is_root() -> bool {
+    proc_status(std::process::id() as i32, "Uid:")[1] == "0"
+}
+
 #[tokio::test]
 async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm() {
-    use std::time::{Duration, Instant};
-    if proc_status(std::process::id() as i32, "Uid:")[1] != "0"
-        || which("unshare").is_none()
-        || which("setpriv").is_none()
-    {
+    if !is_root() || which("unshare").is_none() || which("setpriv").is_none() {
         eprintln!("SKIPPED: needs root, unshare and setpriv (util-linux) for a PID namespace");
         return;
     }
     let instructions = dockerfile();
     let root = tempfile::tempdir().unwrap();
-    let env = image_env(&instructions, root.path());
-    lay_out_image(&instructions, root.path(), &env);
+    let langgraph = lay_out_image(&instructions, root.path());
     let mut argv = image_argv(&instructions, root.path());
     argv.truncate(1);
     argv.push("frameworks".into());
@@ -897,25 +939,16 @@ async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm()
         listed.contains("straggler"),
         "the build's `frameworks` step:\n{listed}"
     );
-    let w = start_pid1(&instructions, root.path());
 
-    let started = Instant::now();
-    let first = loop {
-        if let Some(answer) = ping(&w.url).await {
-            break answer;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no /ping:\n{}",
-            w.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut w = start_pid1(&instructions, root.path());
+    let first = w.first_ping().await;
     assert_eq!(first["status"], "Healthy");
     assert!(first["time_of_last_update"].is_u64(), "{first}");
+    let nspid = proc_status(w.worker, "NSpid:");
     assert_eq!(
-        proc_status(w.worker, "NSpid:").last().map(String::as_str),
-        Some("1")
+        nspid.last().map(String::as_str),
+        Some("1"),
+        "PID 1 in its namespace"
     );
     assert_eq!(
         proc_status(w.worker, "Uid:")[0],
@@ -923,12 +956,10 @@ async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm()
         "the worker runs as USER 1000"
     );
 
-    let echo = post(&w.url, serde_json::json!({"input": {"instruction": "hi"}})).await;
+    let echo = post(&w.url, json!({"input": {"instruction": "hi"}})).await;
     assert_eq!(echo["output"], "Accepted instruction: hi", "{echo}");
-    let frameworks = runtime_env(&instructions, "AGENTDISPATCH_FRAMEWORKS_DIR").unwrap();
-    if in_root(root.path(), &frameworks).join("langgraph").exists() {
-        let payload = serde_json::json!({"framework": "langgraph",
-            "input": {"instruction": "hello world"}});
+    if langgraph {
+        let payload = json!({"framework": "langgraph", "input": {"instruction": "hello world"}});
         let answer = post(&w.url, payload).await;
         assert_eq!(
             answer["output"],
@@ -940,43 +971,39 @@ async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm()
         eprintln!("note: no frameworks/langgraph/.venv (scripts/setup-frameworks.sh langgraph)");
     }
 
-    let payload = serde_json::json!({"framework": "straggler", "input": {"instruction": "go"}});
-    let answer = post(&w.url, payload).await;
+    let answer = post(&w.url, json!({"framework": "straggler", "input": {}})).await;
     assert_eq!(answer["ok"], true, "{answer}\n{}", w.log());
-    let task_dir = PathBuf::from(answer["artifacts"][0]["uri"].as_str().unwrap());
-    let task_dir = task_dir.parent().unwrap();
-    let note = fs::read_to_string(task_dir.join("note.txt")).unwrap();
-    assert_eq!(note.trim(), "written by uid 1000");
+    let result_json = PathBuf::from(answer["artifacts"][0]["uri"].as_str().unwrap());
+    let note = fs::read_to_string(result_json.with_file_name("note.txt")).unwrap();
+    assert_eq!(
+        note.trim(),
+        "written by uid 1000",
+        "the task folder is writable"
+    );
     let task_id = answer["taskId"].as_str().unwrap().to_owned();
     let reaped = common::eventually(Duration::from_secs(5), || {
         common::task_processes(&task_id).is_empty() && common::zombie_children(w.worker).is_empty()
     });
     assert!(reaped.await, "the straggler is killed and PID 1 reaps it");
 
-    let payload = serde_json::json!({"framework": "straggler", "async": true,
-        "input": {"instruction": "slow"}});
+    let payload =
+        json!({"framework": "straggler", "async": true, "input": {"instruction": "slow"}});
     let running = post(&w.url, payload).await;
     assert_eq!(running["status"], "running", "{running}");
     assert_eq!(ping(&w.url).await.unwrap()["status"], "HealthyBusy");
 
-    let mut w = w;
-    let stopping = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.worker), SIGTERM).unwrap();
-    let status = loop {
-        if let Some(status) = w.unshare.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(15),
-            "no exit:\n{}",
-            w.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(status.code(), Some(0), "exit after SIGTERM:\n{}", w.log());
-    let slow_id = running["taskId"].as_str().unwrap();
-    let result = fs::read_to_string(task_dir.with_file_name(slow_id).join("result.json"));
-    let result: serde_json::Value = serde_json::from_str(&result.unwrap()).unwrap();
+    assert_eq!(
+        w.stop().await,
+        Some(0),
+        "exit code after SIGTERM:\n{}",
+        w.log()
+    );
+    let slow_task_dir = result_json
+        .parent()
+        .unwrap()
+        .with_file_name(running["taskId"].as_str().unwrap());
+    let result = fs::read_to_string(slow_task_dir.join("result.json")).unwrap();
+    let result: Value = serde_json::from_str(&result).unwrap();
     assert_eq!(result["status"], "cancelled", "{result}");
     assert!(!Path::new(&format!("/proc/{}", w.worker)).exists());
     assert_eq!(
@@ -1095,9 +1122,9 @@ fn smoke_script_fails_and_removes_the_container_when_a_task_answers_wrongly() {
     assert_eq!(run.calls.last().map(|c| &c[..13]), Some("docker rm -f "));
     let pid = fs::read_to_string(state.path().join("pid")).unwrap();
     let gone = || !Path::new(&format!("/proc/{}", pid.trim())).exists();
-    let started = std::time::Instant::now();
-    while !gone() && started.elapsed() < std::time::Duration::from_secs(5) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let started = Instant::now();
+    while !gone() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
     }
     assert!(gone(), "the trap removed the container");
 }
