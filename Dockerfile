@@ -22,6 +22,8 @@ ARG TARGETARCH
 ARG BUILDARCH
 
 # Rust target triple, and a cross linker when the target is not the build machine's architecture.
+# Debian stable's cross gcc is not version-pinned: its security updates replace old versions.
+# hadolint ignore=DL3008
 RUN set -eux; \
     case "$TARGETARCH" in \
       arm64) triple=aarch64-unknown-linux-gnu; gnu=aarch64-linux-gnu ;; \
@@ -82,11 +84,12 @@ RUN set -eux; \
       name="$(basename "$(dirname "$req")")"; \
       case " $FRAMEWORKS " in *" $name "*) ;; *) rm -rf "frameworks/$name" ;; esac; \
     done; \
-    if [ -n "$(echo $FRAMEWORKS)" ]; then \
+    set -- $FRAMEWORKS; \
+    if [ "$#" -gt 0 ]; then \
       python -m venv /tmp/uv-tool; \
       /tmp/uv-tool/bin/pip install --quiet "uv==${UV_VERSION}"; \
       UV=/tmp/uv-tool/bin/uv UV_CACHE_DIR=/tmp/uv-cache PYTHON=/usr/local/bin/python3 \
-        scripts/setup-frameworks.sh $FRAMEWORKS; \
+        scripts/setup-frameworks.sh "$@"; \
     fi; \
     rm -rf /tmp/uv-tool /tmp/uv-cache /root/.cache scripts
 

