@@ -96,17 +96,18 @@ RUN set -eux; \
 COPY --from=builder /out/agentdispatch-worker /usr/local/bin/agentdispatch-worker
 
 # The environment the worker reads (SPEC §1); the artifact dir is writable by uid 1000.
+# PORT is left unset: the worker listens on 8080, or on 9000 with AGENTDISPATCH_WORKER_PROTOCOL=a2a.
 ENV AGENTDISPATCH_FRAMEWORKS_DIR=/opt/agentdispatch/frameworks \
     AGENTDISPATCH_ARTIFACT_DIR=/var/lib/agentdispatch/artifacts \
-    HOME=/home/agentdispatch \
-    PORT=8080
+    HOME=/home/agentdispatch
 RUN install -d -o 1000 -g 1000 -m 0750 /var/lib/agentdispatch "$AGENTDISPATCH_ARTIFACT_DIR"
 
 USER 1000:1000
 # Fails the build when the binary does not run on the target; lists the frameworks shipped.
 RUN ["/usr/local/bin/agentdispatch-worker", "frameworks"]
 
-EXPOSE 8080
+# 8080: AgentCore's HTTP protocol (/invocations, /ping); 9000: its A2A protocol.
+EXPOSE 8080 9000
 # The worker is PID 1: it handles SIGTERM and reaps orphans itself, so no init is needed.
 ENTRYPOINT ["/usr/local/bin/agentdispatch-worker"]
 CMD ["serve"]

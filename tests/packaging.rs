@@ -587,6 +587,11 @@ fn dockerfile_runtime_stage_is_non_root_on_8080_with_the_worker_as_entrypoint() 
         "the runtime stage copies the built worker to {}",
         entrypoint[0]
     );
+    let port = runtime_env(&instructions, "PORT");
+    assert_eq!(
+        port, None,
+        "PORT unset, so AGENTDISPATCH_WORKER_PROTOCOL=a2a gets 9000"
+    );
     let frameworks = runtime_env(&instructions, "AGENTDISPATCH_FRAMEWORKS_DIR").unwrap();
     assert!(
         frameworks.starts_with('/'),
