@@ -862,7 +862,7 @@ fn start_pid1(instructions: &[Instruction], root: &Path) -> Pid1 {
     let port = common::free_port();
     let log = root.join("worker.log");
     let argv = image_argv(instructions, root);
-    let wrapper = ["unshare", "--pid", "--fork", "--mount-proc"];
+    let wrapper = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
     let unshare = image_process(instructions, root, &wrapper, &argv)
         .env("PORT", port.to_string())
         .env("AGENTDISPATCH_HOST", "127.0.0.1")

@@ -308,8 +308,9 @@ pub fn state(pid: i32) -> Option<char> {
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 
-/// Zombie children of `pid`.
-pub fn zombie_children(pid: i32) -> Vec<i32> {
+/// Children of `pid` with their state letter, found by scanning `/proc` (a thread's
+/// `children` file lists only the children attached to that thread).
+pub fn children_with_state(pid: i32) -> Vec<(i32, char)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -318,13 +319,22 @@ pub fn zombie_children(pid: i32) -> Vec<i32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
         let Some(close) = stat.rfind(')') else { continue };
         let mut f = stat[close + 2..].split(' ');
-        let st = f.next();
+        let st = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == pid && st == Some("Z") {
-            out.push(p);
+        if ppid == pid {
+            out.push((p, st));
         }
     }
     out
+}
+
+/// Zombie children of `pid`.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    children_with_state(pid)
+        .into_iter()
+        .filter(|(_, st)| *st == 'Z')
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// Open file descriptors of `pid`.
