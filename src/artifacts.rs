@@ -22,10 +22,7 @@ const MAX_LISTED: usize = 1000;
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers see the old
 /// content or the new, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -85,7 +82,9 @@ pub fn written_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
@@ -119,19 +118,31 @@ pub fn declared(dir: &Path, items: &[Value], warn: &mut dyn FnMut(String)) -> Ve
     for item in items {
         let (uri, obj) = match item {
             Value::String(s) => (s.clone(), None),
-            Value::Object(o) => match o.get("uri").or_else(|| o.get("path")).and_then(Value::as_str) {
+            Value::Object(o) => match o
+                .get("uri")
+                .or_else(|| o.get("path"))
+                .and_then(Value::as_str)
+            {
                 Some(u) => (u.to_string(), Some(o)),
                 None => {
-                    warn(format!("artifact declared without a uri or path was ignored: {item}"));
+                    warn(format!(
+                        "artifact declared without a uri or path was ignored: {item}"
+                    ));
                     continue;
                 }
             },
             other => {
-                warn(format!("artifact declaration must be a string or an object, got {other}"));
+                warn(format!(
+                    "artifact declaration must be a string or an object, got {other}"
+                ));
                 continue;
             }
         };
-        let field = |k: &str| obj.and_then(|o| o.get(k)).and_then(Value::as_str).map(str::to_string);
+        let field = |k: &str| {
+            obj.and_then(|o| o.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let is_remote = uri.contains("://") && !uri.starts_with("file://");
         if is_remote {
             let (kind, _) = kind_and_type(&uri);

@@ -38,7 +38,8 @@ pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
                 text = std::fs::read_to_string(file)
                     .map_err(|e| anyhow::anyhow!("cannot read payload file {file}: {e}"))?;
             }
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("payload {file} is not valid JSON: {e}"))?
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("payload {file} is not valid JSON: {e}"))?
         }
     };
     let obj = value
@@ -63,7 +64,10 @@ pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
     }
     let payload = payload_from_value(value).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !matches!(payload.task_type, TaskType::AgentRun | TaskType::CommandRun) {
-        anyhow::bail!("run takes agent.run or command.run payloads, not {}", payload.task_type.as_str());
+        anyhow::bail!(
+            "run takes agent.run or command.run payloads, not {}",
+            payload.task_type.as_str()
+        );
     }
     Ok(payload)
 }
@@ -88,11 +92,12 @@ fn describe(e: &Shown, started: Instant) -> String {
         line.push_str(m);
     }
     match &e.payload {
-        Some(Value::Object(o)) if kind == "log" => {
-            if o.get("stream").and_then(Value::as_str) == Some("stderr") {
-                line.push_str("  (stderr)");
-            }
+        Some(Value::Object(o))
+            if kind == "log" && o.get("stream").and_then(Value::as_str) == Some("stderr") =>
+        {
+            line.push_str("  (stderr)");
         }
+        Some(_) if kind == "log" => {}
         Some(p) if kind != "result" => {
             line.push_str("  ");
             line.push_str(&p.to_string());
@@ -140,7 +145,11 @@ pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::R
             break;
         }
         if let Some(s) = &spinner {
-            s.set_message(format!("task {} running, {:.1}s", task.id, started.elapsed().as_secs_f64()));
+            s.set_message(format!(
+                "task {} running, {:.1}s",
+                task.id,
+                started.elapsed().as_secs_f64()
+            ));
         }
         tokio::select! {
             _ = changes.changed() => {}
@@ -157,7 +166,11 @@ pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::R
 /// Prints the result's summary for a person (the `--json` form prints events only).
 pub fn print_summary(result: &TaskResult) {
     if result.ok {
-        println!("ok: {} in {} ms", result.status.as_str(), result.duration_ms);
+        println!(
+            "ok: {} in {} ms",
+            result.status.as_str(),
+            result.duration_ms
+        );
     } else {
         println!(
             "failed: {} ({}) in {} ms",
@@ -182,7 +195,11 @@ pub fn list_frameworks(reg: &Registry) -> String {
             Launch::Echo => "(built in)".to_string(),
             Launch::Command { argv, .. } => argv.join(" "),
         };
-        let found = if fw.program_found() { "" } else { "  [program not found]" };
+        let found = if fw.program_found() {
+            ""
+        } else {
+            "  [program not found]"
+        };
         out.push_str(&format!("{:<16} {}{}\n", fw.name, command, found));
         out.push_str(&format!("{:<16}   from {}\n", "", fw.source));
         if let Some(d) = &fw.description {

@@ -96,13 +96,22 @@ mod tests {
 
     #[test]
     fn shell_metacharacters_are_plain_words() {
-        assert_eq!(split("echo ok; uname -a").unwrap(), v(&["echo", "ok;", "uname", "-a"]));
-        assert_eq!(split("echo $HOME | cat").unwrap(), v(&["echo", "$HOME", "|", "cat"]));
+        assert_eq!(
+            split("echo ok; uname -a").unwrap(),
+            v(&["echo", "ok;", "uname", "-a"])
+        );
+        assert_eq!(
+            split("echo $HOME | cat").unwrap(),
+            v(&["echo", "$HOME", "|", "cat"])
+        );
     }
 
     #[test]
     fn quotes_and_escapes() {
-        assert_eq!(split(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(), v(&["a", "b c", "d \"e\"", "f g"]));
+        assert_eq!(
+            split(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(),
+            v(&["a", "b c", "d \"e\"", "f g"])
+        );
         assert_eq!(split(r#"x''y "" ''"#).unwrap(), v(&["xy", "", ""]));
         assert_eq!(split(r#""a\nb""#).unwrap(), v(&["a\\nb"]));
         assert_eq!(split("'it''s'").unwrap(), v(&["its"]));

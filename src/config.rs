@@ -107,7 +107,9 @@ impl Config {
     }
 
     /// Reads configuration from explicit variables (tests, `run`).
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let vars: BTreeMap<String, String> = vars.into_iter().collect();
         let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
 
@@ -127,9 +129,9 @@ impl Config {
                 Protocol::Http => 8080,
                 Protocol::A2a => 9000,
             },
-            Some(v) => v
-                .parse::<u16>()
-                .map_err(|_| ConfigError::new("PORT", format!("{v:?} is not a port number (0-65535)")))?,
+            Some(v) => v.parse::<u16>().map_err(|_| {
+                ConfigError::new("PORT", format!("{v:?} is not a port number (0-65535)"))
+            })?,
         };
         let host = match get("AGENTDISPATCH_HOST") {
             None => IpAddr::from([0, 0, 0, 0]),
@@ -158,7 +160,10 @@ impl Config {
                 None => Ok(default),
                 Some(v) => match v.parse::<usize>() {
                     Ok(n) if n > 0 => Ok(n),
-                    _ => Err(ConfigError::new(var, format!("{v:?} is not a positive whole number"))),
+                    _ => Err(ConfigError::new(
+                        var,
+                        format!("{v:?} is not a positive whole number"),
+                    )),
                 },
             }
         };
@@ -167,8 +172,12 @@ impl Config {
             .iter()
             .filter_map(|(k, v)| {
                 let suffix = k.strip_prefix(NAMED_PREFIX)?;
-                (!suffix.is_empty() && !v.trim().is_empty())
-                    .then(|| (suffix.to_ascii_lowercase().replace('_', "-"), v.trim().to_string()))
+                (!suffix.is_empty() && !v.trim().is_empty()).then(|| {
+                    (
+                        suffix.to_ascii_lowercase().replace('_', "-"),
+                        v.trim().to_string(),
+                    )
+                })
             })
             .collect();
         named.sort();
@@ -189,7 +198,8 @@ impl Config {
         };
 
         let max_timeout = secs("AGENTDISPATCH_MAX_TIMEOUT_SECONDS", 28800.0)?;
-        let default_timeout = secs("AGENTDISPATCH_DEFAULT_TIMEOUT_SECONDS", 900.0)?.min(max_timeout);
+        let default_timeout =
+            secs("AGENTDISPATCH_DEFAULT_TIMEOUT_SECONDS", 900.0)?.min(max_timeout);
 
         Ok(Config {
             host,
@@ -236,7 +246,12 @@ pub fn parse_seconds(v: &str) -> Result<Duration, String> {
 /// Splits the allowlist into entries of whitespace-separated tokens.
 fn parse_allowlist(v: &str) -> Vec<Vec<String>> {
     v.split(',')
-        .map(|entry| entry.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .map(|entry| {
+            entry
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .filter(|tokens| !tokens.is_empty())
         .collect()
 }
@@ -261,7 +276,12 @@ mod tests {
 
     #[test]
     fn a2a_protocol_moves_the_default_port_only() {
-        assert_eq!(cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "a2a")]).unwrap().port, 9000);
+        assert_eq!(
+            cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "a2a")])
+                .unwrap()
+                .port,
+            9000
+        );
         let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "A2A"), ("PORT", "81")]).unwrap();
         assert_eq!(c.port, 81);
     }
@@ -287,13 +307,20 @@ mod tests {
         let c = cfg(&[("AGENTDISPATCH_COMMAND_ALLOWLIST", "git status, ls ,,echo")]).unwrap();
         assert_eq!(
             c.command_allowlist,
-            vec![vec!["git".to_string(), "status".to_string()], vec!["ls".into()], vec!["echo".into()]]
+            vec![
+                vec!["git".to_string(), "status".to_string()],
+                vec!["ls".into()],
+                vec!["echo".into()]
+            ]
         );
     }
 
     #[test]
     fn named_framework_variables_are_lowercased_with_dashes() {
         let c = cfg(&[("AGENTDISPATCH_FRAMEWORK_COMMAND_MY_AGENT", "python3 a.py")]).unwrap();
-        assert_eq!(c.framework_env.named, vec![("my-agent".into(), "python3 a.py".into())]);
+        assert_eq!(
+            c.framework_env.named,
+            vec![("my-agent".into(), "python3 a.py".into())]
+        );
     }
 }

@@ -220,7 +220,11 @@ mod tests {
     fn seqs(events: &[EventJson]) -> Vec<u64> {
         events
             .iter()
-            .map(|e| serde_json::from_str::<serde_json::Value>(e.get()).unwrap()["seq"].as_u64().unwrap())
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(e.get()).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect()
     }
 

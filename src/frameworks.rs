@@ -118,7 +118,13 @@ impl Registry {
             const VAR: &str = "AGENTDISPATCH_FRAMEWORK_COMMAND";
             let name = fenv.command_name.clone();
             let argv = split_env(VAR, cmd)?;
-            reg.insert(env_framework(name, argv, fenv.command_timeout, BTreeMap::new(), VAR));
+            reg.insert(env_framework(
+                name,
+                argv,
+                fenv.command_timeout,
+                BTreeMap::new(),
+                VAR,
+            ));
         }
         if let Some(json) = &fenv.commands_json {
             const VAR: &str = "AGENTDISPATCH_FRAMEWORK_COMMANDS";
@@ -128,7 +134,12 @@ impl Registry {
             };
             let map: serde_json::Map<String, Value> = match serde_json::from_str(json) {
                 Ok(Value::Object(m)) => m,
-                Ok(other) => return Err(bad(format!("must be a JSON object, got {}", kind_of(&other)))),
+                Ok(other) => {
+                    return Err(bad(format!(
+                        "must be a JSON object, got {}",
+                        kind_of(&other)
+                    )))
+                }
                 Err(e) => return Err(bad(format!("not valid JSON: {e}"))),
             };
             for (name, def) in map {
@@ -142,7 +153,13 @@ impl Registry {
                 name.to_ascii_uppercase().replace('-', "_")
             );
             let argv = split_env(&var, cmd)?;
-            reg.insert(env_framework(name.clone(), argv, None, BTreeMap::new(), &var));
+            reg.insert(env_framework(
+                name.clone(),
+                argv,
+                None,
+                BTreeMap::new(),
+                &var,
+            ));
         }
         Ok(reg)
     }
@@ -156,8 +173,10 @@ impl Registry {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
-                self.warnings
-                    .push(format!("frameworks directory {} cannot be read: {e}", dir.display()));
+                self.warnings.push(format!(
+                    "frameworks directory {} cannot be read: {e}",
+                    dir.display()
+                ));
                 return;
             }
         };
@@ -220,7 +239,9 @@ fn env_framework(
 fn split_env(var: &str, cmd: &str) -> Result<Vec<String>, ConfigError> {
     command::split(cmd).map_err(|e| ConfigError {
         var: var.to_string(),
-        reason: e.to_string().replace("command.run input.command", "the command"),
+        reason: e
+            .to_string()
+            .replace("command.run input.command", "the command"),
     })
 }
 
@@ -234,7 +255,12 @@ fn parse_definition(name: &str, def: &Value) -> Result<Definition, String> {
     let (command, obj) = match def {
         Value::String(_) => (def, None),
         Value::Object(o) => (o.get("command").ok_or("has no \"command\"")?, Some(o)),
-        other => return Err(format!("must be a string or an object, got {}", kind_of(other))),
+        other => {
+            return Err(format!(
+                "must be a string or an object, got {}",
+                kind_of(other)
+            ))
+        }
     };
     let argv = parse_command(command)?;
     let timeout = match obj.and_then(|o| o.get("timeoutSeconds")) {
@@ -249,7 +275,9 @@ fn parse_definition(name: &str, def: &Value) -> Result<Definition, String> {
                 let v = match v {
                     Value::String(s) => s.clone(),
                     Value::Number(_) | Value::Bool(_) => v.to_string(),
-                    other => return Err(format!("env.{k} must be a string, got {}", kind_of(other))),
+                    other => {
+                        return Err(format!("env.{k} must be a string, got {}", kind_of(other)))
+                    }
                 };
                 env.insert(k.clone(), v);
             }
@@ -270,7 +298,12 @@ fn parse_command(v: &Value) -> Result<Vec<String>, String> {
             .map(|i| i.as_str().map(str::to_string))
             .collect::<Option<_>>()
             .ok_or("command must be an array of strings")?,
-        other => return Err(format!("command must be an array of strings, got {}", kind_of(other))),
+        other => {
+            return Err(format!(
+                "command must be an array of strings, got {}",
+                kind_of(other)
+            ))
+        }
     };
     if argv.is_empty() || argv[0].is_empty() {
         return Err("command is empty".into());
@@ -284,7 +317,11 @@ fn load_manifest(folder: &Path, manifest: &Path) -> Result<Framework, String> {
     let obj = value
         .as_object()
         .ok_or_else(|| format!("must be a JSON object, got {}", kind_of(&value)))?;
-    let folder_name = folder.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let folder_name = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
     let name = match obj.get("name") {
         None | Some(Value::Null) => folder_name,
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
@@ -296,7 +333,10 @@ fn load_manifest(folder: &Path, manifest: &Path) -> Result<Framework, String> {
     }
     Ok(Framework {
         name,
-        description: obj.get("description").and_then(Value::as_str).map(str::to_string),
+        description: obj
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         launch: Launch::Command {
             argv,
             cwd: Some(folder.to_path_buf()),
@@ -312,9 +352,14 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let mut vars: Vec<(String, String)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        vars.push(("AGENTDISPATCH_FRAMEWORKS_DIR".into(), "/nonexistent-frameworks".into()));
+        let mut vars: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.push((
+            "AGENTDISPATCH_FRAMEWORKS_DIR".into(),
+            "/nonexistent-frameworks".into(),
+        ));
         Config::from_vars(vars).unwrap()
     }
 
@@ -345,8 +390,14 @@ mod tests {
     fn bad_env_definitions_name_the_variable() {
         for (var, val) in [
             ("AGENTDISPATCH_FRAMEWORK_COMMANDS", "{not json"),
-            ("AGENTDISPATCH_FRAMEWORK_COMMANDS", r#"{"a":{"timeoutSeconds":1}}"#),
-            ("AGENTDISPATCH_FRAMEWORK_COMMANDS", r#"{"a":{"command":"x","timeoutSeconds":-2}}"#),
+            (
+                "AGENTDISPATCH_FRAMEWORK_COMMANDS",
+                r#"{"a":{"timeoutSeconds":1}}"#,
+            ),
+            (
+                "AGENTDISPATCH_FRAMEWORK_COMMANDS",
+                r#"{"a":{"command":"x","timeoutSeconds":-2}}"#,
+            ),
             ("AGENTDISPATCH_FRAMEWORK_COMMAND", "python 'oops"),
         ] {
             let err = Registry::load(&cfg(&[(var, val)])).unwrap_err();
@@ -375,13 +426,19 @@ mod tests {
         .unwrap();
         let reg = Registry::load(&c).unwrap();
         let fw = reg.get("good").unwrap();
-        let Launch::Command { argv, cwd, .. } = &fw.launch else { panic!() };
+        let Launch::Command { argv, cwd, .. } = &fw.launch else {
+            panic!()
+        };
         assert!(argv[0].ends_with("good/.venv/bin/python"), "{argv:?}");
         assert_eq!(argv[1], "runner.py");
         assert!(cwd.as_ref().unwrap().ends_with("good"));
         assert_eq!(fw.timeout, Some(Duration::from_secs(7)));
         assert!(reg.get("broken").is_none());
         assert_eq!(reg.warnings.len(), 1);
-        assert!(reg.warnings[0].contains("broken/framework.json"), "{:?}", reg.warnings);
+        assert!(
+            reg.warnings[0].contains("broken/framework.json"),
+            "{:?}",
+            reg.warnings
+        );
     }
 }

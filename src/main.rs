@@ -14,7 +14,11 @@ use agentdispatch_worker::task::Worker;
 use agentdispatch_worker::{http, reaper};
 
 #[derive(Parser)]
-#[command(name = "agentdispatch-worker", version, about = "Runs agent frameworks and allowlisted commands as supervised tasks for AWS Bedrock AgentCore Runtime.")]
+#[command(
+    name = "agentdispatch-worker",
+    version,
+    about = "Runs agent frameworks and allowlisted commands as supervised tasks for AWS Bedrock AgentCore Runtime."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -77,7 +81,10 @@ fn main() -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("agentdispatch-worker: cannot start the async runtime: {e}");
@@ -173,7 +180,10 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
         }
     };
     tracing::info!(frameworks = ?frameworks, "worker ready");
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             eprintln!("agentdispatch-worker: cannot install signal handlers");
@@ -187,12 +197,16 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
     let began = Instant::now();
     tracing::info!(signal = sig, "shutting down: cancelling running tasks");
     // Tasks first (their results are written and open answers receive them), then the server.
-    let tasks_done = worker.shutdown(grace.saturating_sub(Duration::from_millis(500))).await;
+    let tasks_done = worker
+        .shutdown(grace.saturating_sub(Duration::from_millis(500)))
+        .await;
     if !tasks_done {
         tracing::warn!("some tasks did not finish within the shutdown grace");
     }
     let _ = stop_tx.send(());
-    let left = grace.saturating_sub(began.elapsed()).max(Duration::from_millis(200));
+    let left = grace
+        .saturating_sub(began.elapsed())
+        .max(Duration::from_millis(200));
     if tokio::time::timeout(left, server).await.is_err() {
         tracing::warn!("open connections did not close within the shutdown grace; exiting anyway");
     }

@@ -177,9 +177,9 @@ mod tests {
         assert_eq!(r.output.as_deref(), Some("ref"));
         assert_eq!(r.events.len(), 2);
         assert_eq!(r.events[1].kind, EventType::Log);
-        let ChildLine::Result(r) =
-            classify(r#"{"type":"task.result","payload":{"output":"inner","ok":false,"error":"bad"}}"#)
-        else {
+        let ChildLine::Result(r) = classify(
+            r#"{"type":"task.result","payload":{"output":"inner","ok":false,"error":"bad"}}"#,
+        ) else {
             panic!()
         };
         assert_eq!(r.output.as_deref(), Some("inner"));
@@ -189,7 +189,13 @@ mod tests {
 
     #[test]
     fn other_objects_are_logs() {
-        assert!(matches!(classify(r#"{"type":"weird"}"#), ChildLine::OtherJson));
-        assert!(matches!(classify(r#"{"level":"info"}"#), ChildLine::OtherJson));
+        assert!(matches!(
+            classify(r#"{"type":"weird"}"#),
+            ChildLine::OtherJson
+        ));
+        assert!(matches!(
+            classify(r#"{"level":"info"}"#),
+            ChildLine::OtherJson
+        ));
     }
 }

@@ -107,18 +107,26 @@ pub fn valid_task_id(id: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 fn invalid(msg: impl Into<String>) -> PayloadError {
     PayloadError::Invalid(msg.into())
 }
 
-fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str, name: &str) -> Result<Option<&'a str>, PayloadError> {
+fn opt_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    name: &str,
+) -> Result<Option<&'a str>, PayloadError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(invalid(format!("{name} must be a string, got {}", kind_of(other)))),
+        Some(other) => Err(invalid(format!(
+            "{name} must be a string, got {}",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -126,7 +134,10 @@ fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<bool, PayloadError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(invalid(format!("{key} must be true or false, got {}", kind_of(other)))),
+        Some(other) => Err(invalid(format!(
+            "{key} must be true or false, got {}",
+            kind_of(other)
+        ))),
     }
 }
 
@@ -184,7 +195,10 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(other) => {
-            return Err(invalid(format!("input must be a JSON object, got {}", kind_of(other))))
+            return Err(invalid(format!(
+                "input must be a JSON object, got {}",
+                kind_of(other)
+            )))
         }
     };
     let framework = match opt_str(&input, "framework", "input.framework")? {

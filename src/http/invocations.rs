@@ -38,7 +38,10 @@ fn answer(result: &TaskResult, stream: bool) -> Response {
 
 /// Handles one invocation body.
 pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
-    let ids = RequestIds::new(header_str(headers, REQUEST_HEADER), header_str(headers, SESSION_HEADER));
+    let ids = RequestIds::new(
+        header_str(headers, REQUEST_HEADER),
+        header_str(headers, SESSION_HEADER),
+    );
     let sse_header = wants_sse(headers);
     let payload = match parse_payload(&body) {
         Ok(p) => p,
@@ -47,7 +50,10 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
             return error_response(StatusCode::BAD_REQUEST, &msg, Some("invalid_payload"));
         }
         Err(e @ PayloadError::UnsupportedTaskType(_)) => {
-            return answer(&TaskResult::refusal("", e.to_string(), "unsupported_task_type"), sse_header);
+            return answer(
+                &TaskResult::refusal("", e.to_string(), "unsupported_task_type"),
+                sse_header,
+            );
         }
     };
     let stream = sse_header || payload.stream;
@@ -61,7 +67,9 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
             let id = payload.task_id.as_deref().unwrap_or_default();
             answer(&worker.cancel(id).await, false)
         }
-        TaskType::List => json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()})),
+        TaskType::List => {
+            json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
+        }
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
             match worker.start(payload, ids) {

@@ -29,8 +29,10 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(bytes.into());
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -63,7 +65,9 @@ where
     let too_large = || {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("Request body is larger than AGENTDISPATCH_MAX_PAYLOAD_BYTES ({limit} bytes)."),
+            &format!(
+                "Request body is larger than AGENTDISPATCH_MAX_PAYLOAD_BYTES ({limit} bytes)."
+            ),
             Some("invalid_payload"),
         )
     };
@@ -103,17 +107,28 @@ fn method_not_allowed(allow: &'static str) -> Response {
         &format!("Method not allowed. Use {allow}."),
         None,
     );
-    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
 }
 
 /// Dispatches one request.
-async fn route<S, B>(worker: Arc<Worker>, method: Method, path: String, headers: HeaderMap, body: S) -> Response
+async fn route<S, B>(
+    worker: Arc<Worker>,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let limit = worker.cfg.max_payload_bytes;
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
@@ -123,7 +138,9 @@ where
             Err(resp) => resp,
         },
         (["invocations"], _) => method_not_allowed("POST"),
-        (["tasks"], &Method::GET) => json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()})),
+        (["tasks"], &Method::GET) => {
+            json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
+        }
         (["tasks", id], &Method::GET) => {
             let r = worker.status(id, 0);
             let code = if r.error_code.as_deref() == Some("unknown_task") {
@@ -156,12 +173,18 @@ pub fn routes(
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
-            let worker = worker.clone();
-            async move { route(worker, method, path.as_str().to_string(), headers, body).await }
-        })
+        .then(
+            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+                let worker = worker.clone();
+                async move { route(worker, method, path.as_str().to_string(), headers, body).await }
+            },
+        )
         .recover(|_rejection: warp::Rejection| async {
-            Ok::<_, Infallible>(error_response(StatusCode::BAD_REQUEST, "Bad request.", None))
+            Ok::<_, Infallible>(error_response(
+                StatusCode::BAD_REQUEST,
+                "Bad request.",
+                None,
+            ))
         })
         .unify()
 }
@@ -177,5 +200,8 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    Ok(warp::serve(routes(worker)).incoming(listener).graceful(shutdown).run())
+    Ok(warp::serve(routes(worker))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run())
 }

@@ -35,7 +35,10 @@ fn frame(id: Option<u64>, data: &str) -> Bytes {
 fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
     let mut resp = warp::reply::Reply::into_response(warp::reply::stream(ReceiverStream::new(rx)));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
@@ -67,7 +70,9 @@ pub fn task_stream(task: Arc<Task>, after: u64) -> Response {
             let since = task.events.since(sent, STEP_BYTES);
             let got_any = !since.events.is_empty();
             for e in since.events {
-                let Ok(head) = serde_json::from_str::<Head>(e.get()) else { continue };
+                let Ok(head) = serde_json::from_str::<Head>(e.get()) else {
+                    continue;
+                };
                 sent = head.seq;
                 if head.kind == "task.result" {
                     let result = task.finished().await;

@@ -122,7 +122,10 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     };
     for thread in threads.flatten() {
         match fs::read_to_string(thread.path().join("children")) {
-            Ok(text) => out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok())),
+            Ok(text) => out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return scan_children(pid),
             Err(_) => {}
         }
@@ -170,7 +173,10 @@ mod tests {
 
     #[test]
     fn finds_children_of_this_process() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let kids = children_of(std::process::id() as i32);
         assert!(kids.contains(&(child.id() as i32)), "{kids:?}");
         child.kill().unwrap();

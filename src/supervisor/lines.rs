@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_once_and_the_next_line_survives() {
-        let long = vec![b'x'; 50];
+        let long = [b'x'; 50];
         let l = lines(10, &[&long[..20], &long[20..], b"\nnext\n"]);
         assert_eq!(l.len(), 2);
         assert_eq!(l[0].bytes, vec![b'x'; 10]);

@@ -326,7 +326,8 @@ impl Worker {
         if let Some(t) = self.get(id) {
             return t.view(after_seq, cap);
         }
-        read_from_disk(&self.cfg.artifact_dir.join(id), after_seq, cap).unwrap_or_else(|| unknown(id))
+        read_from_disk(&self.cfg.artifact_dir.join(id), after_seq, cap)
+            .unwrap_or_else(|| unknown(id))
     }
 
     /// `task.cancel`: stops the task and answers with its final state.
@@ -371,7 +372,9 @@ impl Worker {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 

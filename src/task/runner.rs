@@ -14,7 +14,8 @@ use crate::protocol::{self, ChildLine, ChildResult};
 use crate::supervisor::{self, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
 use crate::wire::{
-    Artifact, EventDraft, EventPayload, EventType, Payload, Stream, TaskResult, TaskStatus, TaskType,
+    Artifact, EventDraft, EventPayload, EventType, Payload, Stream, TaskResult, TaskStatus,
+    TaskType,
 };
 
 /// Stderr lines kept for the error of a failed framework.
@@ -50,17 +51,32 @@ impl Ending {
 }
 
 /// Runs the task to its end and writes its folder; never panics on input.
-pub async fn execute(worker: &Worker, task: &Task, payload: Payload, dir_error: Option<String>) -> TaskResult {
+pub async fn execute(
+    worker: &Worker,
+    task: &Task,
+    payload: Payload,
+    dir_error: Option<String>,
+) -> TaskResult {
     let cfg = &worker.cfg;
     let mut accepted = serde_json::Map::new();
-    let what = if payload.task_type == TaskType::CommandRun { "command" } else { "framework" };
+    let what = if payload.task_type == TaskType::CommandRun {
+        "command"
+    } else {
+        "framework"
+    };
     accepted.insert(what.into(), Value::String(task.label.clone()));
     if let Some(s) = &task.ids.session_id {
         accepted.insert("sessionId".into(), Value::String(s.clone()));
     }
-    accepted.insert("requestId".into(), Value::String(task.ids.request_id.clone()));
-    task.events
-        .emit_now(&EventDraft::new(EventType::Progress, "accepted", Some(Value::Object(accepted))));
+    accepted.insert(
+        "requestId".into(),
+        Value::String(task.ids.request_id.clone()),
+    );
+    task.events.emit_now(&EventDraft::new(
+        EventType::Progress,
+        "accepted",
+        Some(Value::Object(accepted)),
+    ));
     task_log!(info, task, taskType = payload.task_type.as_str(), label = %task.label, "task started");
 
     let ending = match dir_error {
@@ -86,7 +102,10 @@ pub async fn execute(worker: &Worker, task: &Task, payload: Payload, dir_error: 
 async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
     let name = task.label.as_str();
     let Some(fw) = worker.frameworks.get(name) else {
-        return Ending::failed(format!("Unsupported agent framework: {name}"), "unknown_framework");
+        return Ending::failed(
+            format!("Unsupported agent framework: {name}"),
+            "unknown_framework",
+        );
     };
     match &fw.launch {
         Launch::Echo => Ending {
@@ -137,13 +156,27 @@ async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending 
     if !command::allowed(&worker.cfg.command_allowlist, &argv) {
         task.events.emit_now(&EventDraft::new(
             EventType::Log,
-            format!("command refused: {} is not allowed by AGENTDISPATCH_COMMAND_ALLOWLIST", argv[0]),
+            format!(
+                "command refused: {} is not allowed by AGENTDISPATCH_COMMAND_ALLOWLIST",
+                argv[0]
+            ),
             Some(json!({"executable": argv[0], "refused": true})),
         ));
         task_log!(warn, task, executable = %argv[0], "command refused by the allowlist");
-        return Ending::failed("Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST.", "command_rejected");
+        return Ending::failed(
+            "Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST.",
+            "command_rejected",
+        );
     }
-    let spec = spec_for(worker, task, argv, None, &Default::default(), Vec::new(), payload.timeout);
+    let spec = spec_for(
+        worker,
+        task,
+        argv,
+        None,
+        &Default::default(),
+        Vec::new(),
+        payload.timeout,
+    );
     supervise(worker, task, spec, false).await
 }
 
@@ -157,9 +190,16 @@ fn spec_for(
     timeout: Option<Duration>,
 ) -> supervisor::Spec {
     let cfg = &worker.cfg;
-    let mut env: Vec<(String, String)> = fw_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("AGENTDISPATCH_TASK_DIR".into(), task.dir.to_string_lossy().into_owned()));
-    env.push(("AGENTDISPATCH_REQUEST_ID".into(), task.ids.request_id.clone()));
+    let mut env: Vec<(String, String)> =
+        fw_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push((
+        "AGENTDISPATCH_TASK_DIR".into(),
+        task.dir.to_string_lossy().into_owned(),
+    ));
+    env.push((
+        "AGENTDISPATCH_REQUEST_ID".into(),
+        task.ids.request_id.clone(),
+    ));
     if let Some(s) = &task.ids.session_id {
         env.push(("AGENTDISPATCH_SESSION_ID".into(), s.clone()));
     }
@@ -297,9 +337,11 @@ impl Observer for ChildObserver<'_> {
 
     fn note(&mut self, message: String) {
         task_log!(warn, self.task, "{message}");
-        self.task
-            .events
-            .emit_now(&EventDraft::new(EventType::Log, message, Some(json!({"source": "worker"}))));
+        self.task.events.emit_now(&EventDraft::new(
+            EventType::Log,
+            message,
+            Some(json!({"source": "worker"})),
+        ));
     }
 }
 
@@ -327,10 +369,20 @@ async fn supervise(worker: &Worker, task: &Task, spec: supervisor::Spec, protoco
     } = obs;
     let plain = output.finish();
     let (output, result, declared, child_failed, child_error) = match child_result {
-        Some(r) => (r.output.unwrap_or_default(), r.result, r.artifacts, r.failed, r.error),
+        Some(r) => (
+            r.output.unwrap_or_default(),
+            r.result,
+            r.artifacts,
+            r.failed,
+            r.error,
+        ),
         None => (plain, None, Vec::new(), false, None),
     };
-    let who = if protocol { "Framework command" } else { "Command" };
+    let who = if protocol {
+        "Framework command"
+    } else {
+        "Command"
+    };
     let mut ending = Ending {
         ok: false,
         status: TaskStatus::Failed,
@@ -412,8 +464,11 @@ fn finish(task: &Task, mut ending: Ending, cap: usize) -> TaskResult {
     let written = artifacts::written_files(&task.dir);
     let declared = artifacts::declared(&task.dir, &ending.declared, &mut |w| warnings.push(w));
     for w in warnings {
-        task.events
-            .emit(&EventDraft::new(EventType::Log, w, Some(json!({"source": "worker", "level": "warning"}))));
+        task.events.emit(&EventDraft::new(
+            EventType::Log,
+            w,
+            Some(json!({"source": "worker", "level": "warning"})),
+        ));
     }
     for path in written {
         if let Ok(a) = artifacts::describe(&path) {
@@ -498,7 +553,10 @@ fn result_without_lists(result: &TaskResult) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("events");
         o.remove("eventsTruncated");
-        if o.get("artifacts").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        if o.get("artifacts")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
             o.remove("artifacts");
         }
     }

@@ -57,7 +57,10 @@ impl WorkerBuilder {
     /// A worker with no frameworks directory, short heartbeats and every command allowed.
     pub fn new() -> Self {
         let mut env = HashMap::new();
-        env.insert("AGENTDISPATCH_FRAMEWORKS_DIR".into(), "/nonexistent-frameworks-dir".into());
+        env.insert(
+            "AGENTDISPATCH_FRAMEWORKS_DIR".into(),
+            "/nonexistent-frameworks-dir".into(),
+        );
         env.insert("AGENTDISPATCH_COMMAND_ALLOWLIST".into(), "*".into());
         env.insert("AGENTDISPATCH_HOST".into(), "127.0.0.1".into());
         env.insert("RUST_LOG".into(), "info".into());
@@ -132,7 +135,10 @@ impl WorkerBuilder {
                     break;
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "worker did not answer /ping");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "worker did not answer /ping"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         w
@@ -163,12 +169,16 @@ impl Worker {
 
     /// `POST /invocations` with a JSON body; returns status and JSON answer.
     pub async fn invoke(&self, body: &Value) -> (u16, Value) {
-        self.invoke_raw(serde_json::to_vec(body).unwrap(), &[]).await
+        self.invoke_raw(serde_json::to_vec(body).unwrap(), &[])
+            .await
     }
 
     /// Posts raw bytes with extra headers.
     pub async fn invoke_raw(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}/invocations", self.url)).body(body);
+        let mut req = self
+            .client
+            .post(format!("{}/invocations", self.url))
+            .body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -240,7 +250,10 @@ impl Worker {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(started.elapsed() < within, "worker did not exit within {within:?}");
+            assert!(
+                started.elapsed() < within,
+                "worker did not exit within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -291,10 +304,16 @@ pub fn task_processes(task_id: &str) -> Vec<i32> {
     let marker = format!("AGENTDISPATCH_TASK_ID={task_id}");
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
         if env.split(|b| *b == 0).any(|e| e == marker.as_bytes()) && state(pid) != Some('Z') {
             out.push(pid);
         }
@@ -313,11 +332,19 @@ pub fn state(pid: i32) -> Option<char> {
 pub fn children_with_state(pid: i32) -> Vec<(i32, char)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         let mut f = stat[close + 2..].split(' ');
         let st = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -339,7 +366,9 @@ pub fn zombie_children(pid: i32) -> Vec<i32> {
 
 /// Open file descriptors of `pid`.
 pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Polls `check` until it holds or `within` passes; returns whether it held.
