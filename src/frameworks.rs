@@ -313,7 +313,19 @@ fn parse_command(v: &Value) -> Result<Vec<String>, String> {
 
 fn load_manifest(folder: &Path, manifest: &Path) -> Result<Framework, String> {
     let text = std::fs::read_to_string(manifest).map_err(|e| format!("cannot be read: {e}"))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let mut fw = parse_manifest(folder, &text)?;
+    fw.source = Source::Directory(manifest.to_path_buf());
+    Ok(fw)
+}
+
+/// Parses the text of a `framework.json` found in `folder`, without touching the filesystem.
+///
+/// The name defaults to the folder's name, a relative program path containing `/` is resolved
+/// against `folder`, the working directory is `folder`, and the source is
+/// `folder/framework.json`. The error is the one-line reason `Registry::load` puts in its
+/// warning. Public so the manifest parser can be fuzzed on its own.
+pub fn parse_manifest(folder: &Path, text: &str) -> Result<Framework, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = value
         .as_object()
         .ok_or_else(|| format!("must be a JSON object, got {}", kind_of(&value)))?;
@@ -343,7 +355,7 @@ fn load_manifest(folder: &Path, manifest: &Path) -> Result<Framework, String> {
             env,
         },
         timeout,
-        source: Source::Directory(manifest.to_path_buf()),
+        source: Source::Directory(folder.join("framework.json")),
     })
 }
 
