@@ -157,12 +157,12 @@ impl EventSink {
     pub fn since(&self, after: u64, max: usize) -> Since {
         let st = self.lock();
         let oldest_in_memory = st.buffer.front().map(|(s, _)| *s).unwrap_or(st.next_seq);
-        if after + 1 >= oldest_in_memory || self.log_path.is_none() {
+        if after.saturating_add(1) >= oldest_in_memory || self.log_path.is_none() {
             let mut events: Vec<EventJson> = Vec::new();
             let mut bytes = 0;
-            let mut truncated = after + 1 < oldest_in_memory;
+            let mut truncated = after.saturating_add(1) < oldest_in_memory;
             // Sequence numbers in the buffer are contiguous, so the start is an index.
-            let start = (after + 1).saturating_sub(oldest_in_memory) as usize;
+            let start = after.saturating_add(1).saturating_sub(oldest_in_memory) as usize;
             for (_, e) in st.buffer.range(start.min(st.buffer.len())..) {
                 bytes += e.get().len();
                 if bytes > max && !events.is_empty() {

@@ -1,6 +1,7 @@
 //! The HTTP surface: one warp filter hands every request to [`route`], which dispatches on
 //! method and path, so that 404 and 405 answers are exact and every error is JSON.
 
+mod a2a;
 mod invocations;
 mod sse;
 
@@ -138,6 +139,14 @@ where
             Err(resp) => resp,
         },
         (["invocations"], _) => method_not_allowed("POST"),
+        ([], &Method::POST) => match read_body(&headers, body, limit).await {
+            Ok(bytes) => a2a::handle(worker, &headers, bytes).await,
+            Err(resp) => resp,
+        },
+        ([".well-known", "agent-card.json" | "agent.json"], &Method::GET) => {
+            a2a::agent_card(&worker, &headers)
+        }
+        ([".well-known", "agent-card.json" | "agent.json"], _) => method_not_allowed("GET"),
         (["tasks"], &Method::GET) => {
             json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
         }

@@ -13,13 +13,13 @@ use warp::http::{header, HeaderMap, HeaderValue};
 use warp::reply::Response;
 
 use crate::task::{Task, Worker};
-use crate::wire::TaskResult;
+use crate::wire::{EventJson, TaskResult};
 
 /// Bytes of events read from the sink per step.
 const STEP_BYTES: usize = 256 * 1024;
 
 /// One SSE message.
-fn frame(id: Option<u64>, data: &str) -> Bytes {
+pub fn frame(id: Option<u64>, data: &str) -> Bytes {
     let mut s = String::with_capacity(data.len() + 24);
     if let Some(id) = id {
         s.push_str("id: ");
@@ -32,7 +32,7 @@ fn frame(id: Option<u64>, data: &str) -> Bytes {
     Bytes::from(s)
 }
 
-fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
+pub fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
     let mut resp = warp::reply::Reply::into_response(warp::reply::stream(ReceiverStream::new(rx)));
     let h = resp.headers_mut();
     h.insert(
@@ -52,17 +52,59 @@ pub fn single(result: &TaskResult) -> Response {
     sse_response(rx)
 }
 
+/// The `seq` and `type` of a serialized event.
 #[derive(serde::Deserialize)]
-struct Head {
-    seq: u64,
+pub struct Head {
+    /// Sequence number.
+    pub seq: u64,
+    /// Event type.
     #[serde(rename = "type")]
-    kind: String,
+    pub kind: String,
+}
+
+/// How a stream frames what it carries.
+pub trait Framing: Send + 'static {
+    /// Messages for one event (not the final one); empty to send nothing.
+    fn event(&mut self, head: &Head, event: &EventJson) -> Vec<Bytes>;
+    /// Messages for the end, given the `task.result` event's seq and the whole result.
+    fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes>;
+}
+
+/// The worker's own framing: each event as it is, then the whole result object.
+struct Plain;
+
+impl Framing for Plain {
+    fn event(&mut self, head: &Head, event: &EventJson) -> Vec<Bytes> {
+        vec![frame(Some(head.seq), event.get())]
+    }
+
+    fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes> {
+        vec![frame(
+            Some(seq),
+            &serde_json::to_string(result).unwrap_or_default(),
+        )]
+    }
 }
 
 /// Streams a task's events after `after`, ending with the whole result object.
 pub fn task_stream(task: Arc<Task>, after: u64) -> Response {
+    framed_stream(task, after, Vec::new(), Plain)
+}
+
+/// Streams a task through `framing`, after sending `first`.
+pub fn framed_stream(
+    task: Arc<Task>,
+    after: u64,
+    first: Vec<Bytes>,
+    mut framing: impl Framing,
+) -> Response {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        for m in first {
+            if tx.send(Ok(m)).await.is_err() {
+                return;
+            }
+        }
         let mut changes = task.events.subscribe();
         let mut sent = after;
         loop {
@@ -76,12 +118,17 @@ pub fn task_stream(task: Arc<Task>, after: u64) -> Response {
                 sent = head.seq;
                 if head.kind == "task.result" {
                     let result = task.finished().await;
-                    let data = serde_json::to_string(&*result).unwrap_or_default();
-                    let _ = tx.send(Ok(frame(Some(head.seq), &data))).await;
+                    for m in framing.end(head.seq, &result) {
+                        if tx.send(Ok(m)).await.is_err() {
+                            return;
+                        }
+                    }
                     return;
                 }
-                if tx.send(Ok(frame(Some(head.seq), e.get()))).await.is_err() {
-                    return;
+                for m in framing.event(&head, &e) {
+                    if tx.send(Ok(m)).await.is_err() {
+                        return;
+                    }
                 }
             }
             if got_any {

@@ -279,6 +279,7 @@ impl Worker {
         });
         tasks.insert(id, task.clone());
         drop(tasks);
+        runner::accept(&task, &payload);
         let worker = self.clone();
         let t = task.clone();
         let dir_error = dir_ok

@@ -50,14 +50,9 @@ impl Ending {
     }
 }
 
-/// Runs the task to its end and writes its folder; never panics on input.
-pub async fn execute(
-    worker: &Worker,
-    task: &Task,
-    payload: Payload,
-    dir_error: Option<String>,
-) -> TaskResult {
-    let cfg = &worker.cfg;
+/// Emits the first event, `accepted`, before the task is spawned, so that an async answer
+/// always holds it.
+pub fn accept(task: &Task, payload: &Payload) {
     let mut accepted = serde_json::Map::new();
     let what = if payload.task_type == TaskType::CommandRun {
         "command"
@@ -77,6 +72,16 @@ pub async fn execute(
         "accepted",
         Some(Value::Object(accepted)),
     ));
+}
+
+/// Runs the task to its end and writes its folder; never panics on input.
+pub async fn execute(
+    worker: &Worker,
+    task: &Task,
+    payload: Payload,
+    dir_error: Option<String>,
+) -> TaskResult {
+    let cfg = &worker.cfg;
     task_log!(info, task, taskType = payload.task_type.as_str(), label = %task.label, "task started");
 
     let ending = match dir_error {
