@@ -1,0 +1,171 @@
+//! The command line: `run` (flags, file, stdin, --json, exit status, a terminal) and
+//! `frameworks`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{script, BIN};
+use serde_json::Value;
+
+fn worker_cmd(artifacts: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("AGENTDISPATCH_ARTIFACT_DIR", artifacts)
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            "/nonexistent-frameworks-dir",
+        )
+        .env_remove("AGENTDISPATCH_COMMAND_ALLOWLIST");
+    c
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn run_with_flags_shows_events_and_exits_0_when_ok() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = worker_cmd(tmp.path())
+        .args(["run", "--instruction", "hello"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = text(&out);
+    assert!(s.contains("progress  accepted"), "{s}");
+    assert!(s.contains("ok: succeeded"), "{s}");
+    assert!(s.contains("Accepted instruction: hello"), "{s}");
+    assert!(s.contains("result.json"), "{s}");
+}
+
+#[test]
+fn run_json_prints_ndjson_events_ending_with_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = worker_cmd(tmp.path())
+        .env("AGENTDISPATCH_COMMAND_ALLOWLIST", "sh")
+        .args(["run", "--json", "--command", "sh -c 'echo out; exit 3'"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let events: Vec<Value> = text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["message"], "accepted");
+    assert!(events.iter().any(|e| e["message"] == "out"));
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "task.result");
+    assert_eq!(last["payload"]["error"], "Command exited with code 3.");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64 + 1);
+    }
+}
+
+#[test]
+fn run_reads_a_payload_file_or_stdin_and_flags_win() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("p.json");
+    std::fs::write(
+        &file,
+        r#"{"prompt":"from file","input":{"context":{"a":1}}}"#,
+    )
+    .unwrap();
+    let out = worker_cmd(tmp.path())
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("Accepted instruction: from file"));
+    let out = worker_cmd(tmp.path())
+        .args(["run", file.to_str().unwrap(), "--instruction", "flag"])
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("Accepted instruction: flag"));
+    let mut child = worker_cmd(tmp.path())
+        .args(["run", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"prompt":"from stdin"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("Accepted instruction: from stdin"));
+    // Refusals and bad payloads: exit non-zero with the reason.
+    let out = worker_cmd(tmp.path())
+        .args(["run", "--command", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("command_rejected"), "{}", text(&out));
+    std::fs::write(&file, "[1]").unwrap();
+    let out = worker_cmd(tmp.path())
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
+}
+
+#[test]
+fn run_on_a_terminal_shows_a_spinner_and_elapsed_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = format!(
+        "AGENTDISPATCH_ARTIFACT_DIR={} AGENTDISPATCH_FRAMEWORKS_DIR=/none AGENTDISPATCH_COMMAND_ALLOWLIST=sleep {BIN} run --command 'sleep 1'",
+        tmp.path().display()
+    );
+    // util-linux `script` gives the command a pseudo-terminal.
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("running,"), "no spinner message in {s:?}");
+    assert!(s.contains("ok: succeeded"));
+}
+
+#[test]
+fn frameworks_lists_each_definition_with_its_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fw = tmp.path().join("fw");
+    std::fs::create_dir_all(fw.join("good")).unwrap();
+    std::fs::write(
+        fw.join("good/framework.json"),
+        r#"{"name":"good","description":"A good one","command":["./run.sh"]}"#,
+    )
+    .unwrap();
+    script(&fw.join("good"), "run.sh", "#!/bin/sh\necho hi\n");
+    std::fs::create_dir_all(fw.join("bad")).unwrap();
+    std::fs::write(fw.join("bad/framework.json"), "{oops").unwrap();
+    let out = Command::new(BIN)
+        .arg("frameworks")
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", &fw)
+        .env("AGENTDISPATCH_FRAMEWORK_COMMAND_GHOST", "/no/such/program")
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(s.contains("echo") && s.contains("built-in"), "{s}");
+    assert!(
+        s.contains("good") && s.contains("good/framework.json") && s.contains("A good one"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ghost") && s.contains("env AGENTDISPATCH_FRAMEWORK_COMMAND_GHOST"),
+        "{s}"
+    );
+    let ghost = s.lines().find(|l| l.starts_with("ghost")).unwrap();
+    assert!(ghost.contains("[program not found]"), "{ghost}");
+    let good = s.lines().find(|l| l.starts_with("good")).unwrap();
+    assert!(!good.contains("not found"), "{good}");
+    assert!(
+        s.contains("warning: skipping framework") && s.contains("bad/framework.json"),
+        "{s}"
+    );
+}
