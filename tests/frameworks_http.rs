@@ -1,0 +1,649 @@
+//! The six Python frameworks of `frameworks/` through the real binary over HTTP, offline:
+//! steps streamed over SSE as they happen, cancel and deadline leaving no process behind, no
+//! network or process start (a Python audit hook), and the failures of a frameworks directory
+//! (missing or raising entrypoint, a runner killed by a signal, broken manifests) answered
+//! clearly while the worker keeps serving. Needs `scripts/setup-frameworks.sh`; never skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The step kinds a runner reports (`payload.step` of its `task.progress` events).
+const STEPS: [&str; 4] = ["model_turn", "tool_call", "tool_result", "final_answer"];
+
+/// The example agents' answer to "hello world".
+const ANSWER: &str = "Shouted: HELLO WORLD";
+
+/// Loaded through `PYTHONPATH` by every Python child of the worker: logs network look-ups and
+/// connections and process starts to `$AGENTDISPATCH_AUDIT_LOG`, after a first line per
+/// interpreter that proves the hook was active.
+const AUDIT_SITECUSTOMIZE: &str = r##"
+import os, sys
+_log = os.environ.get("AGENTDISPATCH_AUDIT_LOG")
+_watched = {"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.connect",
+            "subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn"}
+if _log:
+    with open(_log, "a") as f:
+        f.write(f"# audit hook loaded in {os.getpid()}\n")
+    def _hook(event, args):
+        if event in _watched:
+            with open(_log, "a") as f:
+                f.write(f"{os.getpid()} {event} {args!r:.300}\n")
+    sys.addaudithook(_hook)
+"##;
+
+/// The repository's `frameworks/` directory.
+fn frameworks_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("frameworks")
+        .canonicalize()
+        .expect("frameworks/ exists")
+}
+
+/// Fails (never skips) when a framework's virtualenv is missing.
+fn require_venv(name: &str) {
+    let python = frameworks_dir().join(name).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-frameworks.sh {name}",
+        python.display()
+    );
+}
+
+/// A task id no other test (or test process) uses: processes are found by it in `/proc`.
+fn unique_id(what: &str) -> String {
+    format!("fw-{what}-{}-{}", std::process::id(), uuid_ish())
+}
+
+fn uuid_ish() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000_000
+}
+
+fn step_of(event: &Value) -> Option<&str> {
+    (event["type"] == "task.progress")
+        .then(|| event["payload"]["step"].as_str())
+        .flatten()
+}
+
+/// Polls `task.status` until a `task.progress` event with `payload.step == step` shows while
+/// the task is still running; returns every event seen.
+async fn wait_for_step(w: &Worker, id: &str, step: &str, within: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    let mut seen: Vec<Value> = Vec::new();
+    let mut after = 0;
+    loop {
+        let s = w
+            .run(json!({"taskType":"task.status","taskId":id,"afterSeq":after}))
+            .await;
+        for e in s["events"].as_array().expect("events") {
+            after = after.max(e["seq"].as_u64().unwrap());
+            seen.push(e.clone());
+        }
+        assert_eq!(
+            s["status"], "running",
+            "task {id} ended before a {step} event: {s:#}"
+        );
+        if seen.iter().any(|e| step_of(e) == Some(step)) {
+            return seen;
+        }
+        assert!(
+            started.elapsed() < within,
+            "no {step} event within {within:?}; events so far: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until no process carries the task's id; fails naming what is left.
+async fn assert_no_process_left(id: &str, within: Duration) {
+    let gone = eventually(within, || task_processes(id).is_empty()).await;
+    let left: Vec<String> = task_processes(id)
+        .into_iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect();
+    assert!(gone, "processes of task {id} left behind: {left:?}");
+}
+
+/// The worker still answers `/ping` and runs the built-in echo.
+async fn assert_still_serving(w: &Worker) {
+    let ping = w.ping().await;
+    assert!(
+        ping["status"] == "Healthy" || ping["status"] == "HealthyBusy",
+        "{ping}"
+    );
+    let r = w.run(json!({"prompt":"still serving"})).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["output"], "Accepted instruction: still serving");
+}
+
+/// Checks the streamed hello-world run; returns (first step, tool_call, final) arrival times
+/// relative to the request for the log.
+fn check_hello_world_stream(name: &str, started: Instant, msgs: &[SseMessage]) -> String {
+    let dump = || {
+        msgs.iter()
+            .map(|m| m.data.to_string().chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (last, events) = msgs.split_last().expect("at least one SSE message");
+    let result = &last.data;
+    assert_eq!(result["ok"], true, "{name}: {result:#}");
+    assert_eq!(result["status"], "succeeded", "{name}");
+    assert_eq!(result["output"], ANSWER, "{name}: {result:#}");
+    // Every message before the last is an event, ids rising by one.
+    for (i, m) in events.iter().enumerate() {
+        assert!(
+            m.data["type"].is_string() && m.data["type"] != "task.result",
+            "{name}: message {i} is not an event before the result:\n{}",
+            dump()
+        );
+        assert_eq!(m.id, Some(i as u64 + 1), "{name}: SSE ids\n{}", dump());
+        assert_eq!(m.data["seq"], i as u64 + 1, "{name}");
+    }
+    let steps: Vec<(usize, &str)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| step_of(&m.data).map(|s| (i, s)))
+        .collect();
+    for (_, s) in &steps {
+        assert!(STEPS.contains(s), "{name}: unknown step {s}\n{}", dump());
+    }
+    let first = |kind: &str| {
+        steps
+            .iter()
+            .find(|(_, s)| *s == kind)
+            .map(|(i, _)| *i)
+            .unwrap_or_else(|| panic!("{name}: no {kind} progress event:\n{}", dump()))
+    };
+    let (call_i, out_i) = (first("tool_call"), first("tool_result"));
+    assert!(
+        call_i < out_i,
+        "{name}: tool_call after tool_result:\n{}",
+        dump()
+    );
+    let call = &events[call_i].data["payload"];
+    assert_eq!(call["tool"], "shout", "{name}: {call}");
+    assert_eq!(
+        call["args"],
+        json!({"text": "hello world"}),
+        "{name}: {call}"
+    );
+    let out = &events[out_i].data["payload"];
+    assert_eq!(out["tool"], "shout", "{name}: {out}");
+    assert!(
+        out["result"].as_str().unwrap_or("").contains("HELLO WORLD"),
+        "{name}: {out}"
+    );
+    if let Some(&(fa_i, _)) = steps.iter().rev().find(|(_, s)| *s == "final_answer") {
+        assert!(out_i < fa_i, "{name}: final_answer before tool_result");
+        assert_eq!(events[fa_i].data["payload"]["text"], ANSWER, "{name}");
+    }
+    // Live: the steps reached the client before the end of the run, not with the result.
+    let first_step = &events[steps[0].0];
+    assert!(
+        events[call_i].at < last.at && first_step.at < last.at,
+        "{name}: step events arrived with the result, not as they happened"
+    );
+    // The result carries the same events, in order.
+    let inner: Vec<u64> = result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    let streamed: Vec<u64> = events.iter().map(|m| m.id.unwrap()).collect();
+    assert!(
+        inner.starts_with(&streamed),
+        "{name}: result events {inner:?} vs streamed {streamed:?}"
+    );
+    let ms = |t: Instant| t.duration_since(started).as_millis();
+    format!(
+        "{name}: first step {} ms, tool_call {} ms, result {} ms after the request",
+        ms(first_step.at),
+        ms(events[call_i].at),
+        ms(last.at)
+    )
+}
+
+/// Everything about one framework, on one worker whose Python children carry the audit hook:
+/// the streamed hello-world run, a cancel during the slow tool, optionally a 1-second
+/// deadline, and then the audit log.
+async fn framework_end_to_end(name: &str, deadline_too: bool) {
+    require_venv(name);
+    let audit = tempfile::tempdir().unwrap();
+    std::fs::write(
+        audit.path().join("sitecustomize.py"),
+        AUDIT_SITECUSTOMIZE.trim_start(),
+    )
+    .unwrap();
+    let log = audit.path().join("audit.log");
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            frameworks_dir().to_str().unwrap(),
+        )
+        .env("PYTHONPATH", audit.path().to_str().unwrap())
+        .env("AGENTDISPATCH_AUDIT_LOG", log.to_str().unwrap())
+        .start()
+        .await;
+    let mut pythons = 0;
+
+    // 1. Hello world over SSE: steps in order, live, then the example agent's answer.
+    let id = unique_id(&format!("{name}-hello"));
+    let started = Instant::now();
+    let msgs = w
+        .stream(&json!({"taskId":id,"framework":name,"input":{"instruction":"hello world"}}))
+        .await;
+    let timing = check_hello_world_stream(name, started, &msgs);
+    eprintln!("{timing}");
+    pythons += 1;
+    assert_no_process_left(&id, Duration::from_secs(2)).await;
+
+    // 2. Cancel while the slow tool sleeps: cancelled, TERM honoured, nothing left.
+    let id = unique_id(&format!("{name}-cancel"));
+    let r = w
+        .run(json!({"taskId":id,"async":true,"framework":name,
+                    "input":{"instruction":"please be slow"}}))
+        .await;
+    assert_eq!(r["status"], "running", "{r}");
+    let seen = wait_for_step(&w, &id, "tool_call", Duration::from_secs(180)).await;
+    pythons += 1;
+    assert!(
+        !seen.iter().any(|e| step_of(e) == Some("tool_result")),
+        "{name}: the slow tool returned at once: {seen:#?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await; // the tool is asleep now
+    assert!(
+        !task_processes(&id).is_empty(),
+        "{name}: no process carries the task id while it runs"
+    );
+    let asked = Instant::now();
+    let r = w.run(json!({"taskType":"task.cancel","taskId":id})).await;
+    let took = asked.elapsed();
+    assert_eq!(r["status"], "cancelled", "{name}: {r:#}");
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["errorCode"], "cancelled");
+    assert_eq!(r["error"], "Task cancelled.");
+    assert!(
+        !events_of(&r, "task.progress")
+            .iter()
+            .any(|e| step_of(e) == Some("tool_result")),
+        "{name}: tool_result after cancel"
+    );
+    assert!(
+        events_of(&r, "task.log")
+            .iter()
+            .any(|e| e["message"] == "cancelled by SIGTERM"),
+        "{name}: the runner did not report SIGTERM (killed only after the grace?): {r:#}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{name}: cancel took {took:?}: SIGTERM not honoured within the kill grace"
+    );
+    assert_no_process_left(&id, Duration::from_secs(2)).await;
+    eprintln!("{name}: cancel answered in {} ms", took.as_millis());
+    let s = w.run(json!({"taskType":"task.status","taskId":id})).await;
+    assert_eq!(s["status"], "cancelled");
+
+    // 3. A 1-second deadline on the slow run: timed out, nothing left.
+    if deadline_too {
+        let id = unique_id(&format!("{name}-deadline"));
+        let asked = Instant::now();
+        let r = w
+            .run(json!({"taskId":id,"framework":name,
+                        "input":{"instruction":"please be slow","timeoutSeconds":1}}))
+            .await;
+        let took = asked.elapsed();
+        assert_eq!(r["status"], "timed_out", "{name}: {r:#}");
+        assert_eq!(r["ok"], false);
+        assert_eq!(r["errorCode"], "timed_out");
+        assert_eq!(r["error"], "Command timed out after 1000ms.");
+        assert!(
+            took < Duration::from_secs(7),
+            "{name}: deadline took {took:?}"
+        );
+        assert_no_process_left(&id, Duration::from_secs(2)).await;
+        let reached = events_of(&r, "task.progress")
+            .iter()
+            .any(|e| step_of(e) == Some("tool_call"));
+        eprintln!(
+            "{name}: 1 s deadline answered after {} ms (tool reached: {reached})",
+            took.as_millis()
+        );
+    }
+
+    // 4. Offline: the hook ran in every interpreter and saw no network or process start.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let loaded = text
+        .lines()
+        .filter(|l| l.starts_with("# audit hook loaded"))
+        .count();
+    assert!(
+        loaded >= pythons,
+        "{name}: audit hook loaded {loaded} times for {pythons} runs:\n{text}"
+    );
+    let calls: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        calls.is_empty(),
+        "{name}: network or process calls during the runs:\n{}",
+        calls.join("\n")
+    );
+    assert_still_serving(&w).await;
+}
+
+#[tokio::test]
+async fn langchain_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("langchain", false).await;
+}
+
+#[tokio::test]
+async fn langgraph_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
+    framework_end_to_end("langgraph", true).await;
+}
+
+#[tokio::test]
+async fn crewai_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("crewai", false).await;
+}
+
+#[tokio::test]
+async fn strands_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("strands", false).await;
+}
+
+#[tokio::test]
+async fn openai_agents_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("openai-agents", false).await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("pydantic-ai", false).await;
+}
+
+/// The last line of an error (the runner's one clear line).
+fn last_line(r: &Value) -> &str {
+    r["error"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .last()
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_missing_or_raising_entrypoint_fails_clearly_and_the_worker_keeps_serving() {
+    require_venv("langgraph");
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("broken_agent.py"),
+        "raise RuntimeError(\"agent construction failed: 42\")\n",
+    )
+    .unwrap();
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            frameworks_dir().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_APP_DIR", app.path().to_str().unwrap())
+        .start()
+        .await;
+    let run = |entrypoint: &str| json!({"framework":"langgraph","input":{"instruction":"hello world","entrypoint":entrypoint}});
+    let (missing, raising) =
+        tokio::join!(w.run(run("nosuch:agent")), w.run(run("broken_agent:agent")));
+
+    assert_eq!(missing["ok"], false, "{missing:#}");
+    assert_eq!(missing["status"], "failed");
+    assert_eq!(missing["errorCode"], "exit_nonzero");
+    assert_eq!(missing["exitCode"], 1);
+    let line = last_line(&missing);
+    assert!(
+        line.contains("entrypoint module 'nosuch' not found")
+            && line.contains("AGENTDISPATCH_APP_DIR="),
+        "{missing:#}"
+    );
+    assert!(line.starts_with("langgraph runner failed: EntrypointError"));
+
+    assert_eq!(raising["ok"], false, "{raising:#}");
+    assert_eq!(raising["errorCode"], "exit_nonzero");
+    let line = last_line(&raising);
+    assert!(
+        line.contains("'broken_agent'")
+            && line.contains("RuntimeError: agent construction failed: 42"),
+        "{raising:#}"
+    );
+    assert_still_serving(&w).await;
+}
+
+/// A temporary frameworks directory: a runner killed by a signal, a manifest with bad JSON, one
+/// without a command, one naming a missing program, one overridden from the environment.
+fn broken_frameworks() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = |name: &str, manifest: &str| {
+        let f = dir.path().join(name);
+        std::fs::create_dir(&f).unwrap();
+        std::fs::write(f.join("framework.json"), manifest).unwrap();
+        f
+    };
+    let killed = folder(
+        "killed",
+        r#"{"name":"killed","description":"dies by SIGKILL","command":["./run.sh"]}"#,
+    );
+    script(
+        &killed,
+        "run.sh",
+        "#!/bin/sh\n\
+         echo '{\"type\":\"task.progress\",\"message\":\"about to die\"}'\n\
+         echo 'runner: giving up' >&2\n\
+         kill -9 $$\n",
+    );
+    folder("badjson", "{\"name\": \"badjson\", \"command\": [oops");
+    folder("nocommand", r#"{"name":"nocommand"}"#);
+    folder("novenv", r#"{"command":[".venv/bin/python","runner.py"]}"#);
+    folder("shadowed", r#"{"command":["./not-here"]}"#);
+    // Folders starting with `_` or `.` are not frameworks.
+    let shared = dir.path().join("_shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("framework.json"), "{oops").unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn broken_frameworks_are_answered_clearly_and_the_worker_keeps_serving() {
+    let dir = broken_frameworks();
+    let root = dir.path().canonicalize().unwrap();
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", root.to_str().unwrap())
+        .start()
+        .await;
+    let run = |fw: &str| json!({"framework":fw,"input":{"instruction":"hi"}});
+
+    // A runner killed by a signal: the signal in words, then its last stderr line.
+    let r = w.run(run("killed")).await;
+    assert_eq!(r["ok"], false, "{r:#}");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["errorCode"], "killed");
+    assert_eq!(
+        r["error"],
+        "Framework command was killed by signal SIGKILL.\nrunner: giving up"
+    );
+    assert!(events_of(&r, "task.progress")
+        .iter()
+        .any(|e| e["message"] == "about to die"));
+    assert_still_serving(&w).await;
+
+    // A manifest naming a missing program: the program and the OS error in words.
+    let r = w.run(run("novenv")).await;
+    assert_eq!(r["ok"], false, "{r:#}");
+    assert_eq!(r["errorCode"], "spawn_failed");
+    let err = r["error"].as_str().unwrap();
+    let program = root.join("novenv/.venv/bin/python");
+    assert!(
+        err.starts_with(&format!("Cannot start {}", program.display()))
+            && err.contains("No such file or directory"),
+        "{err}"
+    );
+    assert_still_serving(&w).await;
+
+    // Broken manifests: skipped (unknown framework), each a warning naming its file.
+    for name in ["badjson", "nocommand", "_shared"] {
+        let r = w.run(run(name)).await;
+        assert_eq!(r["ok"], false, "{r:#}");
+        assert_eq!(r["errorCode"], "unknown_framework");
+        assert_eq!(r["error"], format!("Unsupported agent framework: {name}"));
+    }
+    let warnings: Vec<String> = w
+        .log_lines()
+        .iter()
+        .filter(|l| l["level"] == "WARN")
+        .filter_map(|l| l["message"].as_str().map(str::to_string))
+        .collect();
+    let warned = |file: &str, words: &str| {
+        let path = root.join(file);
+        assert!(
+            warnings
+                .iter()
+                .any(|m| m.contains(&*path.to_string_lossy()) && m.contains(words)),
+            "no warning naming {} with {words:?}: {warnings:#?}",
+            path.display()
+        );
+    };
+    warned("badjson/framework.json", "not valid JSON");
+    warned("nocommand/framework.json", "has no \"command\"");
+    assert!(
+        !warnings.iter().any(|m| m.contains("_shared")),
+        "{warnings:#?}"
+    );
+    assert_still_serving(&w).await;
+}
+
+/// Runs `agentdispatch-worker frameworks` with only the given variables set.
+fn list_frameworks(vars: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("frameworks")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run agentdispatch-worker frameworks");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The entry of `name` in the listing: its first line and the lines indented under it.
+fn entry<'a>(listing: &'a str, name: &str) -> Vec<&'a str> {
+    let mut lines = listing
+        .lines()
+        .skip_while(|l| l.split_whitespace().next() != Some(name) || l.starts_with(' '));
+    let mut out: Vec<&str> = lines.next().into_iter().collect();
+    out.extend(lines.take_while(|l| l.starts_with(' ')));
+    out
+}
+
+#[tokio::test]
+async fn the_frameworks_command_lists_each_framework_with_its_source() {
+    // The shipped frameworks, with their virtualenvs in place.
+    let dir = frameworks_dir();
+    let (ok, listing, stderr) =
+        list_frameworks(&[("AGENTDISPATCH_FRAMEWORKS_DIR", dir.to_str().unwrap())]);
+    assert!(ok, "{stderr}");
+    let echo = entry(&listing, "echo");
+    assert!(
+        echo.len() >= 2 && echo[1].trim() == "from built-in",
+        "{listing}"
+    );
+    for name in [
+        "langchain",
+        "langgraph",
+        "crewai",
+        "strands",
+        "openai-agents",
+        "pydantic-ai",
+    ] {
+        require_venv(name);
+        let e = entry(&listing, name);
+        let folder = dir.join(name);
+        assert!(e.len() >= 2, "{name} missing from the listing:\n{listing}");
+        assert!(
+            e[0].ends_with(&format!(
+                "{} runner.py",
+                folder.join(".venv/bin/python").display()
+            )),
+            "{name}: {e:?}"
+        );
+        assert_eq!(
+            e[1].trim(),
+            format!("from {}", folder.join("framework.json").display()),
+            "{name}"
+        );
+        assert!(
+            e.len() >= 3 && !e[2].trim().is_empty(),
+            "{name}: no description"
+        );
+    }
+    assert!(!listing.contains("[program not found]"), "{listing}");
+    assert!(!listing.contains("warning:"), "{listing}");
+
+    // A directory with broken ones, and an environment definition overriding a folder.
+    let broken = broken_frameworks();
+    let root = broken.path().canonicalize().unwrap();
+    let (ok, listing, stderr) = list_frameworks(&[
+        ("AGENTDISPATCH_FRAMEWORKS_DIR", root.to_str().unwrap()),
+        ("AGENTDISPATCH_FRAMEWORK_COMMAND_SHADOWED", "true"),
+    ]);
+    assert!(ok, "a broken manifest must not fail the listing: {stderr}");
+    let killed = entry(&listing, "killed");
+    assert_eq!(
+        killed[0].split_whitespace().collect::<Vec<_>>(),
+        ["killed", root.join("killed/./run.sh").to_str().unwrap()],
+        "{listing}"
+    );
+    assert_eq!(
+        killed[1].trim(),
+        format!("from {}", root.join("killed/framework.json").display())
+    );
+    let novenv = entry(&listing, "novenv");
+    assert!(
+        novenv[0].ends_with("runner.py  [program not found]"),
+        "{listing}"
+    );
+    let shadowed = entry(&listing, "shadowed");
+    assert!(
+        !shadowed[0].contains("not found") && shadowed[0].contains("true"),
+        "{listing}"
+    );
+    assert_eq!(
+        shadowed[1].trim(),
+        "from env AGENTDISPATCH_FRAMEWORK_COMMAND_SHADOWED"
+    );
+    for name in ["badjson", "nocommand", "_shared"] {
+        assert!(
+            entry(&listing, name).is_empty(),
+            "{name} listed:\n{listing}"
+        );
+    }
+    let warning = |file: &str| {
+        let path = root.join(file);
+        listing
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains(&*path.to_string_lossy()))
+    };
+    assert!(warning("badjson/framework.json"), "{listing}");
+    assert!(warning("nocommand/framework.json"), "{listing}");
+}
