@@ -505,7 +505,13 @@ fn finish(task: &Task, mut ending: Ending, cap: usize) -> TaskResult {
         exit_code: ending.exit_code,
         duration_ms: task.started.elapsed().as_millis() as u64,
     };
-    if task.dir.is_dir() {
+    if !task.dir.is_dir() {
+        let err = std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "the task folder is gone or is no longer a directory",
+        );
+        fail_write(&mut result, &task.dir.join(artifacts::RESULT_FILE), err);
+    } else {
         let result_path = task.dir.join(artifacts::RESULT_FILE);
         let written = serde_json::to_vec_pretty(&result_without_lists(&result))
             .map_err(std::io::Error::other)
