@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn cmd(c: &str) -> Value {
-    json!({"taskType":"command.run","input":{"command":c}})
-}
-
 #[tokio::test]
 async fn a_full_artifact_directory_fails_the_task_clearly_and_the_worker_keeps_serving() {
     // The worker runs in its own mount namespace with a 256 KiB tmpfs as its artifact dir.
@@ -54,17 +50,7 @@ async fn a_task_folder_that_vanishes_mid_task_fails_the_task_and_nothing_else() 
     std::fs::write(&dir, "not a directory").unwrap();
     let other = w.run(cmd("echo fine")).await;
     assert_eq!(other["ok"], true);
-    let started = Instant::now();
-    let s = loop {
-        let s = w
-            .run(json!({"taskType":"task.status","taskId":"vanish"}))
-            .await;
-        if s["status"] != "running" {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let s = w.wait_done("vanish").await;
     assert_eq!(s["ok"], false);
     assert_eq!(s["errorCode"], "artifact_write_failed");
     assert!(s["error"].as_str().unwrap().contains("result.json"), "{s}");
@@ -88,17 +74,7 @@ async fn a_child_killed_from_outside_is_reported_as_killed() {
         )
         .unwrap();
     }
-    let started = Instant::now();
-    let s = loop {
-        let s = w
-            .run(json!({"taskType":"task.status","taskId":"shot"}))
-            .await;
-        if s["status"] != "running" {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let s = w.wait_done("shot").await;
     assert_eq!(s["ok"], false);
     assert_eq!(s["errorCode"], "killed");
     assert_eq!(s["error"], "Command was killed by signal SIGKILL.");
@@ -219,20 +195,7 @@ async fn sixty_four_clients_that_hang_up_mid_stream_leave_every_task_complete() 
     }
     for i in 0..64 {
         let id = format!("hang-{i}");
-        let started = Instant::now();
-        let s = loop {
-            let s = w
-                .run(json!({"taskType":"task.status","taskId":id,"afterSeq":u64::MAX - 1}))
-                .await;
-            if s["status"] != "running" {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{id} still running"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let s = w.wait_done(&id).await;
         assert_eq!(s["status"], "succeeded", "{id}: {s}");
         let dir = w.task_dir(&id);
         let log = std::fs::read_to_string(dir.join("events.ndjson")).unwrap();

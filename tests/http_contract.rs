@@ -16,15 +16,7 @@ async fn ping_is_healthy_when_idle_and_busy_while_a_task_runs_and_stamps_only_ch
     let t0 = idle["time_of_last_update"]
         .as_u64()
         .expect("integer timestamp");
-    let health: Value = w
-        .client()
-        .get(format!("{}/health", w.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = w.get("/health").await.1;
     assert_eq!(health, idle);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
@@ -47,14 +39,7 @@ async fn ping_is_healthy_when_idle_and_busy_while_a_task_runs_and_stamps_only_ch
         Some(t1),
         "re-stamped while busy"
     );
-    let id = started["taskId"].as_str().unwrap().to_string();
-    loop {
-        let s = w.run(json!({"taskType":"task.status","taskId":id})).await;
-        if s["status"] != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    w.wait_done(started["taskId"].as_str().unwrap()).await;
     let after = w.ping().await;
     assert_eq!(after["status"], "Healthy");
     assert!(after["time_of_last_update"].as_u64().unwrap() >= t1 + 2);

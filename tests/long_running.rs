@@ -9,25 +9,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-fn cmd(c: &str) -> Value {
-    json!({"taskType":"command.run","input":{"command":c}})
-}
-
-async fn wait_status(w: &Worker, id: &str, not: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let s = w.run(json!({"taskType":"task.status","taskId":id})).await;
-        if s["status"] != not {
-            return s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "still {not}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn streaming_sends_events_as_they_happen_and_ends_with_the_result() {
     let w = WorkerBuilder::new()
@@ -106,7 +87,7 @@ async fn a_client_that_disconnects_does_not_stop_or_lose_the_task() {
     let first = read_sse(resp, 1).await;
     assert_eq!(first[0].data["message"], "accepted");
     for id in ["gone-json", "gone-sse"] {
-        let s = wait_status(&w, id, "running").await;
+        let s = w.wait_done(id).await;
         assert_eq!(s["status"], "succeeded", "{s}");
         assert_eq!(s["output"], "done\n");
         let dir = w.task_dir(id);
@@ -131,7 +112,7 @@ async fn async_tasks_answer_at_once_and_are_followed_cancelled_and_listed() {
     assert_eq!(r["status"], "running");
     assert_eq!(r["events"][0]["message"], "accepted");
     assert_eq!(w.ping().await["status"], "HealthyBusy");
-    let done = wait_status(&w, "bg-1", "running").await;
+    let done = w.wait_done("bg-1").await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["output"], "one\ntwo\n");
     let last_seq = done["events"].as_array().unwrap().last().unwrap()["seq"]
@@ -228,15 +209,7 @@ async fn tasks_routes_list_show_and_follow_with_last_event_id() {
     let w = WorkerBuilder::new().start().await;
     w.run(json!({"taskType":"command.run","taskId":"route-1","async":true,"input":{"command":"sh -c 'for i in 1 2 3 4 5; do echo $i; sleep 0.2; done'"}}))
         .await;
-    let list: Value = w
-        .client()
-        .get(format!("{}/tasks", w.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = w.get("/tasks").await.1;
     assert_eq!(list["tasks"][0]["taskId"], "route-1");
     // Live follow from the start ends with the result.
     let live = w
@@ -263,15 +236,7 @@ async fn tasks_routes_list_show_and_follow_with_last_event_id() {
         .filter(|i| *i > 3)
         .collect();
     assert_eq!(ids, expected);
-    let one: Value = w
-        .client()
-        .get(format!("{}/tasks/route-1", w.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = w.get("/tasks/route-1").await.1;
     assert_eq!(one["output"], "1\n2\n3\n4\n5\n");
     let missing = w
         .client()
@@ -346,15 +311,7 @@ async fn a2a_card_and_json_rpc_methods() {
         .env("AGENTDISPATCH_AGENT_NAME", "Test Worker")
         .start()
         .await;
-    let card: Value = w
-        .client()
-        .get(format!("{}/.well-known/agent-card.json", w.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card: Value = w.get("/.well-known/agent-card.json").await.1;
     assert_eq!(card["name"], "Test Worker");
     assert_eq!(card["skills"][0]["id"], "agentdispatch.agent.run");
     assert_eq!(card["capabilities"]["streaming"], true);

@@ -9,10 +9,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-fn cmd(c: &str) -> serde_json::Value {
-    json!({"taskType":"command.run","input":{"command":c}})
-}
-
 #[tokio::test]
 async fn a_term_ignoring_shell_and_its_background_sleeps_are_killed_at_the_deadline() {
     let w = WorkerBuilder::new()

@@ -241,9 +241,18 @@ pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) 
             }
         }
     }
-    // Group members killed above are our children (as a subreaper); reap them now rather
-    // than at the next SIGCHLD.
-    reaper::reap_orphans();
+    // Group members killed above are our children (as a subreaper). Signals land
+    // asynchronously: reap and re-check until none is left, so that the result is only
+    // answered once no process of the task exists.
+    let settle_until = TokioInstant::now() + DRAIN_BOUND;
+    loop {
+        reaper::reap_orphans();
+        if !procs.any_left(false) || TokioInstant::now() >= settle_until {
+            break;
+        }
+        procs.signal_all(Signal::SIGKILL, false);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     match stop {
         Some(outcome) => outcome,
         None => Outcome::Exited(exit.unwrap_or_default()),

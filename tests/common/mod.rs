@@ -196,16 +196,41 @@ impl Worker {
         v
     }
 
-    /// `GET /ping`.
-    pub async fn ping(&self) -> Value {
-        self.client
-            .get(format!("{}/ping", self.url))
+    /// `GET <path>`: status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.url))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// `GET /ping`.
+    pub async fn ping(&self) -> Value {
+        self.get("/ping").await.1
+    }
+
+    /// Polls `task.status` until the task is no longer running (20 s at most).
+    pub async fn wait_done(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let s = self
+                .run(serde_json::json!({"taskType":"task.status","taskId":id,"afterSeq":u64::MAX - 1}))
+                .await;
+            if s["status"] != "running" {
+                return s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{id} still running: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Posts with `Accept: text/event-stream` and reads every message until the stream ends.
@@ -264,6 +289,11 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `command.run` payload.
+pub fn cmd(command: &str) -> Value {
+    serde_json::json!({"taskType":"command.run","input":{"command":command}})
 }
 
 /// Reads SSE messages from a response, at most `max`.
