@@ -217,10 +217,60 @@ fn check_hello_world_stream(name: &str, started: Instant, msgs: &[SseMessage]) -
     )
 }
 
+/// Incremental reader of an SSE answer: one `data:` JSON at a time, as it arrives.
+struct SseReader {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    async fn open(w: &Worker, body: &Value) -> SseReader {
+        let resp = w
+            .client()
+            .post(format!("{}/invocations", w.url))
+            .header("accept", "text/event-stream")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        SseReader {
+            body: futures_util::StreamExt::boxed(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next message's data, or None at the end of the stream.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return Some(serde_json::from_str(data).unwrap());
+                }
+                continue;
+            }
+            let chunk = futures_util::StreamExt::next(&mut self.body).await?;
+            self.buf
+                .push_str(&String::from_utf8_lossy(&chunk.expect("SSE body")));
+        }
+    }
+}
+
+/// What a framework's test does besides the hello-world run, the cancel and the audit.
+#[derive(Clone, Copy, Default)]
+struct Also {
+    /// A 1-second deadline on the slow run.
+    deadline: bool,
+    /// A slow run followed over SSE: the tool call shows on the open stream while the tool
+    /// sleeps, a cancel from another request ends the stream with `cancelled`.
+    sse_cancel: bool,
+}
+
 /// Everything about one framework, on one worker whose Python children carry the audit hook:
-/// the streamed hello-world run, a cancel during the slow tool, optionally a 1-second
-/// deadline, and then the audit log.
-async fn framework_end_to_end(name: &str, deadline_too: bool) {
+/// the streamed hello-world run, a cancel during the slow tool, what `also` asks, and then
+/// the audit log.
+async fn framework_end_to_end(name: &str, also: Also) {
     require_venv(name);
     let audit = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -297,8 +347,50 @@ async fn framework_end_to_end(name: &str, deadline_too: bool) {
     let s = w.run(json!({"taskType":"task.status","taskId":id})).await;
     assert_eq!(s["status"], "cancelled");
 
-    // 3. A 1-second deadline on the slow run: timed out, nothing left.
-    if deadline_too {
+    // 3. A slow run followed live over SSE and cancelled from another request.
+    if also.sse_cancel {
+        let id = unique_id(&format!("{name}-sse-cancel"));
+        let mut sse = SseReader::open(
+            &w,
+            &json!({"taskId":id,"framework":name,"input":{"instruction":"please be slow"}}),
+        )
+        .await;
+        let mut seen = Vec::new();
+        let first_call = tokio::time::timeout(Duration::from_secs(180), async {
+            while let Some(m) = sse.next().await {
+                assert!(
+                    m.get("ok").is_none(),
+                    "{name}: ended before tool_call: {m:#}"
+                );
+                seen.push(m);
+                if step_of(seen.last().unwrap()) == Some("tool_call") {
+                    return;
+                }
+            }
+            panic!("{name}: stream ended without tool_call: {seen:#?}");
+        })
+        .await;
+        assert!(first_call.is_ok(), "{name}: no tool_call within 180 s");
+        pythons += 1;
+        assert_eq!(w.ping().await["status"], "HealthyBusy");
+        let r = w.run(json!({"taskType":"task.cancel","taskId":id})).await;
+        assert_eq!(r["status"], "cancelled", "{name}: {r:#}");
+        let mut rest = Vec::new();
+        while let Some(m) = sse.next().await {
+            rest.push(m);
+        }
+        let last = rest.last().expect("the stream ends with the result");
+        assert_eq!(last["status"], "cancelled", "{name}: {last:#}");
+        assert_eq!(last["errorCode"], "cancelled");
+        assert!(
+            !rest.iter().any(|m| step_of(m) == Some("tool_result")),
+            "{name}: tool_result after cancel"
+        );
+        assert_no_process_left(&id, Duration::from_secs(2)).await;
+    }
+
+    // 4. A 1-second deadline on the slow run: timed out, nothing left.
+    if also.deadline {
         let id = unique_id(&format!("{name}-deadline"));
         let asked = Instant::now();
         let r = w
@@ -324,7 +416,7 @@ async fn framework_end_to_end(name: &str, deadline_too: bool) {
         );
     }
 
-    // 4. Offline: the hook ran in every interpreter and saw no network or process start.
+    // 5. Offline: the hook ran in every interpreter and saw no network or process start.
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let loaded = text
         .lines()
@@ -345,32 +437,53 @@ async fn framework_end_to_end(name: &str, deadline_too: bool) {
 
 #[tokio::test]
 async fn langchain_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("langchain", false).await;
+    framework_end_to_end("langchain", Also::default()).await;
 }
 
 #[tokio::test]
 async fn langgraph_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
-    framework_end_to_end("langgraph", true).await;
+    framework_end_to_end(
+        "langgraph",
+        Also {
+            deadline: true,
+            sse_cancel: false,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn crewai_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("crewai", false).await;
+    framework_end_to_end("crewai", Also::default()).await;
 }
 
 #[tokio::test]
-async fn strands_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("strands", false).await;
+async fn strands_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+    framework_end_to_end(
+        "strands",
+        Also {
+            deadline: false,
+            sse_cancel: true,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn openai_agents_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("openai-agents", false).await;
+    framework_end_to_end("openai-agents", Also::default()).await;
 }
 
 #[tokio::test]
-async fn pydantic_ai_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("pydantic-ai", false).await;
+async fn pydantic_ai_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+    framework_end_to_end(
+        "pydantic-ai",
+        Also {
+            deadline: false,
+            sse_cancel: true,
+        },
+    )
+    .await;
 }
 
 /// The last line of an error (the runner's one clear line).
