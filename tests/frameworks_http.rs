@@ -57,10 +57,10 @@ fn require_venv(name: &str) {
 
 /// A task id no other test (or test process) uses: processes are found by it in `/proc`.
 fn unique_id(what: &str) -> String {
-    format!("fw-{what}-{}-{}", std::process::id(), uuid_ish())
+    format!("fw-{what}-{}-{}", std::process::id(), clock_suffix())
 }
 
-fn uuid_ish() -> u128 {
+fn clock_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
