@@ -212,10 +212,10 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
     let timeout = match input.get("timeoutSeconds") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_f64() {
-            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+            Some(s) if s.is_finite() && s >= 0.001 && s < 1e9 => Some(Duration::from_secs_f64(s)),
             _ => {
                 return Err(invalid(format!(
-                    "input.timeoutSeconds must be a positive number of seconds, got {v}"
+                    "input.timeoutSeconds must be a number of seconds of at least 0.001, got {v}"
                 )))
             }
         },
@@ -507,6 +507,7 @@ mod tests {
         assert!(err(r#"{"taskId":"-bad"}"#).contains("taskId"));
         assert!(err(r#"{"input":{"timeoutSeconds":-1}}"#).contains("input.timeoutSeconds"));
         assert!(err(r#"{"input":{"timeoutSeconds":"5"}}"#).contains("input.timeoutSeconds"));
+        assert!(err(r#"{"input":{"timeoutSeconds":1e-10}}"#).contains("input.timeoutSeconds"));
         assert!(err(r#"{"taskType":5}"#).contains("taskType"));
         assert!(err(r#"{"taskType":"task.status"}"#).contains("requires taskId"));
         assert!(err(r#"{"async":"yes"}"#).contains("async"));
