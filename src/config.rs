@@ -238,8 +238,10 @@ impl Config {
 /// Parses a positive number of seconds (fractions allowed).
 pub fn parse_seconds(v: &str) -> Result<Duration, String> {
     match v.parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.001 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("{v:?} is not a number of seconds of at least 0.001")),
+        Ok(s) if (0.001..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{v:?} is not a number of seconds of at least 0.001"
+        )),
     }
 }
 

@@ -212,7 +212,7 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
     let timeout = match input.get("timeoutSeconds") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_f64() {
-            Some(s) if s.is_finite() && s >= 0.001 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+            Some(s) if (0.001..1e9).contains(&s) => Some(Duration::from_secs_f64(s)),
             _ => {
                 return Err(invalid(format!(
                     "input.timeoutSeconds must be a number of seconds of at least 0.001, got {v}"
