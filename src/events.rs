@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,13 +15,35 @@ use tokio::sync::watch;
 
 use crate::wire::{EventDraft, EventJson, EventRef};
 
-/// Current time as RFC 3339 UTC with milliseconds.
+/// Current time as RFC 3339 UTC with milliseconds. A flood emits thousands of events per
+/// millisecond, so the text is formatted once per millisecond and per thread.
 pub fn now_ts() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    thread_local! {
+        static CACHE: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    let ms = now.timestamp_millis();
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != ms {
+            *c = (ms, now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        c.1.clone()
+    })
 }
+
+/// Bytes of events a finished task keeps in memory.
+const RETAINED_BYTES: usize = 64 * 1024;
+
+/// One entry of the sparse `seq` → byte offset index of `events.ndjson` every this many events.
+const INDEX_EVERY: u64 = 1024;
 
 struct State {
     next_seq: u64,
+    /// Bytes written to `events.ndjson` so far.
+    log_bytes: u64,
+    /// `(seq, offset)` of every [`INDEX_EVERY`]th event, so readers seek instead of rescanning.
+    index: Vec<(u64, u64)>,
     buffer: VecDeque<(u64, EventJson)>,
     buffer_bytes: usize,
     log: Option<BufWriter<File>>,
@@ -61,6 +83,8 @@ impl EventSink {
             log_path,
             state: Mutex::new(State {
                 next_seq: 1,
+                log_bytes: 0,
+                index: Vec::new(),
                 buffer: VecDeque::new(),
                 buffer_bytes: 0,
                 log,
@@ -89,6 +113,11 @@ impl EventSink {
             ts: &ts,
             task_id: &self.task_id,
         });
+        if seq % INDEX_EVERY == 1 {
+            let at = st.log_bytes;
+            st.index.push((seq, at));
+        }
+        st.log_bytes += json.get().len() as u64 + 1;
         if let Some(log) = st.log.as_mut() {
             let written = log
                 .write_all(json.get().as_bytes())
@@ -134,6 +163,17 @@ impl EventSink {
         self.flush();
         let mut st = self.lock();
         st.log = None;
+        // A finished task keeps only its recent small events in memory; older or larger ones
+        // are read back from `events.ndjson`, so a retained task costs kilobytes, not the cap.
+        if self.log_path.is_some() && st.log_error.is_none() {
+            while st.buffer_bytes > RETAINED_BYTES {
+                let Some((_, old)) = st.buffer.pop_front() else {
+                    break;
+                };
+                st.buffer_bytes -= old.get().len();
+            }
+            st.buffer.shrink_to_fit();
+        }
         st.log_error.clone()
     }
 
@@ -173,15 +213,25 @@ impl EventSink {
             }
             return Since { events, truncated };
         }
+        // Start reading at the last indexed event at or before the first one wanted.
+        let slot = st
+            .index
+            .partition_point(|(s, _)| *s <= after.saturating_add(1));
+        let offset = slot.checked_sub(1).map_or(0, |i| st.index[i].1);
         drop(st);
         self.flush();
         let path = self.log_path.as_deref().expect("checked above");
-        read_log(path, after, max)
+        read_log_from(path, offset, after, max)
     }
 }
 
 /// Reads events with `seq > after` from an `events.ndjson`, up to `max` bytes.
 pub fn read_log(path: &Path, after: u64, max: usize) -> Since {
+    read_log_from(path, 0, after, max)
+}
+
+/// [`read_log`] starting at byte `offset` (the start of a line).
+fn read_log_from(path: &Path, offset: u64, after: u64, max: usize) -> Since {
     #[derive(serde::Deserialize)]
     struct SeqOnly {
         seq: u64,
@@ -189,9 +239,12 @@ pub fn read_log(path: &Path, after: u64, max: usize) -> Since {
     let mut events = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
-    let Ok(file) = File::open(path) else {
+    let Ok(mut file) = File::open(path) else {
         return Since { events, truncated };
     };
+    if offset > 0 && file.seek(SeekFrom::Start(offset)).is_err() {
+        return Since { events, truncated };
+    }
     for line in BufReader::new(file).lines() {
         let Ok(line) = line else { break };
         let Ok(SeqOnly { seq }) = serde_json::from_str::<SeqOnly>(&line) else {
@@ -246,6 +299,13 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 20);
         assert!(text.lines().next().unwrap().contains(r#""taskId":"t1""#));
+        for i in 20..5000 {
+            sink.emit(&EventDraft::new(EventType::Log, format!("line {i}"), None));
+        }
+        sink.flush();
+        assert_eq!(seqs(&sink.since(3000, 100).events), vec![3001]);
+        assert_eq!(seqs(&sink.since(1023, 100).events), vec![1024]);
+        assert_eq!(seqs(&sink.since(1024, 100).events), vec![1025]);
         let capped = sink.since(0, 100);
         assert!(capped.truncated);
         assert_eq!(seqs(&capped.events)[0], 1);

@@ -410,6 +410,8 @@ pub enum Stream {
 pub enum EventPayload {
     /// Any JSON value.
     Value(Value),
+    /// JSON already serialized (a result record).
+    Raw(EventJson),
     /// A line of child output (the hot path: no `Value` built).
     Line {
         /// Pipe.
@@ -421,6 +423,53 @@ pub enum EventPayload {
         #[serde(rename = "invalidUtf8", skip_serializing_if = "std::ops::Not::not")]
         invalid_utf8: bool,
     },
+}
+
+/// A result as written to `result.json` and carried by `task.result`: borrowed, without
+/// `events` (they are in `events.ndjson`); `artifacts` only when given.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultRecord<'a> {
+    ok: bool,
+    task_id: &'a str,
+    status: TaskStatus,
+    output: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifacts: Option<&'a [Artifact]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    duration_ms: u64,
+}
+
+impl TaskResult {
+    /// The record of this result, with or without its artifacts.
+    pub fn record(&self, with_artifacts: bool) -> ResultRecord<'_> {
+        ResultRecord {
+            ok: self.ok,
+            task_id: &self.task_id,
+            status: self.status,
+            output: &self.output,
+            result: self.result.as_ref(),
+            artifacts: with_artifacts.then_some(self.artifacts.as_slice()),
+            error: self.error.as_deref(),
+            error_code: self.error_code.as_deref(),
+            exit_code: self.exit_code,
+            duration_ms: self.duration_ms,
+        }
+    }
+
+    /// About how many bytes its JSON takes (to size a buffer once).
+    pub fn json_len_hint(&self) -> usize {
+        let events: usize = self.events.iter().map(|e| e.get().len() + 1).sum();
+        // Text may grow when escaped; a little slack saves a doubling of a large buffer.
+        self.output.len() + self.output.len() / 16 + events + 4096
+    }
 }
 
 /// An event before the sink gives it `seq`, `ts` and `taskId`.
@@ -468,8 +517,10 @@ pub struct EventRef<'a> {
 
 /// Wraps any serializable value as an [`EventJson`].
 pub fn to_raw<T: Serialize + ?Sized>(v: &T) -> EventJson {
-    let text = serde_json::to_string(v).expect("serializing plain data to a string cannot fail");
-    Arc::from(RawValue::from_string(text).expect("serde_json output is valid JSON"))
+    // to_raw_value does not parse its own output again (RawValue::from_string would).
+    let raw: Box<RawValue> = serde_json::value::to_raw_value(v)
+        .expect("serializing plain data with string keys cannot fail");
+    Arc::from(raw)
 }
 
 #[cfg(test)]

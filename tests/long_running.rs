@@ -112,7 +112,10 @@ async fn async_tasks_answer_at_once_and_are_followed_cancelled_and_listed() {
     assert_eq!(r["status"], "running");
     assert_eq!(r["events"][0]["message"], "accepted");
     assert_eq!(w.ping().await["status"], "HealthyBusy");
-    let done = w.wait_done("bg-1").await;
+    w.wait_done("bg-1").await;
+    let done = w
+        .run(json!({"taskType":"task.status","taskId":"bg-1"}))
+        .await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["output"], "one\ntwo\n");
     let last_seq = done["events"].as_array().unwrap().last().unwrap()["seq"]

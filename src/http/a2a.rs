@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
-use super::sse::{self, Framing, Head};
+use super::sse::{self, Framing};
 use super::{json_response, REQUEST_HEADER, SESSION_HEADER};
 use crate::events::now_ts;
 use crate::task::{RequestIds, Start, Worker};
@@ -149,12 +149,12 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
                 }
             };
             if method == "message/send" {
-                let r = task.finished().await;
+                let r = task.answer(cap).await;
                 return rpc_result(&id, reference_answer(&r, &context_id));
             }
             let first = task_object(&task.view(u64::MAX, cap), &context_id);
             let first = vec![sse::frame(None, &rpc_line(&id, first))];
-            sse::framed_stream(task, 0, first, A2aFraming { id, context_id })
+            sse::framed_stream(task, 0, cap, first, A2aFraming { id, context_id })
         }
         "tasks/get" => match params.get("id").and_then(Value::as_str) {
             None => rpc_error(&id, -32602, "Invalid params: tasks/get requires params.id."),
@@ -282,9 +282,9 @@ struct A2aFraming {
 }
 
 impl Framing for A2aFraming {
-    fn event(&mut self, _head: &Head, event: &EventJson) -> Vec<Bytes> {
+    fn event(&mut self, _seq: u64, event: &EventJson, out: &mut BytesMut) {
         let Ok(ev) = serde_json::from_str::<Value>(event.get()) else {
-            return Vec::new();
+            return;
         };
         let task_id = ev["taskId"].as_str().unwrap_or_default().to_string();
         let mut status = json!({"state": "working", "timestamp": ev["ts"]});
@@ -301,7 +301,7 @@ impl Framing for A2aFraming {
             "final": false,
             "metadata": {"event": ev},
         });
-        vec![sse::frame(None, &rpc_line(&self.id, update))]
+        out.extend_from_slice(&sse::frame(None, &rpc_line(&self.id, update)));
     }
 
     fn end(&mut self, _seq: u64, r: &TaskResult) -> Vec<Bytes> {

@@ -8,7 +8,9 @@ use serde_json::json;
 use warp::http::{header, HeaderMap, StatusCode};
 use warp::reply::Response;
 
-use super::{error_response, json_response, sse, REQUEST_HEADER, SESSION_HEADER};
+use super::{
+    error_response, json_response, json_response_sized, sse, REQUEST_HEADER, SESSION_HEADER,
+};
 use crate::task::{RequestIds, Start, Worker};
 use crate::wire::{parse_payload, PayloadError, TaskResult, TaskType};
 
@@ -75,11 +77,12 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
             match worker.start(payload, ids) {
                 Start::New(task) | Start::Existing(task) => {
                     if stream {
-                        sse::task_stream(task, 0)
+                        sse::task_stream(task, 0, cap)
                     } else if is_async {
                         json_response(StatusCode::OK, &task.view(0, cap))
                     } else {
-                        json_response(StatusCode::OK, &*task.finished().await)
+                        let r = task.answer(cap).await;
+                        json_response_sized(StatusCode::OK, &r, r.json_len_hint())
                     }
                 }
                 Start::OnDisk(r) | Start::Refused(r) => answer(&r, stream),

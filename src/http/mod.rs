@@ -27,7 +27,20 @@ pub const REQUEST_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-request-id";
 
 /// A JSON answer.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    json_response_sized(status, body, 256)
+}
+
+/// A JSON answer whose size is about `hint` bytes (a large answer's buffer is sized once
+/// instead of doubling past it).
+pub fn json_response_sized<T: Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+    hint: usize,
+) -> Response {
+    let mut bytes = Vec::with_capacity(hint);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes = b"{}".to_vec();
+    }
     let mut resp = Response::new(bytes.into());
     *resp.status_mut() = status;
     resp.headers_mut().insert(

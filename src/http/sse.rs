@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use warp::http::{header, HeaderMap, HeaderValue};
@@ -64,8 +64,8 @@ pub struct Head {
 
 /// How a stream frames what it carries.
 pub trait Framing: Send + 'static {
-    /// Messages for one event (not the final one); empty to send nothing.
-    fn event(&mut self, head: &Head, event: &EventJson) -> Vec<Bytes>;
+    /// Appends the messages for event `seq` (not the final one) to `out`.
+    fn event(&mut self, seq: u64, event: &EventJson, out: &mut BytesMut);
     /// Messages for the end, given the `task.result` event's seq and the whole result.
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes>;
 }
@@ -74,8 +74,8 @@ pub trait Framing: Send + 'static {
 struct Plain;
 
 impl Framing for Plain {
-    fn event(&mut self, head: &Head, event: &EventJson) -> Vec<Bytes> {
-        vec![frame(Some(head.seq), event.get())]
+    fn event(&mut self, seq: u64, event: &EventJson, out: &mut BytesMut) {
+        out.extend_from_slice(&frame(Some(seq), event.get()));
     }
 
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes> {
@@ -87,14 +87,15 @@ impl Framing for Plain {
 }
 
 /// Streams a task's events after `after`, ending with the whole result object.
-pub fn task_stream(task: Arc<Task>, after: u64) -> Response {
-    framed_stream(task, after, Vec::new(), Plain)
+pub fn task_stream(task: Arc<Task>, after: u64, cap: usize) -> Response {
+    framed_stream(task, after, cap, Vec::new(), Plain)
 }
 
 /// Streams a task through `framing`, after sending `first`.
 pub fn framed_stream(
     task: Arc<Task>,
     after: u64,
+    cap: usize,
     first: Vec<Bytes>,
     mut framing: impl Framing,
 ) -> Response {
@@ -111,25 +112,23 @@ pub fn framed_stream(
             changes.borrow_and_update();
             let since = task.events.since(sent, STEP_BYTES);
             let got_any = !since.events.is_empty();
+            // One chunk per step, not per event; seq numbers are contiguous, and the
+            // serializer always writes "type" first.
+            let mut batch = BytesMut::new();
             for e in since.events {
-                let Ok(head) = serde_json::from_str::<Head>(e.get()) else {
-                    continue;
-                };
-                sent = head.seq;
-                if head.kind == "task.result" {
-                    let result = task.finished().await;
-                    for m in framing.end(head.seq, &result) {
-                        if tx.send(Ok(m)).await.is_err() {
-                            return;
-                        }
+                sent += 1;
+                if e.get().starts_with(r#"{"type":"task.result""#) {
+                    let result = task.answer(cap).await;
+                    for m in framing.end(sent, &result) {
+                        batch.extend_from_slice(&m);
                     }
+                    let _ = tx.send(Ok(batch.freeze())).await;
                     return;
                 }
-                for m in framing.event(&head, &e) {
-                    if tx.send(Ok(m)).await.is_err() {
-                        return;
-                    }
-                }
+                framing.event(sent, &e, &mut batch);
+            }
+            if !batch.is_empty() && tx.send(Ok(batch.freeze())).await.is_err() {
+                return;
             }
             if got_any {
                 continue;
@@ -155,7 +154,7 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     match worker.get(id) {
-        Some(task) => task_stream(task, after),
+        Some(task) => task_stream(task, after, worker.cfg.max_output_bytes),
         None => {
             // Not in memory: replay from the folder, or say it is unknown.
             let result = worker.status(id, after);

@@ -225,6 +225,9 @@ pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) 
                     obs.line(Stream::Stdout, line);
                     drain_ready(&mut stdout, Stream::Stdout, obs);
                     obs.flush();
+                    // tokio's budget counts pipe reads, not lines: hand the thread back after
+                    // each batch so /ping and other tasks never wait behind a flood.
+                    tokio::task::yield_now().await;
                 }
             }
             line = next_line(&mut stderr) => {
@@ -233,6 +236,9 @@ pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) 
                     obs.line(Stream::Stderr, line);
                     drain_ready(&mut stderr, Stream::Stderr, obs);
                     obs.flush();
+                    // tokio's budget counts pipe reads, not lines: hand the thread back after
+                    // each batch so /ping and other tasks never wait behind a flood.
+                    tokio::task::yield_now().await;
                 }
             }
             _ = ticker.tick(), if exit.is_none() => {

@@ -90,7 +90,13 @@ impl Task {
         self.done.borrow().clone()
     }
 
-    /// Waits for the result.
+    /// Waits for the end and answers with the result and its events (up to `cap` bytes).
+    pub async fn answer(&self, cap: usize) -> TaskResult {
+        self.finished().await;
+        self.view(0, cap)
+    }
+
+    /// Waits for the result (kept without its events; [`Task::view`] adds them).
     pub async fn finished(&self) -> Arc<TaskResult> {
         let mut rx = self.done.subscribe();
         loop {
@@ -292,7 +298,10 @@ impl Worker {
         Start::New(task)
     }
 
-    fn finish(self: &Arc<Self>, task: &Arc<Task>, result: TaskResult) {
+    fn finish(self: &Arc<Self>, task: &Arc<Task>, mut result: TaskResult) {
+        // Events live in the sink (and on disk); the stored result does not repeat them.
+        result.events = Vec::new();
+        result.events_truncated = false;
         task.done.send_replace(Some(Arc::new(result)));
         {
             let mut busy = lock(&self.busy);

@@ -81,7 +81,6 @@ pub async fn execute(
     payload: Payload,
     dir_error: Option<String>,
 ) -> TaskResult {
-    let cfg = &worker.cfg;
     task_log!(info, task, taskType = payload.task_type.as_str(), label = %task.label, "task started");
 
     let ending = match dir_error {
@@ -91,7 +90,7 @@ pub async fn execute(
             _ => run_agent(worker, task, &payload).await,
         },
     };
-    let result = finish(task, ending, cfg.max_output_bytes);
+    let result = finish(task, ending);
     task_log!(
         info,
         task,
@@ -247,6 +246,13 @@ impl Output {
             self.dropped += need as u64;
             return;
         }
+        if self.text.capacity() < self.text.len() + need {
+            // Grow by doubling, but never past the cap: a full buffer is cap bytes, not 2x.
+            let want = (self.text.len() * 2)
+                .max(self.text.len() + need)
+                .clamp(4096, self.cap);
+            self.text.reserve_exact(want - self.text.len());
+        }
         self.text.push_str(line);
         if newline {
             self.text.push('\n');
@@ -255,6 +261,7 @@ impl Output {
 
     fn finish(mut self) -> String {
         if self.dropped > 0 {
+            self.text.reserve_exact(64);
             self.text.push_str(&format!(
                 "\n[output truncated: {} more bytes in events.ndjson]",
                 self.dropped
@@ -463,7 +470,7 @@ async fn supervise(worker: &Worker, task: &Task, spec: supervisor::Spec, protoco
 }
 
 /// Writes the folder (`result.json`, `manifest.json`), emits `task.result`, builds the answer.
-fn finish(task: &Task, mut ending: Ending, cap: usize) -> TaskResult {
+fn finish(task: &Task, mut ending: Ending) -> TaskResult {
     let mut warnings = Vec::new();
     let mut artifacts: Vec<Artifact> = Vec::new();
     let written = artifacts::written_files(&task.dir);
@@ -513,10 +520,10 @@ fn finish(task: &Task, mut ending: Ending, cap: usize) -> TaskResult {
         fail_write(&mut result, &task.dir.join(artifacts::RESULT_FILE), err);
     } else {
         let result_path = task.dir.join(artifacts::RESULT_FILE);
-        let written = serde_json::to_vec_pretty(&result_without_lists(&result))
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| artifacts::write_atomic(&result_path, &bytes))
-            .and_then(|_| artifacts::describe(&result_path));
+        let written = artifacts::write_atomic_with(&result_path, |w| {
+            serde_json::to_writer_pretty(w, &result.record(false)).map_err(std::io::Error::other)
+        })
+        .and_then(|_| artifacts::describe(&result_path));
         match written {
             Ok(a) => artifacts.insert(0, a),
             Err(e) => fail_write(&mut result, &result_path, e),
@@ -533,7 +540,7 @@ fn finish(task: &Task, mut ending: Ending, cap: usize) -> TaskResult {
     task.events.emit(&EventDraft {
         kind: EventType::Result,
         message: Some(result.status.as_str().to_string()),
-        payload: Some(EventPayload::Value(result_without_lists(&result))),
+        payload: Some(EventPayload::Raw(crate::wire::to_raw(&result.record(true)))),
     });
     if let Some(e) = task.events.close() {
         if result.ok {
@@ -543,9 +550,7 @@ fn finish(task: &Task, mut ending: Ending, cap: usize) -> TaskResult {
             result.error_code = Some("artifact_write_failed".into());
         }
     }
-    let since = task.events.since(0, cap);
-    result.events = since.events;
-    result.events_truncated = since.truncated;
+    // The events are added to an answer by Task::view, from the sink.
     result
 }
 
@@ -554,22 +559,4 @@ fn fail_write(result: &mut TaskResult, path: &std::path::Path, e: std::io::Error
     result.status = TaskStatus::Failed;
     result.error = Some(format!("Cannot write {}: {e}", path.display()));
     result.error_code = Some("artifact_write_failed".into());
-}
-
-/// The result as written to `result.json` and carried by `task.result`: without `events`
-/// (they are in `events.ndjson`) — and for `result.json`, without `artifacts` (they are in
-/// `manifest.json`, and the list names `result.json` itself with its digest).
-fn result_without_lists(result: &TaskResult) -> Value {
-    let mut v = serde_json::to_value(result).unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("events");
-        o.remove("eventsTruncated");
-        if o.get("artifacts")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-        {
-            o.remove("artifacts");
-        }
-    }
-    v
 }
