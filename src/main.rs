@@ -75,7 +75,19 @@ fn load() -> Result<(Config, Registry), ExitCode> {
     Ok((cfg, reg))
 }
 
+/// Keeps large buffers (a 10 MB answer, output, a read-back of events) in their own
+/// mappings, returned to the system when freed. glibc otherwise raises its mmap threshold
+/// after the first large free, and later large buffers stay in the heap: RSS then creeps.
+fn bound_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    bound_allocator();
     let cli = Cli::parse();
     let (cfg, reg) = match load() {
         Ok(v) => v,

@@ -314,9 +314,9 @@ pub struct TaskResult {
     pub task_id: String,
     /// Lifecycle state.
     pub status: TaskStatus,
-    /// Human-readable output.
+    /// Human-readable output (shared: answers and views of a finished task do not copy it).
     #[serde(default)]
-    pub output: String,
+    pub output: Arc<str>,
     /// Structured result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
@@ -351,7 +351,7 @@ impl TaskResult {
             ok: false,
             task_id: task_id.to_string(),
             status: TaskStatus::Failed,
-            output: String::new(),
+            output: Arc::from(""),
             result: None,
             events: Vec::new(),
             events_truncated: false,
@@ -454,7 +454,7 @@ impl TaskResult {
             ok: self.ok,
             task_id: &self.task_id,
             status: self.status,
-            output: &self.output,
+            output: &self.output[..],
             result: self.result.as_ref(),
             artifacts: with_artifacts.then_some(self.artifacts.as_slice()),
             error: self.error.as_deref(),

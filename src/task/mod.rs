@@ -120,7 +120,7 @@ impl Task {
                 ok: true,
                 task_id: self.id.clone(),
                 status: TaskStatus::Running,
-                output: String::new(),
+                output: Arc::from(""),
                 result: None,
                 events: Vec::new(),
                 events_truncated: false,

@@ -502,7 +502,7 @@ fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         ok: ending.ok,
         task_id: task.id.clone(),
         status: ending.status,
-        output: ending.output,
+        output: ending.output.into(),
         result: ending.result,
         events: Vec::new(),
         events_truncated: false,
