@@ -199,6 +199,28 @@ def test_main_exception_exits_1_with_clear_last_line(tmp_path):
     assert "Traceback" in run.stderr
 
 
+def test_main_entrypoint_that_raises_shows_its_traceback_tail(tmp_path):
+    write_module(tmp_path, "ad_user_agent", "def build():\n    raise ValueError('bad config')\nagent = build()\n")
+    run = run_plain_runner(tmp_path, """
+        def run(r):
+            return r.load_agent()
+    """, env={"AGENTDISPATCH_ENTRYPOINT": "ad_user_agent:agent", "AGENTDISPATCH_APP_DIR": str(tmp_path)})
+    assert run.returncode == 1, run.describe()
+    assert "ad_user_agent.py" in run.stderr and "ValueError: bad config" in run.stderr, run.describe()
+    assert "EntrypointError" in run.last_stderr_line and "bad config" in run.last_stderr_line
+
+
+def test_main_exits_at_once_after_the_result(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        import atexit, sys
+        atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+        def run(r):
+            return "done"
+    """)
+    assert run.returncode == 0 and run.events[-1]["output"] == "done", run.describe()
+    assert "atexit ran" in run.stderr
+
+
 def test_main_without_envelope_fails(tmp_path):
     for stdin, message in (("", "no envelope"), ("not json", "not valid JSON"), ("[1]", "must be a JSON object")):
         run = run_plain_runner(tmp_path, "def run(r):\n    return 'x'\n", stdin=stdin)
