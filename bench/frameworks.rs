@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+#[path = "../tests/common/procfs.rs"]
+mod procfs;
+
 const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
 
 /// Framework folder → the module its runner imports.
@@ -96,32 +99,6 @@ struct Run {
     peak_rss_kb: u64,
 }
 
-/// Pids of processes whose environment has `marker`.
-fn marked_processes(marker: &[u8]) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-            if env.split(|b| *b == 0).any(|e| e == marker) {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
-fn vm_hwm_kb(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Polls the task's processes' `VmHWM` until `stop`; returns the largest seen.
 fn watch_rss(task_id: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
@@ -133,11 +110,11 @@ fn watch_rss(task_id: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
             // A full /proc scan is costly; rescan for new processes every 100 ms, read the
             // known ones every 10 ms.
             if last_scan.elapsed() >= Duration::from_millis(100) {
-                pids = marked_processes(&marker);
+                pids = procfs::marked_processes(&marker);
                 last_scan = Instant::now();
             }
             for &pid in &pids {
-                if let Some(kb) = vm_hwm_kb(pid) {
+                if let Some(kb) = procfs::status_kb(pid, "VmHWM") {
                     let e = peak.entry(pid).or_default();
                     *e = (*e).max(kb);
                 }

@@ -28,6 +28,9 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+#[path = "../tests/common/procfs.rs"]
+mod procfs;
+
 const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -246,91 +249,21 @@ struct Sample {
 }
 
 fn sample(pid: i32) -> Sample {
-    let mut s = Sample::default();
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        for line in status.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(key), Some(value)) = (it.next(), it.next()) else {
-                continue;
-            };
-            let value: u64 = value.parse().unwrap_or(0);
-            match key {
-                "VmRSS:" => s.rss_kb = value,
-                "VmHWM:" => s.hwm_kb = value,
-                "Threads:" => s.threads = value,
-                _ => {}
-            }
-        }
-    }
-    s.fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    for (child, state) in children_of(pid) {
+    let field = |name| procfs::status_kb(pid, name).unwrap_or(0);
+    let mut s = Sample {
+        rss_kb: field("VmRSS"),
+        hwm_kb: field("VmHWM"),
+        threads: field("Threads"),
+        fds: procfs::fd_count(pid),
+        ..Sample::default()
+    };
+    for (child, state) in procfs::children_with_state(pid) {
         s.children += 1;
         if state == 'Z' {
             s.zombies.push(child);
         }
     }
     s
-}
-
-/// Children of `pid` with their state letter, from `/proc/*/stat`.
-fn children_of(pid: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 2..].split(' ');
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        if fields.next().and_then(|s| s.parse::<i32>().ok()) == Some(pid) {
-            out.push((p, state));
-        }
-    }
-    out
-}
-
-/// Live processes carrying `AGENTDISPATCH_TASK_ID=<id>` (what a finished task must not leave).
-fn task_processes(id: &str) -> Vec<i32> {
-    let marker = format!("AGENTDISPATCH_TASK_ID={id}");
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{p}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|e| e == marker.as_bytes()) {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rfind(')')
-                .and_then(|c| stat.get(c + 2..c + 3))
-                .is_some_and(|s| s == "Z");
-            if !zombie {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 struct Shared {
@@ -741,7 +674,7 @@ async fn run_one(
             ensure(v["durationMs"].as_u64().is_some_and(|d| d < 4500), || {
                 format!("the 0.2 s deadline took too long: {}", short(&v))
             })?;
-            let left = task_processes(&id);
+            let left = procfs::task_processes(&id);
             ensure(left.is_empty(), || {
                 format!("processes left behind: {left:?}")
             })?;
@@ -767,7 +700,7 @@ async fn run_one(
             })?;
             let v = post(http, url, &json!({"taskType": "task.status", "taskId": id})).await?;
             check_result(&v, &exp).map_err(|e| format!("task.status after cancel: {e}"))?;
-            let left = task_processes(&id);
+            let left = procfs::task_processes(&id);
             ensure(left.is_empty(), || {
                 format!("processes left behind: {left:?}")
             })?;

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+#[path = "../tests/common/procfs.rs"]
+mod procfs;
+
 const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
 
 fn knob(name: &str, default: usize) -> usize {
@@ -178,13 +181,9 @@ impl Drop for Worker {
     }
 }
 
-/// A `/proc/<pid>/status` field in kB (VmRSS, VmHWM).
+/// A `/proc/<pid>/status` field in kB (VmRSS, VmHWM); 0 if missing.
 fn proc_kb(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    procfs::status_kb(pid as i32, field).unwrap_or(0)
 }
 
 /// CPU time (user + system) a process has used, in seconds.

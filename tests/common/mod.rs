@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+pub mod procfs;
+// Not every test binary uses the `/proc` helpers.
+#[allow(unused_imports)]
+pub use procfs::*;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
 
@@ -327,78 +332,6 @@ pub async fn read_sse(resp: reqwest::Response, max: usize) -> Vec<SseMessage> {
         }
     }
     out
-}
-
-/// Pids of live (non-zombie) processes whose environment has `AGENTDISPATCH_TASK_ID=<id>`.
-pub fn task_processes(task_id: &str) -> Vec<i32> {
-    let marker = format!("AGENTDISPATCH_TASK_ID={task_id}");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|e| e == marker.as_bytes()) && state(pid) != Some('Z') {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// A process's state letter.
-pub fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
-}
-
-/// Children of `pid` with their state letter, found by scanning `/proc` (a thread's
-/// `children` file lists only the children attached to that thread).
-pub fn children_with_state(pid: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut f = stat[close + 2..].split(' ');
-        let st = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if ppid == pid {
-            out.push((p, st));
-        }
-    }
-    out
-}
-
-/// Zombie children of `pid`.
-pub fn zombie_children(pid: i32) -> Vec<i32> {
-    children_with_state(pid)
-        .into_iter()
-        .filter(|(_, st)| *st == 'Z')
-        .map(|(p, _)| p)
-        .collect()
-}
-
-/// Open file descriptors of `pid`.
-pub fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 /// Polls `check` until it holds or `within` passes; returns whether it held.
