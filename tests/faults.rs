@@ -117,7 +117,7 @@ async fn a_child_writing_100k_lines_per_second_for_a_minute_loses_nothing_and_pi
         let p = w.ping().await;
         worst = worst.max(t.elapsed());
         pings += 1;
-        peak_rss = peak_rss.max(rss_kb(w.pid()));
+        peak_rss = peak_rss.max(status_kb(w.pid(), "VmRSS").unwrap_or(0));
         if p["status"] == "Healthy" {
             break;
         }
@@ -151,18 +151,6 @@ async fn a_child_writing_100k_lines_per_second_for_a_minute_loses_nothing_and_pi
     );
     assert!(pings > 100, "ping kept answering");
     assert!(peak_rss < 256 * 1024, "worker RSS grew to {peak_rss} kB");
-}
-
-fn rss_kb(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test]
