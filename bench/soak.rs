@@ -30,6 +30,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "../tests/common/procfs.rs"]
 mod procfs;
+#[path = "../tests/common/sse.rs"]
+mod sse;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -509,22 +511,10 @@ async fn stream(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| format!("stream broke: {e}"))?;
         buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = v.trim().parse().ok();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push_str(v);
-                }
-            }
-            if !data.is_empty() {
-                let v = serde_json::from_str(&data)
-                    .map_err(|_| format!("SSE data is not JSON: {data}"))?;
-                out.push((id, v));
-            }
+        while let Some((id, data)) = sse::next_message(&mut buf) {
+            let v =
+                serde_json::from_str(&data).map_err(|_| format!("SSE data is not JSON: {data}"))?;
+            out.push((id, v));
         }
     }
     ensure(buf.trim().is_empty(), || {

@@ -137,6 +137,20 @@ impl Worker {
         v
     }
 
+    /// Starts `n` async `command.run` tasks `<prefix>-<i>` with this `input`; their ids.
+    async fn start_async(&self, prefix: &str, n: usize, input: Value) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let id = format!("{prefix}-{i}");
+            let r = self
+                .invoke(&json!({"taskType": "command.run", "taskId": id, "async": true, "input": input}))
+                .await;
+            assert_eq!(r["status"], "running", "{r}");
+            ids.push(id);
+        }
+        ids
+    }
+
     async fn cancel(&self, task_id: &str) {
         let r = self
             .invoke(&json!({"taskType": "task.cancel", "taskId": task_id}))
@@ -375,18 +389,9 @@ async fn pings(w: &Worker, rows: &mut Vec<Row>) {
     let (i50, i99) = (pct(&idle, 50.0), pct(&idle, 99.0));
 
     // 6: eight async `sleep` tasks (the default capacity).
-    let mut ids = Vec::new();
-    for i in 0..8 {
-        let id = format!("sleep-{i}");
-        let r = w
-            .invoke(
-                &json!({"taskType": "command.run", "taskId": id, "async": true,
-                "input": {"command": "sleep 30"}}),
-            )
-            .await;
-        assert_eq!(r["status"], "running", "{r}");
-        ids.push(id);
-    }
+    let ids = w
+        .start_async("sleep", 8, json!({"command": "sleep 30"}))
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let busy = w.pings(n).await;
     for id in &ids {
@@ -395,18 +400,9 @@ async fn pings(w: &Worker, rows: &mut Vec<Row>) {
     w.wait_idle().await;
 
     // 2: four children writing "y" lines as fast as they can.
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let id = format!("flood-{i}");
-        let r = w
-            .invoke(
-                &json!({"taskType": "command.run", "taskId": id, "async": true,
-                "input": {"command": "yes", "timeoutSeconds": 8}}),
-            )
-            .await;
-        assert_eq!(r["status"], "running", "{r}");
-        ids.push(id);
-    }
+    let ids = w
+        .start_async("flood", 4, json!({"command": "yes", "timeoutSeconds": 8}))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut flood = Vec::new();
     let began = Instant::now();
@@ -745,18 +741,9 @@ async fn per_task_memory(rows: &mut Vec<Row>) {
     w.wait_idle().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = proc_kb(w.pid(), "VmRSS");
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("idle-{i}");
-        let r = w
-            .invoke(
-                &json!({"taskType": "command.run", "taskId": id, "async": true,
-                "input": {"command": "sleep 30"}}),
-            )
-            .await;
-        assert_eq!(r["status"], "running", "{r}");
-        ids.push(id);
-    }
+    let ids = w
+        .start_async("idle", n, json!({"command": "sleep 30"}))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = proc_kb(w.pid(), "VmRSS");
     let t = Instant::now();

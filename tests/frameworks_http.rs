@@ -243,12 +243,8 @@ impl SseReader {
     /// The next message's data, or None at the end of the stream.
     async fn next(&mut self) -> Option<Value> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                    return Some(serde_json::from_str(data).unwrap());
-                }
-                continue;
+            if let Some((_, data)) = common::sse::next_message(&mut self.buf) {
+                return Some(serde_json::from_str(&data).unwrap());
             }
             let chunk = futures_util::StreamExt::next(&mut self.body).await?;
             self.buf

@@ -174,11 +174,6 @@ where
         }
         (["tasks", id, "events"], &Method::GET) => sse::follow(&worker, id, &headers),
         (["tasks"] | ["tasks", _] | ["tasks", _, "events"], _) => method_not_allowed("GET"),
-        (_, &Method::POST) => error_response(
-            StatusCode::NOT_FOUND,
-            "Not found. Use POST /invocations for HTTP or POST / for A2A.",
-            None,
-        ),
         _ => error_response(
             StatusCode::NOT_FOUND,
             "Not found. Use POST /invocations for HTTP or POST / for A2A.",

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 pub mod procfs;
+pub mod sse;
 // Not every test binary uses the `/proc` helpers.
 #[allow(unused_imports)]
 pub use procfs::*;
@@ -308,26 +309,14 @@ pub async fn read_sse(resp: reqwest::Response, max: usize) -> Vec<SseMessage> {
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = v.trim().parse().ok();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push_str(v);
-                }
-            }
-            if !data.is_empty() {
-                out.push(SseMessage {
-                    id,
-                    data: serde_json::from_str(&data).unwrap(),
-                    at: Instant::now(),
-                });
-                if out.len() >= max {
-                    return out;
-                }
+        while let Some((id, data)) = sse::next_message(&mut buf) {
+            out.push(SseMessage {
+                id,
+                data: serde_json::from_str(&data).unwrap(),
+                at: Instant::now(),
+            });
+            if out.len() >= max {
+                return out;
             }
         }
     }
