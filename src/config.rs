@@ -81,6 +81,52 @@ pub struct Config {
     pub agent_description: String,
     /// Public URL for the agent card, when set.
     pub public_url: Option<String>,
+    /// Which frameworks get a warm parent, and when (`AGENTDISPATCH_WARM`).
+    pub warm: WarmPolicy,
+}
+
+/// `AGENTDISPATCH_WARM`: which frameworks with `"warm": true` get a warm parent (SPEC §6.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmPolicy {
+    /// The default framework's at start-up, any other one after its first task.
+    Auto,
+    /// Every one, at start-up.
+    All,
+    /// None.
+    None,
+    /// These, at start-up; no other.
+    List(Vec<String>),
+}
+
+impl WarmPolicy {
+    fn parse(v: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(v) = v else {
+            return Ok(WarmPolicy::Auto);
+        };
+        Ok(match v.to_ascii_lowercase().as_str() {
+            "auto" => WarmPolicy::Auto,
+            "all" => WarmPolicy::All,
+            "none" | "off" | "0" | "false" => WarmPolicy::None,
+            _ => {
+                let names: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if let Some(bad) = names.iter().find(|n| {
+                    !n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                }) {
+                    return Err(ConfigError::new(
+                        "AGENTDISPATCH_WARM",
+                        format!("{bad:?} is not a framework name (expected auto, all, none, or a comma-separated list of names)"),
+                    ));
+                }
+                WarmPolicy::List(names)
+            }
+        })
+    }
 }
 
 /// The env-defined framework variables, kept raw so the registry owns their meaning.
@@ -231,6 +277,7 @@ impl Config {
                 .unwrap_or("Runs agent frameworks and allowlisted commands as supervised tasks.")
                 .to_string(),
             public_url: get("AGENTDISPATCH_PUBLIC_URL").map(str::to_string),
+            warm: WarmPolicy::parse(get("AGENTDISPATCH_WARM"))?,
         })
     }
 }

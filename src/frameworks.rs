@@ -62,6 +62,8 @@ pub struct Framework {
     pub timeout: Option<Duration>,
     /// Where it was defined.
     pub source: Source,
+    /// The manifest says `"warm": true`: it may run from a warm parent (SPEC §6.3).
+    pub warm: bool,
 }
 
 impl Framework {
@@ -109,6 +111,7 @@ impl Registry {
             launch: Launch::Echo,
             timeout: None,
             source: Source::BuiltIn,
+            warm: false,
         });
         if let Some(dir) = &cfg.frameworks_dir {
             reg.load_dir(dir);
@@ -233,6 +236,7 @@ fn env_framework(
         },
         timeout,
         source: Source::Env(var.to_string()),
+        warm: false,
     }
 }
 
@@ -340,6 +344,16 @@ pub fn parse_manifest(folder: &Path, text: &str) -> Result<Framework, String> {
         Some(_) => return Err("name must be a non-empty string".into()),
     };
     let (mut argv, timeout, env) = parse_definition(&name, &value)?;
+    let warm = match obj.get("warm") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "warm must be true or false, got {}",
+                kind_of(other)
+            ))
+        }
+    };
     if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
         argv[0] = folder.join(&argv[0]).to_string_lossy().into_owned();
     }
@@ -356,6 +370,7 @@ pub fn parse_manifest(folder: &Path, text: &str) -> Result<Framework, String> {
         },
         timeout,
         source: Source::Directory(folder.join("framework.json")),
+        warm,
     })
 }
 

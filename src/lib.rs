@@ -21,6 +21,8 @@
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
+//! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
+//!   child, handed to the supervisor like a spawned one.
 //! - [`cli`]: the `run` and `frameworks` subcommands.
 
 pub mod artifacts;
@@ -34,4 +36,5 @@ pub mod protocol;
 pub mod reaper;
 pub mod supervisor;
 pub mod task;
+pub mod warm;
 pub mod wire;

@@ -154,6 +154,9 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> ExitCode {
         }
     };
     prepare(&cfg, &reg);
+    // One payload, then exit: a warm parent would cost more than it saves.
+    let mut cfg = cfg;
+    cfg.warm = agentdispatch_worker::config::WarmPolicy::None;
     let worker = Worker::new(cfg, reg);
     let result = match cli::run(worker, payload, args.json).await {
         Ok(r) => r,
@@ -178,6 +181,10 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
     let grace = cfg.shutdown_grace;
     let frameworks: Vec<String> = reg.iter().map(|f| f.name.clone()).collect();
     let worker = Worker::new(cfg, reg);
+    for w in &worker.warm.warnings {
+        tracing::warn!("{w}");
+    }
+    worker.warm.start();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = match http::serve(worker.clone(), addr, async {
         let _ = stop_rx.await;

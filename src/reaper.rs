@@ -6,6 +6,7 @@
 //! while spawning, and the reaper waits only for zombie children that are not registered.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,6 +17,24 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::supervisor::kill::{children_of, read_stat};
 
 static OWNED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// While above zero, no orphan is reaped: a warm parent is forking a child that is about to be
+/// re-parented to the worker, and its pid is not registered yet.
+static HOLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Holds orphan reaping off until dropped.
+pub struct Hold(());
+
+/// Stops orphan reaping until the returned guard is dropped.
+pub fn hold() -> Hold {
+    HOLDS.fetch_add(1, Ordering::SeqCst);
+    Hold(())
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        HOLDS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The lock over the pids tokio owns; hold it across `spawn` and [`Owned::insert`].
 pub struct Owned(MutexGuard<'static, Option<HashSet<i32>>>);
@@ -52,6 +71,9 @@ pub fn become_subreaper() -> std::io::Result<()> {
 pub fn reap_orphans() -> usize {
     let me = std::process::id() as i32;
     let owned = Owned::lock();
+    if HOLDS.load(Ordering::SeqCst) > 0 {
+        return 0;
+    }
     let mut reaped = 0;
     for pid in children_of(me) {
         if owned.contains(pid) {

@@ -5,23 +5,24 @@
 //!
 //! The supervisor knows nothing of payloads or events: it reports to an [`Observer`].
 
+pub mod child;
 pub mod kill;
 pub mod lines;
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use nix::sys::signal::Signal;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::reaper;
 use crate::wire::Stream;
+pub use child::{Child, Pipes};
 use kill::TaskProcesses;
 pub use lines::Line;
 
@@ -93,37 +94,25 @@ const DRAIN_BOUND: Duration = Duration::from_secs(2);
 
 /// Runs the child to its end. Returns only when no process of the task is left (or the drain
 /// bound passed with pipes still open from a process that could not be killed).
-pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) -> Outcome {
+pub async fn run(
+    spec: Spec,
+    child: std::io::Result<Child>,
+    cancel: CancellationToken,
+    obs: &mut dyn Observer,
+) -> Outcome {
     let started = Instant::now();
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env(&spec.marker.0, &spec.marker.1)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    let mut child = {
-        let mut owned = reaper::Owned::lock();
-        match cmd.spawn() {
-            Ok(child) => {
-                if let Some(pid) = child.id() {
-                    owned.insert(pid as i32);
-                }
-                child
-            }
-            Err(e) => return Outcome::SpawnFailed(e),
-        }
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return Outcome::SpawnFailed(e),
     };
-    let pid = child.id().unwrap_or(0);
+    let pid = child.pid();
+    let Some(pipes) = child.pipes.take() else {
+        return Outcome::SpawnFailed(std::io::Error::other("the child's pipes were taken"));
+    };
     let marker = format!("{}={}", spec.marker.0, spec.marker.1).into_bytes();
     let Some(mut procs) = TaskProcesses::new(pid as i32, marker) else {
-        // Cannot happen for a freshly spawned child; refuse to signal an unsafe group.
-        let _ = child.start_kill();
+        // Cannot happen for a fresh child; refuse to signal an unsafe group.
+        child.start_kill();
         let status = child.wait().await;
         reaper::release(pid as i32);
         return match status {
@@ -131,22 +120,24 @@ pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) 
             Err(e) => Outcome::SpawnFailed(e),
         };
     };
-    // Take the pipes before any wait(): tokio's wait closes stdin.
-    if let Some(mut stdin) = child.stdin.take() {
-        let input = spec.stdin;
-        tokio::spawn(async move {
-            // A child that exits without reading its stdin is not an error.
-            let _ = stdin.write_all(&input).await;
-        });
-    }
-    let mut stdout = child
-        .stdout
-        .take()
-        .map(|p| FramedRead::new(p, lines::LineDecoder::new(spec.max_line)));
-    let mut stderr = child
-        .stderr
-        .take()
-        .map(|p| FramedRead::new(p, lines::LineDecoder::new(spec.max_line)));
+    let Pipes {
+        stdin: mut stdin_pipe,
+        stdout,
+        stderr,
+    } = pipes;
+    let input = spec.stdin;
+    tokio::spawn(async move {
+        // A child that exits without reading its stdin is not an error.
+        let _ = stdin_pipe.write_all(&input).await;
+    });
+    let mut stdout = Some(FramedRead::new(
+        stdout,
+        lines::LineDecoder::new(spec.max_line),
+    ));
+    let mut stderr = Some(FramedRead::new(
+        stderr,
+        lines::LineDecoder::new(spec.max_line),
+    ));
 
     obs.started(pid);
     let mut last_output: Option<Instant> = None;
@@ -265,16 +256,10 @@ pub async fn run(spec: Spec, cancel: CancellationToken, obs: &mut dyn Observer) 
     }
 }
 
-type Lines = FramedRead<tokio::process::ChildStdout, lines::LineDecoder>;
-type ErrLines = FramedRead<tokio::process::ChildStderr, lines::LineDecoder>;
-
-/// A pipe's line stream, for both pipe types.
-trait LineStream: futures_util::Stream<Item = std::io::Result<Line>> + Unpin {}
-impl LineStream for Lines {}
-impl LineStream for ErrLines {}
+type Lines = FramedRead<tokio::net::unix::pipe::Receiver, lines::LineDecoder>;
 
 /// The next line of a pipe; sets the pipe to `None` at its end (or on a read error).
-async fn next_line<S: LineStream>(pipe: &mut Option<S>) -> Option<Line> {
+async fn next_line(pipe: &mut Option<Lines>) -> Option<Line> {
     let Some(stream) = pipe.as_mut() else {
         return std::future::pending().await;
     };
@@ -288,7 +273,7 @@ async fn next_line<S: LineStream>(pipe: &mut Option<S>) -> Option<Line> {
 }
 
 /// Hands over lines that are already buffered, up to a batch, without waiting.
-fn drain_ready<S: LineStream>(pipe: &mut Option<S>, stream: Stream, obs: &mut dyn Observer) {
+fn drain_ready(pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer) {
     for _ in 0..BATCH {
         match next_line(pipe).now_or_never() {
             Some(Some(line)) => obs.line(stream, line),

@@ -18,6 +18,7 @@ use crate::artifacts;
 use crate::config::Config;
 use crate::events::{self, EventSink};
 use crate::frameworks;
+use crate::warm;
 use crate::wire::{Artifact, Payload, TaskResult, TaskStatus, TaskType};
 
 /// Logs with the task's ids as top-level fields (`sessionId` only when one was sent).
@@ -187,6 +188,8 @@ pub struct Worker {
     /// Cancelled when the worker shuts down; every task's token is a child of it.
     pub shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Warm parents (none until [`warm::Pool::start`]).
+    pub warm: warm::Pool,
 }
 
 fn unix_now() -> u64 {
@@ -203,6 +206,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Worker {
     /// A worker with no tasks.
     pub fn new(cfg: Config, frameworks: frameworks::Registry) -> Arc<Self> {
+        let shutdown = CancellationToken::new();
+        let warm = warm::Pool::new(&cfg, &frameworks, shutdown.child_token());
         Arc::new(Worker {
             cfg: Arc::new(cfg),
             frameworks: Arc::new(frameworks),
@@ -211,8 +216,9 @@ impl Worker {
                 running: 0,
                 since: unix_now(),
             }),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
+            warm,
         })
     }
 
@@ -382,9 +388,11 @@ impl Worker {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_ok()
+        let (tasks, ()) = tokio::join!(
+            tokio::time::timeout(grace, self.tracker.wait()),
+            self.warm.stop(grace)
+        );
+        tasks.is_ok()
     }
 }
 

@@ -11,8 +11,9 @@ use crate::artifacts;
 use crate::command;
 use crate::frameworks::Launch;
 use crate::protocol::{self, ChildLine, ChildResult};
-use crate::supervisor::{self, Heartbeat, Line, Observer, Outcome};
+use crate::supervisor::{self, Child, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
+use crate::warm::Fallback;
 use crate::wire::{
     Artifact, EventDraft, EventPayload, EventType, Payload, Stream, TaskResult, TaskStatus,
     TaskType,
@@ -144,7 +145,8 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             stdin.push(b'\n');
             let timeout = payload.timeout.or(fw.timeout);
             let spec = spec_for(worker, task, argv.clone(), cwd.clone(), env, stdin, timeout);
-            supervise(worker, task, spec, true).await
+            let child = start_child(worker, task, name, &spec).await;
+            supervise(worker, task, spec, child, true).await
         }
     }
 }
@@ -181,7 +183,49 @@ async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending 
         Vec::new(),
         payload.timeout,
     );
-    supervise(worker, task, spec, false).await
+    let child = Child::spawn(&spec);
+    supervise(worker, task, spec, child, false).await
+}
+
+/// A framework's child: forked by its warm parent when it has one ready, else spawned cold,
+/// with a `task.log` saying which and, for a cold start of a warm framework, why.
+async fn start_child(
+    worker: &Worker,
+    task: &Task,
+    framework: &str,
+    spec: &supervisor::Spec,
+) -> std::io::Result<Child> {
+    let asked = std::time::Instant::now();
+    match worker.warm.fork(framework, spec).await {
+        Ok(child) => {
+            let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
+            task.events.emit_now(&EventDraft::new(
+                EventType::Log,
+                format!(
+                    "forked from the warm parent {} of {framework}",
+                    child.forked_from.unwrap_or(0)
+                ),
+                Some(json!({
+                    "source": "worker",
+                    "warm": true,
+                    "parentPid": child.forked_from,
+                    "pid": child.pid(),
+                    "forkMs": (fork_ms * 10.0).round() / 10.0,
+                })),
+            ));
+            return Ok(child);
+        }
+        Err(Fallback::Cold(reason)) => {
+            task_log!(info, task, reason = %reason, "starting cold");
+            task.events.emit_now(&EventDraft::new(
+                EventType::Log,
+                format!("starting cold: {reason}"),
+                Some(json!({"source": "worker", "warm": false, "reason": reason})),
+            ));
+        }
+        Err(Fallback::NotWarm) => {}
+    }
+    Child::spawn(spec)
 }
 
 fn spec_for(
@@ -357,7 +401,13 @@ impl Observer for ChildObserver<'_> {
     }
 }
 
-async fn supervise(worker: &Worker, task: &Task, spec: supervisor::Spec, protocol: bool) -> Ending {
+async fn supervise(
+    worker: &Worker,
+    task: &Task,
+    spec: supervisor::Spec,
+    child: std::io::Result<Child>,
+    protocol: bool,
+) -> Ending {
     let deadline_ms = spec.deadline.as_millis();
     let program = spec.argv[0].clone();
     let mut obs = ChildObserver {
@@ -371,7 +421,7 @@ async fn supervise(worker: &Worker, task: &Task, spec: supervisor::Spec, protoco
         result: None,
         stderr_tail: VecDeque::new(),
     };
-    let outcome = supervisor::run(spec, task.cancel.clone(), &mut obs).await;
+    let outcome = supervisor::run(spec, child, task.cancel.clone(), &mut obs).await;
     task.events.flush();
     let ChildObserver {
         output,

@@ -1,0 +1,186 @@
+//! A task's child process as the supervisor watches it: its pid, its three pipes (created by
+//! the worker, so that a spawned child and one forked by a warm parent look the same), and a
+//! way to wait for its exit status.
+//!
+//! A spawned child is tokio's. An adopted child was forked by a warm parent and re-parented to
+//! the worker (a child subreaper); it is waited for through a pidfd, and its pid is registered
+//! with the [`reaper`] so that nothing else reaps it.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::libc;
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+use tokio::process::Command;
+
+use super::Spec;
+use crate::reaper;
+
+/// The child's ends of its three pipes: stdin (read end), stdout and stderr (write ends).
+pub struct ChildEnds {
+    /// Read end of stdin.
+    pub stdin: OwnedFd,
+    /// Write end of stdout.
+    pub stdout: OwnedFd,
+    /// Write end of stderr.
+    pub stderr: OwnedFd,
+}
+
+/// The worker's ends of the child's pipes.
+pub struct Pipes {
+    /// Where the envelope is written.
+    pub stdin: pipe::Sender,
+    /// The child's stdout.
+    pub stdout: pipe::Receiver,
+    /// The child's stderr.
+    pub stderr: pipe::Receiver,
+}
+
+/// Creates the three pipes of one child (close-on-exec on every end).
+pub fn pipes() -> io::Result<(ChildEnds, Pipes)> {
+    let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let ours = Pipes {
+        stdin: pipe::Sender::from_owned_fd(in_w)?,
+        stdout: pipe::Receiver::from_owned_fd(out_r)?,
+        stderr: pipe::Receiver::from_owned_fd(err_r)?,
+    };
+    let theirs = ChildEnds {
+        stdin: in_r,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    Ok((theirs, ours))
+}
+
+enum Kind {
+    Spawned(tokio::process::Child),
+    Adopted(Option<AsyncFd<OwnedFd>>),
+}
+
+/// A running child of the worker.
+pub struct Child {
+    pid: u32,
+    kind: Kind,
+    /// The worker's ends of its pipes (taken by the supervisor).
+    pub pipes: Option<Pipes>,
+    /// How it started, for the log: `None` when spawned, the warm parent's pid when forked.
+    pub forked_from: Option<u32>,
+}
+
+/// Sets the parent-death signal in a freshly forked child: it is killed when the worker dies.
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only changes this process's own attribute.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Child {
+    /// Spawns `spec.argv` without a shell in a new process group, on fresh pipes, with the
+    /// parent-death signal set.
+    pub fn spawn(spec: &Spec) -> io::Result<Child> {
+        let (ends, pipes) = pipes()?;
+        let mut cmd = Command::new(&spec.argv[0]);
+        cmd.args(&spec.argv[1..])
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env(&spec.marker.0, &spec.marker.1)
+            .stdin(Stdio::from(ends.stdin))
+            .stdout(Stdio::from(ends.stdout))
+            .stderr(Stdio::from(ends.stderr))
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: the closure only calls prctl, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(die_with_parent);
+        }
+        if let Some(cwd) = &spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut owned = reaper::Owned::lock();
+        let child = cmd.spawn()?;
+        let pid = child.id().unwrap_or(0);
+        owned.insert(pid as i32);
+        Ok(Child {
+            pid,
+            kind: Kind::Spawned(child),
+            pipes: Some(pipes),
+            forked_from: None,
+        })
+    }
+
+    /// Adopts a process that was re-parented to the worker, whose pid the caller registered
+    /// with [`reaper::Owned`] before it could be reaped.
+    pub fn adopt(pid: u32, pipes: Pipes, forked_from: u32) -> Child {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let pidfd = if fd >= 0 {
+            // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
+            unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }.ok()
+        } else {
+            None
+        };
+        Child {
+            pid,
+            kind: Kind::Adopted(pidfd),
+            pipes: Some(pipes),
+            forked_from: Some(forked_from),
+        }
+    }
+
+    /// The child's pid (its process group id too).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the exit status.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match &mut self.kind {
+            Kind::Spawned(child) => child.wait().await,
+            Kind::Adopted(pidfd) => loop {
+                let mut raw = 0;
+                // SAFETY: waitpid on our own child's pid with a valid status pointer.
+                let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut raw, libc::WNOHANG) };
+                if r == self.pid as libc::pid_t {
+                    return Ok(ExitStatus::from_raw(raw));
+                }
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                match pidfd {
+                    Some(fd) => {
+                        let mut ready = fd.readable().await?;
+                        ready.clear_ready();
+                    }
+                    // No pidfd (a kernel before 5.3): look again shortly.
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            },
+        }
+    }
+
+    /// SIGKILL to the child alone (used only when its group id is unsafe to signal).
+    pub fn start_kill(&mut self) {
+        match &mut self.kind {
+            Kind::Spawned(child) => {
+                let _ = child.start_kill();
+            }
+            Kind::Adopted(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
