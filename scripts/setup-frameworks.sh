@@ -3,7 +3,8 @@
 #
 #   scripts/setup-frameworks.sh [--force] [NAME…]
 #
-# NAME defaults to every folder of frameworks/ that has a requirements.txt. Each venv is made
+# NAME defaults to every folder of frameworks/ that has a requirements.txt; a NAME with a "/" is
+# a folder path of its own (bench/agentcore, the in-process floor of the warm-start bench). Each venv is made
 # with uv from the pinned requirements.txt, byte-compiled (these machines set
 # PYTHONDONTWRITEBYTECODE=1, so uncompiled imports would be slow on every run). A venv whose
 # stamp (sha256 of requirements.txt + Python version) matches is skipped, so a second run takes
@@ -46,7 +47,7 @@ find_uv() {
 
 setup_one() {
   local name=$1 dir req venv stamp started size
-  dir=$FRAMEWORKS_DIR/$name
+  if [[ $name == */* ]]; then dir=$ROOT/$name; else dir=$FRAMEWORKS_DIR/$name; fi
   req=$dir/requirements.txt
   venv=$dir/.venv
   [[ -f $req ]] || die "$name: no requirements.txt in $dir"

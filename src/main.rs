@@ -181,10 +181,6 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
     let grace = cfg.shutdown_grace;
     let frameworks: Vec<String> = reg.iter().map(|f| f.name.clone()).collect();
     let worker = Worker::new(cfg, reg);
-    for w in &worker.warm.warnings {
-        tracing::warn!("{w}");
-    }
-    worker.warm.start();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = match http::serve(worker.clone(), addr, async {
         let _ = stop_rx.await;
@@ -199,6 +195,10 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
         }
     };
     tracing::info!(frameworks = ?frameworks, "worker ready");
+    for w in &worker.warm.warnings {
+        tracing::warn!("{w}");
+    }
+    worker.warm.start();
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

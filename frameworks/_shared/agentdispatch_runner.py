@@ -56,7 +56,6 @@ __all__ = [
     "as_text",
     "model_id_from_env",
     "STEPS",
-    "serve_warm",
 ]
 
 STEPS = ("model_turn", "tool_call", "tool_result", "final_answer")
@@ -431,8 +430,10 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     the entrypoint (and calls ``warmup()``, if given), then forks one child per task; only those
     children return from ``serve_warm`` and go on below, exactly as a cold child would."""
     quiet_env()
-    if os.environ.get(WARM_FD_VAR):
-        serve_warm(framework, warmup)
+    if os.environ.get("AGENTDISPATCH_WARM_FD"):
+        import agentdispatch_warm
+
+        agentdispatch_warm.serve(framework, warmup)  # returns only in a forked task child
     emitter = _Emitter(_protect_stdout())
 
     def on_signal(signum, _frame):
@@ -455,7 +456,6 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
 
     try:
         envelope = _read_envelope(sys.argv[1:] if argv is None else argv)
-        _after_envelope()
         runner = Runner(envelope, framework, emit=emitter.write_line)
         output = run(runner)
         if not runner.result_emitted:
@@ -471,227 +471,3 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     except BaseException as exc:  # noqa: BLE001 - report everything, exit 1
         _fail(framework, exc)
     _exit(0)
-
-
-# -- warm parent (SPEC §6.3, README "Warm starts") --------------------------------------------
-#
-# The worker starts the framework's own command with AGENTDISPATCH_WARM_FD naming a Unix
-# SOCK_SEQPACKET socket. The parent imports what the task would import, sends
-#   {"type": "ready", "pid", "entrypoint", "threads", "importMs"}
-# and then serves requests, one message each:
-#   {"op": "fork", "taskId", "env": {…}, "cwd"}  + SCM_RIGHTS [stdin, stdout, stderr]
-# answered with {"ok": true, "pid": …} or {"ok": false, "reason": "…"}. The forked task child is
-# a grandchild: an intermediate process forks it and exits at once, so it is re-parented to the
-# worker (a child subreaper), which then waits for it like a child it spawned itself. The task
-# child starts its own session, takes the three descriptors as 0/1/2, the working directory and
-# the environment, and returns from serve_warm into main(): from there it is a cold child.
-
-WARM_FD_VAR = "AGENTDISPATCH_WARM_FD"
-_TASK_ID_VAR = "AGENTDISPATCH_TASK_ID"
-_WORKER_PID: int | None = None  # set in a forked task child: its parent must be the worker
-_PR_SET_PDEATHSIG = 1
-
-
-def _libc():
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.getenv.restype = ctypes.c_void_p
-    libc.getenv.argtypes = [ctypes.c_char_p]
-    return ctypes, libc
-
-
-def _die_with_parent(libc) -> None:
-    """SIGKILL this process when its parent dies (Linux parent-death signal)."""
-    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-
-
-def _marker_slot():
-    """(address, length) of the task id in the process's original environment block.
-
-    /proc/<pid>/environ shows that block, and the worker finds a task's escaped processes by
-    the entry AGENTDISPATCH_TASK_ID=<id> there. A forked child does not exec, so it keeps its
-    parent's block: the worker gives the warm parent a placeholder value as long as the longest
-    task id, and each task child writes its own id over its (copy-on-write) copy of it."""
-    ctypes, libc = _libc()
-    value = os.environ.get(_TASK_ID_VAR, "")
-    addr = libc.getenv(_TASK_ID_VAR.encode())
-    if not addr or not value:
-        return None
-    return addr, len(value.encode())
-
-
-def _write_marker(slot, task_id: str) -> None:
-    os.environ[_TASK_ID_VAR] = task_id  # what subprocesses of the task inherit
-    if slot is None:
-        return
-    ctypes, _ = _libc()
-    addr, size = slot
-    data = task_id.encode()[:size]
-    ctypes.memmove(addr, data + b"\0" * (size - len(data)), size)
-
-
-def _thread_names() -> list[str]:
-    names = []
-    for tid in sorted(os.listdir("/proc/self/task")):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                names.append(f.read().strip())
-        except OSError:
-            names.append(tid)
-    return names
-
-
-def _preload(framework: str, warmup) -> str | None:
-    """Import the manifest's entrypoint (and run warmup) so forked children find it loaded."""
-    runner = Runner({"input": {}}, framework, emit=lambda _event: None)
-    spec = runner.entrypoint()
-    if spec:
-        try:
-            runner.load_agent()
-        except Exception as exc:  # noqa: BLE001 - a child that needs it reports it in full
-            sys.stderr.write(f"warm parent: preloading {spec} failed: {type(exc).__name__}: {exc}\n")
-            spec = None
-    if warmup is not None:
-        warmup()
-    return spec
-
-
-def serve_warm(framework: str, warmup=None) -> None:
-    """Be a warm parent: preload, report ready, fork task children on request.
-
-    Returns only in a forked task child; the parent itself exits when the worker closes the
-    control socket."""
-    import socket
-
-    global _WORKER_PID
-    started = time.monotonic()
-    ctypes, libc = _libc()
-    worker_pid = os.getppid()
-    _die_with_parent(libc)
-    if os.getppid() != worker_pid:  # the worker died before prctl took effect
-        os._exit(0)
-    slot = _marker_slot()
-    fd = int(os.environ.pop(WARM_FD_VAR))
-    sock = socket.socket(fileno=fd)
-    os.set_inheritable(fd, False)
-    # The warm parent itself reports nothing on stdout; a SIGTERM ends it at once.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    entrypoint = _preload(framework, warmup)
-    ready = {
-        "type": "ready",
-        "pid": os.getpid(),
-        "entrypoint": entrypoint,
-        "threads": len(_thread_names()),
-        "importMs": round((time.monotonic() - started) * 1000, 1),
-    }
-    sock.send(json.dumps(ready).encode())
-    while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
-        except InterruptedError:
-            continue
-        if not msg:
-            os._exit(0)  # the worker closed the channel
-        try:
-            request = json.loads(msg)
-        except ValueError:
-            request = {}
-        reply = _fork_task(request, fds, sock, slot, worker_pid)
-        if reply is None:  # in the task child
-            _WORKER_PID = worker_pid
-            return
-        sock.send(json.dumps(reply).encode())
-
-
-def _fork_task(request: dict, fds: list[int], sock, slot, worker_pid: int):
-    """Fork the task child described by ``request`` onto ``fds``; None in that child."""
-
-    def close_fds():
-        for f in fds:
-            try:
-                os.close(f)
-            except OSError:
-                pass
-
-    if request.get("op") != "fork" or len(fds) != 3:
-        close_fds()
-        return {"ok": False, "reason": f"bad request: op {request.get('op')!r} with {len(fds)} descriptors"}
-    threads = _thread_names()
-    if len(threads) > 1:
-        close_fds()
-        return {
-            "ok": False,
-            "reason": f"the warm parent has {len(threads)} threads ({', '.join(threads)}); fork is unsafe",
-        }
-    for stream in (sys.stdout, sys.stderr):  # nothing buffered here may reach a task's pipes
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
-    report_r, report_w = os.pipe()
-    middle = os.fork()
-    if middle == 0:  # the intermediate: fork the task child and exit at once, so it re-parents
-        try:
-            if os.fork() != 0:
-                os._exit(0)
-        except BaseException as exc:  # noqa: BLE001
-            os.write(report_w, f"error fork: {exc}\n".encode())
-            os._exit(1)
-        os.close(report_r)
-        try:
-            _become_task(request, fds, sock, slot)
-        except BaseException as exc:  # noqa: BLE001
-            os.write(report_w, f"error {type(exc).__name__}: {exc}\n".encode())
-            os._exit(127)
-        os.write(report_w, f"{os.getpid()}\n".encode())
-        os.close(report_w)
-        return None
-    os.close(report_w)
-    close_fds()
-    chunks = []
-    while True:
-        chunk = os.read(report_r, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(report_r)
-    os.waitpid(middle, 0)
-    text = b"".join(chunks).decode("utf-8", "replace").strip()
-    if text.isdigit():
-        return {"ok": True, "pid": int(text)}
-    return {"ok": False, "reason": text or "the task child exited before it started"}
-
-
-def _become_task(request: dict, fds: list[int], sock, slot) -> None:
-    """In the task child: own session, the task's stdio, environment and working directory."""
-    os.setsid()
-    for target, f in enumerate(fds):
-        os.dup2(f, target)
-    for f in fds:
-        if f > 2:
-            os.close(f)
-    sock.close()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    env = request.get("env") or {}
-    for key, value in env.items():
-        if key != _TASK_ID_VAR:
-            os.environ[str(key)] = str(value)
-    _write_marker(slot, str(request.get("taskId") or env.get(_TASK_ID_VAR) or ""))
-    cwd = request.get("cwd")
-    if cwd:
-        os.chdir(cwd)
-    # sys.stdin/stdout/stderr wrap fds 0/1/2, which now are the task's pipes.
-
-
-def _after_envelope() -> None:
-    """In a forked task child, once the envelope is read (the worker writes it only after it
-    adopted the child): die with the worker, as a cold child does."""
-    if _WORKER_PID is None:
-        return
-    _, libc = _libc()
-    _die_with_parent(libc)
-    if os.getppid() != _WORKER_PID:
-        os._exit(1)

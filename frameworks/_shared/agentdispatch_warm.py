@@ -1,0 +1,386 @@
+"""Warm parent of agentdispatch-worker (SPEC §6.3; README "Warm starts").
+
+``agentdispatch_runner.main`` calls ``serve`` when the worker started the runner with
+``AGENTDISPATCH_WARM_FD``: the runner has imported its framework, ``serve`` imports the manifest's
+entrypoint (and calls the runner's ``warmup``), reports ready on the control socket, and then hands
+each task a fresh forked process. ``serve`` returns only in that process, which goes on exactly as
+a cold child: it reads the envelope on stdin and writes the protocol on stdout.
+
+The control socket (SOCK_SEQPACKET, one JSON object per message):
+  parent → worker, once:  {"type": "ready", "pid", "entrypoint", "threads", "importMs"}
+  worker → parent:        {"op": "fork", "taskId", "env": {…}, "cwd"} + SCM_RIGHTS [stdin, stdout, stderr]
+  parent → worker:        {"ok": true, "pid"}  or  {"ok": false, "reason"}
+
+The task process is forked ahead of time (a "spare"), so a request costs a message, not a fork:
+the parent forks an intermediate, which forks the spare and exits at once, so the spare is
+re-parented to the worker (a child subreaper) and the worker can wait for it like a child it
+spawned. The spare starts its own session, arms its parent-death signal against the worker, and
+waits on a private socket. A request hands it the task's descriptors (as 0/1/2), environment and
+working directory; the parent answers with the spare's pid and forks the next spare.
+
+The parent forks only while it is single-threaded (a fork copies only the calling thread: locks
+held by another thread stay locked forever in the child); otherwise it refuses with the reason and
+the worker starts the task cold.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from array import array
+
+WARM_FD_VAR = "AGENTDISPATCH_WARM_FD"
+MARKER_VAR = "AGENTDISPATCH_TASK_ID"
+_PR_SET_PDEATHSIG = 1
+_MADV_POPULATE_WRITE = 23  # Linux 5.14
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+# Tasks whose written pages are reported back (see _Learning); the union is pre-faulted in spares.
+LEARN_TASKS = 2
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.getenv.restype = ctypes.c_void_p
+_LIBC.getenv.argtypes = [ctypes.c_char_p]
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent dies."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def marker_slot():
+    """(address, length) of the task id's value in the process's original environment block.
+
+    /proc/<pid>/environ shows that block, and the worker finds a task's escaped processes by the
+    entry AGENTDISPATCH_TASK_ID=<id> there. A forked child does not exec, so it keeps its parent's
+    block: the worker gives the warm parent a placeholder as long as the longest task id, and each
+    task process writes its own id over its (copy-on-write) copy. None if there is no such value."""
+    value = os.environ.get(MARKER_VAR, "")
+    addr = _LIBC.getenv(MARKER_VAR.encode())
+    if not addr or not value:
+        return None
+    return addr, len(value.encode())
+
+
+def write_marker(slot, task_id: str) -> None:
+    """Set the task id in os.environ (for subprocesses) and over the placeholder (for /proc)."""
+    os.environ[MARKER_VAR] = task_id
+    if slot is None:
+        return
+    addr, size = slot
+    data = task_id.encode()[:size]
+    ctypes.memmove(addr, data + b"\0" * (size - len(data)), size)
+
+
+def thread_names() -> list[str]:
+    names = []
+    for tid in sorted(os.listdir("/proc/self/task")):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            names.append(tid)
+    return names
+
+
+def _preload(framework: str, warmup) -> str | None:
+    """Import the manifest's entrypoint (and run warmup) so forked children find it loaded."""
+    from agentdispatch_runner import Runner
+
+    runner = Runner({"input": {}}, framework, emit=lambda _event: None)
+    spec = runner.entrypoint()
+    if spec:
+        try:
+            runner.load_agent()
+        except Exception as exc:  # noqa: BLE001 - the task child reports it in full
+            sys.stderr.write(f"warm parent: preloading {spec} failed: {type(exc).__name__}: {exc}\n")
+            spec = None
+    if warmup is not None:
+        warmup()
+    return spec
+
+
+class _Spare:
+    """A forked process waiting to become a task (seen from the parent)."""
+
+    def __init__(self, pid: int, conn: socket.socket):
+        self.pid = pid
+        self.conn = conn
+
+
+class _Learning:
+    """Which of the parent's pages a task writes, learnt from the first tasks.
+
+    A forked task pays a copy-on-write fault for every page of the parent it writes (reference
+    counts touch thousands: ~1,600 pages and ~12 ms for the LangGraph example here). The first
+    LEARN_TASKS tasks report, as they exit, which pages of the parent's writable mappings they hold
+    privately (/proc/self/pagemap "exclusively mapped"); later spares copy those pages in advance
+    with one madvise(MADV_POPULATE_WRITE) per range, before any task is theirs. What the reports
+    say only chooses pages to copy early: a bogus range costs a failed madvise, nothing more."""
+
+    def __init__(self):
+        self.pending: list[socket.socket] = []  # learners' channels, open until they report
+        self.reports = 0
+        self.hot: set[int] = set()  # page addresses
+        self.ranges: list[tuple[int, int]] = []
+
+    def wants_more(self) -> bool:
+        return self.reports + len(self.pending) < LEARN_TASKS
+
+    def collect(self) -> None:
+        """Read whatever reports arrived, without waiting."""
+        for conn in list(self.pending):
+            try:
+                data = conn.recv(1 << 22, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            self.pending.remove(conn)
+            conn.close()
+            try:
+                pairs = json.loads(data) if data else None
+            except ValueError:
+                pairs = None
+            if not isinstance(pairs, list):
+                continue
+            self.reports += 1
+            for pair in pairs:
+                if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int) for x in pair):
+                    self.hot.update(range(pair[0], pair[0] + pair[1] * _PAGE, _PAGE))
+            self.ranges = _merge(self.hot)
+
+
+def _merge(pages) -> list[tuple[int, int]]:
+    """Page addresses → (start, page count) runs."""
+    runs: list[tuple[int, int]] = []
+    for addr in sorted(pages):
+        if runs and runs[-1][0] + runs[-1][1] * _PAGE == addr:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((addr, 1))
+    return runs
+
+
+def _writable_private_ranges() -> list[tuple[int, int]]:
+    """The process's private writable mappings, except stacks and kernel pages."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            perms = parts[1]
+            name = parts[5] if len(parts) > 5 else ""
+            if perms[1] != "w" or perms[3] != "p" or name.startswith("[") and name != "[heap]":
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            out.append((lo, hi))
+    return out
+
+
+def _private_pages(ranges) -> list[tuple[int, int]]:
+    """Runs of pages in ``ranges`` that this process holds exclusively (pagemap bit 56)."""
+    pages = []
+    with open("/proc/self/pagemap", "rb") as f:
+        for lo, hi in ranges:
+            f.seek(lo // _PAGE * 8)
+            entries = array("Q")
+            entries.frombytes(f.read((hi - lo) // _PAGE * 8))
+            for i, entry in enumerate(entries):
+                if entry >> 63 and (entry >> 56) & 1:
+                    pages.append(lo + i * _PAGE)
+    return _merge(pages)
+
+
+def _prefault(ranges) -> None:
+    """Copy these pages now (in a spare), so that the task does not fault on them."""
+    madvise = _LIBC.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for start, count in ranges:
+        madvise(start, count * _PAGE, _MADV_POPULATE_WRITE)
+
+
+def serve(framework: str, warmup=None) -> None:
+    """Be a warm parent; return only in a task process."""
+    started = time.monotonic()
+    worker_pid = os.getppid()
+    _die_with_parent()
+    if os.getppid() != worker_pid:  # the worker died before prctl took effect
+        os._exit(0)
+    slot = marker_slot()
+    sock = socket.socket(fileno=int(os.environ.pop(WARM_FD_VAR)))
+    sock.set_inheritable(False)
+    # Nothing here reports on stdout; SIGTERM ends the parent (and its spare) at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    entrypoint = _preload(framework, warmup)
+    # Objects that exist now are never collected in the children: a collection there would
+    # touch (and so copy) every page of the parent's heap.
+    gc.collect()
+    gc.freeze()
+    ready = {
+        "type": "ready",
+        "pid": os.getpid(),
+        "entrypoint": entrypoint,
+        "threads": len(thread_names()),
+        "importMs": round((time.monotonic() - started) * 1000, 1),
+    }
+    sock.send(json.dumps(ready).encode())
+    spare = None
+    learning = _Learning()
+    while True:
+        if spare is None and len(thread_names()) == 1:
+            learning.collect()
+            spare = _fork_spare(sock, slot, worker_pid, learning)
+            if spare is None:  # in the spare: it was given a task
+                return
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
+        except InterruptedError:
+            continue
+        if not msg:
+            os._exit(0)  # the worker closed the channel
+        reply, spare = _assign(msg, fds, spare, learning)
+        sock.send(json.dumps(reply).encode())
+
+
+def _close(fds) -> None:
+    for f in fds:
+        try:
+            os.close(f)
+        except OSError:
+            pass
+
+
+def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learning):
+    """Hand the request to the spare; returns (reply, the spare left: always None once used)."""
+    try:
+        request = json.loads(msg)
+    except ValueError:
+        request = {}
+    if request.get("op") != "fork" or len(fds) != 3:
+        _close(fds)
+        return {"ok": False, "reason": f"bad request: op {request.get('op')!r} with {len(fds)} descriptors"}, spare
+    if spare is None:
+        threads = thread_names()
+        _close(fds)
+        return {
+            "ok": False,
+            "reason": f"the warm parent has {len(threads)} threads ({', '.join(threads)}); fork is unsafe",
+        }, None
+    learn = learning.wants_more()
+    try:
+        socket.send_fds(spare.conn, [json.dumps({**request, "learn": learn}).encode()], fds)
+        ok = spare.conn.recv(16) == b"ok"
+    except (OSError, ValueError):
+        ok = False
+    _close(fds)
+    if ok and learn:
+        learning.pending.append(spare.conn)
+    else:
+        spare.conn.close()
+    if not ok:
+        return {"ok": False, "reason": f"its spare process {spare.pid} is gone"}, None
+    return {"ok": True, "pid": spare.pid}, None
+
+
+def _fork_spare(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | None:
+    """Fork the next spare (through an intermediate, so it re-parents to the worker).
+
+    In the parent: the spare. In the spare, once it has been given a task: None."""
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered here may reach a task's pipes
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    report_r, report_w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            middle_pid = os.getpid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.close(report_r)
+            ours.close()
+            sock.close()
+            for conn in learning.pending:
+                conn.close()
+            _become_spare(middle_pid, worker_pid)
+            layout = _writable_private_ranges()
+            _prefault(learning.ranges)
+            os.write(report_w, f"{os.getpid()}\n".encode())
+            os.close(report_w)
+            _wait_for_task(theirs, slot, layout)
+            return None
+        except BaseException as exc:  # noqa: BLE001 - never return into the parent's loop
+            try:
+                os.write(report_w, f"error {type(exc).__name__}: {exc}\n".encode())
+            finally:
+                os._exit(127)
+    os.close(report_w)
+    theirs.close()
+    chunks = []
+    while chunk := os.read(report_r, 4096):
+        chunks.append(chunk)
+    os.close(report_r)
+    os.waitpid(middle, 0)
+    text = b"".join(chunks).decode("utf-8", "replace").strip()
+    if not text.isdigit():
+        sys.stderr.write(f"warm parent: a spare did not start: {text or 'no word from it'}\n")
+        ours.close()
+        return None
+    return _Spare(int(text), ours)
+
+
+def _become_spare(middle_pid: int, worker_pid: int) -> None:
+    """Own session; once re-parented to the worker, die with it."""
+    os.setsid()
+    deadline = time.monotonic() + 5
+    while os.getppid() == middle_pid and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    _die_with_parent()
+    if os.getppid() != worker_pid:  # not re-parented to the worker (or it died): useless
+        os._exit(0)
+
+
+def _wait_for_task(conn: socket.socket, slot, layout) -> None:
+    """Block until the parent hands over a task, then take its stdio, environment, directory."""
+    msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+    if not msg or len(fds) != 3:
+        os._exit(0)  # the parent is gone
+    request = json.loads(msg)
+    for target, f in enumerate(fds):
+        os.dup2(f, target)
+    _close(f for f in fds if f > 2)
+    env = request.get("env") or {}
+    for key, value in env.items():
+        if key != MARKER_VAR:
+            os.environ[str(key)] = str(value)
+    write_marker(slot, str(request.get("taskId") or env.get(MARKER_VAR) or ""))
+    cwd = request.get("cwd")
+    try:
+        if cwd:
+            os.chdir(cwd)
+    except OSError as exc:
+        conn.send(b"ok")
+        sys.stderr.write(f"warm child: cannot enter {cwd}: {exc}\n")
+        sys.stderr.flush()
+        os._exit(127)
+    conn.send(b"ok")
+    if request.get("learn"):
+        atexit.register(_report_pages, conn, layout)
+    else:
+        conn.close()
+
+
+def _report_pages(conn: socket.socket, layout) -> None:
+    """At exit of a learning task: tell the parent which of its pages this task wrote."""
+    try:
+        conn.send(json.dumps(_private_pages(layout)).encode())
+    except OSError:
+        pass
