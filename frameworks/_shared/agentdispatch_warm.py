@@ -41,6 +41,10 @@ MARKER_VAR = "AGENTDISPATCH_TASK_ID"
 _PR_SET_PDEATHSIG = 1
 _MADV_POPULATE_WRITE = 23  # Linux 5.14
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+# Native thread pools that start at import would make the parent unsafe to fork (a fork copies
+# only the calling thread): OpenBLAS (numpy, which crewai imports) starts cores-1 threads unless
+# told otherwise. Set only when the user did not set them; forked tasks inherit one BLAS thread.
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Tasks whose written pages are reported back (see _Learning); the union is pre-faulted in spares.
 LEARN_TASKS = 2
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -207,6 +211,8 @@ def _prefault(ranges) -> None:
 def serve(framework: str, warmup=None) -> None:
     """Be a warm parent; return only in a task process."""
     started = time.monotonic()
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
     worker_pid = os.getppid()
     _die_with_parent()
     if os.getppid() != worker_pid:  # the worker died before prctl took effect
