@@ -188,7 +188,7 @@ pub fn print_summary(result: &TaskResult) {
 }
 
 /// The `frameworks` listing.
-pub fn list_frameworks(reg: &Registry) -> String {
+pub fn list_frameworks(reg: &Registry, cfg: &crate::config::Config) -> String {
     let mut out = String::new();
     for fw in reg.iter() {
         let command = match &fw.launch {
@@ -202,6 +202,13 @@ pub fn list_frameworks(reg: &Registry) -> String {
         };
         out.push_str(&format!("{:<16} {}{}\n", fw.name, command, found));
         out.push_str(&format!("{:<16}   from {}\n", "", fw.source));
+        if fw.launch != Launch::Echo {
+            out.push_str(&format!(
+                "{:<16}   {}\n",
+                "",
+                crate::warm::describe(cfg, fw.warm, &fw.name)
+            ));
+        }
         if let Some(d) = &fw.description {
             out.push_str(&format!("{:<16}   {}\n", "", d));
         }

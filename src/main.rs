@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Frameworks => {
-            print!("{}", cli::list_frameworks(&reg));
+            print!("{}", cli::list_frameworks(&reg, &cfg));
             ExitCode::SUCCESS
         }
         Cmd::Serve => {

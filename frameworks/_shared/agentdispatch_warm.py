@@ -272,11 +272,15 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
         _close(fds)
         return {"ok": False, "reason": f"bad request: op {request.get('op')!r} with {len(fds)} descriptors"}, spare
     if spare is None:
+        import threading
+
         threads = thread_names()
+        python = ", ".join(t.name for t in threading.enumerate())
         _close(fds)
         return {
             "ok": False,
-            "reason": f"the warm parent has {len(threads)} threads ({', '.join(threads)}); fork is unsafe",
+            "reason": f"the warm parent has {len(threads)} threads (OS: {', '.join(threads)}; "
+            f"Python: {python}); fork is unsafe",
         }, None
     learn = learning.wants_more()
     try:

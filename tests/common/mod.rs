@@ -351,3 +351,108 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
+
+/// How a framework task's process starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Spawned from the framework's command (`AGENTDISPATCH_WARM=none`).
+    Cold,
+    /// Forked by the framework's warm parent.
+    Warm,
+}
+
+/// `tests/fixtures/frameworks`: `pyfixture` and its variants (see its runner.py).
+pub fn fixture_frameworks() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/frameworks")
+        .canonicalize()
+        .expect("tests/fixtures/frameworks exists")
+}
+
+/// An `agent.run` payload for the `pyfixture` framework.
+pub fn fixture(id: &str, instruction: &str) -> Value {
+    serde_json::json!({"taskId": id, "framework": "pyfixture", "input": {"instruction": instruction}})
+}
+
+/// The warm parent pid a task was forked from, from its `task.log` events.
+pub fn forked_from(result: &Value) -> Option<u64> {
+    events_of(result, "task.log")
+        .into_iter()
+        .find(|e| e["payload"]["warm"] == true)
+        .and_then(|e| e["payload"]["parentPid"].as_u64())
+}
+
+/// Why a warm framework's task started cold, from its `task.log` events.
+pub fn cold_reason(result: &Value) -> Option<String> {
+    events_of(result, "task.log")
+        .into_iter()
+        .find(|e| e["payload"]["warm"] == false)
+        .and_then(|e| e["payload"]["reason"].as_str().map(str::to_string))
+}
+
+impl WorkerBuilder {
+    /// The fixture frameworks, with `pyfixture` warm from start-up (`Kind::Warm`) or no warm
+    /// parent at all (`Kind::Cold`).
+    pub fn fixtures(self, kind: Kind) -> Self {
+        let warm = match kind {
+            Kind::Cold => "none",
+            Kind::Warm => "pyfixture",
+        };
+        self.env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            fixture_frameworks().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_WARM", warm)
+    }
+}
+
+impl Worker {
+    /// Waits until the worker logged `framework`'s warm parent ready (`n`-th time); its pid.
+    pub async fn warm_ready(&self, framework: &str, n: usize) -> u64 {
+        let found = || {
+            self.log_lines()
+                .into_iter()
+                .filter(|l| l["message"] == "warm parent ready" && l["framework"] == framework)
+                .nth(n - 1)
+                .and_then(|l| l["pid"].as_u64())
+        };
+        assert!(
+            eventually(Duration::from_secs(120), || found().is_some()).await,
+            "{framework}: warm parent not ready (#{n}); log:\n{}",
+            self.logs.lock().unwrap().join("\n")
+        );
+        found().unwrap()
+    }
+
+    /// Runs a `pyfixture` task and checks that it started as `kind` (forked warm, or not).
+    pub async fn fixture_task(&self, kind: Kind, id: &str, instruction: &str) -> Value {
+        let r = self.run(fixture(id, instruction)).await;
+        match kind {
+            Kind::Warm => assert!(forked_from(&r).is_some(), "not forked warm: {r:#}"),
+            Kind::Cold => assert!(forked_from(&r).is_none(), "forked warm: {r:#}"),
+        }
+        r
+    }
+}
+
+/// A worker on the fixture frameworks, ready for tasks of `kind`.
+pub async fn fixture_worker(kind: Kind, builder: WorkerBuilder) -> Worker {
+    let w = builder.fixtures(kind).start().await;
+    if kind == Kind::Warm {
+        w.warm_ready("pyfixture", 1).await;
+    }
+    w
+}
+
+/// Every descendant of `pid` (children, their children, …).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for (c, _) in children_with_state(p) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,326 @@
+//! Warm starts (SPEC §6.3) through the real binary, on the `pyfixture` framework: a warm task is
+//! a fresh process each time, cancel and deadline leave nothing, a warm parent killed from
+//! outside is restarted, a parent that is not fork-safe falls back to cold with the reason, the
+//! `AGENTDISPATCH_WARM` policies, and nothing is left after SIGTERM or SIGKILL of the worker.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+fn output_json(r: &Value) -> Value {
+    serde_json::from_str(r["output"].as_str().unwrap_or("")).unwrap_or_else(|_| panic!("{r:#}"))
+}
+
+fn alive(pid: i32) -> bool {
+    state(pid).is_some_and(|s| s != 'Z')
+}
+
+#[tokio::test]
+async fn a_warm_task_is_a_fresh_process_of_its_own_each_time_with_the_task_environment() {
+    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let parent = w.warm_ready("pyfixture", 1).await;
+    let mut pids = HashSet::new();
+    for i in 0..4 {
+        let id = format!("fresh-{i}-{}", std::process::id());
+        let r = w.fixture_task(Kind::Warm, &id, "state").await;
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert_eq!(forked_from(&r), Some(parent));
+        let s = output_json(&r);
+        let pid = s["pid"].as_u64().unwrap();
+        assert!(pids.insert(pid), "pid {pid} served two tasks");
+        assert_ne!(pid, parent);
+        // Its own session and group, a child of the worker, no state from other tasks.
+        assert_eq!(s["pgid"], s["pid"], "{s}");
+        assert_eq!(s["sid"], s["pid"], "{s}");
+        assert_eq!(s["ppid"], w.pid(), "{s}");
+        assert_eq!(s["runs"], 1, "module state leaked between tasks: {s}");
+        assert_eq!(s["taskIdEnv"], id.as_str());
+        assert_eq!(s["taskDirEnv"], w.task_dir(&id).to_str().unwrap());
+        assert_eq!(s["fixtureEnv"], "from-manifest");
+        assert_eq!(s["warmFd"], Value::Null, "the control channel leaked: {s}");
+        assert_eq!(
+            s["cwd"],
+            fixture_frameworks().join("pyfixture").to_str().unwrap()
+        );
+        // Heartbeats name the task's own pid; the exit status is its own.
+        let hb = events_of(&r, "task.heartbeat");
+        assert_eq!(hb[0]["payload"]["pid"], pid, "{hb:?}");
+        assert_eq!(r["exitCode"], 0);
+        assert!(w.task_dir(&id).join("result.json").is_file());
+    }
+    // Only the warm parent (and its spare) remain: not tasks, not busy, not listed.
+    assert!(alive(parent as i32));
+    assert_eq!(w.ping().await["status"], "Healthy");
+    let list = w.run(json!({"taskType":"task.list"})).await;
+    assert_eq!(list["tasks"].as_array().map(Vec::len), Some(4), "{list:#}");
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_failing_warm_task_reports_its_exit_status_and_error_like_a_cold_one() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let w = fixture_worker(kind, WorkerBuilder::new()).await;
+        let r = w
+            .fixture_task(kind, &format!("fail-{kind:?}"), "nonsense")
+            .await;
+        assert_eq!(r["ok"], false, "{kind:?}: {r:#}");
+        assert_eq!(r["exitCode"], 1, "{kind:?}");
+        assert_eq!(r["errorCode"], "exit_nonzero");
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.ends_with(
+                "pyfixture runner failed: ValueError: unknown fixture instruction 'nonsense'"
+            ),
+            "{kind:?}: {error}"
+        );
+        let r = w
+            .fixture_task(kind, &format!("kill-{kind:?}"), "sh kill -9 $$")
+            .await;
+        assert_eq!(r["errorCode"], "killed", "{kind:?}: {r:#}");
+        assert!(r["error"].as_str().unwrap().contains("SIGKILL"), "{r:#}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_and_deadline_stop_a_warm_child_and_leave_nothing() {
+    let w = fixture_worker(
+        Kind::Warm,
+        WorkerBuilder::new().env("AGENTDISPATCH_KILL_GRACE_SECONDS", "0.5"),
+    )
+    .await;
+    let id = format!("warm-cancel-{}", std::process::id());
+    let mut body = fixture(&id, "sleep 60");
+    body["async"] = json!(true);
+    let r = w.run(body).await;
+    assert_eq!(r["status"], "running", "{r:#}");
+    // The forked child carries the task id in /proc/<pid>/environ, as a spawned one does.
+    assert!(
+        eventually(Duration::from_secs(10), || !task_processes(&id).is_empty()).await,
+        "no process carries the marker of {id}"
+    );
+    let r = w.run(json!({"taskType":"task.cancel","taskId":id})).await;
+    assert_eq!(r["status"], "cancelled", "{r:#}");
+    assert!(forked_from(&r).is_some(), "{r:#}");
+    assert!(task_processes(&id).is_empty(), "{:?}", task_processes(&id));
+
+    let id = format!("warm-deadline-{}", std::process::id());
+    let mut body = fixture(
+        &id,
+        "sh trap '' TERM; sleep 100 & sleep 100 & echo started; while true; do sleep 1; done",
+    );
+    body["input"]["timeoutSeconds"] = json!(1);
+    let r = w.run(body).await;
+    assert_eq!(r["status"], "timed_out", "{r:#}");
+    assert!(forked_from(&r).is_some());
+    let notes: Vec<&str> = events_of(&r, "task.log")
+        .into_iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(notes.iter().any(|m| m.contains("SIGKILL")), "{notes:?}");
+    assert!(task_processes(&id).is_empty(), "{:?}", task_processes(&id));
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_warm_parent_killed_from_outside_is_restarted_and_tasks_go_on_meanwhile() {
+    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let first = w.warm_ready("pyfixture", 1).await;
+    let r = w.fixture_task(Kind::Warm, "before-kill", "state").await;
+    assert_eq!(forked_from(&r), Some(first));
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    // The next task succeeds at once, cold (or warm already, from the new parent).
+    let r = w.run(fixture("right-after-kill", "state")).await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    match forked_from(&r) {
+        Some(p) => assert_ne!(p, first, "forked by a dead parent: {r:#}"),
+        None => {
+            let why = cold_reason(&r).expect("a cold start of a warm framework says why");
+            assert!(why.contains("pyfixture"), "{why}");
+        }
+    }
+    let second = w.warm_ready("pyfixture", 2).await;
+    assert_ne!(second, first);
+    assert!(
+        w.log_lines()
+            .iter()
+            .any(|l| l["message"] == "warm parent exited; restarting"
+                && l["framework"] == "pyfixture")
+    );
+    let r = w.fixture_task(Kind::Warm, "after-restart", "state").await;
+    assert_eq!(forked_from(&r), Some(second));
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_warm_parent_that_is_not_single_threaded_falls_back_to_cold_with_the_reason() {
+    let w = WorkerBuilder::new()
+        .fixtures(Kind::Cold)
+        .env("AGENTDISPATCH_WARM", "pyfixture-threaded")
+        .start()
+        .await;
+    w.warm_ready("pyfixture-threaded", 1).await;
+    let r = w
+        .run(json!({"taskId":"threaded","framework":"pyfixture-threaded","input":{"instruction":"state"}}))
+        .await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(forked_from(&r).is_none(), "{r:#}");
+    let why = cold_reason(&r).expect("the reason is logged");
+    assert!(
+        why.contains("threads") && why.contains("fixture-bg") && why.contains("fork is unsafe"),
+        "{why}"
+    );
+    // The task folder says so too.
+    let log = std::fs::read_to_string(w.task_dir("threaded").join("events.ndjson")).unwrap();
+    assert!(
+        log.contains("starting cold") && log.contains("fork is unsafe"),
+        "{log}"
+    );
+    let s = output_json(&r);
+    assert_eq!(s["runs"], 1);
+}
+
+#[tokio::test]
+async fn auto_warms_the_default_framework_at_start_up_and_another_after_its_first_task() {
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            fixture_frameworks().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "pyfixture")
+        .start()
+        .await;
+    // The default framework's parent starts with the worker; /ping does not wait for it.
+    assert_eq!(w.ping().await["status"], "Healthy");
+    w.warm_ready("pyfixture", 1).await;
+    let r = w
+        .run(json!({"taskId":"auto-default","input":{"instruction":"state"}}))
+        .await;
+    assert!(forked_from(&r).is_some(), "{r:#}");
+    // Another warm framework: its first task is cold and starts its parent.
+    let b =
+        |id: &str| json!({"taskId":id,"framework":"pyfixture-b","input":{"instruction":"state"}});
+    let r = w.run(b("auto-b-1")).await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(forked_from(&r).is_none());
+    assert!(cold_reason(&r).unwrap().contains("first task"), "{r:#}");
+    w.warm_ready("pyfixture-b", 1).await;
+    let r = w.run(b("auto-b-2")).await;
+    assert!(forked_from(&r).is_some(), "{r:#}");
+    assert_eq!(output_json(&r)["fixtureEnv"], "from-manifest-b");
+    // A framework without "warm": true is never warm, and says nothing about it.
+    let r = w
+        .run(json!({"taskId":"auto-echo","framework":"echo"}))
+        .await;
+    assert!(forked_from(&r).is_none() && cold_reason(&r).is_none());
+}
+
+#[tokio::test]
+async fn warm_none_runs_every_task_cold_without_a_word() {
+    let w = fixture_worker(Kind::Cold, WorkerBuilder::new()).await;
+    for i in 0..2 {
+        let r = w
+            .fixture_task(Kind::Cold, &format!("none-{i}"), "state")
+            .await;
+        assert!(cold_reason(&r).is_none(), "{r:#}");
+        assert_eq!(output_json(&r)["ppid"], w.pid());
+    }
+    assert!(!w
+        .log_lines()
+        .iter()
+        .any(|l| l["message"] == "warm parent starting"));
+}
+
+/// The worker's whole process tree while a warm parent and its spare exist.
+async fn warm_tree(w: &Worker) -> Vec<i32> {
+    let parent = w.warm_ready("pyfixture", 1).await as i32;
+    w.fixture_task(Kind::Warm, "tree", "state").await;
+    let tree = || descendants(w.pid());
+    // The parent and, once it is forked, the next spare (a child of the worker).
+    assert!(
+        eventually(Duration::from_secs(10), || tree().len() >= 2).await,
+        "{:?}",
+        tree()
+    );
+    let t = tree();
+    assert!(t.contains(&parent), "{t:?}");
+    t
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_warm_parents_with_the_worker_and_leaves_no_process() {
+    let mut w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let tree = warm_tree(&w).await;
+    w.signal(Signal::SIGTERM);
+    assert_eq!(w.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        eventually(Duration::from_secs(5), || tree.iter().all(|p| !alive(*p))).await,
+        "left after SIGTERM: {:?}",
+        tree.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+    assert!(w
+        .log_lines()
+        .iter()
+        .any(|l| l["message"] == "warm parent stopped"));
+}
+
+#[tokio::test]
+async fn sigkill_of_the_worker_takes_its_warm_parents_and_spares_down() {
+    let mut w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let tree = warm_tree(&w).await;
+    w.signal(Signal::SIGKILL);
+    let _ = w.wait_exit(Duration::from_secs(10));
+    assert!(
+        eventually(Duration::from_secs(5), || tree.iter().all(|p| !alive(*p))).await,
+        "left after SIGKILL: {:?}",
+        tree.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn as_pid_1_a_warm_worker_runs_tasks_and_leaves_nothing_on_sigterm() {
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata("/proc/self").unwrap().uid(),
+        0,
+        "this test needs root for unshare --pid (CI runs as root)"
+    );
+    let mut w = WorkerBuilder::new()
+        .fixtures(Kind::Warm)
+        .wrapper(&["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        .start()
+        .await;
+    w.warm_ready("pyfixture", 1).await;
+    for i in 0..3 {
+        let r = w
+            .fixture_task(Kind::Warm, &format!("pid1-{i}"), "state")
+            .await;
+        assert_eq!(r["ok"], true, "{r:#}");
+    }
+    let worker = children_with_state(w.pid())[0].0;
+    let tree = descendants(worker);
+    assert!(!tree.is_empty());
+    kill(Pid::from_raw(worker), Signal::SIGTERM).unwrap();
+    assert_eq!(w.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        eventually(Duration::from_secs(5), || tree.iter().all(|p| !alive(*p))).await,
+        "left: {tree:?}"
+    );
+}
