@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_term_ignoring_shell_and_its_background_sleeps_are_killed_at_the_deadline() {
@@ -308,4 +308,148 @@ async fn sigterm_cancels_running_tasks_writes_their_results_answers_and_exits_0(
     let result = std::fs::read_to_string(w.task_dir("inflight").join("result.json")).unwrap();
     assert!(result.contains("\"cancelled\""), "{result}");
     assert!(task_processes("inflight").is_empty());
+}
+
+// The same supervision for a framework task spawned cold and one forked by a warm parent: the
+// `pyfixture` framework execs the shell given after `sh` with the protocol pipe as its stdout.
+
+/// Runs `script` as a `pyfixture` shell task of `kind`; asserts that it started as `kind`.
+async fn shell_task(w: &Worker, kind: Kind, id: &str, script: &str, timeout: Option<u64>) -> Value {
+    let mut body = fixture(id, &format!("sh {script}"));
+    if let Some(t) = timeout {
+        body["input"]["timeoutSeconds"] = json!(t);
+    }
+    let r = w.run(body).await;
+    match kind {
+        Kind::Warm => assert!(forked_from(&r).is_some(), "not warm: {r:#}"),
+        Kind::Cold => assert!(forked_from(&r).is_none(), "not cold: {r:#}"),
+    }
+    r
+}
+
+#[tokio::test]
+async fn cold_and_warm_a_term_ignoring_shell_and_its_sleeps_are_killed_at_the_deadline() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let w = fixture_worker(
+            kind,
+            WorkerBuilder::new().env("AGENTDISPATCH_KILL_GRACE_SECONDS", "0.5"),
+        )
+        .await;
+        let id = format!("stubborn-{kind:?}-{}", std::process::id());
+        let r = shell_task(
+            &w,
+            kind,
+            &id,
+            "trap '' TERM; sleep 100 & sleep 100 & echo started; while true; do sleep 1; done",
+            Some(1),
+        )
+        .await;
+        assert_eq!(r["status"], "timed_out", "{kind:?}: {r:#}");
+        let notes: Vec<_> = events_of(&r, "task.log")
+            .into_iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect();
+        assert!(notes.iter().any(|m| m.contains("SIGTERM")), "{notes:?}");
+        assert!(notes.iter().any(|m| m.contains("SIGKILL")), "{notes:?}");
+        assert!(
+            task_processes(&id).is_empty(),
+            "{kind:?}: left {:?}",
+            task_processes(&id)
+        );
+        assert!(
+            eventually(Duration::from_secs(3), || zombie_children(w.pid())
+                .is_empty())
+            .await
+        );
+    }
+}
+
+#[tokio::test]
+async fn cold_and_warm_a_grandchild_holding_stdout_is_killed_and_output_kept() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let w = fixture_worker(kind, WorkerBuilder::new()).await;
+        let id = format!("holder-{kind:?}-{}", std::process::id());
+        let r = shell_task(&w, kind, &id, "sleep 60 & echo leader done", None).await;
+        assert_eq!(r["ok"], true, "{kind:?}: {r:#}");
+        assert_eq!(r["output"], "leader done\n", "{kind:?}");
+        assert!(task_processes(&id).is_empty(), "{kind:?}");
+        assert!(
+            eventually(Duration::from_secs(3), || zombie_children(w.pid())
+                .is_empty())
+            .await
+        );
+    }
+}
+
+#[tokio::test]
+async fn cold_and_warm_setsid_escapees_are_found_and_killed() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let w = fixture_worker(kind, WorkerBuilder::new()).await;
+        // A shell escapee (exec'd, so its environment is the task's).
+        let id = format!("escapee-{kind:?}-{}", std::process::id());
+        let r = shell_task(
+            &w,
+            kind,
+            &id,
+            "setsid sleep 60 >/dev/null 2>&1 < /dev/null & sleep 0.3; echo spawned",
+            None,
+        )
+        .await;
+        assert_eq!(r["ok"], true, "{kind:?}: {r:#}");
+        assert!(
+            task_processes(&id).is_empty(),
+            "{kind:?}: left {:?}",
+            task_processes(&id)
+        );
+        // A Python escapee that never execs: fork, setsid, fork, no pipes. Warm, it is found
+        // only through the task id the forked child wrote over its environment block.
+        let id = format!("pyescape-{kind:?}-{}", std::process::id());
+        let r = w.fixture_task(kind, &id, "pyescape").await;
+        assert_eq!(r["output"], "spawned", "{kind:?}: {r:#}");
+        let notes: Vec<_> = events_of(&r, "task.log")
+            .into_iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect();
+        assert!(
+            notes.iter().any(|m| m.contains("left behind")),
+            "{kind:?}: the escapee was not found: {notes:?}"
+        );
+        assert!(
+            task_processes(&id).is_empty(),
+            "{kind:?}: left {:?}",
+            task_processes(&id)
+        );
+        assert!(
+            eventually(Duration::from_secs(3), || zombie_children(w.pid())
+                .is_empty())
+            .await
+        );
+    }
+}
+
+#[tokio::test]
+async fn cold_and_warm_a_3mb_line_and_invalid_utf8_are_marked() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let w = fixture_worker(kind, WorkerBuilder::new()).await;
+        let id = format!("lines-{kind:?}-{}", std::process::id());
+        let r = shell_task(
+            &w,
+            kind,
+            &id,
+            r"head -c 3000000 /dev/zero | tr '\0' x; echo; printf 'bad \377\376 bytes\n'; echo normal line",
+            None,
+        )
+        .await;
+        assert_eq!(r["ok"], true, "{kind:?}: {}", r["error"]);
+        let logs: Vec<_> = events_of(&r, "task.log")
+            .into_iter()
+            .filter(|e| e["payload"]["stream"] == "stdout")
+            .collect();
+        assert_eq!(logs.len(), 3, "{kind:?}");
+        assert_eq!(logs[0]["payload"]["truncated"], true);
+        assert_eq!(logs[0]["message"].as_str().unwrap().len(), 1_048_576);
+        assert_eq!(logs[1]["payload"]["invalidUtf8"], true);
+        assert_eq!(logs[1]["message"], "bad \u{fffd}\u{fffd} bytes");
+        assert_eq!(logs[2]["message"], "normal line");
+    }
 }
