@@ -266,8 +266,23 @@ struct Also {
 /// Everything about one framework, on one worker whose Python children carry the audit hook:
 /// the streamed hello-world run, a cancel during the slow tool, what `also` asks, and then
 /// the audit log.
-async fn framework_end_to_end(name: &str, also: Also) {
+async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
     require_venv(name);
+    let warm = match kind {
+        Kind::Cold => "none",
+        Kind::Warm => name,
+    };
+    // Every task of this worker starts as `kind`.
+    let check_kind = |what: &str, r: &Value| match kind {
+        Kind::Warm => assert!(
+            forked_from(r).is_some(),
+            "{name} {what}: not forked warm: {r:#}"
+        ),
+        Kind::Cold => assert!(
+            forked_from(r).is_none(),
+            "{name} {what}: forked warm: {r:#}"
+        ),
+    };
     let audit = tempfile::tempdir().unwrap();
     std::fs::write(
         audit.path().join("sitecustomize.py"),
@@ -282,8 +297,12 @@ async fn framework_end_to_end(name: &str, also: Also) {
         )
         .env("PYTHONPATH", audit.path().to_str().unwrap())
         .env("AGENTDISPATCH_AUDIT_LOG", log.to_str().unwrap())
+        .env("AGENTDISPATCH_WARM", warm)
         .start()
         .await;
+    if kind == Kind::Warm {
+        w.warm_ready(name, 1).await;
+    }
     let mut pythons = 0;
 
     // 1. Hello world over SSE: steps in order, live, then the example agent's answer.
@@ -293,7 +312,8 @@ async fn framework_end_to_end(name: &str, also: Also) {
         .stream(&json!({"taskId":id,"framework":name,"input":{"instruction":"hello world"}}))
         .await;
     let timing = check_hello_world_stream(name, started, &msgs);
-    eprintln!("{timing}");
+    check_kind("hello", &msgs.last().unwrap().data);
+    eprintln!("{kind:?} {timing}");
     pythons += 1;
     assert_no_process_left(&id, Duration::from_secs(2)).await;
 
@@ -319,6 +339,7 @@ async fn framework_end_to_end(name: &str, also: Also) {
     let r = w.run(json!({"taskType":"task.cancel","taskId":id})).await;
     let took = asked.elapsed();
     assert_eq!(r["status"], "cancelled", "{name}: {r:#}");
+    check_kind("cancel", &r);
     assert_eq!(r["ok"], false);
     assert_eq!(r["errorCode"], "cancelled");
     assert_eq!(r["error"], "Task cancelled.");
@@ -377,6 +398,7 @@ async fn framework_end_to_end(name: &str, also: Also) {
         }
         let last = rest.last().expect("the stream ends with the result");
         assert_eq!(last["status"], "cancelled", "{name}: {last:#}");
+        check_kind("sse cancel", last);
         assert_eq!(last["errorCode"], "cancelled");
         assert!(
             !rest.iter().any(|m| step_of(m) == Some("tool_result")),
@@ -395,6 +417,7 @@ async fn framework_end_to_end(name: &str, also: Also) {
             .await;
         let took = asked.elapsed();
         assert_eq!(r["status"], "timed_out", "{name}: {r:#}");
+        check_kind("deadline", &r);
         assert_eq!(r["ok"], false);
         assert_eq!(r["errorCode"], "timed_out");
         assert_eq!(r["error"], "Command timed out after 1000ms.");
@@ -412,7 +435,11 @@ async fn framework_end_to_end(name: &str, also: Also) {
         );
     }
 
-    // 5. Offline: the hook ran in every interpreter and saw no network or process start.
+    // 5. Offline: the hook ran in every interpreter (warm: the parent, whose forks inherit it)
+    // and saw no network or process start.
+    if kind == Kind::Warm {
+        pythons = 1;
+    }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let loaded = text
         .lines()
@@ -432,14 +459,20 @@ async fn framework_end_to_end(name: &str, also: Also) {
 }
 
 #[tokio::test]
-async fn langchain_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("langchain", Also::default()).await;
+async fn langchain_cold_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("langchain", Kind::Cold, Also::default()).await;
 }
 
 #[tokio::test]
-async fn langgraph_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
+async fn langchain_warm_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("langchain", Kind::Warm, Also::default()).await;
+}
+
+#[tokio::test]
+async fn langgraph_cold_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
     framework_end_to_end(
         "langgraph",
+        Kind::Cold,
         Also {
             deadline: true,
             sse_cancel: false,
@@ -449,14 +482,33 @@ async fn langgraph_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
 }
 
 #[tokio::test]
-async fn crewai_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("crewai", Also::default()).await;
+async fn langgraph_warm_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
+    framework_end_to_end(
+        "langgraph",
+        Kind::Warm,
+        Also {
+            deadline: true,
+            sse_cancel: false,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn strands_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+async fn crewai_cold_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("crewai", Kind::Cold, Also::default()).await;
+}
+
+#[tokio::test]
+async fn crewai_warm_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("crewai", Kind::Warm, Also::default()).await;
+}
+
+#[tokio::test]
+async fn strands_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
     framework_end_to_end(
         "strands",
+        Kind::Cold,
         Also {
             deadline: false,
             sse_cancel: true,
@@ -466,14 +518,46 @@ async fn strands_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline()
 }
 
 #[tokio::test]
-async fn openai_agents_streams_steps_cancels_cleanly_and_stays_offline() {
-    framework_end_to_end("openai-agents", Also::default()).await;
+async fn strands_warm_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+    framework_end_to_end(
+        "strands",
+        Kind::Warm,
+        Also {
+            deadline: false,
+            sse_cancel: true,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn pydantic_ai_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+async fn openai_agents_cold_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("openai-agents", Kind::Cold, Also::default()).await;
+}
+
+#[tokio::test]
+async fn openai_agents_warm_streams_steps_cancels_cleanly_and_stays_offline() {
+    framework_end_to_end("openai-agents", Kind::Warm, Also::default()).await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
     framework_end_to_end(
         "pydantic-ai",
+        Kind::Cold,
+        Also {
+            deadline: false,
+            sse_cancel: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_warm_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+    framework_end_to_end(
+        "pydantic-ai",
+        Kind::Warm,
         Also {
             deadline: false,
             sse_cancel: true,
@@ -821,7 +905,7 @@ async fn the_readme_examples_of_other_languages_run_as_frameworks() {
         "{listing}"
     );
     for name in ["shout-node", "hello-sh"] {
-        assert_eq!(entry(&listing, name).len(), 3, "{listing}");
+        assert_eq!(entry(&listing, name).len(), 4, "{listing}");
     }
 
     let w = WorkerBuilder::new()
