@@ -123,7 +123,10 @@ impl Server {
                     return self.started.elapsed();
                 }
             }
-            assert!(self.started.elapsed() < Duration::from_secs(120), "no /ping");
+            assert!(
+                self.started.elapsed() < Duration::from_secs(120),
+                "no /ping"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

@@ -324,3 +324,36 @@ async fn as_pid_1_a_warm_worker_runs_tasks_and_leaves_nothing_on_sigterm() {
         "left: {tree:?}"
     );
 }
+
+#[tokio::test]
+async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_starts_from_there() {
+    let w = fixture_worker(
+        Kind::Warm,
+        WorkerBuilder::new().env("AGENTDISPATCH_WARMUP_PROMPT", "state"),
+    )
+    .await;
+    for i in 0..3 {
+        let r = w
+            .fixture_task(Kind::Warm, &format!("warmup-{i}"), "state")
+            .await;
+        // The parent's warm-up run and this task's own: never another task's.
+        assert_eq!(output_json(&r)["runs"], 2, "{r:#}");
+    }
+    // A warm-up that fails is logged, and the parent still serves.
+    let w = fixture_worker(
+        Kind::Warm,
+        WorkerBuilder::new().env("AGENTDISPATCH_WARMUP_PROMPT", "nonsense"),
+    )
+    .await;
+    let r = w.fixture_task(Kind::Warm, "warmup-failed", "state").await;
+    assert_eq!(output_json(&r)["runs"], 2, "{r:#}");
+    assert!(
+        eventually(Duration::from_secs(5), || w
+            .log_lines()
+            .iter()
+            .any(|l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the warm-up run failed"))))
+        .await
+    );
+}

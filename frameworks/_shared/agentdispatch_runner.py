@@ -433,7 +433,7 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     if os.environ.get("AGENTDISPATCH_WARM_FD"):
         import agentdispatch_warm
 
-        agentdispatch_warm.serve(framework, warmup)  # returns only in a forked task child
+        agentdispatch_warm.serve(framework, run, warmup)  # returns only in a forked task child
     emitter = _Emitter(_protect_stdout())
 
     def on_signal(signum, _frame):

@@ -92,11 +92,21 @@ def thread_names() -> list[str]:
     return names
 
 
-def _preload(framework: str, warmup) -> str | None:
-    """Import the manifest's entrypoint (and run warmup) so forked children find it loaded."""
+WARMUP_PROMPT_VAR = "AGENTDISPATCH_WARMUP_PROMPT"
+
+
+def _preload(framework: str, run, warmup) -> str | None:
+    """Import the manifest's entrypoint (and call the runner's ``warmup``) so that forked children
+    find it loaded; with AGENTDISPATCH_WARMUP_PROMPT set, also run the agent once on it.
+
+    A first run does lazy work (caches, schemas, first-use imports) that every forked child would
+    otherwise repeat: ~4 ms of the LangGraph example's ~11. But it runs the agent: whatever the
+    run leaves in the agent's objects, every task inherits, and a real model is called. Set it
+    only for agents whose run keeps no state and costs nothing (the shipped offline examples)."""
     from agentdispatch_runner import Runner
 
-    runner = Runner({"input": {}}, framework, emit=lambda _event: None)
+    discard = lambda _event: None  # noqa: E731
+    runner = Runner({"input": {}}, framework, emit=discard)
     spec = runner.entrypoint()
     if spec:
         try:
@@ -106,6 +116,12 @@ def _preload(framework: str, warmup) -> str | None:
             spec = None
     if warmup is not None:
         warmup()
+    prompt = os.environ.get(WARMUP_PROMPT_VAR)
+    if prompt and run is not None:
+        try:
+            run(Runner({"instruction": prompt, "input": {}}, framework, emit=discard))
+        except Exception as exc:  # noqa: BLE001
+            sys.stderr.write(f"warm parent: the warm-up run failed: {type(exc).__name__}: {exc}\n")
     return spec
 
 
@@ -208,7 +224,7 @@ def _prefault(ranges) -> None:
         madvise(start, count * _PAGE, _MADV_POPULATE_WRITE)
 
 
-def serve(framework: str, warmup=None) -> None:
+def serve(framework: str, run=None, warmup=None) -> None:
     """Be a warm parent; return only in a task process."""
     started = time.monotonic()
     for key, value in SINGLE_THREAD_ENV.items():
@@ -223,7 +239,7 @@ def serve(framework: str, warmup=None) -> None:
     # Nothing here reports on stdout; SIGTERM ends the parent (and its spare) at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    entrypoint = _preload(framework, warmup)
+    entrypoint = _preload(framework, run, warmup)
     # Objects that exist now are never collected in the children: a collection there would
     # touch (and so copy) every page of the parent's heap.
     gc.collect()
@@ -321,7 +337,8 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | No
             for conn in learning.pending:
                 conn.close()
             _become_spare(middle_pid, worker_pid)
-            layout = _writable_private_ranges()
+            # The parent's layout, for a task that reports what it wrote (the first few only).
+            layout = _writable_private_ranges() if learning.wants_more() else []
             _prefault(learning.ranges)
             os.write(report_w, f"{os.getpid()}\n".encode())
             os.close(report_w)
