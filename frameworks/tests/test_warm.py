@@ -1,0 +1,128 @@
+"""The warm-parent protocol of the shared helper (README "The warm-parent protocol"), driven from
+Python as a worker in another language would drive it: a SOCK_SEQPACKET socket as fd 3, a ready
+message, fork requests with three descriptors, a refusal when the parent is not single-threaded,
+exit at the end of the channel. The test process is a child subreaper, as the worker is, so the
+forked task processes are re-parented to it."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "frameworks" / "pyfixture"
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+class Parent:
+    def __init__(self, extra_env: dict | None = None):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDISPATCH_")}
+        fd = theirs.fileno()  # the variable names the descriptor (the worker's is 3)
+        env.update({"AGENTDISPATCH_WARM_FD": str(fd), "AGENTDISPATCH_TASK_ID": "_" * 128, "PYTHONUNBUFFERED": "1"})
+        env.update(extra_env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "runner.py"],
+            cwd=FIXTURE,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(fd,),
+        )
+        theirs.close()
+        self.sock = ours
+        self.sock.settimeout(30)
+        self.ready = json.loads(self.sock.recv(65536))
+
+    def fork(self, task_id: str, instruction: str):
+        """Ask for a task process; returns (reply, stdout reader, its stdin writer)."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        request = {"op": "fork", "taskId": task_id, "env": {"AGENTDISPATCH_TASK_ID": task_id}, "cwd": str(FIXTURE)}
+        socket.send_fds(self.sock, [json.dumps(request).encode()], [in_r, out_w, err_w])
+        for f in (in_r, out_w, err_w):
+            os.close(f)
+        reply = json.loads(self.sock.recv(65536))
+        if reply.get("ok"):
+            envelope = {"taskType": "agent.run", "taskId": task_id, "instruction": instruction, "input": {}}
+            os.write(in_w, (json.dumps(envelope) + "\n").encode())
+        os.close(in_w)
+        os.close(err_r)
+        return reply, os.fdopen(out_r)
+
+    def close(self):
+        self.sock.close()
+        return self.proc.wait(timeout=10)
+
+
+def result_of(stdout) -> dict:
+    lines = [json.loads(line) for line in stdout if line.strip()]
+    return next(line for line in lines if line.get("type") == "task.result")
+
+
+def test_ready_then_a_forked_task_process_of_the_callers_own():
+    parent = Parent()
+    assert parent.ready["type"] == "ready"
+    assert parent.ready["pid"] == parent.proc.pid
+    assert parent.ready["threads"] == 1
+    seen = set()
+    for i in range(3):
+        reply, out = parent.fork(f"py-{i}", "state")
+        assert reply["ok"] is True, reply
+        state = json.loads(result_of(out)["output"])
+        pid, status = os.waitpid(reply["pid"], 0)  # our child: re-parented to the subreaper
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert state["pid"] == reply["pid"] and state["pid"] not in seen
+        seen.add(state["pid"])
+        assert state["ppid"] == os.getpid()
+        assert state["sid"] == state["pid"] == state["pgid"]
+        assert state["runs"] == 1 and state["taskIdEnv"] == f"py-{i}"
+    assert parent.close() == 0  # the end of the channel ends the parent
+
+
+def test_the_task_id_is_written_over_the_environment_block():
+    parent = Parent()
+    reply, out = parent.fork("py-marker", "sleep 1")
+    assert reply["ok"] is True, reply
+    deadline = time.monotonic() + 5
+    entries: list[bytes] = []
+    while time.monotonic() < deadline:
+        entries = Path(f"/proc/{reply['pid']}/environ").read_bytes().split(b"\0")
+        if b"AGENTDISPATCH_TASK_ID=py-marker" in entries:
+            break
+        time.sleep(0.01)
+    assert b"AGENTDISPATCH_TASK_ID=py-marker" in entries
+    assert result_of(out)["output"] == "slept"
+    os.waitpid(reply["pid"], 0)
+    parent.close()
+
+
+def test_a_bad_request_and_a_threaded_parent_are_refused_with_a_reason():
+    parent = Parent()
+    socket.send_fds(parent.sock, [b'{"op":"dance"}'], [])
+    reply = json.loads(parent.sock.recv(65536))
+    assert reply == {"ok": False, "reason": "bad request: op 'dance' with 0 descriptors"}
+    parent.close()
+    threaded = Parent({"FIXTURE_THREAD_AT_IMPORT": "1"})
+    assert threaded.ready["threads"] == 2
+    reply, out = threaded.fork("py-threaded", "state")
+    assert reply["ok"] is False
+    assert "fixture-bg" in reply["reason"] and "fork is unsafe" in reply["reason"], reply
+    out.close()
+    threaded.close()
