@@ -24,6 +24,8 @@ pub struct RunArgs {
     pub command: Option<String>,
     /// `--json`: NDJSON events on stdout.
     pub json: bool,
+    /// `--session`: the payload's `sessionId`.
+    pub session: Option<String>,
 }
 
 /// Builds the payload from a file (or stdin) and the flags; flags win over the file.
@@ -61,6 +63,9 @@ pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
     }
     if args.command.is_some() {
         obj.insert("taskType".into(), Value::String("command.run".into()));
+    }
+    if let Some(s) = &args.session {
+        obj.insert("sessionId".into(), Value::String(s.clone()));
     }
     let payload = payload_from_value(value).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !matches!(payload.task_type, TaskType::AgentRun | TaskType::CommandRun) {

@@ -83,6 +83,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Which frameworks get a warm parent, and when (`AGENTDISPATCH_WARM`).
     pub warm: WarmPolicy,
+    /// Parent of each session's folder (`AGENTDISPATCH_SESSION_DIR`).
+    pub session_dir: PathBuf,
 }
 
 /// `AGENTDISPATCH_WARM`: which frameworks with `"warm": true` get a warm parent (SPEC §6.3).
@@ -278,6 +280,9 @@ impl Config {
                 .to_string(),
             public_url: get("AGENTDISPATCH_PUBLIC_URL").map(str::to_string),
             warm: WarmPolicy::parse(get("AGENTDISPATCH_WARM"))?,
+            session_dir: PathBuf::from(
+                get("AGENTDISPATCH_SESSION_DIR").unwrap_or("/tmp/agentdispatch-sessions"),
+            ),
         })
     }
 }

@@ -20,6 +20,7 @@
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
+//! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
 //! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
@@ -34,6 +35,7 @@ pub mod frameworks;
 pub mod http;
 pub mod protocol;
 pub mod reaper;
+pub mod sessions;
 pub mod supervisor;
 pub mod task;
 pub mod warm;

@@ -44,6 +44,9 @@ enum Cmd {
         /// Print events as NDJSON (the last line is the task.result event).
         #[arg(long)]
         json: bool,
+        /// Session id: the conversation carries on from earlier runs of the same session.
+        #[arg(long)]
+        session: Option<String>,
     },
     /// List the frameworks found and where each comes from.
     Frameworks,
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             instruction,
             command,
             json,
+            session,
         } => {
             init_logging(true, "warn");
             let args = RunArgs {
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
                 instruction,
                 command,
                 json,
+                session,
             };
             runtime.block_on(run_once(cfg, reg, args))
         }

@@ -372,6 +372,7 @@ async fn fork_on(ready: &Ready, spec: &supervisor::Spec) -> Result<Child, ForkEr
         "op": "fork",
         "taskId": spec.marker.1,
         "env": env,
+        "unset": spec.unset,
         "cwd": spec.cwd,
     });
     let bytes =
@@ -479,6 +480,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         .env(MARKER_VAR, "_".repeat(MARKER_SLOT))
         .env(WARM_FD_VAR, WARM_FD.to_string())
         .env("PYTHONUNBUFFERED", "1")
+        .env_remove("AGENTDISPATCH_SESSION_DIR")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

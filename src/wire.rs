@@ -64,6 +64,8 @@ pub struct Payload {
     pub timeout: Option<Duration>,
     /// `afterSeq` of `task.status`.
     pub after_seq: u64,
+    /// `sessionId` (ext, for local use: AgentCore sends the session header instead).
+    pub session_id: Option<String>,
 }
 
 impl Payload {
@@ -81,6 +83,7 @@ impl Payload {
             stream: false,
             timeout: None,
             after_seq: 0,
+            session_id: None,
         }
     }
 
@@ -101,7 +104,10 @@ pub enum PayloadError {
     UnsupportedTaskType(String),
 }
 
-/// Whether `id` matches `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
+/// Longest session id accepted in a payload or header.
+pub const MAX_SESSION_ID: usize = 1024;
+
+/// Whether `id` matches the task id pattern `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
 pub fn valid_task_id(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
@@ -226,6 +232,16 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
             .as_u64()
             .ok_or_else(|| invalid(format!("afterSeq must be a whole number >= 0, got {v}")))?,
     };
+    let session_id = match opt_str(&obj, "sessionId", "sessionId")? {
+        None | Some("") => None,
+        Some(s) if s.len() <= MAX_SESSION_ID => Some(s.to_string()),
+        Some(s) => {
+            return Err(invalid(format!(
+                "sessionId must be at most {MAX_SESSION_ID} bytes, got {}",
+                s.len()
+            )))
+        }
+    };
     let context = input
         .get("context")
         .filter(|v| !v.is_null())
@@ -247,6 +263,7 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
         stream: opt_bool(&obj, "stream")?,
         timeout,
         after_seq,
+        session_id,
         input,
     })
 }

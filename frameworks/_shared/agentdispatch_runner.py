@@ -232,6 +232,8 @@ class Runner:
         self.task_id: str | None = envelope.get("taskId") or os.environ.get("AGENTDISPATCH_TASK_ID") or None
         self.task_dir: str | None = envelope.get("taskDir") or os.environ.get("AGENTDISPATCH_TASK_DIR") or None
         self.session_id: str | None = envelope.get("sessionId") or None
+        # The session's own folder (SPEC §7.1), where the conversation is kept; None without one.
+        self.session_dir: str | None = envelope.get("sessionDir") or None
         self._emit = emit or _Emitter(sys.stdout.fileno()).write_line
         self.result_emitted = False
         self.steps = 0

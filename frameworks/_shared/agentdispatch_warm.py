@@ -385,6 +385,8 @@ def _wait_for_task(conn: socket.socket, slot, layout) -> None:
         os.dup2(f, target)
     _close(f for f in fds if f > 2)
     env = request.get("env") or {}
+    for key in request.get("unset") or []:
+        os.environ.pop(str(key), None)
     for key, value in env.items():
         if key != MARKER_VAR:
             os.environ[str(key)] = str(value)

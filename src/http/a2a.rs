@@ -142,6 +142,9 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
                 Err(msg) => return rpc_error(&id, -32602, &msg),
             };
             let cap = worker.cfg.max_output_bytes;
+            // The context is the session (SPEC §7.1): a follow-up message continues it.
+            let mut ids = ids;
+            ids.session_id = Some(context_id.clone());
             let task = match worker.start(payload, ids) {
                 Start::New(t) | Start::Existing(t) => t,
                 Start::OnDisk(r) | Start::Refused(r) => {

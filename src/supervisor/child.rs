@@ -105,6 +105,9 @@ impl Child {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
+        for k in &spec.unset {
+            cmd.env_remove(k);
+        }
         let mut owned = reaper::Owned::lock();
         let child = cmd.spawn()?;
         let pid = child.id().unwrap_or(0);

@@ -35,6 +35,8 @@ pub struct Spec {
     pub cwd: Option<PathBuf>,
     /// Environment added to the worker's own.
     pub env: Vec<(String, String)>,
+    /// Variables of the worker's environment the child must not see.
+    pub unset: Vec<String>,
     /// `NAME=value` set in the child's environment and looked for in escaped processes.
     pub marker: (String, String),
     /// Bytes written to stdin before it is closed.

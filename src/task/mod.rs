@@ -190,6 +190,8 @@ pub struct Worker {
     tracker: TaskTracker,
     /// Warm parents (none until [`warm::Pool::start`]).
     pub warm: warm::Pool,
+    /// One turn at a time per session.
+    pub sessions: Arc<crate::sessions::Sessions>,
 }
 
 fn unix_now() -> u64 {
@@ -219,6 +221,7 @@ impl Worker {
             shutdown,
             tracker: TaskTracker::new(),
             warm,
+            sessions: Arc::default(),
         })
     }
 
@@ -229,7 +232,11 @@ impl Worker {
     }
 
     /// Starts an `agent.run` or `command.run` payload, or finds the task it names.
-    pub fn start(self: &Arc<Self>, payload: Payload, ids: RequestIds) -> Start {
+    pub fn start(self: &Arc<Self>, payload: Payload, mut ids: RequestIds) -> Start {
+        // The AgentCore header wins; a payload's `sessionId` is for local use.
+        if ids.session_id.is_none() {
+            ids.session_id = payload.session_id.clone();
+        }
         let id = payload
             .task_id
             .clone()

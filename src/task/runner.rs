@@ -11,6 +11,7 @@ use crate::artifacts;
 use crate::command;
 use crate::frameworks::Launch;
 use crate::protocol::{self, ChildLine, ChildResult};
+use crate::sessions::{self, Turn};
 use crate::supervisor::{self, Child, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
 use crate::warm::Fallback;
@@ -88,7 +89,10 @@ pub async fn execute(
         Some(e) => Ending::failed(e, "artifact_write_failed"),
         None => match payload.task_type {
             TaskType::CommandRun => run_command(worker, task, &payload).await,
-            _ => run_agent(worker, task, &payload).await,
+            _ => match take_turn(worker, task).await {
+                Ok(_turn) => run_agent(worker, task, &payload).await,
+                Err(cancelled) => cancelled,
+            },
         },
     };
     let result = finish(task, ending);
@@ -102,6 +106,38 @@ pub async fn execute(
         "task finished"
     );
     result
+}
+
+/// An `agent.run` of a session waits for the session's earlier turns (saying so in an event);
+/// a cancel or shutdown while it waits ends it.
+async fn take_turn(worker: &Worker, task: &Task) -> Result<Option<Turn>, Ending> {
+    let Some(session) = task.ids.session_id.as_deref() else {
+        return Ok(None);
+    };
+    let waiting = || {
+        task_log!(info, task, "waiting for the session's previous turn");
+        task.events.emit_now(&EventDraft::new(
+            EventType::Progress,
+            "waiting for the session's previous turn",
+            Some(json!({"sessionId": session, "waiting": true})),
+        ));
+    };
+    tokio::select! {
+        turn = worker.sessions.turn(session, waiting) => Ok(Some(turn)),
+        _ = task.cancel.cancelled() => {
+            let mut e = Ending::failed(cancel_message(worker), "cancelled");
+            e.status = TaskStatus::Cancelled;
+            Err(e)
+        }
+    }
+}
+
+fn cancel_message(worker: &Worker) -> String {
+    if worker.shutdown.is_cancelled() {
+        "Task cancelled: the worker is shutting down.".into()
+    } else {
+        "Task cancelled.".into()
+    }
 }
 
 async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
@@ -129,6 +165,13 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             declared: Vec::new(),
         },
         Launch::Command { argv, cwd, env } => {
+            let session_dir = match &task.ids.session_id {
+                None => None,
+                Some(id) => match sessions::prepare(&worker.cfg.session_dir, id) {
+                    Ok(dir) => Some(dir),
+                    Err(e) => return Ending::failed(e, "session_unavailable"),
+                },
+            };
             let envelope = json!({
                 "taskType": "agent.run",
                 "framework": name,
@@ -139,12 +182,20 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 "taskId": task.id,
                 "taskDir": task.dir,
                 "sessionId": task.ids.session_id,
+                "sessionDir": session_dir,
                 "requestId": task.ids.request_id,
             });
             let mut stdin = serde_json::to_vec(&envelope).unwrap_or_default();
             stdin.push(b'\n');
             let timeout = payload.timeout.or(fw.timeout);
-            let spec = spec_for(worker, task, argv.clone(), cwd.clone(), env, stdin, timeout);
+            let mut spec = spec_for(worker, task, argv.clone(), cwd.clone(), env, stdin, timeout);
+            if let Some(dir) = &session_dir {
+                spec.unset.clear();
+                spec.env.push((
+                    "AGENTDISPATCH_SESSION_DIR".into(),
+                    dir.to_string_lossy().into_owned(),
+                ));
+            }
             let child = start_child(worker, task, name, &spec).await;
             supervise(worker, task, spec, child, true).await
         }
@@ -256,6 +307,8 @@ fn spec_for(
         argv,
         cwd,
         env,
+        // The worker's own setting is the parent of every session folder, not the child's.
+        unset: vec!["AGENTDISPATCH_SESSION_DIR".into()],
         marker: ("AGENTDISPATCH_TASK_ID".into(), task.id.clone()),
         stdin,
         deadline: timeout.unwrap_or(cfg.default_timeout).min(cfg.max_timeout),
@@ -468,11 +521,7 @@ async fn supervise(
         }
         Outcome::Cancelled => {
             ending.status = TaskStatus::Cancelled;
-            ending.error = Some(if worker.shutdown.is_cancelled() {
-                "Task cancelled: the worker is shutting down.".into()
-            } else {
-                "Task cancelled.".into()
-            });
+            ending.error = Some(cancel_message(worker));
             ending.error_code = Some("cancelled");
         }
         Outcome::Exited(status) => {
