@@ -48,6 +48,11 @@ import traceback
 __all__ = [
     "Runner",
     "EntrypointError",
+    "SessionError",
+    "earlier_turns_note",
+    "check_sqlite",
+    "read_session_json",
+    "write_session_file",
     "EnvelopeError",
     "main",
     "quiet_env",
@@ -99,6 +104,57 @@ def quiet_env() -> None:
 
 class EntrypointError(Exception):
     """The user's agent entrypoint is missing, malformed or cannot be imported."""
+
+
+class SessionError(Exception):
+    """The conversation kept in the session folder cannot be read or written (names the file)."""
+
+
+def earlier_turns_note(earlier: int) -> str:
+    """What the example agents' scripted models add to "Shouted: …" when they see earlier turns
+    of the conversation (SPEC §7.1): nothing on a first turn, " (earlier turns: N)" after."""
+    return f" (earlier turns: {earlier})" if earlier > 0 else ""
+
+
+def check_sqlite(path: str) -> None:
+    """Fail with a SessionError naming ``path`` when it exists and is not a readable SQLite
+    database (a framework would otherwise fail later, deep in its run, without the name)."""
+    if not os.path.exists(path):
+        return
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise SessionError(f"the session file {path} cannot be read: {exc}") from None
+
+
+def read_session_json(path: str, parse):
+    """``parse(bytes)`` of the session file at ``path``, None when it does not exist yet; any
+    failure is a SessionError naming the file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SessionError(f"the session file {path} cannot be read: {exc}") from None
+    try:
+        return parse(data)
+    except Exception as exc:  # noqa: BLE001 - whatever the framework's parser raises
+        raise SessionError(f"the session file {path} is corrupt: {type(exc).__name__}: {exc}") from None
+
+
+def write_session_file(path: str, data: bytes) -> None:
+    """Replace the session file at ``path`` atomically."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SessionError(f"the session file {path} cannot be written: {exc}") from None
 
 
 def example_shout(text: str) -> str:
@@ -234,6 +290,9 @@ class Runner:
         self.session_id: str | None = envelope.get("sessionId") or None
         # The session's own folder (SPEC §7.1), where the conversation is kept; None without one.
         self.session_dir: str | None = envelope.get("sessionDir") or None
+        # The key a framework's persistence files the conversation under: the folder's name
+        # (the session id when it is a safe file name, else its hash).
+        self.session_key: str | None = os.path.basename(self.session_dir) if self.session_dir else None
         self._emit = emit or _Emitter(sys.stdout.fileno()).write_line
         self.result_emitted = False
         self.steps = 0
@@ -280,6 +339,10 @@ class Runner:
         event = {"type": "task.result", "output": output, "result": result}
         event["artifacts"] = list(artifacts or [])
         self._emit(event)
+
+    def session_file(self, name: str) -> str | None:
+        """Path of ``name`` in the session folder; None without a session."""
+        return os.path.join(self.session_dir, name) if self.session_dir else None
 
     # -- the user's agent -----------------------------------------------------------------
 
@@ -378,7 +441,7 @@ def _fail(framework: str, exc: BaseException, code: int = 1) -> None:
     """Traceback tail, then one clear line last (the worker shows the last stderr lines)."""
     try:
         shown = exc
-        if isinstance(exc, (EntrypointError, EnvelopeError)) and not os.environ.get("AGENTDISPATCH_DEBUG"):
+        if isinstance(exc, (EntrypointError, EnvelopeError, SessionError)) and not os.environ.get("AGENTDISPATCH_DEBUG"):
             # Our own wrapping says enough; what the user's code raised (its cause) does not.
             shown = exc.__cause__ if isinstance(exc.__cause__, Exception) else None
         if shown is not None:

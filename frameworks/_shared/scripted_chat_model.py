@@ -4,8 +4,9 @@ Needs ``langchain-core`` (present in both venvs). langchain-core's own fake chat
 be used: none implements ``bind_tools`` and ``GenericFakeChatModel._stream`` drops tool calls,
 so streaming consumers fail with "No generations found in stream".
 
-Script: when the conversation has no tool result yet, call ``tool`` with ``{"text": <last
-user message>}``; afterwards answer ``"Shouted: <tool result>"``. Works with ``invoke``,
+Script: when the current turn (the messages after the last user message) has no tool result yet,
+call ``tool`` with ``{"text": <last user message>}``; afterwards answer ``"Shouted: <tool
+result>"``, followed by ``" (earlier turns: N)"`` when the conversation holds N earlier turns. Works with ``invoke``,
 ``stream`` and ``astream_events`` (``_stream`` yields ``tool_call_chunks``).
 """
 
@@ -31,11 +32,15 @@ class ScriptedShoutModel(BaseChatModel):
         return self  # the script already knows its one tool
 
     def _reply(self, messages: list[BaseMessage]) -> AIMessage:
-        results = [m for m in messages if isinstance(m, ToolMessage)]
+        from agentdispatch_runner import earlier_turns_note
+
+        users = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+        turn = messages[users[-1]:] if users else messages
+        results = [m for m in turn if isinstance(m, ToolMessage)]
         if results:
-            return AIMessage(content=f"Shouted: {results[-1].text}")
-        users = [m for m in messages if isinstance(m, HumanMessage)]
-        text = users[-1].text if users else ""
+            note = earlier_turns_note(len(users) - 1)
+            return AIMessage(content=f"Shouted: {results[-1].text}{note}")
+        text = messages[users[-1]].text if users else ""
         call_id = f"call_{len(messages)}"
         return AIMessage(content="", tool_calls=[{"name": self.tool, "args": {"text": text}, "id": call_id}])
 

@@ -9,7 +9,7 @@ The runner kicks the crew off with inputs {"instruction": ...}.
 import json
 import re
 
-from agentdispatch_runner import example_shout, quiet_env  # frameworks/_shared, on sys.path via runner.py
+from agentdispatch_runner import earlier_turns_note, example_shout, quiet_env  # frameworks/_shared, on sys.path via runner.py
 
 quiet_env()  # CrewAI reads its telemetry switches at import time: set them first
 
@@ -40,8 +40,11 @@ class ScriptedLLM(BaseLLM):
             # Like the real providers, report the call on the event bus (the runner streams it).
             self._emit_call_started_event(messages, tools, from_task=from_task, from_agent=from_agent)
             results = [m.get("content") for m in messages if m.get("role") == "tool"]
+            users = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
+            # Earlier turns of a session: the crew's {history} input, or a lone Agent's messages.
+            earlier = users.count("<turn>") or max(0, sum(1 for m in messages if m.get("role") == "user") - 1)
             if results:
-                response, kind = f"Shouted: {results[-1]}", LLMCallType.LLM_CALL
+                response, kind = f"Shouted: {results[-1]}{earlier_turns_note(earlier)}", LLMCallType.LLM_CALL
             else:
                 text = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
                 found = next((m.group(1) for m in (r.search(text) for r in _FIND) if m), text)
@@ -78,7 +81,8 @@ agent = Crew(
     agents=[shouter],
     tasks=[
         Task(
-            description="Shout this text: <instruction>{instruction}</instruction>",
+            description="Shout this text: <instruction>{instruction}</instruction>\n"
+            "The conversation so far:\n{history}",
             expected_output="The shouted text",
             agent=shouter,
         )

@@ -1,11 +1,14 @@
 """CrewAI runner: streams the crewai event bus (LLM calls, tool usage) as agentdispatch steps."""
 
+import json
 import os
 import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch_runner import (  # noqa: E402
+    SessionError, as_text, main, model_id_from_env, quiet_env, read_session_json, write_session_file,
+)
 
 quiet_env()  # CrewAI reads its telemetry switches at import time
 
@@ -72,16 +75,42 @@ def run(runner):
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     watch(runner, crewai_event_bus)
+    path, earlier = transcript(runner)
     if isinstance(agent, (Crew, Flow)):
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}
-        output = agent.kickoff(inputs={**scalars, "instruction": runner.instruction})
-    else:  # a single crewai Agent
+        history = "".join(f"<turn>user: {t['instruction']}\nassistant: {t['output']}</turn>\n" for t in earlier)
+        inputs = {**scalars, "instruction": runner.instruction, "history": history, "turn": len(earlier) + 1}
+        output = agent.kickoff(inputs=inputs)
+    elif earlier:  # a single crewai Agent: the earlier turns as messages
+        messages = [m for t in earlier for m in ({"role": "user", "content": t["instruction"]},
+                                                 {"role": "assistant", "content": t["output"]})]
+        output = agent.kickoff([*messages, {"role": "user", "content": runner.instruction}])
+    else:
         output = agent.kickoff(runner.instruction)
     crewai_event_bus.flush()
     text = getattr(output, "raw", output)
     text = text if isinstance(text, str) else str(text)
     runner.step("final_answer", text=text)
+    if path:
+        turns = [*earlier, {"instruction": runner.instruction, "output": text}]
+        write_session_file(path, json.dumps(turns, ensure_ascii=False).encode())
     return text
+
+
+def transcript(runner):
+    """CrewAI has no conversation object of its own: in a session, the runner keeps the turns
+    (instruction and final answer each) in the session folder and offers them to the crew as the
+    `history` and `turn` inputs (a lone Agent gets them as earlier messages)."""
+    path = runner.session_file("crewai-conversation.json")
+    if not path:
+        return None, []
+    turns = read_session_json(path, json.loads) or []
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("instruction"), str) and isinstance(t.get("output"), str)
+        for t in turns
+    ):
+        raise SessionError(f"the session file {path} is corrupt: expected a list of {{instruction, output}} turns")
+    return path, turns
 
 
 if __name__ == "__main__":

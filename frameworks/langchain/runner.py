@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch_runner import as_text, check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()
 
@@ -28,6 +28,8 @@ def final_text(output):
 async def stream(runner, agent):
     inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"run_name": "agentdispatch", "metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
+    if runner.session_dir:
+        config["configurable"] = {"thread_id": runner.session_key}
     output = None
     async for ev in agent.astream_events(inputs, config=config, version="v2"):
         kind, data = ev["event"], ev.get("data", {})
@@ -46,9 +48,23 @@ async def stream(runner, agent):
     return text
 
 
+async def in_session(runner, agent):
+    """In a session, the conversation lives in an AsyncSqliteSaver checkpointer in the session
+    folder, under thread_id = the session key (an agent with a checkpointer of its own keeps it)."""
+    if not runner.session_dir or getattr(agent, "checkpointer", None) is not None:
+        return await stream(runner, agent)
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path = runner.session_file("langchain.sqlite")
+    check_sqlite(path)
+    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        agent.checkpointer = saver
+        return await stream(runner, agent)
+
+
 def run(runner):
     agent = runner.load_agent(default_factory=default_agent)
-    return asyncio.run(stream(runner, agent))
+    return asyncio.run(in_session(runner, agent))
 
 
 if __name__ == "__main__":

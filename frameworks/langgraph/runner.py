@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch_runner import as_text, check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()
 
@@ -35,10 +35,28 @@ def report(runner, message):
         runner.step("tool_result", tool=message.name, result=as_text(message))
 
 
+def with_session(runner, graph, config):
+    """In a session, the conversation lives in a SqliteSaver checkpointer in the session folder,
+    under thread_id = the session key; a graph compiled with a checkpointer of its own keeps it."""
+    if not runner.session_dir:
+        return graph
+    if getattr(graph, "checkpointer", None) is None:
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        path = runner.session_file("langgraph.sqlite")
+        check_sqlite(path)
+        graph.checkpointer = SqliteSaver(sqlite3.connect(path, check_same_thread=False))
+    config["configurable"] = {"thread_id": runner.session_key}
+    return graph
+
+
 def run(runner):
     graph = runner.load_agent(default_factory=default_agent)
     inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
+    graph = with_session(runner, graph, config)
     state = None
     for mode, chunk in graph.stream(inputs, config=config, stream_mode=["updates", "values", "custom"]):
         if mode == "values":

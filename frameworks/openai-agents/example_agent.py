@@ -6,7 +6,7 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 """
 
 
-from agentdispatch_runner import example_shout  # frameworks/_shared, put on sys.path by runner.py
+from agentdispatch_runner import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
 from agents import Agent, function_tool, set_tracing_disabled
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
@@ -24,14 +24,21 @@ def _items(call):
     return [call.input] if isinstance(call.input, str) else call.input
 
 
-def _instruction(call):
+def _user_texts(call):
+    """The user's messages of the conversation (a session's earlier turns first)."""
+    texts = []
     for item in _items(call):
         if isinstance(item, str):
-            return item
-        if item.get("role") == "user":
+            texts.append(item)
+        elif item.get("role") == "user":
             content = item["content"]
-            return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
-    return ""
+            texts.append(content if isinstance(content, str) else "".join(p.get("text", "") for p in content))
+    return texts
+
+
+def _instruction(call):
+    texts = _user_texts(call)
+    return texts[-1] if texts else ""
 
 
 def _call_shout(call):
@@ -40,7 +47,8 @@ def _call_shout(call):
 
 def _answer(call):
     outputs = [i["output"] for i in _items(call) if isinstance(i, dict) and i.get("type") == "function_call_output"]
-    return [assistant_message(f"Shouted: {outputs[-1]}")]
+    note = earlier_turns_note(len(_user_texts(call)) - 1)
+    return [assistant_message(f"Shouted: {outputs[-1]}{note}")]
 
 
 agent = Agent(

@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch_runner import check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()  # OPENAI_AGENTS_DISABLE_TRACING=1 unless the user configured tracing
 
@@ -30,10 +30,22 @@ def _args(arguments):
         return arguments
 
 
+def session(runner):
+    """In a session, the SDK's own SQLiteSession keeps the conversation in the session folder,
+    under the session key."""
+    if not runner.session_dir:
+        return None
+    from agents import SQLiteSession
+
+    path = runner.session_file("openai-agents.sqlite")
+    check_sqlite(path)
+    return SQLiteSession(runner.session_key, path)
+
+
 async def stream(runner, agent):
     from agents import Runner as AgentsRunner
 
-    run = AgentsRunner.run_streamed(agent, runner.instruction, context=runner.context)
+    run = AgentsRunner.run_streamed(agent, runner.instruction, context=runner.context, session=session(runner))
     names = {}  # call_id -> tool name
     async for event in run.stream_events():
         if event.type == "raw_response_event" and event.data.type == "response.completed":

@@ -10,17 +10,19 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
-from agentdispatch_runner import example_shout  # on sys.path via runner.py
+from agentdispatch_runner import earlier_turns_note, example_shout  # on sys.path via runner.py
 
 
 def _script(messages) -> tuple[str, str]:
-    """("tool", <prompt>) before the tool ran, then ("text", "Shouted: <result>")."""
+    """("tool", <prompt>) before the current turn's tool ran, then ("text", "Shouted: <result>"),
+    noting the conversation's earlier turns (a session's message history)."""
     parts = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts]
-    results = [p for p in parts if isinstance(p, ToolReturnPart)]
+    prompts = [i for i, p in enumerate(parts) if isinstance(p, UserPromptPart)]
+    turn = parts[prompts[-1]:] if prompts else parts
+    results = [p for p in turn if isinstance(p, ToolReturnPart)]
     if results:
-        return "text", f"Shouted: {results[-1].model_response_str()}"
-    prompts = [p.content for p in parts if isinstance(p, UserPromptPart)]
-    return "tool", str(prompts[-1]) if prompts else ""
+        return "text", f"Shouted: {results[-1].model_response_str()}{earlier_turns_note(len(prompts) - 1)}"
+    return "tool", str(parts[prompts[-1]].content) if prompts else ""
 
 
 def respond(messages, info: AgentInfo) -> ModelResponse:

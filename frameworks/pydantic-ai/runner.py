@@ -10,7 +10,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch_runner import (  # noqa: E402
+    as_text, main, model_id_from_env, quiet_env, read_session_json, write_session_file,
+)
 
 quiet_env()
 
@@ -27,8 +29,14 @@ async def stream(runner, agent):
         FunctionToolCallEvent, FunctionToolResultEvent, PartEndEvent, TextPart, ToolCallPart,
     )
 
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+    # In a session, the conversation is pydantic-ai's own message history, kept as JSON in the
+    # session folder and given back as message_history.
+    path = runner.session_file("pydantic-ai.json")
+    history = read_session_json(path, ModelMessagesTypeAdapter.validate_json) if path else None
     output, texts, calls = None, [], []
-    async with agent.run_stream_events(runner.instruction) as events:
+    async with agent.run_stream_events(runner.instruction, message_history=history) as events:
         async for ev in events:
             if isinstance(ev, PartEndEvent):  # the last part of a model response ends its turn
                 texts += [ev.part.content] if isinstance(ev.part, TextPart) else []
@@ -42,6 +50,8 @@ async def stream(runner, agent):
                 runner.step("tool_result", tool=ev.part.tool_name, result=as_text(ev.part.model_response_str()))
             elif isinstance(ev, AgentRunResultEvent):
                 output = ev.result.output
+                if path:
+                    write_session_file(path, ModelMessagesTypeAdapter.dump_json(ev.result.all_messages()))
     runner.step("final_answer", text=as_text(output))
     return output if isinstance(output, str) else as_text(output)
 

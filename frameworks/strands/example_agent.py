@@ -7,7 +7,7 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 
 import json
 
-from agentdispatch_runner import example_shout  # frameworks/_shared, put on sys.path by runner.py
+from agentdispatch_runner import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
 from strands import Agent, tool
 from strands.models.model import Model
 
@@ -18,17 +18,25 @@ def shout(text: str) -> str:
     return example_shout(text)
 
 
+def _user_turns(messages):
+    """Indexes of the user's text messages (turns), oldest first."""
+    return [
+        i for i, m in enumerate(messages)
+        if m.get("role") == "user" and any("text" in b for b in m.get("content", []))
+    ]
+
+
 def _last_user_text(messages):
-    for message in reversed(messages):
-        for block in message.get("content", []):
-            if message.get("role") == "user" and "text" in block:
-                return block["text"]
-    return ""
+    turns = _user_turns(messages)
+    if not turns:
+        return ""
+    return "".join(b["text"] for b in messages[turns[-1]].get("content", []) if "text" in b)
 
 
 def _tool_result_text(messages):
-    """Text of the latest toolResult block, or None before any tool ran."""
-    for message in reversed(messages):
+    """Text of the current turn's latest toolResult block, or None before its tool ran."""
+    turns = _user_turns(messages)
+    for message in reversed(messages[turns[-1]:] if turns else messages):
         for block in message.get("content", []):
             if "toolResult" in block:
                 return "".join(c.get("text", "") for c in block["toolResult"]["content"])
@@ -61,7 +69,8 @@ class ScriptedModel(Model):
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "tool_use"}}
         else:
-            yield {"contentBlockDelta": {"delta": {"text": f"Shouted: {shouted}"}}}
+            note = earlier_turns_note(len(_user_turns(messages)) - 1)
+            yield {"contentBlockDelta": {"delta": {"text": f"Shouted: {shouted}{note}"}}}
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "end_turn"}}
         yield {

@@ -5,7 +5,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import as_text, main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch_runner import SessionError, as_text, main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()
 
@@ -37,12 +37,40 @@ async def stream(runner, agent):
     return result
 
 
+def session_manager(runner):
+    """In a session, Strands' own FileSessionManager keeps the conversation in the session
+    folder, under the session key."""
+    if not runner.session_dir:
+        return None
+    from strands.session.file_session_manager import FileSessionManager
+
+    try:
+        return FileSessionManager(session_id=runner.session_key, storage_dir=runner.session_dir)
+    except Exception as exc:  # noqa: BLE001 - a corrupt session.json
+        raise SessionError(f"the Strands session in {runner.session_dir} cannot be read: {exc}") from None
+
+
+def attach(agent, manager):
+    """Give an already built Agent a session manager, as Agent(session_manager=…) would: the
+    manager's hooks, then the restore that Agent.__init__ triggers (AgentInitializedEvent)."""
+    agent._session_manager = manager
+    agent._session_id = manager.session_id
+    agent.hooks.add_hook(manager)
+    try:
+        manager.initialize(agent)
+    except Exception as exc:  # noqa: BLE001 - a corrupt stored agent or message
+        raise SessionError(f"the Strands session in {manager.storage_dir} cannot be read: {exc}") from None
+
+
 def run(runner):
     from strands import Agent
 
     agent = runner.load_agent(default_factory=default_agent)
+    manager = session_manager(runner)
     if not isinstance(agent, Agent) and callable(agent):  # a factory
-        agent = agent()
+        agent = agent(session_manager=manager) if manager else agent()
+    elif manager:
+        attach(agent, manager)
     result = asyncio.run(stream(runner, agent))
     output = str(result).strip()
     runner.step("final_answer", text=output, stopReason=result.stop_reason)
