@@ -2,12 +2,12 @@
 //! framework keeps the conversation, and one `agent.run` turn at a time per session, in arrival
 //! order. Different sessions run in parallel; control requests never wait here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::watch;
 
 use crate::wire::valid_task_id;
 
@@ -22,56 +22,92 @@ pub fn folder_name(id: &str) -> String {
     format!("h-{hex}")
 }
 
-/// Every session's turn lock.
+/// Every session's queue of turns.
 #[derive(Default)]
 pub struct Sessions {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    queues: Mutex<HashMap<String, Queue>>,
 }
 
-/// Held while a session's turn runs; the next turn starts when it is dropped.
-pub struct Turn {
+/// One session's turns: tickets are handed out in arrival order and served one at a time.
+struct Queue {
+    /// The next ticket to hand out.
+    next: u64,
+    /// The ticket whose turn it is.
+    serving: watch::Sender<u64>,
+    /// Tickets given up before their turn (a cancel while waiting): skipped when reached.
+    abandoned: BTreeSet<u64>,
+}
+
+/// A place in a session's queue, taken when the task is accepted; its turn ends when dropped.
+pub struct Ticket {
     sessions: Arc<Sessions>,
     id: String,
-    guard: Option<OwnedMutexGuard<()>>,
+    n: u64,
 }
 
-impl Drop for Turn {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut locks = self
-            .sessions
-            .locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        // Nobody holds or waits for it: forget it (the map holds one reference).
-        if locks
-            .get(&self.id)
-            .is_some_and(|l| Arc::strong_count(l) == 1)
-        {
-            locks.remove(&self.id);
+impl Sessions {
+    /// Takes the next place in `id`'s queue (call in arrival order: this is what orders turns).
+    pub fn ticket(self: &Arc<Self>, id: &str) -> Ticket {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let q = queues.entry(id.to_string()).or_insert_with(|| Queue {
+            next: 0,
+            serving: watch::channel(0).0,
+            abandoned: BTreeSet::new(),
+        });
+        let n = q.next;
+        q.next += 1;
+        Ticket {
+            sessions: self.clone(),
+            id: id.to_string(),
+            n,
         }
     }
 }
 
-impl Sessions {
-    /// Waits for the session's earlier turns (in arrival order); `waiting` is called first
-    /// when one is still running.
-    pub async fn turn(self: &Arc<Self>, id: &str, waiting: impl FnOnce()) -> Turn {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(id.to_string()).or_default().clone()
-        };
-        let guard = match lock.clone().try_lock_owned() {
-            Ok(g) => g,
-            Err(_) => {
-                waiting();
-                lock.lock_owned().await
+impl Ticket {
+    /// Waits for this ticket's turn; `waiting` is called first when an earlier turn is not done.
+    pub async fn wait(&self, waiting: impl FnOnce()) {
+        let mut rx = {
+            let queues = self
+                .sessions
+                .queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match queues.get(&self.id) {
+                Some(q) => q.serving.subscribe(),
+                None => return,
             }
         };
-        Turn {
-            sessions: self.clone(),
-            id: id.to_string(),
-            guard: Some(guard),
+        if *rx.borrow_and_update() != self.n {
+            waiting();
+            // The sender lives while this ticket does (the queue outlives its tickets).
+            let _ = rx.wait_for(|serving| *serving == self.n).await;
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut queues = self
+            .sessions
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(q) = queues.get_mut(&self.id) else {
+            return;
+        };
+        let serving = *q.serving.borrow();
+        if serving != self.n {
+            q.abandoned.insert(self.n);
+            return;
+        }
+        let mut next = serving + 1;
+        while q.abandoned.remove(&next) {
+            next += 1;
+        }
+        q.serving.send_replace(next);
+        if next == q.next {
+            queues.remove(&self.id);
         }
     }
 }
@@ -134,33 +170,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn turns_of_one_session_wait_in_order_and_others_do_not() {
+    async fn turns_are_served_in_ticket_order_one_at_a_time_and_abandoned_ones_skipped() {
         let s = Arc::new(Sessions::default());
-        let first = s.turn("a", || panic!("the first turn does not wait")).await;
-        let other = s
-            .turn("b", || panic!("another session does not wait"))
-            .await;
+        let first = s.ticket("a");
+        first.wait(|| panic!("the first turn does not wait")).await;
+        let other = s.ticket("b");
+        other.wait(|| panic!("another session does not wait")).await;
+        let tickets: Vec<Ticket> = (0..4).map(|_| s.ticket("a")).collect();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut waiters = Vec::new();
-        for i in 0..3 {
-            let (s, order) = (s.clone(), order.clone());
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // Started in reverse: the order still follows the tickets.
+        for (i, t) in tickets.into_iter().enumerate().rev() {
+            let order = order.clone();
             waiters.push(tokio::spawn(async move {
-                let _t = s.turn("a", move || drop(tx)).await;
+                if i == 2 {
+                    return; // given up before its turn (dropped unused)
+                }
+                let mut waited = false;
+                t.wait(|| waited = true).await;
+                assert!(waited);
                 order.lock().unwrap().push(i);
             }));
-            // Queued before the next one.
-            let _ = rx.await;
         }
-        drop(other);
+        tokio::task::yield_now().await;
         assert!(order.lock().unwrap().is_empty());
         drop(first);
         for w in waiters {
             w.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 3]);
+        drop(other);
         assert!(
-            s.locks.lock().unwrap().is_empty(),
+            s.queues.lock().unwrap().is_empty(),
             "finished sessions are forgotten"
         );
     }

@@ -299,13 +299,18 @@ impl Worker {
         tasks.insert(id, task.clone());
         drop(tasks);
         runner::accept(&task, &payload);
+        // The place in the session's queue is taken now, in arrival order.
+        let ticket = match (payload.task_type, &task.ids.session_id) {
+            (TaskType::AgentRun, Some(s)) => Some(self.sessions.ticket(s)),
+            _ => None,
+        };
         let worker = self.clone();
         let t = task.clone();
         let dir_error = dir_ok
             .err()
             .map(|e| format!("Cannot create task folder {}: {e}", t.dir.display()));
         self.tracker.spawn(async move {
-            let result = runner::execute(&worker, &t, payload, dir_error).await;
+            let result = runner::execute(&worker, &t, payload, dir_error, ticket).await;
             worker.finish(&t, result);
         });
         Start::New(task)

@@ -11,7 +11,7 @@ use crate::artifacts;
 use crate::command;
 use crate::frameworks::Launch;
 use crate::protocol::{self, ChildLine, ChildResult};
-use crate::sessions::{self, Turn};
+use crate::sessions::{self, Ticket};
 use crate::supervisor::{self, Child, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
 use crate::warm::Fallback;
@@ -82,6 +82,7 @@ pub async fn execute(
     task: &Task,
     payload: Payload,
     dir_error: Option<String>,
+    ticket: Option<Ticket>,
 ) -> TaskResult {
     task_log!(info, task, taskType = payload.task_type.as_str(), label = %task.label, "task started");
 
@@ -89,7 +90,7 @@ pub async fn execute(
         Some(e) => Ending::failed(e, "artifact_write_failed"),
         None => match payload.task_type {
             TaskType::CommandRun => run_command(worker, task, &payload).await,
-            _ => match take_turn(worker, task).await {
+            _ => match take_turn(worker, task, ticket).await {
                 Ok(_turn) => run_agent(worker, task, &payload).await,
                 Err(cancelled) => cancelled,
             },
@@ -110,8 +111,12 @@ pub async fn execute(
 
 /// An `agent.run` of a session waits for the session's earlier turns (saying so in an event);
 /// a cancel or shutdown while it waits ends it.
-async fn take_turn(worker: &Worker, task: &Task) -> Result<Option<Turn>, Ending> {
-    let Some(session) = task.ids.session_id.as_deref() else {
+async fn take_turn(
+    worker: &Worker,
+    task: &Task,
+    ticket: Option<Ticket>,
+) -> Result<Option<Ticket>, Ending> {
+    let (Some(session), Some(ticket)) = (task.ids.session_id.as_deref(), ticket) else {
         return Ok(None);
     };
     let waiting = || {
@@ -123,7 +128,7 @@ async fn take_turn(worker: &Worker, task: &Task) -> Result<Option<Turn>, Ending>
         ));
     };
     tokio::select! {
-        turn = worker.sessions.turn(session, waiting) => Ok(Some(turn)),
+        _ = ticket.wait(waiting) => Ok(Some(ticket)),
         _ = task.cancel.cancelled() => {
             let mut e = Ending::failed(cancel_message(worker), "cancelled");
             e.status = TaskStatus::Cancelled;
