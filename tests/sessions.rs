@@ -249,3 +249,61 @@ async fn run_session_carries_the_conversation_between_runs() {
         serde_json::from_str(&std::fs::read_to_string(folder).unwrap()).unwrap();
     assert_eq!(turns.len(), 2);
 }
+
+#[tokio::test]
+async fn an_a2a_follow_up_with_the_same_context_id_continues_the_conversation() {
+    let sessions = tempfile::tempdir().unwrap();
+    let w = fixture_worker(
+        Kind::Warm,
+        WorkerBuilder::new().env(
+            "AGENTDISPATCH_SESSION_DIR",
+            sessions.path().to_str().unwrap(),
+        ),
+    )
+    .await;
+    let send = |message_id: &str, context: Option<&str>| {
+        let mut message =
+            json!({"role":"user","messageId":message_id,"parts":[{"kind":"text","text":"turn"}]});
+        if let Some(c) = context {
+            message["contextId"] = json!(c);
+        }
+        json!({"jsonrpc":"2.0","id":1,"method":"message/send",
+               "params":{"message":message,"metadata":{"framework":"pyfixture"}}})
+    };
+    let post = |body: Value| {
+        let url = format!("{}/", w.url);
+        let client = w.client().clone();
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // No contextId: the worker makes one, and the answer carries it.
+    let first = post(send("m1", None)).await;
+    let context = first["result"]["contextId"]
+        .as_str()
+        .expect("a context id")
+        .to_string();
+    let text = |r: &Value| -> Value {
+        serde_json::from_str(r["result"]["parts"][0]["text"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(text(&first)["earlier"], json!([]), "{first:#}");
+    let first_task = first["result"]["metadata"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = post(send("m2", Some(&context))).await;
+    assert_eq!(second["result"]["contextId"], context.as_str());
+    assert_eq!(text(&second)["earlier"], json!([first_task]), "{second:#}");
+    assert_eq!(text(&second)["session"], context.as_str());
+    // Another context starts from nothing.
+    let other = post(send("m3", Some("another-context"))).await;
+    assert_eq!(text(&other)["earlier"], json!([]), "{other:#}");
+}
