@@ -87,6 +87,9 @@ struct Ready {
     conn: Conn,
     /// Serialises fork requests on the channel.
     serial: tokio::sync::Mutex<()>,
+    /// Cancelled when a request found this parent's channel broken: it is killed and restarted.
+    /// One per parent process, so that a late failure never touches its successor.
+    broken: CancellationToken,
 }
 
 /// The worker's end of a control channel.
@@ -146,8 +149,6 @@ pub struct Parent {
     env: BTreeMap<String, String>,
     when: When,
     status: watch::Sender<Status>,
-    /// Asks the running parent to be killed (a stuck channel).
-    kill: tokio::sync::Notify,
 }
 
 /// Why a task is not forked warm.
@@ -212,7 +213,6 @@ impl Pool {
                     env: env.clone(),
                     when,
                     status: watch::channel(Status::Idle).0,
-                    kill: tokio::sync::Notify::new(),
                 }),
             );
         }
@@ -337,7 +337,7 @@ impl Pool {
                 "the warm parent of {name} did not fork: {reason}; this task runs cold"
             ))),
             Err(ForkError::Channel(e)) => {
-                p.kill.notify_one();
+                ready.broken.cancel();
                 Err(Fallback::Cold(format!(
                     "the warm parent of {name} failed a fork request ({e}); it is restarted, this task runs cold"
                 )))
@@ -563,15 +563,17 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
     if threads > 1 {
         tracing::warn!(framework = %p.name, pid, threads, "warm parent is not single-threaded; its tasks run cold until it is");
     }
+    let broken = CancellationToken::new();
     p.status.send_replace(Status::Ready(Arc::new(Ready {
         pid,
         conn,
         serial: tokio::sync::Mutex::new(()),
+        broken: broken.clone(),
     })));
     tokio::select! {
         status = child.wait() => ended(status),
         _ = shutdown.cancelled() => stop(&mut child, pid).await,
-        _ = p.kill.notified() => {
+        _ = broken.cancelled() => {
             let _ = child.start_kill();
             let _ = ended(child.wait().await);
             "it was killed after a failed fork request".into()
