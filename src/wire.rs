@@ -104,6 +104,19 @@ pub enum PayloadError {
     UnsupportedTaskType(String),
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary), marked with `…` when cut: for
+/// echoing caller-controlled values in errors and logs.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
 /// Longest session id accepted in a payload or header.
 pub const MAX_SESSION_ID: usize = 1024;
 
@@ -190,7 +203,8 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
         Some(id) if valid_task_id(id) => Some(id.to_string()),
         Some(id) => {
             return Err(invalid(format!(
-                "taskId {id:?} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}"
+                "taskId {:?} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}}",
+                clip(id, 200)
             )))
         }
     };

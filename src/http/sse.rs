@@ -156,8 +156,11 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
     match worker.get(id) {
         Some(task) => task_stream(task, after, worker.cfg.max_output_bytes),
         None => {
-            // Not in memory: replay from the folder, or say it is unknown.
+            // Not in memory: replay from the folder, or say it is unknown (404, as /tasks/{id}).
             let result = worker.status(id, after);
+            if result.error_code.as_deref() == Some("unknown_task") {
+                return super::json_response(warp::http::StatusCode::NOT_FOUND, &result);
+            }
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(async move {
                 let mut last = after;

@@ -354,6 +354,11 @@ impl Worker {
         if let Some(t) = self.get(id) {
             return t.view(after_seq, cap);
         }
+        // Every path built from a task id goes through here (task.status, task.cancel,
+        // /tasks/…, A2A get/cancel): an id that is not a task id never names a folder.
+        if !crate::wire::valid_task_id(id) {
+            return unknown(id);
+        }
         read_from_disk(&self.cfg.artifact_dir.join(id), after_seq, cap)
             .unwrap_or_else(|| unknown(id))
     }
@@ -410,7 +415,8 @@ impl Worker {
 
 /// The answer for a task id nobody knows.
 pub fn unknown(id: &str) -> TaskResult {
-    TaskResult::refusal(id, format!("Unknown taskId: {id}"), "unknown_task")
+    let shown = crate::wire::clip(id, 200);
+    TaskResult::refusal(&shown, format!("Unknown taskId: {shown}"), "unknown_task")
 }
 
 /// A finished task's answer from its folder: `result.json`, `manifest.json`, `events.ndjson`.

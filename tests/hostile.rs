@@ -1,0 +1,115 @@
+//! Callers and children that try to reach past the worker (the hardening issue), through the
+//! real binary: task ids that are paths, floods that must not starve heartbeats, output that
+//! must not be lost when a task ends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn rpc(w: &Worker, body: Value) -> Value {
+    w.client()
+        .post(format!("{}/", w.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A raw request line, as a hostile client sends it (no client-side path normalisation).
+fn raw_get(w: &Worker, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", w.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[tokio::test]
+async fn task_ids_that_are_paths_never_read_outside_the_artifact_directory() {
+    let w = WorkerBuilder::new().start().await;
+    // A folder beside the artifact directory that looks like a finished task's.
+    let r = w
+        .run(json!({"taskId":"real-task","prompt":"secret words"}))
+        .await;
+    assert_eq!(r["ok"], true);
+    let outside = w.artifacts.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    for f in ["result.json", "manifest.json", "events.ndjson"] {
+        std::fs::copy(w.task_dir("real-task").join(f), outside.join(f)).unwrap();
+    }
+    let absolute = outside.to_str().unwrap().to_string();
+    for id in [
+        absolute.as_str(),
+        "../outside",
+        "..",
+        "real-task/../../outside",
+    ] {
+        for method in ["tasks/get", "tasks/cancel"] {
+            let r = rpc(
+                &w,
+                json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"id":id}}),
+            )
+            .await;
+            assert_eq!(r["error"]["code"], -32001, "{method} {id}: {r}");
+            assert!(
+                !r.to_string().contains("secret words"),
+                "{method} {id} read outside: {r}"
+            );
+        }
+        for task_type in ["task.status", "task.cancel"] {
+            let (status, r) = w.invoke(&json!({"taskType":task_type,"taskId":id})).await;
+            assert_eq!(status, 400, "{task_type} {id}: {r}");
+        }
+    }
+    for path in [
+        "/tasks/..",
+        "/tasks/../events",
+        "/tasks/..%2Foutside",
+        "/tasks/%2E%2E/events",
+    ] {
+        let answer = raw_get(&w, path);
+        assert!(
+            !answer.contains("secret words"),
+            "{path} read outside:\n{answer}"
+        );
+        let status = answer.lines().next().unwrap_or("");
+        assert!(
+            status.contains(" 404 ") || status.contains(" 400 "),
+            "{path}: {status}"
+        );
+    }
+    // A huge invalid id is not echoed whole.
+    let long = "x/".repeat(100_000);
+    let r = rpc(
+        &w,
+        json!({"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":long}}),
+    )
+    .await;
+    assert!(
+        r.to_string().len() < 2_000,
+        "{} bytes echoed",
+        r.to_string().len()
+    );
+    let (status, r) = w
+        .invoke(&json!({"taskType":"task.status","taskId":long}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        r.to_string().len() < 2_000,
+        "{} bytes echoed",
+        r.to_string().len()
+    );
+    assert_eq!(w.ping().await["status"], "Healthy");
+}
