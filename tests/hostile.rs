@@ -113,3 +113,36 @@ async fn task_ids_that_are_paths_never_read_outside_the_artifact_directory() {
     );
     assert_eq!(w.ping().await["status"], "Healthy");
 }
+
+#[tokio::test]
+async fn heartbeats_keep_their_interval_under_a_flood() {
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_HEARTBEAT_SECONDS", "0.25")
+        .start()
+        .await;
+    let r = w
+        .run(json!({"taskType":"command.run","taskId":"flood-hb","input":{"command":"yes","timeoutSeconds":3}}))
+        .await;
+    assert_eq!(r["status"], "timed_out", "{}", r["error"]);
+    let log = std::fs::read_to_string(w.task_dir("flood-hb").join("events.ndjson")).unwrap();
+    let beats: Vec<Value> = log
+        .lines()
+        .filter(|l| l.contains("\"task.heartbeat\""))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // 3 s at 0.25 s: 12 and the one at the start; at least half of them, whatever the load.
+    assert!(
+        beats.len() >= 7,
+        "{} heartbeats in 3 s of flood",
+        beats.len()
+    );
+    let elapsed: Vec<u64> = beats
+        .iter()
+        .filter_map(|b| b["payload"]["elapsedMs"].as_u64())
+        .collect();
+    let gaps: Vec<u64> = elapsed.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(
+        gaps.iter().filter(|g| **g > 1000).count() <= 1,
+        "heartbeat gaps: {gaps:?}"
+    );
+}

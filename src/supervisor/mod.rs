@@ -87,12 +87,16 @@ pub enum Outcome {
     Cancelled,
     /// The program could not be started.
     SpawnFailed(std::io::Error),
+    /// Its exit status could not be had (the process is gone; how it ended is not known).
+    WaitFailed(std::io::Error),
 }
 
 /// Lines handled before the observer is told to flush.
 const BATCH: usize = 512;
 /// How long to wait for pipes to close once every process of the task is gone or killed.
 const DRAIN_BOUND: Duration = Duration::from_secs(2);
+/// Batches read at most, at the drain bound, from pipes whose writers are all gone.
+const DRAIN_BATCHES: usize = 4096;
 
 /// Runs the child to its end. Returns only when no process of the task is left (or the drain
 /// bound passed with pipes still open from a process that could not be killed).
@@ -158,6 +162,7 @@ pub async fn run(
     let mut kill_at: Option<TokioInstant> = None;
     let mut exit: Option<ExitStatus> = None;
     let mut drain_until: Option<TokioInstant> = None;
+    let mut wait_error: Option<std::io::Error> = None;
     let far = TokioInstant::now() + Duration::from_secs(86400 * 365);
 
     loop {
@@ -166,6 +171,11 @@ pub async fn run(
         }
         tokio::select! {
             biased;
+            // First: a flood on the pipes never delays a heartbeat.
+            _ = ticker.tick(), if exit.is_none() => {
+                obs.heartbeat(heartbeat(last_output));
+                obs.flush();
+            }
             _ = cancel.cancelled(), if stop.is_none() && exit.is_none() => {
                 stop = Some(Outcome::Cancelled);
                 obs.note(format!("cancelled: SIGTERM to process group {pid}"));
@@ -192,6 +202,7 @@ pub async fn run(
                     Ok(s) => exit = Some(s),
                     Err(e) => {
                         tracing::warn!(pid, error = %e, "waiting for the child failed");
+                        wait_error = Some(e);
                         exit = Some(ExitStatus::default());
                     }
                 }
@@ -207,7 +218,19 @@ pub async fn run(
                 if procs.any_left(false) {
                     procs.signal_all(Signal::SIGKILL, false);
                     drain_until = Some(TokioInstant::now() + DRAIN_BOUND);
-                } else {
+                    continue;
+                }
+                // Every process is gone: what the pipes still buffer is the task's output
+                // (this timer can fire before the pipes were read, on a loaded machine).
+                for _ in 0..DRAIN_BATCHES {
+                    let n = drain_ready(&mut stdout, Stream::Stdout, obs)
+                        + drain_ready(&mut stderr, Stream::Stderr, obs);
+                    if n == 0 {
+                        break;
+                    }
+                }
+                obs.flush();
+                if stdout.is_some() || stderr.is_some() {
                     obs.note("output pipes still open after every process ended; stopped reading".into());
                     break;
                 }
@@ -234,10 +257,6 @@ pub async fn run(
                     tokio::task::yield_now().await;
                 }
             }
-            _ = ticker.tick(), if exit.is_none() => {
-                obs.heartbeat(heartbeat(last_output));
-                obs.flush();
-            }
         }
     }
     // Group members killed above are our children (as a subreaper). Signals land
@@ -252,9 +271,10 @@ pub async fn run(
         procs.signal_all(Signal::SIGKILL, false);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    match stop {
-        Some(outcome) => outcome,
-        None => Outcome::Exited(exit.unwrap_or_default()),
+    match (stop, wait_error) {
+        (Some(outcome), _) => outcome,
+        (None, Some(e)) => Outcome::WaitFailed(e),
+        (None, None) => Outcome::Exited(exit.unwrap_or_default()),
     }
 }
 
@@ -274,12 +294,17 @@ async fn next_line(pipe: &mut Option<Lines>) -> Option<Line> {
     }
 }
 
-/// Hands over lines that are already buffered, up to a batch, without waiting.
-fn drain_ready(pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer) {
+/// Hands over lines that are already buffered, up to a batch, without waiting; how many.
+fn drain_ready(pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer) -> usize {
+    let mut n = 0;
     for _ in 0..BATCH {
         match next_line(pipe).now_or_never() {
-            Some(Some(line)) => obs.line(stream, line),
+            Some(Some(line)) => {
+                obs.line(stream, line);
+                n += 1;
+            }
             _ => break,
         }
     }
+    n
 }

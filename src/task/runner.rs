@@ -519,6 +519,12 @@ async fn supervise(
             ending.error = Some(format!("Cannot start {program}: {words}"));
             ending.error_code = Some("spawn_failed");
         }
+        Outcome::WaitFailed(e) => {
+            ending.error = Some(format!(
+                "Cannot tell how {program} ended: waiting for it failed: {e}"
+            ));
+            ending.error_code = Some("wait_failed");
+        }
         Outcome::TimedOut => {
             ending.status = TaskStatus::TimedOut;
             ending.error = Some(format!("Command timed out after {deadline_ms}ms."));
