@@ -1,7 +1,9 @@
 //! The task folder: atomic `result.json` and `manifest.json`, artifact metadata (size, SHA-256,
 //! kind, content type), files the child wrote, and the artifacts it declared.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -18,6 +20,10 @@ pub const EVENTS_FILE: &str = "events.ndjson";
 
 /// Most files listed from a task folder (a child writing thousands gets the first ones).
 const MAX_LISTED: usize = 1000;
+/// Most artifacts a child may declare; the rest are dropped with a warning.
+pub const MAX_DECLARED: usize = 1000;
+/// Largest file hashed; a bigger one is described without `sha256`, and says so.
+const MAX_HASHED: u64 = 64 * 1024 * 1024;
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers see the old
 /// content or the new, never a part.
@@ -32,9 +38,15 @@ pub fn write_atomic_with(
     fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // A name a child cannot plant a link at beforehand, created only if it does not exist.
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let mut f = std::io::BufWriter::new(file);
         fill(&mut f)?;
         f.flush()?;
         drop(f);
@@ -63,33 +75,82 @@ fn kind_and_type(path: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// Describes a local file: size, SHA-256, kind, content type.
+/// Describes a local file: size, SHA-256 (up to a bound), kind, content type. Only a regular
+/// file with one link is described; it is opened without following a link and without
+/// blocking (a FIFO or device never stalls the worker).
 pub fn describe(path: &Path) -> std::io::Result<Artifact> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.nlink() > 1 {
+        return Err(std::io::Error::other(format!(
+            "it has {} hard links",
+            meta.nlink()
+        )));
+    }
+    let uri = path.to_string_lossy().into_owned();
+    let (kind, content_type) = kind_and_type(&uri);
+    let mut artifact = Artifact {
+        uri,
+        kind: kind.to_string(),
+        content_type: Some(content_type.to_string()),
+        size_bytes: Some(meta.len()),
+        sha256: None,
+        note: None,
+    };
+    if meta.len() > MAX_HASHED {
+        artifact.note = Some(format!(
+            "not hashed: larger than {} MiB",
+            MAX_HASHED / (1024 * 1024)
+        ));
+        return Ok(artifact);
+    }
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
+    while size <= MAX_HASHED {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         size += n as u64;
         hasher.update(&buf[..n]);
     }
-    let uri = path.to_string_lossy().into_owned();
-    let (kind, content_type) = kind_and_type(&uri);
-    Ok(Artifact {
-        uri,
-        kind: kind.to_string(),
-        content_type: Some(content_type.to_string()),
-        size_bytes: Some(size),
-        sha256: Some(format!("{:x}", hasher.finalize())),
-    })
+    artifact.size_bytes = Some(size);
+    if size > MAX_HASHED {
+        artifact.note = Some(format!(
+            "not hashed: larger than {} MiB",
+            MAX_HASHED / (1024 * 1024)
+        ));
+    } else {
+        artifact.sha256 = Some(format!("{:x}", hasher.finalize()));
+    }
+    Ok(artifact)
 }
 
-/// Files the child wrote in `dir` (recursively, sorted), less the worker's own files.
-pub fn written_files(dir: &Path) -> Vec<PathBuf> {
+/// Appends `more` to `list`, leaving out URIs already in it (a set: declarations are many).
+pub fn merge_unique(list: &mut Vec<Artifact>, more: Vec<Artifact>) {
+    let mut seen: HashSet<String> = list.iter().map(|a| a.uri.clone()).collect();
+    for a in more {
+        if seen.insert(a.uri.clone()) {
+            list.push(a);
+        }
+    }
+}
+
+/// Files the child wrote in `dir` (recursively, sorted), less the worker's own files; `skip`
+/// is told of every entry that is not a regular file or a folder (FIFOs, sockets, devices,
+/// symlinks: never opened, never followed).
+pub fn written_files(dir: &Path, skip: &mut dyn FnMut(String)) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -101,7 +162,14 @@ pub fn written_files(dir: &Path) -> Vec<PathBuf> {
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
                 stack.push(path);
-            } else if ft.is_file() {
+            } else if !ft.is_file() {
+                let what = if ft.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                };
+                skip(format!("{} is not listed: {what}", path.display()));
+            } else {
                 let top_level = d == dir;
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
@@ -126,7 +194,13 @@ pub fn written_files(dir: &Path) -> Vec<PathBuf> {
 pub fn declared(dir: &Path, items: &[Value], warn: &mut dyn FnMut(String)) -> Vec<Artifact> {
     let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
-    for item in items {
+    if items.len() > MAX_DECLARED {
+        warn(format!(
+            "{} declared artifacts were ignored: at most {MAX_DECLARED} are kept",
+            items.len() - MAX_DECLARED
+        ));
+    }
+    for item in items.iter().take(MAX_DECLARED) {
         let (uri, obj) = match item {
             Value::String(s) => (s.clone(), None),
             Value::Object(o) => match o
@@ -154,7 +228,9 @@ pub fn declared(dir: &Path, items: &[Value], warn: &mut dyn FnMut(String)) -> Ve
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
-        let is_remote = uri.contains("://") && !uri.starts_with("file://");
+        // Schemes are case-insensitive: FILE:///etc/passwd is a local path, refused below.
+        let scheme = uri.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let is_remote = scheme.as_deref().is_some_and(|s| s != "file");
         if is_remote {
             let (kind, _) = kind_and_type(&uri);
             out.push(Artifact {
@@ -162,11 +238,16 @@ pub fn declared(dir: &Path, items: &[Value], warn: &mut dyn FnMut(String)) -> Ve
                 content_type: field("contentType"),
                 size_bytes: obj.and_then(|o| o.get("sizeBytes")).and_then(Value::as_u64),
                 sha256: field("sha256"),
+                note: None,
                 uri,
             });
             continue;
         }
-        let local = uri.strip_prefix("file://").unwrap_or(&uri);
+        let local = if scheme.is_some() {
+            uri.split_once("://").map_or(uri.as_str(), |(_, rest)| rest)
+        } else {
+            uri.as_str()
+        };
         let path = if Path::new(local).is_absolute() {
             PathBuf::from(local)
         } else {
@@ -240,7 +321,7 @@ mod tests {
         }
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/result.json"), "x").unwrap();
-        let files = written_files(dir.path());
+        let files = written_files(dir.path(), &mut |_| {});
         assert_eq!(files.len(), 2, "{files:?}");
     }
 }

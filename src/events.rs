@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -72,7 +73,14 @@ impl EventSink {
     pub fn new(task_id: &str, log_path: Option<PathBuf>, cap_bytes: usize) -> Self {
         let (log, log_error) = match &log_path {
             None => (None, None),
-            Some(p) => match File::create(p) {
+            // Never through a link a child planted (O_NOFOLLOW: a symlink fails the open).
+            Some(p) => match std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(p)
+            {
                 Ok(f) => (Some(BufWriter::with_capacity(64 * 1024, f)), None),
                 Err(e) => (None, Some(format!("cannot create {}: {e}", p.display()))),
             },

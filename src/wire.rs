@@ -328,6 +328,9 @@ pub struct Artifact {
     /// Hex SHA-256 of the content (ext).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Why something is missing, e.g. no `sha256` for a file too big to hash (ext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A serialized event, shared between the response buffer, SSE subscribers and the log.

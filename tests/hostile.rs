@@ -146,3 +146,142 @@ async fn heartbeats_keep_their_interval_under_a_flood() {
         "heartbeat gaps: {gaps:?}"
     );
 }
+
+/// A `command.run` of `sh -c <script>` in the task folder (`$AGENTDISPATCH_TASK_DIR`).
+fn sh(id: &str, script: &str) -> Value {
+    json!({"taskType":"command.run","taskId":id,"input":{"command":format!("sh -c '{script}'")}})
+}
+
+#[tokio::test]
+async fn fifos_huge_files_and_links_in_the_task_folder_never_stall_the_worker() {
+    // Framework children declare artifacts; this one makes a FIFO, a sparse 6 GB file, a hard
+    // link and a symlink out of the folder, and declares all of them and 5,000 more.
+    let dir = tempfile::tempdir().unwrap();
+    let child = script(
+        dir.path(),
+        "hostile.sh",
+        r#"#!/bin/sh
+d="$AGENTDISPATCH_TASK_DIR"
+mkfifo "$d/pipe"
+truncate -s 6G "$d/sparse.bin"
+echo shared > "$d/one.txt"; ln "$d/one.txt" "$d/two.txt"
+ln -s /etc/hostname "$d/link.txt"
+echo fine > "$d/fine.txt"
+decl=$(seq 1 5000 | sed 's/.*/"x&.txt"/' | paste -sd, -)
+printf '{"type":"task.result","output":"done","artifacts":["pipe","sparse.bin","two.txt","link.txt","fine.txt","FILE:///etc/passwd",%s]}\n' "$decl"
+"#,
+    );
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_HOSTILE",
+            child.to_str().unwrap(),
+        )
+        .start()
+        .await;
+    let url = w.url.clone();
+    let task = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/invocations"))
+            .json(&json!({"taskId":"hostile-1","framework":"hostile"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    // /ping answers all along.
+    while !task.is_finished() {
+        let started = std::time::Instant::now();
+        assert_eq!(
+            w.ping().await["status"]
+                .as_str()
+                .map(|s| s.starts_with("Healthy")),
+            Some(true)
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "/ping stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = task.await.unwrap();
+    assert_eq!(r["ok"], true, "{r:#}");
+    let uris: Vec<&str> = r["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["uri"].as_str())
+        .collect();
+    assert!(uris.iter().any(|u| u.ends_with("fine.txt")), "{uris:?}");
+    for not in ["pipe", "two.txt", "one.txt", "link.txt", "passwd"] {
+        assert!(
+            !uris.iter().any(|u| u.ends_with(not)),
+            "{not} listed: {uris:?}"
+        );
+    }
+    let sparse = r["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["uri"].as_str().unwrap().ends_with("sparse.bin"))
+        .expect("the sparse file is listed");
+    assert_eq!(sparse["sizeBytes"], 6u64 << 30);
+    assert!(
+        sparse["sha256"].is_null() && sparse["note"].as_str().unwrap().contains("not hashed"),
+        "{sparse}"
+    );
+    let warnings: Vec<&str> = events_of(&r, "task.log")
+        .into_iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.contains("pipe") && m.contains("not a regular file")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|m| m.contains("hard links")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.contains("declared artifacts were ignored")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.contains("FILE:///etc/passwd") && m.contains("outside")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn links_a_child_plants_are_never_written_through() {
+    let w = WorkerBuilder::new().start().await;
+    let victim = w.artifacts.parent().unwrap().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let v = victim.to_str().unwrap();
+    // The worker's own files planted as links to a file outside the folder.
+    let r = w
+        .run(sh("planted", &format!(
+            "for f in result.json manifest.json .result.json.tmp .manifest.json.tmp; do ln -s {v} \"$AGENTDISPATCH_TASK_DIR/$f\"; done; echo planted"
+        )))
+        .await;
+    assert_eq!(r["output"], "planted\n", "{r:#}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let result = w.task_dir("planted").join("result.json");
+    assert!(!std::fs::symlink_metadata(&result)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // An events.ndjson link in the folder of a reused task id is not truncated through.
+    let reused = w.artifacts.join("reused");
+    std::fs::create_dir_all(&reused).unwrap();
+    std::os::unix::fs::symlink(&victim, reused.join("events.ndjson")).unwrap();
+    let r = w.run(json!({"taskId":"reused","prompt":"x"})).await;
+    assert_eq!(r["ok"], false, "{r:#}");
+    assert_eq!(r["errorCode"], "artifact_write_failed");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(w.ping().await["status"], "Healthy");
+}

@@ -96,7 +96,9 @@ pub async fn execute(
             },
         },
     };
-    let result = finish(task, ending);
+    // Listing, hashing and writing the folder are file work: never on a thread that serves
+    // HTTP (a child's FIFO or a huge file would stall it).
+    let result = tokio::task::block_in_place(|| finish(task, ending));
     task_log!(
         info,
         task,
@@ -583,7 +585,7 @@ async fn supervise(
 fn finish(task: &Task, mut ending: Ending) -> TaskResult {
     let mut warnings = Vec::new();
     let mut artifacts: Vec<Artifact> = Vec::new();
-    let written = artifacts::written_files(&task.dir);
+    let written = artifacts::written_files(&task.dir, &mut |w| warnings.push(w));
     let declared = artifacts::declared(&task.dir, &ending.declared, &mut |w| warnings.push(w));
     for w in warnings {
         task.events.emit(&EventDraft::new(
@@ -593,15 +595,18 @@ fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         ));
     }
     for path in written {
-        if let Ok(a) = artifacts::describe(&path) {
-            artifacts.push(a);
+        match artifacts::describe(&path) {
+            Ok(a) => artifacts.push(a),
+            Err(e) => {
+                task.events.emit(&EventDraft::new(
+                    EventType::Log,
+                    format!("{} is not listed: {e}", path.display()),
+                    Some(json!({"source": "worker", "level": "warning"})),
+                ));
+            }
         }
     }
-    for a in declared {
-        if !artifacts.iter().any(|x| x.uri == a.uri) {
-            artifacts.push(a);
-        }
-    }
+    artifacts::merge_unique(&mut artifacts, declared);
     if let Some(e) = task.events.log_error() {
         ending.ok = false;
         ending.status = TaskStatus::Failed;
