@@ -79,12 +79,44 @@ pub struct Config {
     pub agent_name: String,
     /// Agent card description.
     pub agent_description: String,
-    /// Public URL for the agent card, when set.
+    /// Public URL for the agent card: `AGENTDISPATCH_PUBLIC_URL`, else `AGENTCORE_RUNTIME_URL`.
     pub public_url: Option<String>,
     /// Which frameworks get a warm parent, and when (`AGENTDISPATCH_WARM`).
     pub warm: WarmPolicy,
     /// Parent of each session's folder (`AGENTDISPATCH_SESSION_DIR`).
     pub session_dir: PathBuf,
+    /// What of the worker's environment a child sees (`AGENTDISPATCH_CHILD_ENV`).
+    pub child_env: ChildEnv,
+}
+
+/// `AGENTDISPATCH_CHILD_ENV`: what of the worker's environment a child inherits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildEnv {
+    /// All of it (the reference worker's behaviour).
+    Inherit,
+    /// Only `PATH`, `HOME`, `LANG`, `TZ` and these names (`AGENTDISPATCH_CHILD_ENV_PASS`).
+    Minimal(Vec<String>),
+}
+
+impl ChildEnv {
+    /// Names every minimal environment keeps.
+    pub const ALWAYS: [&'static str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+    /// The worker's variables a child keeps in minimal mode; `None` to inherit everything.
+    pub fn kept(&self) -> Option<Vec<(String, String)>> {
+        let ChildEnv::Minimal(pass) = self else {
+            return None;
+        };
+        let names = Self::ALWAYS
+            .iter()
+            .copied()
+            .chain(pass.iter().map(String::as_str));
+        Some(
+            names
+                .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
+                .collect(),
+        )
+    }
 }
 
 /// `AGENTDISPATCH_WARM`: which frameworks with `"warm": true` get a warm parent (SPEC §6.3).
@@ -278,8 +310,29 @@ impl Config {
             agent_description: get("AGENTDISPATCH_AGENT_DESCRIPTION")
                 .unwrap_or("Runs agent frameworks and allowlisted commands as supervised tasks.")
                 .to_string(),
-            public_url: get("AGENTDISPATCH_PUBLIC_URL").map(str::to_string),
+            public_url: get("AGENTDISPATCH_PUBLIC_URL")
+                .or_else(|| get("AGENTCORE_RUNTIME_URL"))
+                .map(str::to_string),
             warm: WarmPolicy::parse(get("AGENTDISPATCH_WARM"))?,
+            child_env: match get("AGENTDISPATCH_CHILD_ENV") {
+                None => ChildEnv::Inherit,
+                Some(v) if v.eq_ignore_ascii_case("inherit") => ChildEnv::Inherit,
+                Some(v) if v.eq_ignore_ascii_case("minimal") => ChildEnv::Minimal(
+                    get("AGENTDISPATCH_CHILD_ENV_PASS")
+                        .unwrap_or("")
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                Some(v) => {
+                    return Err(ConfigError::new(
+                        "AGENTDISPATCH_CHILD_ENV",
+                        format!("{v:?} is neither \"inherit\" nor \"minimal\""),
+                    ))
+                }
+            },
             session_dir: PathBuf::from(
                 get("AGENTDISPATCH_SESSION_DIR").unwrap_or("/tmp/agentdispatch-sessions"),
             ),

@@ -147,6 +147,8 @@ pub struct Parent {
     argv: Vec<String>,
     cwd: Option<PathBuf>,
     env: BTreeMap<String, String>,
+    /// The worker's variables it keeps (`AGENTDISPATCH_CHILD_ENV=minimal`), or all of them.
+    base_env: Option<Vec<(String, String)>>,
     when: When,
     status: watch::Sender<Status>,
 }
@@ -211,6 +213,7 @@ impl Pool {
                     argv: argv.clone(),
                     cwd: cwd.clone(),
                     env: env.clone(),
+                    base_env: cfg.child_env.kept(),
                     when,
                     status: watch::channel(Status::Idle).0,
                 }),
@@ -475,6 +478,10 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         Err(e) => return format!("cannot create its control channel: {e}"),
     };
     let mut cmd = Command::new(&p.argv[0]);
+    // The warm parent's environment is what its forks inherit: minimal when children's are.
+    if let Some(base) = &p.base_env {
+        cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
+    }
     cmd.args(&p.argv[1..])
         .envs(&p.env)
         .env(MARKER_VAR, "_".repeat(MARKER_SLOT))

@@ -285,3 +285,90 @@ async fn links_a_child_plants_are_never_written_through() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert_eq!(w.ping().await["status"], "Healthy");
 }
+
+#[tokio::test]
+async fn a_minimal_child_environment_keeps_only_what_is_named_cold_and_warm() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let w = fixture_worker(
+            kind,
+            WorkerBuilder::new()
+                .env("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+                .env("KEEP_ME", "1")
+                .env("AGENTDISPATCH_CHILD_ENV", "minimal")
+                .env("AGENTDISPATCH_CHILD_ENV_PASS", "KEEP_ME"),
+        )
+        .await;
+        let r = w
+            .fixture_task(kind, &format!("env-{kind:?}"), "environ")
+            .await;
+        let names: Vec<String> = serde_json::from_str(r["output"].as_str().unwrap()).unwrap();
+        for want in [
+            "PATH",
+            "KEEP_ME",
+            "FIXTURE_ENV",
+            "AGENTDISPATCH_TASK_ID",
+            "AGENTDISPATCH_TASK_DIR",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{kind:?}: {want} missing from {names:?}"
+            );
+        }
+        for not in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AGENTDISPATCH_COMMAND_ALLOWLIST",
+            "AGENTDISPATCH_WARM_FD",
+        ] {
+            assert!(
+                !names.iter().any(|n| n == not),
+                "{kind:?}: {not} leaked: {names:?}"
+            );
+        }
+        let r = w.run(json!({"taskType":"command.run","taskId":format!("envcmd-{kind:?}"),"input":{"command":"env"}})).await;
+        let out = r["output"].as_str().unwrap();
+        assert!(
+            out.contains("KEEP_ME=1") && !out.contains("do-not-leak"),
+            "{out}"
+        );
+    }
+    // The default inherits everything, as the reference worker does.
+    let w = fixture_worker(
+        Kind::Warm,
+        WorkerBuilder::new().env("AWS_SECRET_ACCESS_KEY", "inherited"),
+    )
+    .await;
+    let r = w.fixture_task(Kind::Warm, "env-inherit", "environ").await;
+    assert!(r["output"]
+        .as_str()
+        .unwrap()
+        .contains("AWS_SECRET_ACCESS_KEY"));
+    // A bad value stops start-up naming the variable.
+    let out = std::process::Command::new(BIN)
+        .env("AGENTDISPATCH_CHILD_ENV", "some")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTDISPATCH_CHILD_ENV"));
+}
+
+#[tokio::test]
+async fn the_agent_card_url_never_comes_from_the_host_header() {
+    let w = WorkerBuilder::new().start().await;
+    let card: Value = w
+        .client()
+        .get(format!("{}/.well-known/agent-card.json", w.url))
+        .header("host", "evil.example:666")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card["url"], format!("http://127.0.0.1:{}/", w.port));
+    let w = WorkerBuilder::new()
+        .env("AGENTCORE_RUNTIME_URL", "https://runtime.example/agent/")
+        .start()
+        .await;
+    let card = w.get("/.well-known/agent-card.json").await.1;
+    assert_eq!(card["url"], "https://runtime.example/agent/");
+}

@@ -19,15 +19,17 @@ use crate::wire::{payload_from_value, EventJson, TaskResult, TaskStatus};
 pub const PROTOCOL_VERSION: &str = "0.3.0";
 
 /// `GET /.well-known/agent-card.json`.
-pub fn agent_card(worker: &Worker, headers: &HeaderMap) -> Response {
+pub fn agent_card(worker: &Worker, _headers: &HeaderMap) -> Response {
     let cfg = &worker.cfg;
+    // Never from the request's Host header: a caller would choose where other clients send
+    // their messages.
     let url = cfg.public_url.clone().unwrap_or_else(|| {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{}:{}", cfg.host, cfg.port));
-        format!("http://{host}/")
+        let host = match cfg.host {
+            h if h.is_unspecified() => "localhost".to_string(),
+            std::net::IpAddr::V6(h) => format!("[{h}]"),
+            h => h.to_string(),
+        };
+        format!("http://{host}:{}/", cfg.port)
     });
     let frameworks: Vec<&str> = worker.frameworks.iter().map(|f| f.name.as_str()).collect();
     json_response(

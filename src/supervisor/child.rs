@@ -90,6 +90,9 @@ impl Child {
     pub fn spawn(spec: &Spec) -> io::Result<Child> {
         let (ends, pipes) = pipes()?;
         let mut cmd = Command::new(&spec.argv[0]);
+        if let Some(base) = &spec.base_env {
+            cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
+        }
         cmd.args(&spec.argv[1..])
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(&spec.marker.0, &spec.marker.1)

@@ -37,6 +37,8 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Variables of the worker's environment the child must not see.
     pub unset: Vec<String>,
+    /// When set, the child's environment starts from these instead of the worker's.
+    pub base_env: Option<Vec<(String, String)>>,
     /// `NAME=value` set in the child's environment and looked for in escaped processes.
     pub marker: (String, String),
     /// Bytes written to stdin before it is closed.

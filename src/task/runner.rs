@@ -316,6 +316,7 @@ fn spec_for(
         env,
         // The worker's own setting is the parent of every session folder, not the child's.
         unset: vec!["AGENTDISPATCH_SESSION_DIR".into()],
+        base_env: cfg.child_env.kept(),
         marker: ("AGENTDISPATCH_TASK_ID".into(), task.id.clone()),
         stdin,
         deadline: timeout.unwrap_or(cfg.default_timeout).min(cfg.max_timeout),
