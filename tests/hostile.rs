@@ -372,3 +372,62 @@ async fn the_agent_card_url_never_comes_from_the_host_header() {
     let card = w.get("/.well-known/agent-card.json").await.1;
     assert_eq!(card["url"], "https://runtime.example/agent/");
 }
+
+#[tokio::test]
+async fn a_task_running_when_the_worker_was_killed_is_answered_as_interrupted_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("artifacts");
+    let builder = || WorkerBuilder::new().env("AGENTDISPATCH_ARTIFACT_DIR", art.to_str().unwrap());
+    let mut w = builder().start().await;
+    let r = w
+        .run(json!({"taskType":"command.run","taskId":"crashed","async":true,"input":{"command":"sh -c 'echo started; sleep 60'"}}))
+        .await;
+    assert_eq!(r["status"], "running");
+    assert!(
+        eventually(Duration::from_secs(10), || !task_processes("crashed")
+            .is_empty())
+        .await
+    );
+    w.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = w.wait_exit(Duration::from_secs(10));
+    // The child dies with the worker (parent-death signal). Its own children are not the
+    // worker's to reach once the worker is gone (no cgroup here): clean them up.
+    let comm = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    let shell_left = || {
+        task_processes("crashed")
+            .iter()
+            .any(|p| comm(p).trim() == "sh")
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || !shell_left()).await,
+        "the task's child outlived the worker's SIGKILL: {:?}",
+        task_processes("crashed")
+    );
+    for p in task_processes("crashed") {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let log = art.join("crashed").join("events.ndjson");
+    let before = std::fs::read_to_string(&log).unwrap();
+    assert!(before.contains("started"), "{before}");
+    let w = builder().start().await;
+    let s = w
+        .run(json!({"taskType":"task.status","taskId":"crashed"}))
+        .await;
+    assert_eq!(s["status"], "failed", "{s:#}");
+    assert_eq!(s["errorCode"], "interrupted", "{s:#}");
+    assert!(
+        events_of(&s, "task.log")
+            .iter()
+            .any(|e| e["message"] == "started"),
+        "{s:#}"
+    );
+    // Sending the same task id again answers the same, and keeps the earlier run's log.
+    let again = w
+        .run(json!({"taskType":"command.run","taskId":"crashed","input":{"command":"sh -c 'echo second'"}}))
+        .await;
+    assert_eq!(again["errorCode"], "interrupted", "{again:#}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
+}

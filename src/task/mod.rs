@@ -421,8 +421,20 @@ pub fn unknown(id: &str) -> TaskResult {
 
 /// A finished task's answer from its folder: `result.json`, `manifest.json`, `events.ndjson`.
 pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Option<TaskResult> {
-    let text = std::fs::read(dir.join(artifacts::RESULT_FILE)).ok()?;
-    let mut result: TaskResult = serde_json::from_slice(&text).ok()?;
+    let mut result: TaskResult = match std::fs::read(dir.join(artifacts::RESULT_FILE)) {
+        Ok(text) => serde_json::from_slice(&text).ok()?,
+        // Events but no result: the worker died while the task ran (SIGKILL, OOM, microVM
+        // stop). Say so, and keep what it did.
+        Err(_) if dir.join(artifacts::EVENTS_FILE).is_file() => {
+            let id = dir.file_name()?.to_string_lossy().into_owned();
+            TaskResult::refusal(
+                &id,
+                "The task was interrupted: the worker stopped while it ran. Its events are kept.",
+                "interrupted",
+            )
+        }
+        Err(_) => return None,
+    };
     if let Ok(manifest) = std::fs::read(dir.join(artifacts::MANIFEST_FILE)) {
         #[derive(serde::Deserialize)]
         struct Manifest {

@@ -671,6 +671,9 @@ fn finish(task: &Task, mut ending: Ending) -> TaskResult {
 }
 
 fn fail_write(result: &mut TaskResult, path: &std::path::Path, e: std::io::Error) {
+    if result.error_code.as_deref() == Some("artifact_write_failed") {
+        return; // the first failure is the cause; later ones follow from it
+    }
     result.ok = false;
     result.status = TaskStatus::Failed;
     result.error = Some(format!("Cannot write {}: {e}", path.display()));
