@@ -47,8 +47,8 @@ pub struct Config {
     pub protocol: Protocol,
     /// Parent of every task folder.
     pub artifact_dir: PathBuf,
-    /// Command prefixes allowed for `command.run`, each a token list; `["*"]` allows all.
-    pub command_allowlist: Vec<Vec<String>>,
+    /// The entries allowed for `command.run`.
+    pub command_allowlist: Vec<crate::command::Entry>,
     /// Framework used by `agent.run` when the payload names none.
     pub default_framework: String,
     /// Directory of framework folders, when one is configured or `./frameworks` exists.
@@ -219,9 +219,11 @@ impl Config {
                 ConfigError::new("AGENTDISPATCH_HOST", format!("{v:?} is not an IP address"))
             })?,
         };
-        let command_allowlist = get("AGENTDISPATCH_COMMAND_ALLOWLIST")
-            .map(parse_allowlist)
-            .unwrap_or_default();
+        let command_allowlist = match get("AGENTDISPATCH_COMMAND_ALLOWLIST") {
+            None => Vec::new(),
+            Some(v) => crate::command::parse_allowlist(v)
+                .map_err(|reason| ConfigError::new("AGENTDISPATCH_COMMAND_ALLOWLIST", reason))?,
+        };
         let frameworks_dir = match get("AGENTDISPATCH_FRAMEWORKS_DIR") {
             Some(v) => Some(PathBuf::from(v)),
             None => {
@@ -350,19 +352,6 @@ pub fn parse_seconds(v: &str) -> Result<Duration, String> {
     }
 }
 
-/// Splits the allowlist into entries of whitespace-separated tokens.
-fn parse_allowlist(v: &str) -> Vec<Vec<String>> {
-    v.split(',')
-        .map(|entry| {
-            entry
-                .split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .filter(|tokens| !tokens.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,15 +400,18 @@ mod tests {
 
     #[test]
     fn allowlist_entries_are_token_lists() {
+        use crate::command::Entry;
         let c = cfg(&[("AGENTDISPATCH_COMMAND_ALLOWLIST", "git status, ls ,,echo")]).unwrap();
         assert_eq!(
             c.command_allowlist,
             vec![
-                vec!["git".to_string(), "status".to_string()],
-                vec!["ls".into()],
-                vec!["echo".into()]
+                Entry::Prefix(vec!["git".to_string(), "status".to_string()]),
+                Entry::Prefix(vec!["ls".into()]),
+                Entry::Prefix(vec!["echo".into()])
             ]
         );
+        let err = cfg(&[("AGENTDISPATCH_COMMAND_ALLOWLIST", "git *")]).unwrap_err();
+        assert_eq!(err.var, "AGENTDISPATCH_COMMAND_ALLOWLIST");
     }
 
     #[test]

@@ -141,6 +141,16 @@ fn prepare(cfg: &Config, reg: &Registry) {
     for w in &reg.warnings {
         tracing::warn!("{w}");
     }
+    let entries = &cfg.command_allowlist;
+    for w in entries
+        .iter()
+        .filter_map(agentdispatch_worker::command::warning)
+    {
+        tracing::warn!("{w}");
+    }
+    if entries.len() > 1 && entries.contains(&agentdispatch_worker::command::Entry::Any) {
+        tracing::warn!("AGENTDISPATCH_COMMAND_ALLOWLIST holds * beside other entries: every command is allowed, the others are moot");
+    }
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; escaped grandchildren may outlive their task");
     }

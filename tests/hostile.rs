@@ -431,3 +431,41 @@ async fn a_task_running_when_the_worker_was_killed_is_answered_as_interrupted_an
     assert_eq!(again["errorCode"], "interrupted", "{again:#}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
 }
+
+#[tokio::test]
+async fn the_allowlist_says_what_it_over_grants_and_can_allow_exactly_one_command_line() {
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_COMMAND_ALLOWLIST",
+            "cat /etc/hostname $, git, 'echo' hi",
+        )
+        .start()
+        .await;
+    let run = |c: &str| cmd(c);
+    let r = w.run(run("cat /etc/hostname")).await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    for refused in ["cat /etc/hostname /etc/shadow", "echo bye", "gitx"] {
+        let r = w.run(run(refused)).await;
+        assert_eq!(r["errorCode"], "command_rejected", "{refused}: {r:#}");
+    }
+    assert_eq!(w.run(run("echo hi there")).await["output"], "hi there\n");
+    let warned = |text: &str| {
+        w.log_lines().iter().any(|l| {
+            l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+    };
+    assert!(warned("\"git\" allows any arguments"), "no warning for git");
+    assert!(
+        !warned("\"cat /etc/hostname\""),
+        "an exact entry needs no warning"
+    );
+    // An entry that cannot mean what it says stops start-up, naming the variable.
+    for bad in ["git *", "ls 'oops"] {
+        let out = std::process::Command::new(BIN)
+            .env("AGENTDISPATCH_COMMAND_ALLOWLIST", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTDISPATCH_COMMAND_ALLOWLIST"));
+    }
+}

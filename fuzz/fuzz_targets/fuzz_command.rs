@@ -1,9 +1,9 @@
 //! `command::split` and `command::allowed` on arbitrary input.
 //!
-//! Input: `ALLOWLIST\nCOMMAND`. The allowlist line is parsed the way
-//! `AGENTDISPATCH_COMMAND_ALLOWLIST` is (comma-separated entries of whitespace-separated
-//! tokens, empty entries dropped); without a newline the whole input is the command and the
-//! allowlist is empty.
+//! Input: `ALLOWLIST\nCOMMAND`. The allowlist line is parsed with `command::parse_allowlist`,
+//! as `AGENTDISPATCH_COMMAND_ALLOWLIST` is (comma-separated entries split like commands, ` $`
+//! for an exact entry, `*` alone); without a newline the whole input is the command and the
+//! allowlist is empty. A refused allowlist must name the entry; parsing never panics.
 //!
 //! Checks: no panic; `Ok` is never an empty list; `Empty` exactly when the command is all
 //! whitespace; `UnterminatedQuote` only when there is a quote; the words, re-quoted with single
@@ -12,7 +12,7 @@
 //! oracle; and an allowed argv stays allowed when words are appended.
 #![no_main]
 
-use agentdispatch_worker::command::{allowed, split, SplitError};
+use agentdispatch_worker::command::{allowed, parse_allowlist, split, Entry, SplitError};
 use libfuzzer_sys::fuzz_target;
 
 fn quote(words: &[String]) -> String {
@@ -23,9 +23,12 @@ fn quote(words: &[String]) -> String {
         .join(" ")
 }
 
-fn oracle(list: &[Vec<String>], argv: &[String]) -> bool {
-    list.iter()
-        .any(|e| (e.len() == 1 && e[0] == "*") || argv.starts_with(e))
+fn oracle(list: &[Entry], argv: &[String]) -> bool {
+    list.iter().any(|e| match e {
+        Entry::Any => true,
+        Entry::Prefix(w) => argv.len() >= w.len() && argv[..w.len()] == w[..],
+        Entry::Exact(w) => argv.len() == w.len() && argv.iter().zip(w).all(|(a, b)| a == b),
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -33,11 +36,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (list_spec, cmd) = text.split_once('\n').unwrap_or(("", text));
-    let list: Vec<Vec<String>> = list_spec
-        .split(',')
-        .map(|e| e.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .filter(|e| !e.is_empty())
-        .collect();
+    let list = match parse_allowlist(list_spec) {
+        Ok(list) => list,
+        Err(reason) => {
+            assert!(reason.contains("entry"), "{reason}");
+            Vec::new()
+        }
+    };
+    for e in &list {
+        match e {
+            Entry::Prefix(w) | Entry::Exact(w) => {
+                assert!(!w.is_empty() && !w.iter().any(|t| t == "*"), "{e:?}")
+            }
+            Entry::Any => {}
+        }
+    }
 
     let argv = match split(cmd) {
         Ok(argv) => argv,
@@ -58,25 +71,22 @@ fuzz_target!(|data: &[u8]| {
         "re-quoted {argv:?}"
     );
 
-    let star = vec![vec!["*".to_string()]];
-    assert!(allowed(&star, &argv));
+    assert!(allowed(&[Entry::Any], &argv));
     assert!(!allowed(&[], &argv));
     for k in 1..=argv.len() {
         assert!(
-            allowed(&[argv[..k].to_vec()], &argv),
+            allowed(&[Entry::Prefix(argv[..k].to_vec())], &argv),
             "prefix {k} of {argv:?}"
         );
     }
+    assert!(allowed(&[Entry::Exact(argv.clone())], &argv));
     let verdict = allowed(&list, &argv);
     assert_eq!(verdict, oracle(&list, &argv), "{list:?} {argv:?}");
-    if verdict {
-        let mut longer = argv.clone();
-        longer.push("extra".into());
+    // Prefix and * entries still allow it with more words; an exact one does not.
+    let mut longer = argv.clone();
+    longer.push("extra".into());
+    let open = |e: &Entry| !matches!(e, Entry::Exact(_)) && oracle(std::slice::from_ref(e), &argv);
+    if list.iter().any(open) {
         assert!(allowed(&list, &longer));
-    }
-    // Every token the allowlist parser produces is whitespace-free, so a one-word argv
-    // holding whitespace is allowed only by `*`.
-    if argv.len() == 1 && argv[0].chars().any(char::is_whitespace) {
-        assert_eq!(verdict, list.iter().any(|e| e.len() == 1 && e[0] == "*"));
     }
 });
