@@ -75,6 +75,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a finished task stays in memory (its folder stays on disk).
     pub task_retention: Duration,
+    /// Finished tasks kept in memory at most (`AGENTDISPATCH_MAX_RETAINED_TASKS`).
+    pub max_retained_tasks: usize,
     /// Agent card name.
     pub agent_name: String,
     /// Agent card description.
@@ -306,6 +308,7 @@ impl Config {
             max_output_bytes: count("AGENTDISPATCH_MAX_OUTPUT_BYTES", 10_485_760)?,
             shutdown_grace: secs("AGENTDISPATCH_SHUTDOWN_GRACE_SECONDS", 10.0)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
+            max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
             agent_name: get("AGENTDISPATCH_AGENT_NAME")
                 .unwrap_or("AgentDispatch Worker")
                 .to_string(),

@@ -34,7 +34,7 @@ pub fn now_ts() -> String {
 }
 
 /// Bytes of events a finished task keeps in memory.
-const RETAINED_BYTES: usize = 64 * 1024;
+pub const RETAINED_BYTES: usize = 64 * 1024;
 
 /// One entry of the sparse `seq` → byte offset index of `events.ndjson` every this many events.
 const INDEX_EVERY: u64 = 1024;

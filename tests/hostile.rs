@@ -469,3 +469,56 @@ async fn the_allowlist_says_what_it_over_grants_and_can_allow_exactly_one_comman
         assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTDISPATCH_COMMAND_ALLOWLIST"));
     }
 }
+
+#[tokio::test]
+async fn what_callers_send_is_bounded_in_answers_labels_and_retained_tasks() {
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_OUTPUT_BYTES", "1000000")
+        .env("AGENTDISPATCH_MAX_RETAINED_TASKS", "3")
+        .env("AGENTDISPATCH_COMMAND_ALLOWLIST", "true")
+        .start()
+        .await;
+    // A 12 MB prompt and context, echoed: the answer stays near the cap.
+    let big = "p".repeat(12_000_000);
+    for i in 0..3 {
+        let r = w
+            .run(json!({"taskId":format!("big-{i}"),"prompt":big,"input":{"context":{"blob":big}}}))
+            .await;
+        assert_eq!(r["ok"], true);
+        let size = r.to_string().len();
+        assert!(size < 1_200_000, "an echo answer of {size} bytes");
+        assert_eq!(r["result"]["context"]["truncated"], true);
+    }
+    // A 5 MB refused command is not kept whole as the task's label.
+    let long = format!("rm {}", "x".repeat(5_000_000));
+    let r = w
+        .run(json!({"taskType":"command.run","taskId":"long-label","input":{"command":long}}))
+        .await;
+    assert_eq!(r["errorCode"], "command_rejected");
+    let (_, list) = w.get("/tasks").await;
+    assert!(
+        list.to_string().len() < 100_000,
+        "GET /tasks answered {} bytes",
+        list.to_string().len()
+    );
+    // At most 3 finished tasks in memory; the others answer from their folders.
+    for i in 0..6 {
+        w.run(json!({"taskId":format!("small-{i}"),"prompt":"x"}))
+            .await;
+    }
+    let listed = w.run(json!({"taskType":"task.list"})).await["tasks"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(listed <= 3, "{listed} tasks in memory");
+    let old = w
+        .run(json!({"taskType":"task.status","taskId":"small-0"}))
+        .await;
+    assert_eq!(old["status"], "succeeded", "{old:#}");
+    assert_eq!(old["output"], "Accepted instruction: x");
+    let rss = status_kb(w.pid(), "VmRSS").unwrap();
+    assert!(
+        rss < 200 * 1024,
+        "worker RSS {rss} kB after the large requests"
+    );
+}

@@ -41,6 +41,9 @@ macro_rules! task_log {
     };
 }
 
+/// Longest task label (framework name or command string) kept; longer ones are clipped.
+const MAX_LABEL_BYTES: usize = 1024;
+
 /// The ids AgentCore sends with an invocation.
 #[derive(Debug, Clone, Default)]
 pub struct RequestIds {
@@ -192,7 +195,19 @@ pub struct Worker {
     pub warm: warm::Pool,
     /// One turn at a time per session.
     pub sessions: Arc<crate::sessions::Sessions>,
+    /// Finished tasks in memory, oldest first, with what each holds (bytes, roughly).
+    retained: Mutex<Retained>,
 }
+
+#[derive(Default)]
+struct Retained {
+    order: std::collections::VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+/// Memory that finished tasks may hold together; past it the oldest leave memory first (their
+/// folders stay, and answer for them).
+const MAX_RETAINED_BYTES: usize = 256 * 1024 * 1024;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -222,6 +237,7 @@ impl Worker {
             tracker: TaskTracker::new(),
             warm,
             sessions: Arc::default(),
+            retained: Mutex::default(),
         })
     }
 
@@ -278,12 +294,14 @@ impl Worker {
         let dir_ok = std::fs::create_dir_all(&dir);
         let log_path = dir_ok.is_ok().then(|| dir.join(artifacts::EVENTS_FILE));
         let label = match payload.task_type {
-            TaskType::CommandRun => payload.command().unwrap_or("").to_string(),
+            TaskType::CommandRun => payload.command().unwrap_or(""),
             _ => payload
                 .framework
-                .clone()
-                .unwrap_or_else(|| self.cfg.default_framework.clone()),
+                .as_deref()
+                .unwrap_or(&self.cfg.default_framework),
         };
+        // A caller's value, kept for an hour and listed by task.list: bounded.
+        let label = crate::wire::clip(label, MAX_LABEL_BYTES);
         let task = Arc::new(Task {
             events: EventSink::new(&id, log_path, self.cfg.max_output_bytes),
             id: id.clone(),
@@ -320,7 +338,13 @@ impl Worker {
         // Events live in the sink (and on disk); the stored result does not repeat them.
         result.events = Vec::new();
         result.events_truncated = false;
+        // What it keeps: its output and result, the recent events of its sink, its label.
+        let held = result.output.len()
+            + result.result.as_ref().map_or(0, |r| r.to_string().len())
+            + crate::events::RETAINED_BYTES
+            + task.label.len();
         task.done.send_replace(Some(Arc::new(result)));
+        self.retain(&task.id, held);
         {
             let mut busy = lock(&self.busy);
             busy.running -= 1;
@@ -335,12 +359,45 @@ impl Worker {
         tokio::spawn(async move {
             tokio::time::sleep(keep).await;
             if let Some(w) = worker.upgrade() {
-                let mut tasks = lock(&w.tasks);
-                if tasks.get(&id).is_some_and(|t| t.result().is_some()) {
-                    tasks.remove(&id);
+                {
+                    let mut tasks = lock(&w.tasks);
+                    if tasks.get(&id).is_some_and(|t| t.result().is_some()) {
+                        tasks.remove(&id);
+                    }
+                }
+                let mut r = lock(&w.retained);
+                if let Some(i) = r.order.iter().position(|(t, _)| *t == id) {
+                    if let Some((_, size)) = r.order.remove(i) {
+                        r.bytes -= size;
+                    }
                 }
             }
         });
+    }
+
+    /// Counts a finished task against the retention bounds; evicts the oldest past them.
+    fn retain(&self, id: &str, held: usize) {
+        let mut evicted = Vec::new();
+        {
+            let mut r = lock(&self.retained);
+            r.order.push_back((id.to_string(), held));
+            r.bytes += held;
+            while r.order.len() > self.cfg.max_retained_tasks || r.bytes > MAX_RETAINED_BYTES {
+                let Some((old, size)) = r.order.pop_front() else {
+                    break;
+                };
+                r.bytes -= size;
+                evicted.push(old);
+            }
+        }
+        if !evicted.is_empty() {
+            let mut tasks = lock(&self.tasks);
+            for old in evicted {
+                if tasks.get(&old).is_some_and(|t| t.result().is_some()) {
+                    tasks.remove(&old);
+                }
+            }
+        }
     }
 
     /// The task called `id`, while it is in memory.

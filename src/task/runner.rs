@@ -156,21 +156,33 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
         );
     };
     match &fw.launch {
-        Launch::Echo => Ending {
-            ok: true,
-            status: TaskStatus::Succeeded,
-            output: format!("Accepted instruction: {}", payload.instruction),
-            result: Some(json!({
-                "framework": "echo",
-                "instruction": payload.instruction,
-                "context": payload.context,
-                "completedAt": crate::events::now_ts(),
-            })),
-            error: None,
-            error_code: None,
-            exit_code: None,
-            declared: Vec::new(),
-        },
+        Launch::Echo => {
+            // The answer repeats the caller's values three times (output, result, the
+            // task.result event): each is capped at a quarter of one answer's bound.
+            let cap = worker.cfg.max_output_bytes / 4;
+            let instruction = crate::wire::clip(&payload.instruction, cap);
+            let context_len = serde_json::to_vec(&payload.context).map_or(0, |v| v.len());
+            let context = if context_len > cap {
+                json!({"truncated": true, "bytes": context_len})
+            } else {
+                payload.context.clone()
+            };
+            Ending {
+                ok: true,
+                status: TaskStatus::Succeeded,
+                output: format!("Accepted instruction: {instruction}"),
+                result: Some(json!({
+                    "framework": "echo",
+                    "instruction": instruction,
+                    "context": context,
+                    "completedAt": crate::events::now_ts(),
+                })),
+                error: None,
+                error_code: None,
+                exit_code: None,
+                declared: Vec::new(),
+            }
+        }
         Launch::Command { argv, cwd, env } => {
             let session_dir = match &task.ids.session_id {
                 None => None,
