@@ -258,14 +258,19 @@ impl Worker {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let dir = self.cfg.artifact_dir.join(&id);
-        let mut tasks = lock(&self.tasks);
-        if let Some(t) = tasks.get(&id) {
-            return Start::Existing(t.clone());
-        }
+        // A caller's id may name an earlier run's folder: read it without holding the registry
+        // (no disk I/O under its lock: /ping and every request take it), then look again.
         if payload.task_id.is_some() {
+            if let Some(t) = self.get(&id) {
+                return Start::Existing(t);
+            }
             if let Some(r) = read_from_disk(&dir, 0, self.cfg.max_output_bytes) {
                 return Start::OnDisk(Box::new(r));
             }
+        }
+        let mut tasks = lock(&self.tasks);
+        if let Some(t) = tasks.get(&id) {
+            return Start::Existing(t.clone());
         }
         if self.shutdown.is_cancelled() {
             return Start::Refused(Box::new(TaskResult::refusal(
