@@ -487,7 +487,11 @@ pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Opti
         Ok(text) => serde_json::from_slice(&text).ok()?,
         // Events but no result: the worker died while the task ran (SIGKILL, OOM, microVM
         // stop). Say so, and keep what it did.
-        Err(_) if dir.join(artifacts::EVENTS_FILE).is_file() => {
+        // (The worker's own log: a regular file, never a link a child planted.)
+        Err(_)
+            if std::fs::symlink_metadata(dir.join(artifacts::EVENTS_FILE))
+                .is_ok_and(|m| m.file_type().is_file()) =>
+        {
             let id = dir.file_name()?.to_string_lossy().into_owned();
             TaskResult::refusal(
                 &id,
