@@ -348,8 +348,8 @@ impl Worker {
             + result.result.as_ref().map_or(0, |r| r.to_string().len())
             + crate::events::RETAINED_BYTES
             + task.label.len();
-        task.done.send_replace(Some(Arc::new(result)));
-        self.retain(&task.id, held);
+        // Not busy any more before anyone is answered: a client that pings right after its
+        // answer sees the worker idle.
         {
             let mut busy = lock(&self.busy);
             busy.running -= 1;
@@ -357,6 +357,8 @@ impl Worker {
                 busy.since = unix_now();
             }
         }
+        task.done.send_replace(Some(Arc::new(result)));
+        self.retain(&task.id, held);
         // Finished tasks leave memory after the retention period; their folder stays.
         let worker = Arc::downgrade(self);
         let id = task.id.clone();
