@@ -383,9 +383,11 @@ async fn a_task_running_when_the_worker_was_killed_is_answered_as_interrupted_an
         .run(json!({"taskType":"command.run","taskId":"crashed","async":true,"input":{"command":"sh -c 'echo started; sleep 60'"}}))
         .await;
     assert_eq!(r["status"], "running");
+    // Its first line is in events.ndjson before the worker is killed.
+    let log = art.join("crashed").join("events.ndjson");
     assert!(
-        eventually(Duration::from_secs(10), || !task_processes("crashed")
-            .is_empty())
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains(r#""message":"started""#)))
         .await
     );
     w.signal(nix::sys::signal::Signal::SIGKILL);
@@ -409,9 +411,8 @@ async fn a_task_running_when_the_worker_was_killed_is_answered_as_interrupted_an
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    let log = art.join("crashed").join("events.ndjson");
     let before = std::fs::read_to_string(&log).unwrap();
-    assert!(before.contains("started"), "{before}");
+    assert!(before.contains(r#""message":"started""#), "{before}");
     let w = builder().start().await;
     let s = w
         .run(json!({"taskType":"task.status","taskId":"crashed"}))

@@ -357,8 +357,9 @@ impl Worker {
                 busy.since = unix_now();
             }
         }
-        task.done.send_replace(Some(Arc::new(result)));
+        // Older tasks leave memory before this one's answer goes out.
         self.retain(&task.id, held);
+        task.done.send_replace(Some(Arc::new(result)));
         // Finished tasks leave memory after the retention period; their folder stays.
         let worker = Arc::downgrade(self);
         let id = task.id.clone();
