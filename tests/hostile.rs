@@ -10,18 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-async fn rpc(w: &Worker, body: Value) -> Value {
-    w.client()
-        .post(format!("{}/", w.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// A raw request line, as a hostile client sends it (no client-side path normalisation).
 fn raw_get(w: &Worker, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", w.port)).unwrap();
@@ -57,11 +45,9 @@ async fn task_ids_that_are_paths_never_read_outside_the_artifact_directory() {
         "real-task/../../outside",
     ] {
         for method in ["tasks/get", "tasks/cancel"] {
-            let r = rpc(
-                &w,
-                json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"id":id}}),
-            )
-            .await;
+            let r = w
+                .rpc(json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"id":id}}))
+                .await;
             assert_eq!(r["error"]["code"], -32001, "{method} {id}: {r}");
             assert!(
                 !r.to_string().contains("secret words"),
@@ -92,11 +78,9 @@ async fn task_ids_that_are_paths_never_read_outside_the_artifact_directory() {
     }
     // A huge invalid id is not echoed whole.
     let long = "x/".repeat(100_000);
-    let r = rpc(
-        &w,
-        json!({"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":long}}),
-    )
-    .await;
+    let r = w
+        .rpc(json!({"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":long}}))
+        .await;
     assert!(
         r.to_string().len() < 2_000,
         "{} bytes echoed",

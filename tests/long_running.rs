@@ -290,18 +290,6 @@ print(json.dumps({"type": "task.progress", "message": "working on it"}), flush=T
 print(json.dumps({"type": "task.result", "output": "did: " + env["instruction"] + " ctx=" + json.dumps(env["context"], sort_keys=True)}))
 "#;
 
-async fn rpc(w: &Worker, body: Value) -> Value {
-    w.client()
-        .post(format!("{}/", w.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a2a_card_and_json_rpc_methods() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,7 +314,7 @@ async fn a2a_card_and_json_rpc_methods() {
     let send = json!({"jsonrpc":"2.0","id":7,"method":"message/send","params":{
         "message":{"role":"user","messageId":"m1","parts":[{"kind":"text","text":"line one"},{"kind":"text","text":"line two"}]},
         "metadata":{"framework":"a2a-agent","context":{"k":"v"}}}});
-    let r = rpc(&w, send.clone()).await;
+    let r = w.rpc(send.clone()).await;
     assert_eq!(r["jsonrpc"], "2.0");
     assert_eq!(r["id"], 7);
     let m = &r["result"];
@@ -346,11 +334,9 @@ async fn a2a_card_and_json_rpc_methods() {
         .ends_with("result.json"));
     assert!(m["metadata"]["error"].is_null());
 
-    let other = rpc(
-        &w,
-        json!({"jsonrpc":"2.0","id":1,"method":"agent/dance","params":{}}),
-    )
-    .await;
+    let other = w
+        .rpc(json!({"jsonrpc":"2.0","id":1,"method":"agent/dance","params":{}}))
+        .await;
     assert_eq!(other["error"]["code"], -32601);
     assert_eq!(
         other["error"]["message"],
@@ -359,24 +345,18 @@ async fn a2a_card_and_json_rpc_methods() {
 
     // tasks/get on the finished task, tasks/cancel refused for it, unknown ids.
     let task_id = m["metadata"]["taskId"].as_str().unwrap();
-    let got = rpc(
-        &w,
-        json!({"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"id":task_id}}),
-    )
-    .await;
+    let got = w
+        .rpc(json!({"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"id":task_id}}))
+        .await;
     assert_eq!(got["result"]["kind"], "task");
     assert_eq!(got["result"]["status"]["state"], "completed");
-    let no = rpc(
-        &w,
-        json!({"jsonrpc":"2.0","id":3,"method":"tasks/cancel","params":{"id":task_id}}),
-    )
-    .await;
+    let no = w
+        .rpc(json!({"jsonrpc":"2.0","id":3,"method":"tasks/cancel","params":{"id":task_id}}))
+        .await;
     assert_eq!(no["error"]["code"], -32002);
-    let unknown = rpc(
-        &w,
-        json!({"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"id":"nope"}}),
-    )
-    .await;
+    let unknown = w
+        .rpc(json!({"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"id":"nope"}}))
+        .await;
     assert_eq!(unknown["error"]["code"], -32001);
 
     // message/stream: a task, working updates, the output artifact, a final status.
@@ -429,11 +409,9 @@ async fn a2a_card_and_json_rpc_methods() {
             .is_empty())
         .await
     );
-    let c = rpc(
-        &w,
-        json!({"jsonrpc":"2.0","id":5,"method":"tasks/cancel","params":{"id":"a2a-slow"}}),
-    )
-    .await;
+    let c = w
+        .rpc(json!({"jsonrpc":"2.0","id":5,"method":"tasks/cancel","params":{"id":"a2a-slow"}}))
+        .await;
     assert_eq!(c["result"]["status"]["state"], "canceled", "{c}");
     assert!(task_processes("a2a-slow").is_empty());
     let bad = w

@@ -270,23 +270,8 @@ async fn an_a2a_follow_up_with_the_same_context_id_continues_the_conversation() 
         json!({"jsonrpc":"2.0","id":1,"method":"message/send",
                "params":{"message":message,"metadata":{"framework":"pyfixture"}}})
     };
-    let post = |body: Value| {
-        let url = format!("{}/", w.url);
-        let client = w.client().clone();
-        async move {
-            client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
     // No contextId: the worker makes one, and the answer carries it.
-    let first = post(send("m1", None)).await;
+    let first = w.rpc(send("m1", None)).await;
     let context = first["result"]["contextId"]
         .as_str()
         .expect("a context id")
@@ -299,11 +284,11 @@ async fn an_a2a_follow_up_with_the_same_context_id_continues_the_conversation() 
         .as_str()
         .unwrap()
         .to_string();
-    let second = post(send("m2", Some(&context))).await;
+    let second = w.rpc(send("m2", Some(&context))).await;
     assert_eq!(second["result"]["contextId"], context.as_str());
     assert_eq!(text(&second)["earlier"], json!([first_task]), "{second:#}");
     assert_eq!(text(&second)["session"], context.as_str());
     // Another context starts from nothing.
-    let other = post(send("m3", Some("another-context"))).await;
+    let other = w.rpc(send("m3", Some("another-context"))).await;
     assert_eq!(text(&other)["earlier"], json!([]), "{other:#}");
 }

@@ -216,6 +216,19 @@ impl Worker {
         )
     }
 
+    /// `POST /` with an A2A JSON-RPC body; the JSON answer.
+    pub async fn rpc(&self, body: Value) -> Value {
+        self.client
+            .post(format!("{}/", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `GET /ping`.
     pub async fn ping(&self) -> Value {
         self.get("/ping").await.1
