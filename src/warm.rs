@@ -259,34 +259,6 @@ impl Pool {
         }
     }
 
-    /// Names of the frameworks with a warm parent, and whether each is ready now.
-    pub fn states(&self) -> Vec<(String, &'static str)> {
-        let mut out: Vec<(String, &'static str)> = self
-            .parents
-            .values()
-            .map(|p| {
-                let s = match &*p.status.borrow() {
-                    Status::Idle => "idle",
-                    Status::Starting => "starting",
-                    Status::Ready(_) => "ready",
-                    Status::Down(_) => "restarting",
-                    Status::Stopped => "stopped",
-                };
-                (p.name.clone(), s)
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// The pid of `name`'s warm parent while it is ready.
-    pub fn pid(&self, name: &str) -> Option<u32> {
-        match &*self.parents.get(name)?.status.borrow() {
-            Status::Ready(r) => Some(r.pid),
-            _ => None,
-        }
-    }
-
     /// Has `name`'s warm parent fork the child described by `spec`; otherwise says why not.
     pub async fn fork(&self, name: &str, spec: &supervisor::Spec) -> Result<Child, Fallback> {
         let Some(p) = self.parents.get(name) else {
