@@ -206,6 +206,14 @@ impl Pool {
             let Some(when) = when_for(&cfg.warm, &cfg.default_framework, &fw.name) else {
                 continue;
             };
+            if !fw.program_found() {
+                // Restarting it with backoff would only log the same failure forever.
+                warnings.push(format!(
+                    "framework {}: {} is not there, so it has no warm parent (its tasks fail until it is)",
+                    fw.name, argv[0]
+                ));
+                continue;
+            }
             parents.insert(
                 fw.name.clone(),
                 Arc::new(Parent {

@@ -685,7 +685,8 @@ async fn broken_frameworks_are_answered_clearly_and_the_worker_keeps_serving() {
     let program = root.join("novenv/.venv/bin/python");
     assert!(
         err.starts_with(&format!("Cannot start {}", program.display()))
-            && err.contains("No such file or directory"),
+            && err.contains("No such file or directory")
+            && err.contains("scripts/setup-frameworks.sh"),
         "{err}"
     );
     assert_still_serving(&w).await;

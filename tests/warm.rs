@@ -357,3 +357,36 @@ async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_start
         .await
     );
 }
+
+#[tokio::test]
+async fn a_warm_framework_whose_program_is_missing_gets_no_warm_parent_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let fw = dir.path().join("gone");
+    std::fs::create_dir(&fw).unwrap();
+    std::fs::write(
+        fw.join("framework.json"),
+        r#"{"command": [".venv/bin/python", "runner.py"], "warm": true}"#,
+    )
+    .unwrap();
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", dir.path().to_str().unwrap())
+        .env("AGENTDISPATCH_WARM", "all")
+        .start()
+        .await;
+    assert!(
+        eventually(Duration::from_secs(5), || w.log_lines().iter().any(|l| l
+            ["level"]
+            == "WARN"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no warm parent"))))
+        .await
+    );
+    let r = w.run(json!({"framework":"gone","prompt":"hi"})).await;
+    assert_eq!(r["errorCode"], "spawn_failed", "{r:#}");
+    assert!(cold_reason(&r).is_none(), "{r:#}");
+    assert!(!w
+        .log_lines()
+        .iter()
+        .any(|l| l["message"] == "warm parent starting"));
+}

@@ -531,7 +531,11 @@ async fn supervise(
     match outcome {
         Outcome::SpawnFailed(e) => {
             let words = e.to_string();
-            ending.error = Some(format!("Cannot start {program}: {words}"));
+            let mut error = format!("Cannot start {program}: {words}");
+            if program.contains("/.venv/") && e.kind() == std::io::ErrorKind::NotFound {
+                error.push_str(" (create the framework's virtualenv: scripts/setup-frameworks.sh)");
+            }
+            ending.error = Some(error);
             ending.error_code = Some("spawn_failed");
         }
         Outcome::WaitFailed(e) => {
