@@ -569,6 +569,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_a_caller_sends_reach_the_child_unchanged() {
+        // Found by fuzzing: without serde_json's float_roundtrip, 118446744073709551616 was
+        // read as 1.1844674407370955e20 and written back as ...957e20.
+        let body = br#"{"input":{"n":118446744073709551616,"x":0.30000000000000004}}"#;
+        let p = parse_payload(body).unwrap();
+        let again =
+            parse_payload(&serde_json::to_vec(&serde_json::json!({"input": p.input})).unwrap())
+                .unwrap();
+        assert_eq!(p.input, again.input);
+        assert_eq!(p.input["x"].as_f64(), Some(0.30000000000000004));
+    }
+
+    #[test]
     fn reference_payload_and_aliases() {
         let p = parse_payload(br#"{"prompt":"hi","framework":"x","metadata":{"a":1}}"#).unwrap();
         assert_eq!(p.task_type, TaskType::AgentRun);
