@@ -26,6 +26,8 @@ use serde_json::{json, Value};
 
 #[path = "../tests/common/procfs.rs"]
 mod procfs;
+#[path = "../tests/common/sse.rs"]
+mod sse;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
 const SIX: [&str; 6] = [
@@ -184,12 +186,8 @@ impl Server {
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             buf.push_str(&String::from_utf8_lossy(&chunk.expect("SSE body")));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                    continue;
-                };
-                let v: Value = serde_json::from_str(data).expect("SSE data is JSON");
+            while let Some((_, data)) = sse::next_message(&mut buf) {
+                let v: Value = serde_json::from_str(&data).expect("SSE data is JSON");
                 if v["type"] == "task.progress" && v["payload"]["step"].is_string() {
                     step.get_or_insert(started.elapsed());
                 }

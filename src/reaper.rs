@@ -55,6 +55,16 @@ impl Owned {
     }
 }
 
+/// Spawns `cmd` with its pid registered as tokio's before the reaper can see it exit.
+pub fn spawn_owned(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let mut owned = Owned::lock();
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        owned.insert(pid as i32);
+    }
+    Ok(child)
+}
+
 /// Forgets a pid after tokio reaped it.
 pub fn release(pid: i32) {
     if let Some(set) = Owned::lock().0.as_mut() {

@@ -490,17 +490,9 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         });
     }
     let began = Instant::now();
-    let mut child = {
-        let mut owned = reaper::Owned::lock();
-        match cmd.spawn() {
-            Ok(c) => {
-                if let Some(pid) = c.id() {
-                    owned.insert(pid as i32);
-                }
-                c
-            }
-            Err(e) => return format!("cannot start {}: {e}", p.argv[0]),
-        }
+    let mut child = match reaper::spawn_owned(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => return format!("cannot start {}: {e}", p.argv[0]),
     };
     drop(theirs);
     let pid = child.id().unwrap_or(0);

@@ -111,10 +111,8 @@ impl Child {
         for k in &spec.unset {
             cmd.env_remove(k);
         }
-        let mut owned = reaper::Owned::lock();
-        let child = cmd.spawn()?;
+        let child = reaper::spawn_owned(&mut cmd)?;
         let pid = child.id().unwrap_or(0);
-        owned.insert(pid as i32);
         Ok(Child {
             pid,
             kind: Kind::Spawned(child),
