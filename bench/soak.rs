@@ -348,8 +348,8 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// Checks events in order: seq 1, 2, … with `accepted` first and `task.result` (carrying the
-/// status) last.
+/// Checks events in order: seq 1, 2, … with `accepted` first and `task.result` (the status
+/// as its message, the result value as its payload) last.
 fn check_events(events: &[Value], exp: &Expect, whence: &str) -> Result<(), String> {
     ensure(events.len() >= 2, || {
         format!("{whence}: {} events", events.len())
@@ -368,7 +368,7 @@ fn check_events(events: &[Value], exp: &Expect, whence: &str) -> Result<(), Stri
     )?;
     let last = &events[events.len() - 1];
     ensure(
-        last["type"] == "task.result" && last["payload"]["status"] == exp.status,
+        last["type"] == "task.result" && last["message"] == exp.status,
         || {
             format!(
                 "{whence}: last event is not task.result {}: {last}",

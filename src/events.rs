@@ -229,17 +229,18 @@ impl EventSink {
         drop(st);
         self.flush();
         let path = self.log_path.as_deref().expect("checked above");
-        read_log_from(path, offset, after, max)
+        read_log_page(path, offset, after, max).0
     }
 }
 
 /// Reads events with `seq > after` from an `events.ndjson`, up to `max` bytes.
 pub fn read_log(path: &Path, after: u64, max: usize) -> Since {
-    read_log_from(path, 0, after, max)
+    read_log_page(path, 0, after, max).0
 }
 
-/// [`read_log`] starting at byte `offset` (the start of a line).
-fn read_log_from(path: &Path, offset: u64, after: u64, max: usize) -> Since {
+/// [`read_log`] starting at byte `offset` (the start of a line); also the offset to read the
+/// next page from (past the last whole line read; a line still being written is left).
+pub fn read_log_page(path: &Path, offset: u64, after: u64, max: usize) -> (Since, u64) {
     #[derive(serde::Deserialize)]
     struct SeqOnly {
         seq: u64,
@@ -247,30 +248,43 @@ fn read_log_from(path: &Path, offset: u64, after: u64, max: usize) -> Since {
     let mut events = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
+    let mut pos = offset;
     let Ok(mut file) = File::open(path) else {
-        return Since { events, truncated };
+        return (Since { events, truncated }, pos);
     };
     if offset > 0 && file.seek(SeekFrom::Start(offset)).is_err() {
-        return Since { events, truncated };
+        return (Since { events, truncated }, pos);
     }
-    for line in BufReader::new(file).lines() {
-        let Ok(line) = line else { break };
-        let Ok(SeqOnly { seq }) = serde_json::from_str::<SeqOnly>(&line) else {
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n as u64,
+        };
+        let Some(text) = line.strip_suffix('\n') else {
+            break;
+        };
+        let Ok(SeqOnly { seq }) = serde_json::from_str::<SeqOnly>(text) else {
+            pos += n;
             continue;
         };
         if seq <= after {
+            pos += n;
             continue;
         }
-        bytes += line.len();
+        bytes += text.len();
         if bytes > max && !events.is_empty() {
             truncated = true;
             break;
         }
-        if let Ok(raw) = RawValue::from_string(line) {
+        if let Ok(raw) = RawValue::from_string(text.to_string()) {
             events.push(Arc::from(raw));
         }
+        pos += n;
     }
-    Since { events, truncated }
+    (Since { events, truncated }, pos)
 }
 
 #[cfg(test)]
@@ -317,5 +331,36 @@ mod tests {
         let capped = sink.since(0, 100);
         assert!(capped.truncated);
         assert_eq!(seqs(&capped.events)[0], 1);
+    }
+
+    #[test]
+    fn the_log_is_read_in_pages_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sink = EventSink::new("t1", Some(path.clone()), 1 << 20);
+        for i in 0..50 {
+            sink.emit(&EventDraft::new(EventType::Log, format!("line {i}"), None));
+        }
+        sink.close();
+        let (mut offset, mut got) = (0, Vec::new());
+        loop {
+            let (page, next) = read_log_page(&path, offset, 10, 300);
+            if page.events.is_empty() {
+                break;
+            }
+            got.extend(seqs(&page.events));
+            offset = next;
+        }
+        assert_eq!(got, (11..=50).collect::<Vec<_>>());
+        // A line still being written is left for the next read.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(br#"{"type":"task.log","seq":51"#)
+            .unwrap();
+        let (page, next) = read_log_page(&path, offset, 0, usize::MAX);
+        assert!(page.events.is_empty());
+        assert_eq!(next, offset);
     }
 }

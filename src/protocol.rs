@@ -44,7 +44,7 @@ pub fn classify(line: &str) -> ChildLine {
         return ChildLine::Text;
     };
     match obj.get("type").and_then(Value::as_str) {
-        Some("task.result") => ChildLine::Result(Box::new(result_from(obj))),
+        Some("task.result") => ChildLine::Result(Box::new(result_from(obj, true))),
         Some(t) => match EventType::from_wire(t) {
             Some(kind) => ChildLine::Event(event_from(kind, obj)),
             None => ChildLine::OtherJson,
@@ -54,7 +54,7 @@ pub fn classify(line: &str) -> ChildLine {
                 .iter()
                 .any(|k| obj.contains_key(*k)) =>
         {
-            ChildLine::Result(Box::new(result_from(obj)))
+            ChildLine::Result(Box::new(result_from(obj, false)))
         }
         None => ChildLine::OtherJson,
     }
@@ -77,18 +77,15 @@ fn event_from(kind: EventType, mut obj: Map<String, Value>) -> EventDraft {
     }
 }
 
-fn result_from(mut obj: Map<String, Value>) -> ChildResult {
-    // `{"type":"task.result","payload":{…}}` carries the result inside its payload.
-    if let Some(Value::Object(inner)) = obj.get("payload") {
-        if ["output", "result", "events", "artifacts"]
-            .iter()
-            .any(|k| inner.contains_key(*k))
-        {
-            if let Some(Value::Object(inner)) = obj.remove("payload") {
-                obj = inner;
-            }
-        }
-    }
+/// A result line; `event` for a `task.result` line, whose result object may be `result` or, as
+/// in every other event, `payload` (`result` wins when both are given). The reference worker's
+/// final form (no `type`) has only `result`.
+fn result_from(mut obj: Map<String, Value>, event: bool) -> ChildResult {
+    let payload = event
+        .then(|| obj.remove("payload"))
+        .flatten()
+        .filter(|p| !p.is_null());
+    let result = obj.remove("result").filter(|v| !v.is_null()).or(payload);
     let output = match obj.remove("output") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
@@ -125,7 +122,7 @@ fn result_from(mut obj: Map<String, Value>) -> ChildResult {
     };
     ChildResult {
         output,
-        result: obj.remove("result").filter(|v| !v.is_null()),
+        result,
         events,
         artifacts,
         failed: obj.get("ok") == Some(&Value::Bool(false)),
@@ -177,14 +174,26 @@ mod tests {
         assert_eq!(r.output.as_deref(), Some("ref"));
         assert_eq!(r.events.len(), 2);
         assert_eq!(r.events[1].kind, EventType::Log);
+        // The result given as `payload`, as every other event carries its detail: kept whole,
+        // even when it has keys named like the answer's.
         let ChildLine::Result(r) = classify(
-            r#"{"type":"task.result","payload":{"output":"inner","ok":false,"error":"bad"}}"#,
+            r#"{"type":"task.result","output":"done","ok":false,"error":"bad","payload":{"answer":42,"output":"inner"}}"#,
         ) else {
             panic!()
         };
-        assert_eq!(r.output.as_deref(), Some("inner"));
+        assert_eq!(r.output.as_deref(), Some("done"));
+        assert_eq!(
+            r.result,
+            Some(serde_json::json!({"answer": 42, "output": "inner"}))
+        );
         assert!(r.failed);
         assert_eq!(r.error.as_deref(), Some("bad"));
+        let ChildLine::Result(r) =
+            classify(r#"{"type":"task.result","result":{"a":1},"payload":{"b":2}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(r.result, Some(serde_json::json!({"a": 1})));
     }
 
     #[test]

@@ -410,7 +410,7 @@ pub enum EventType {
     /// The child is alive.
     #[serde(rename = "task.heartbeat")]
     Heartbeat,
-    /// The final result (payload: the result object without its events).
+    /// The last event (payload: the task's `result` value; message: the status).
     #[serde(rename = "task.result")]
     Result,
 }
@@ -459,8 +459,8 @@ pub enum EventPayload {
     },
 }
 
-/// A result as written to `result.json` and carried by `task.result`: borrowed, without
-/// `events` (they are in `events.ndjson`); `artifacts` only when given.
+/// A result as written to `result.json`: borrowed, without `events` (they are in
+/// `events.ndjson`); `artifacts` only when given.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultRecord<'a> {

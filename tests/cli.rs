@@ -56,7 +56,12 @@ fn run_json_prints_ndjson_events_ending_with_the_result() {
     assert!(events.iter().any(|e| e["message"] == "out"));
     let last = events.last().unwrap();
     assert_eq!(last["type"], "task.result");
-    assert_eq!(last["payload"]["error"], "Command exited with code 3.");
+    // The task.result payload is the task's result value; its message the status.
+    assert_eq!(last["payload"], serde_json::json!({"exitCode": 3}));
+    assert_eq!(last["message"], "failed");
+    assert!(events.iter().any(|e| e["type"] == "task.log"
+        && e["payload"] == serde_json::json!({"stream": "stderr", "exitCode": 3})
+        && e["message"] == "Command exited with code 3."));
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["seq"], i as u64 + 1);
     }
@@ -95,7 +100,8 @@ fn run_reads_a_payload_file_or_stdin_and_flags_win() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out).contains("Accepted instruction: from stdin"));
+    // --json prints events; the last, task.result, carries the echo's result value.
+    assert!(text(&out).contains(r#""instruction":"from stdin""#));
     // Refusals and bad payloads: exit non-zero with the reason.
     let out = worker_cmd(tmp.path())
         .args(["run", "--command", "true"])

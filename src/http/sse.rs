@@ -66,12 +66,20 @@ pub struct Head {
 pub trait Framing: Send + 'static {
     /// Appends the messages for event `seq` (not the final one) to `out`.
     fn event(&mut self, seq: u64, event: &EventJson, out: &mut BytesMut);
-    /// Messages for the end, given the `task.result` event's seq and the whole result.
+    /// Messages for the end, given the `task.result` event's seq (0 when the stream resumed
+    /// after it, so that it was not sent) and the whole result.
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes>;
 }
 
 /// The worker's own framing: each event as it is, then the whole result object.
 struct Plain;
+
+/// The last message of a task's stream: the whole result (with its events, as the JSON
+/// answer), under the `task.result` event's id when that event was not sent before (a stream
+/// resumed at or past it sends no id, so a client's last id stays what it was).
+fn last_message(seq: Option<u64>, result: &TaskResult) -> Bytes {
+    frame(seq, &serde_json::to_string(result).unwrap_or_default())
+}
 
 impl Framing for Plain {
     fn event(&mut self, seq: u64, event: &EventJson, out: &mut BytesMut) {
@@ -79,10 +87,7 @@ impl Framing for Plain {
     }
 
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes> {
-        vec![frame(
-            Some(seq),
-            &serde_json::to_string(result).unwrap_or_default(),
-        )]
+        vec![last_message((seq > 0).then_some(seq), result)]
     }
 }
 
@@ -133,12 +138,25 @@ pub fn framed_stream(
             if got_any {
                 continue;
             }
+            // Nothing after `sent` and finished: the `task.result` event lies at or before the
+            // id the stream resumed from (its result is set only after that event). End now.
+            if task.result().is_some() {
+                let result = task.answer(cap).await;
+                let mut batch = BytesMut::new();
+                for m in framing.end(0, &result) {
+                    batch.extend_from_slice(&m);
+                }
+                let _ = tx.send(Ok(batch.freeze())).await;
+                return;
+            }
             tokio::select! {
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return;
                     }
                 }
+                // A stream resumed past the last id hears of no new event: the end wakes it.
+                _ = task.finished() => {}
                 _ = tx.closed() => return,
             }
         }
@@ -153,33 +171,58 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
+    let cap = worker.cfg.max_output_bytes;
     match worker.get(id) {
-        Some(task) => task_stream(task, after, worker.cfg.max_output_bytes),
+        Some(task) => task_stream(task, after, cap),
         None => {
             // Not in memory: replay from the folder, or say it is unknown (404, as /tasks/{id}).
-            let result = worker.status(id, after);
+            // The last message is the answer from the folder with every event (up to the cap),
+            // the same as from memory.
+            // (File work: off the threads that serve HTTP.)
+            let result = tokio::task::block_in_place(|| worker.status(id, 0));
             if result.error_code.as_deref() == Some("unknown_task") {
                 return super::json_response(warp::http::StatusCode::NOT_FOUND, &result);
             }
+            // `status` answered from the folder, so `id` is a valid task id.
+            let log = worker
+                .cfg
+                .artifact_dir
+                .join(id)
+                .join(crate::artifacts::EVENTS_FILE);
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(async move {
-                let mut last = after;
-                for e in &result.events {
-                    if let Ok(head) = serde_json::from_str::<Head>(e.get()) {
-                        last = head.seq;
+                let mut offset = 0;
+                let mut result_seq = None;
+                loop {
+                    let path = log.clone();
+                    let page = tokio::task::spawn_blocking(move || {
+                        crate::events::read_log_page(&path, offset, after, STEP_BYTES)
+                    })
+                    .await;
+                    let Ok((since, next)) = page else { break };
+                    if since.events.is_empty() {
+                        break;
+                    }
+                    offset = next;
+                    let mut batch = BytesMut::new();
+                    for e in &since.events {
+                        let Ok(head) = serde_json::from_str::<Head>(e.get()) else {
+                            continue;
+                        };
                         if head.kind == "task.result" {
-                            break;
-                        }
-                        if tx.send(Ok(frame(Some(head.seq), e.get()))).await.is_err() {
-                            return;
+                            result_seq = Some(head.seq);
+                        } else {
+                            batch.extend_from_slice(&frame(Some(head.seq), e.get()));
                         }
                     }
+                    if !batch.is_empty() && tx.send(Ok(batch.freeze())).await.is_err() {
+                        return;
+                    }
+                    if !since.truncated {
+                        break;
+                    }
                 }
-                let mut whole = result;
-                whole.events.clear();
-                let data = serde_json::to_string(&whole).unwrap_or_default();
-                let id = (last > after).then_some(last);
-                let _ = tx.send(Ok(frame(id, &data))).await;
+                let _ = tx.send(Ok(last_message(result_seq, &result))).await;
             });
             sse_response(rx)
         }

@@ -157,8 +157,18 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
     };
     match &fw.launch {
         Launch::Echo => {
+            // One heartbeat between accepted and the result, as the reference worker's echo
+            // (a child gets one when it starts, then one per interval).
+            task.events.emit(&EventDraft::new(
+                EventType::Heartbeat,
+                "running",
+                Some(json!({
+                    "status": "running",
+                    "elapsedMs": task.started.elapsed().as_millis() as u64,
+                })),
+            ));
             // The answer repeats the caller's values three times (output, result, the
-            // task.result event): each is capped at a quarter of one answer's bound.
+            // task.result event's payload): each is capped at a quarter of one answer's bound.
             let cap = worker.cfg.max_output_bytes / 4;
             let instruction = crate::wire::clip(&payload.instruction, cap);
             let context_len = serde_json::to_vec(&payload.context).map_or(0, |v| v.len());
@@ -572,9 +582,17 @@ async fn supervise(
                     ending.status = TaskStatus::Succeeded;
                 }
                 (Some(code), _) => {
+                    let exited = format!("{who} exited with code {code}.");
+                    // The reference worker's failure event: the last stderr lines, or the
+                    // error when the child printed nothing there.
+                    task.events.emit(&EventDraft::new(
+                        EventType::Log,
+                        tail().unwrap_or_else(|| exited.clone()),
+                        Some(json!({"stream": "stderr", "exitCode": code})),
+                    ));
                     ending.error = Some(match (protocol, tail()) {
                         (true, Some(t)) => t,
-                        _ => format!("{who} exited with code {code}."),
+                        _ => exited,
                     });
                     ending.error_code = Some("exit_nonzero");
                 }
@@ -594,6 +612,14 @@ async fn supervise(
     }
     if !protocol {
         ending.result = Some(json!({"exitCode": ending.exit_code}));
+    } else if ending.ok && ending.result.is_none() {
+        // A child that gave no result object: the reference worker's default, so that the
+        // `task.result` payload names the framework. (The reference also copies the child's
+        // whole reply or stdout in; here those are the answer's `output` and events already.)
+        ending.result = Some(json!({
+            "framework": task.label,
+            "completedAt": crate::events::now_ts(),
+        }));
     }
     ending
 }
@@ -669,10 +695,15 @@ fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         }
     }
     result.artifacts = artifacts;
+    // The last event: its payload is the task's `result` value (as the reference worker's),
+    // its message the status; the whole answer is the response and `result.json`.
     task.events.emit(&EventDraft {
         kind: EventType::Result,
         message: Some(result.status.as_str().to_string()),
-        payload: Some(EventPayload::Raw(crate::wire::to_raw(&result.record(true)))),
+        payload: result
+            .result
+            .as_ref()
+            .map(|r| EventPayload::Raw(crate::wire::to_raw(r))),
     });
     if let Some(e) = task.events.close() {
         if result.ok {
