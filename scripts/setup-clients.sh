@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
+#
+#   scripts/setup-clients.sh [--force]
+#
+# Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
+#   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
+#   py-v03/    a venv with a2a-sdk 0.3.x and pytest (tests/clients/python/requirements-v03.txt)
+#   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
+# Each is stamped with the sha256 of what it was made from (and the Python version); a matching
+# stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
+# npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
+# else python -m venv and pip.
+#
+# Environment: PYTHON (interpreter, default python3), NPM (default npm), UV (a uv binary).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker
+CLIENTS=$CACHE/clients
+PYTHON=${PYTHON:-python3}
+NPM=${NPM:-npm}
+STAMP_NAME=.agentdispatch-stamp
+FORCE=0
+
+die() { echo "setup-clients: $*" >&2; exit 1; }
+
+for arg in "$@"; do
+  case $arg in
+    --force) FORCE=1 ;;
+    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $arg" ;;
+  esac
+done
+
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -d' ' -f1
+}
+
+fresh() { # fresh DIR STAMP: whether DIR was made from STAMP
+  [[ $FORCE == 0 && -f $1/$STAMP_NAME && $(<"$1/$STAMP_NAME") == "$2" ]]
+}
+
+if [[ -z ${UV:-} ]]; then
+  if command -v uv >/dev/null 2>&1; then UV=$(command -v uv)
+  elif [[ -x $CACHE/tools/bin/uv ]]; then UV=$CACHE/tools/bin/uv
+  fi
+fi
+
+PY_EXE=$("$PYTHON" -c 'import sys; print(sys.executable)') || die "cannot run $PYTHON"
+PY_VERSION=$("$PY_EXE" -c 'import sys; print(sys.version)')
+
+venv() { # venv NAME REQUIREMENTS
+  local dir=$CLIENTS/$1 req=$2 stamp started
+  stamp=$({ cat "$req"; echo "$PY_VERSION"; } | sha256)
+  if fresh "$dir" "$stamp"; then
+    echo "$1: up to date ($dir)"
+    return
+  fi
+  started=$SECONDS
+  echo "$1: creating $dir"
+  rm -rf "$dir"
+  if [[ -n ${UV:-} ]]; then
+    UV_PYTHON_DOWNLOADS=never "$UV" venv --quiet --python "$PY_EXE" "$dir"
+    "$UV" pip sync --quiet --python "$dir/bin/python" --compile-bytecode "$req"
+  else
+    "$PY_EXE" -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req"
+  fi
+  "$dir/bin/python" -c 'import a2a, pytest' || die "$1: the venv cannot import a2a and pytest"
+  echo "$stamp" >"$dir/$STAMP_NAME"
+  echo "$1: ready in $((SECONDS - started)) s"
+}
+
+node_modules() {
+  local dir=$CLIENTS/js src=$ROOT/tests/clients/js stamp started
+  command -v node >/dev/null 2>&1 || die "node is not installed (node 20 or later)"
+  stamp=$({ cat "$src/package.json" "$src/package-lock.json"; node --version; } | sha256)
+  if fresh "$dir" "$stamp"; then
+    echo "js: up to date ($dir)"
+    return
+  fi
+  started=$SECONDS
+  echo "js: npm ci into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  (cd "$dir" && "$NPM" ci --no-audit --no-fund --loglevel=error >/dev/null)
+  [[ -f $dir/node_modules/@a2a-js/sdk/package.json ]] || die "js: @a2a-js/sdk missing after npm ci"
+  echo "$stamp" >"$dir/$STAMP_NAME"
+  echo "js: ready in $((SECONDS - started)) s"
+}
+
+mkdir -p "$CLIENTS"
+venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt"
+venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt"
+node_modules

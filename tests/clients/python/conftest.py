@@ -1,0 +1,186 @@
+"""Shared by the a2a-sdk 1.x and 0.3.x suites (stdlib only; each suite runs in its own venv).
+
+`worker` starts the real binary (AGENTDISPATCH_TEST_WORKER) on a free port with its own
+artifact and session folders and the fixture frameworks (tests/fixtures/frameworks: `pyfixture`
+runs `sleep N`, `turn`, and fails on any other instruction), and stops it afterwards.
+
+`wire` records every HTTP exchange the SDK makes (request JSON, response content type and
+bytes) by wrapping httpx's transport, so that each suite can check every answer against the
+SDK's own models while the SDK itself runs with its default configuration.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, os.pardir, os.pardir, os.pardir))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "frameworks")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Worker:
+    """A running worker: `url` (with a trailing slash, as on its card), `stop()`."""
+
+    def __init__(self, extra_env=None):
+        binary = os.environ.get("AGENTDISPATCH_TEST_WORKER") or os.path.join(
+            ROOT, "target", "debug", "agentdispatch-worker"
+        )
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError(f"no worker binary at {binary} (set AGENTDISPATCH_TEST_WORKER)")
+        self.tmp = tempfile.TemporaryDirectory(prefix="a2a-client-")
+        self.log_path = os.path.join(self.tmp.name, "worker.log")
+        # A free port can be taken between the probe and the bind: try again then.
+        for _ in range(5):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}/"
+            env = dict(os.environ)
+            env.update({
+                "PORT": str(self.port),
+                "AGENTDISPATCH_HOST": "127.0.0.1",
+                "AGENTDISPATCH_ARTIFACT_DIR": os.path.join(self.tmp.name, "artifacts"),
+                "AGENTDISPATCH_SESSION_DIR": os.path.join(self.tmp.name, "sessions"),
+                "AGENTDISPATCH_FRAMEWORKS_DIR": FIXTURES,
+                "AGENTDISPATCH_WARM": "none",
+                "AGENTDISPATCH_AGENT_FRAMEWORK": "pyfixture",
+                # Streams carry a heartbeat update every second: the SDKs' HTTP clients give up
+                # on a silent stream after 5 s.
+                "AGENTDISPATCH_HEARTBEAT_SECONDS": "1",
+                "AGENTDISPATCH_KILL_GRACE_SECONDS": "2",
+                "RUST_LOG": "info",
+            })
+            env.pop("AGENTDISPATCH_PUBLIC_URL", None)
+            env.pop("AGENTCORE_RUNTIME_URL", None)
+            env.update(extra_env or {})
+            self.log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen([binary], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+            self.stop()
+        raise RuntimeError(f"worker did not start; log:\n{self.logs()}")
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(self.url + "ping", timeout=2) as r:
+                    if r.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def logs(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def rpc(self, method, params, request_id=1):
+        """A raw JSON-RPC call (for what no SDK call sends)."""
+        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        req = urllib.request.Request(self.url, data=body.encode(), headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def worker():
+    w = Worker()
+    yield w
+    w.stop()
+    w.tmp.cleanup()
+
+
+class Exchange:
+    def __init__(self, method, url, request):
+        self.method = method
+        self.url = url
+        self.request = request
+        self.content_type = ""
+        self.body = b""
+
+    def rpc_method(self):
+        return (self.request or {}).get("method")
+
+    def messages(self):
+        """The JSON of the answer: one object, or each complete `data:` of an event stream."""
+        text = self.body.decode("utf-8", "replace")
+        if "text/event-stream" not in self.content_type:
+            return [json.loads(text)] if text.strip() else []
+        out = []
+        for block in text.replace("\r\n", "\n").split("\n\n")[:-1]:
+            data = "\n".join(l[5:].lstrip(" ") for l in block.split("\n") if l.startswith("data:"))
+            if data:
+                out.append(json.loads(data))
+        return out
+
+
+@pytest.fixture
+def wire(monkeypatch):
+    import httpx
+
+    exchanges = []
+    original = httpx.AsyncHTTPTransport.handle_async_request
+
+    async def recording(self, request):
+        body = request.content if request.method == "POST" else b""
+        ex = Exchange(request.method, str(request.url), json.loads(body) if body else None)
+        exchanges.append(ex)
+        response = await original(self, request)
+        ex.content_type = response.headers.get("content-type", "")
+        inner = response.stream
+
+        class Tee(httpx.AsyncByteStream):
+            async def __aiter__(self):
+                async for chunk in inner:
+                    ex.body += chunk
+                    yield chunk
+
+            async def aclose(self):
+                await inner.aclose()
+
+        response.stream = Tee()
+        return response
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", recording)
+    return exchanges
+
+
+def unknown_keys(raw, known, path=""):
+    """Paths of keys in `raw` that a model's own dump (`known`) does not have: fields the
+    model does not define. Free-form maps (metadata, data) are taken as they are."""
+    out = []
+    if isinstance(raw, dict) and isinstance(known, dict):
+        for k, v in raw.items():
+            if k not in known:
+                if v not in (None, [], {}, "", False, 0):
+                    out.append(f"{path}.{k}")
+            elif k not in ("metadata", "data", "params"):
+                out += unknown_keys(v, known[k], f"{path}.{k}")
+    elif isinstance(raw, list) and isinstance(known, list):
+        for i, (a, b) in enumerate(zip(raw, known)):
+            out += unknown_keys(a, b, f"{path}[{i}]")
+    return out
