@@ -1,6 +1,6 @@
 //! Faults through the real binary: a full or vanished task folder, a child killed from
-//! outside, a child that closes stdout and hangs on, a minute-long flood, and 64 clients that
-//! hang up mid-stream.
+//! outside, a child that closes stdout and hangs on, a flood (5 s; a minute in scripts/soak.sh),
+//! and 64 clients that hang up mid-stream.
 
 mod common;
 
@@ -100,13 +100,24 @@ async fn a_child_that_closes_stdout_and_hangs_on_is_stopped_at_its_deadline() {
     assert!(task_processes("mute").is_empty());
 }
 
+/// Seconds the flood lasts: 5 here (a longer one proves nothing more in a test run); the soak
+/// and `AGENTDISPATCH_FLOOD_SECONDS=60 cargo test --test faults flood` run the minute.
+fn flood_seconds() -> u64 {
+    std::env::var("AGENTDISPATCH_FLOOD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(5)
+}
+
 #[tokio::test]
-async fn a_child_writing_100k_lines_per_second_for_a_minute_loses_nothing_and_ping_keeps_answering()
+async fn a_child_writing_100k_lines_per_second_in_a_flood_loses_nothing_and_ping_keeps_answering()
 {
     let w = WorkerBuilder::new().start().await;
-    let flood = "python3 -c \"import sys,time\nw=sys.stdout.write\nt0=time.time()\nn=0\nwhile time.time()-t0<60:\n  target=int((time.time()-t0)*100000)\n  while n<target:\n    w('line %d\\n'%n); n+=1\n  time.sleep(0.005)\nsys.stdout.flush()\nprint('total', n)\"";
+    let seconds = flood_seconds();
+    let flood = format!("python3 -c \"import sys,time\nw=sys.stdout.write\nt0=time.time()\nn=0\nwhile time.time()-t0<{seconds}:\n  target=int((time.time()-t0)*100000)\n  while n<target:\n    w('line %d\\n'%n); n+=1\n  time.sleep(0.005)\nsys.stdout.flush()\nprint('total', n)\"");
     let r = w
-        .run(json!({"taskType":"command.run","taskId":"flood","async":true,"input":{"command":flood,"timeoutSeconds":120}}))
+        .run(json!({"taskType":"command.run","taskId":"flood","async":true,"input":{"command":flood,"timeoutSeconds":120 + 2 * seconds}}))
         .await;
     assert_eq!(r["status"], "running");
     let mut worst = Duration::ZERO;
@@ -149,7 +160,8 @@ async fn a_child_writing_100k_lines_per_second_for_a_minute_loses_nothing_and_pi
     eprintln!(
         "flood: {total} lines, {pings} pings, worst ping {worst:?}, peak worker RSS {peak_rss} kB"
     );
-    assert!(pings > 100, "ping kept answering");
+    // Pings go out every 100 ms: a worker stalled behind the flood answers far fewer.
+    assert!(pings > seconds * 2, "ping kept answering: {pings} in {seconds}s");
     assert!(peak_rss < 256 * 1024, "worker RSS grew to {peak_rss} kB");
 }
 

@@ -320,10 +320,29 @@ def test_audit_hook_sees_network_and_process_calls(tmp_path):
 
 
 def test_framework_manifests_are_valid():
-    """Every shipped framework.json has the fields the worker reads and a runner next to it."""
+    """Every framework.json has the fields the worker reads and a runner next to it; one whose
+    program is its own .venv's (a Python framework) has the requirements.txt it is made from.
+    A user's folder in another language (README "Bring your own framework") passes too."""
     from conftest import FRAMEWORKS
     for path in sorted(FRAMEWORKS.glob("*/framework.json")):
         m = json.loads(path.read_text())
-        assert m["name"] == path.parent.name and isinstance(m["command"], list), path
-        assert (path.parent / m["command"][-1]).exists() and (path.parent / "requirements.txt").exists(), path
+        assert m["name"] == path.parent.name and isinstance(m["command"], list) and m["command"], path
+        assert (path.parent / m["command"][-1]).exists(), f"{path}: {m['command'][-1]} is missing"
+        if m["command"][0].startswith(".venv/"):
+            assert (path.parent / "requirements.txt").exists(), f"{path}: its .venv needs a requirements.txt"
         assert isinstance(m.get("env", {}), dict) and m.get("timeoutSeconds", 1) > 0, path
+
+
+def test_a_users_framework_in_another_language_passes_the_manifest_check(tmp_path, monkeypatch):
+    """The README's hello-sh folder (no requirements.txt) is a valid framework folder."""
+    import conftest
+
+    folder = tmp_path / "hello-sh"
+    folder.mkdir()
+    (folder / "framework.json").write_text(json.dumps({"name": "hello-sh", "command": ["./run.sh"]}))
+    (folder / "run.sh").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(conftest, "FRAMEWORKS", tmp_path)
+    test_framework_manifests_are_valid()
+    (folder / "framework.json").write_text(json.dumps({"name": "hello-sh", "command": [".venv/bin/python", "run.sh"]}))
+    with pytest.raises(AssertionError, match="requirements.txt"):
+        test_framework_manifests_are_valid()
