@@ -66,8 +66,8 @@ pub struct Head {
 pub trait Framing: Send + 'static {
     /// Appends the messages for event `seq` (not the final one) to `out`.
     fn event(&mut self, seq: u64, event: &EventJson, out: &mut BytesMut);
-    /// Messages for the end, given the `task.result` event's seq (0 when the stream resumed
-    /// after it, so that it was not sent) and the whole result.
+    /// Messages for the end, given the `task.result` event's seq (also when a stream resumed
+    /// at or past it) and the whole result.
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes>;
 }
 
@@ -75,8 +75,9 @@ pub trait Framing: Send + 'static {
 struct Plain;
 
 /// The last message of a task's stream: the whole result (with its events, as the JSON
-/// answer), under the `task.result` event's id when that event was not sent before (a stream
-/// resumed at or past it sends no id, so a client's last id stays what it was).
+/// answer) under the id of the task's last event, `task.result` — also for a stream resumed at
+/// or past it, so that a client that reconnects sends that id again (a client library may
+/// forget its last id on a message without one) and is answered the same way again.
 fn last_message(seq: Option<u64>, result: &TaskResult) -> Bytes {
     frame(seq, &serde_json::to_string(result).unwrap_or_default())
 }
@@ -139,11 +140,12 @@ pub fn framed_stream(
                 continue;
             }
             // Nothing after `sent` and finished: the `task.result` event lies at or before the
-            // id the stream resumed from (its result is set only after that event). End now.
+            // id the stream resumed from (the result is set only after that event, the last
+            // one). End now, as from the folder.
             if task.result().is_some() {
                 let result = task.answer(cap).await;
                 let mut batch = BytesMut::new();
-                for m in framing.end(0, &result) {
+                for m in framing.end(task.events.last_seq(), &result) {
                     batch.extend_from_slice(&m);
                 }
                 let _ = tx.send(Ok(batch.freeze())).await;
@@ -191,12 +193,14 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
                 .join(crate::artifacts::EVENTS_FILE);
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(async move {
+                // Every line is read (the last one's seq is the final message's id); those
+                // after the client's id are sent.
                 let mut offset = 0;
-                let mut result_seq = None;
+                let mut last_seq = None;
                 loop {
                     let path = log.clone();
                     let page = tokio::task::spawn_blocking(move || {
-                        crate::events::read_log_page(&path, offset, after, STEP_BYTES)
+                        crate::events::read_log_page(&path, offset, 0, STEP_BYTES)
                     })
                     .await;
                     let Ok((since, next)) = page else { break };
@@ -209,9 +213,8 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
                         let Ok(head) = serde_json::from_str::<Head>(e.get()) else {
                             continue;
                         };
-                        if head.kind == "task.result" {
-                            result_seq = Some(head.seq);
-                        } else {
+                        last_seq = Some(head.seq);
+                        if head.seq > after && head.kind != "task.result" {
                             batch.extend_from_slice(&frame(Some(head.seq), e.get()));
                         }
                     }
@@ -222,7 +225,7 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
                         break;
                     }
                 }
-                let _ = tx.send(Ok(last_message(result_seq, &result))).await;
+                let _ = tx.send(Ok(last_message(last_seq, &result))).await;
             });
             sse_response(rx)
         }
