@@ -339,7 +339,12 @@ async fn a2a_card_and_json_rpc_methods() {
         .await;
     assert_eq!(other["error"]["code"], -32601);
     let named = other["error"]["message"].as_str().unwrap();
-    for method in ["SendMessage", "message/stream", "tasks/get", "tasks/resubscribe"] {
+    for method in [
+        "SendMessage",
+        "message/stream",
+        "tasks/get",
+        "tasks/resubscribe",
+    ] {
         assert!(named.contains(method), "{named}");
     }
 

@@ -465,10 +465,27 @@ fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
         .get("contextId")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
-    let status = params
-        .get("status")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && *s != "TASK_STATE_UNSPECIFIED");
+    const STATES: [&str; 8] = [
+        "TASK_STATE_SUBMITTED",
+        "TASK_STATE_WORKING",
+        "TASK_STATE_COMPLETED",
+        "TASK_STATE_FAILED",
+        "TASK_STATE_CANCELED",
+        "TASK_STATE_INPUT_REQUIRED",
+        "TASK_STATE_REJECTED",
+        "TASK_STATE_AUTH_REQUIRED",
+    ];
+    let status = match params.get("status") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() || s == "TASK_STATE_UNSPECIFIED" => None,
+        Some(Value::String(s)) if STATES.contains(&s.as_str()) => Some(s.as_str()),
+        Some(other) => {
+            return Err(RpcError::invalid(format!(
+                "status {other} is not a task state (one of {}).",
+                STATES.join(", ")
+            )))
+        }
+    };
     let page_size = match params.get("pageSize") {
         None | Some(Value::Null) => DEFAULT_PAGE,
         Some(n) => match n.as_u64() {
@@ -557,7 +574,11 @@ fn message_payload(params: &Value, ids: &RequestIds) -> Result<MessageRequest, R
     let mut input = match meta.and_then(|m| m.get("input")) {
         Some(Value::Object(i)) => i.clone(),
         None | Some(Value::Null) => Map::new(),
-        Some(_) => return Err(RpcError::invalid("params.metadata.input must be an object.")),
+        Some(_) => {
+            return Err(RpcError::invalid(
+                "params.metadata.input must be an object.",
+            ))
+        }
     };
     input.insert("instruction".into(), Value::String(texts.join("\n")));
     if let Some(ctx) = meta.and_then(|m| m.get("context")) {

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Run the worker's A2A surface through the real SDK clients (installed by
+# scripts/setup-clients.sh, which this runs first: a second run takes a second):
+#
+#   scripts/test-clients.sh [py-v1|py-v03|js …]      (default: all three)
+#
+#   py-v1    Python a2a-sdk 1.x, its A2A 1.0 JSON-RPC transport  tests/clients/python/test_a2a_v1.py
+#   py-v03   Python a2a-sdk 0.3.x                               tests/clients/python/test_a2a_v03.py
+#   js       @a2a-js/sdk 1.x, its A2A 1.0 JSON-RPC transport     tests/clients/js/a2a.test.mjs
+#
+# The worker binary is AGENTDISPATCH_TEST_WORKER, else target/debug/agentdispatch-worker (built
+# with cargo build --locked when missing). Each test starts its own worker on a free port with
+# its own artifact and session folders. Exits non-zero when any suite fails; one summary line
+# per suite.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CLIENTS=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients
+
+SUITES=("$@")
+[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js)
+for s in "${SUITES[@]}"; do
+  case $s in
+    py-v1 | py-v03 | js) ;;
+    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js)" >&2; exit 2 ;;
+  esac
+done
+
+"$ROOT/scripts/setup-clients.sh" || { echo "test-clients: setup-clients.sh failed" >&2; exit 1; }
+
+WORKER=${AGENTDISPATCH_TEST_WORKER:-$ROOT/target/debug/agentdispatch-worker}
+if [[ ! -x $WORKER ]]; then
+  if [[ -n ${AGENTDISPATCH_TEST_WORKER:-} ]]; then
+    echo "test-clients: AGENTDISPATCH_TEST_WORKER=$WORKER is not an executable" >&2
+    exit 1
+  fi
+  (cd "$ROOT" && cargo build --locked) || exit 1
+fi
+WORKER=$(cd "$(dirname "$WORKER")" && pwd)/$(basename "$WORKER")
+export AGENTDISPATCH_TEST_WORKER=$WORKER
+export AGENTDISPATCH_FIXTURE_FRAMEWORKS=$ROOT/tests/fixtures/frameworks
+
+SUMMARY=()
+FAILED=0
+
+run_suite() { # run_suite NAME LABEL COMMAND…
+  local name=$1 label=$2 log rc started
+  shift 2
+  log=$(mktemp)
+  started=$SECONDS
+  echo "== $name: $label"
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  local counts
+  # pytest's closing line ("9 passed in 7.1s"), or node's "# pass N" and "# fail N".
+  counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?)|^# (pass|fail) [0-9]+$' "$log" |
+    sed -E 's/^=+ //; s/ =+$//; s/^# //' | paste -sd, - | sed 's/,/, /g')
+  rm -f "$log"
+  if [[ $rc == 0 ]]; then
+    SUMMARY+=("ok    $name ($label): ${counts:-passed}, $((SECONDS - started)) s")
+  else
+    SUMMARY+=("FAIL  $name ($label): ${counts:-exit $rc}, $((SECONDS - started)) s")
+    FAILED=1
+  fi
+}
+
+for s in "${SUITES[@]}"; do
+  case $s in
+    py-v1)
+      run_suite py-v1 "a2a-sdk 1.x" \
+        "$CLIENTS/py-v1/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/python/test_a2a_v1.py" ;;
+    py-v03)
+      run_suite py-v03 "a2a-sdk 0.3.x" \
+        "$CLIENTS/py-v03/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/python/test_a2a_v03.py" ;;
+    js)
+      # Node resolves packages next to the test file: run a copy beside the cached node_modules.
+      cp "$ROOT/tests/clients/js/a2a.test.mjs" "$CLIENTS/js/a2a.test.mjs"
+      run_suite js "@a2a-js/sdk 1.x" \
+        node --test --test-reporter=tap "$CLIENTS/js/a2a.test.mjs" ;;
+  esac
+done
+
+echo "== A2A client suites"
+printf '%s\n' "${SUMMARY[@]}"
+exit $FAILED
