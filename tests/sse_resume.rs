@@ -349,3 +349,23 @@ async fn after_a_restart_the_folder_resumes_finished_and_interrupted_tasks() {
     let conns = read_connections(es, 2, |_| {}).await;
     assert_eq!(conns, [vec![end.clone()], vec![end.clone()]]);
 }
+
+#[tokio::test]
+async fn a_running_task_resumed_past_its_last_id_ends_with_its_result_when_it_finishes() {
+    let w = WorkerBuilder::new().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let command = format!(
+        "sh -c 'while [ ! -e {} ]; do sleep 0.05; done; echo done'",
+        gate.display()
+    );
+    w.run(json!({"taskType":"command.run","taskId":"past-1","async":true,"input":{"command":command}}))
+        .await;
+    // No event will ever come after id 999: the end of the task itself ends the stream.
+    let es = event_source(&format!("{}/tasks/past-1/events", w.url), Some("999"));
+    let conns = read_connections(es, 1, |_| std::fs::write(&gate, "").unwrap()).await;
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].len(), 1, "{conns:#?}");
+    assert_final(&conns[0][0], "succeeded");
+    assert_eq!(conns[0][0].1["output"], "done\n");
+}
