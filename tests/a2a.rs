@@ -333,6 +333,35 @@ async fn resubscribe_and_subscribe_join_a_running_task_and_refuse_a_finished_one
 }
 
 #[tokio::test]
+async fn a_quiet_stream_carries_keep_alive_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), WorkerBuilder::new()).await;
+    let body = send(
+        "SendStreamingMessage",
+        "x",
+        "slow",
+        json!({"message": {"taskId": "quiet"}}),
+    );
+    let resp = w
+        .client()
+        .post(format!("{}/", w.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut bytes = resp.bytes_stream();
+    let mut seen = String::new();
+    use futures_util::StreamExt;
+    // The slow task prints one line, then nothing (heartbeats every 10 s by default).
+    while !seen.contains("\n: keep-alive\n\n") {
+        let chunk = bytes.next().await.expect("the stream goes on").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let c = w.rpc(rpc("CancelTask", json!({"id": "quiet"}))).await;
+    assert_eq!(c["result"]["status"]["state"], "TASK_STATE_CANCELED");
+}
+
+#[tokio::test]
 async fn a_failed_run_is_failed_with_its_error_never_an_empty_success() {
     let dir = tempfile::tempdir().unwrap();
     let w = worker(dir.path(), WorkerBuilder::new()).await;

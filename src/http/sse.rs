@@ -69,6 +69,19 @@ pub trait Framing: Send + 'static {
     /// Messages for the end, given the `task.result` event's seq (also when a stream resumed
     /// at or past it) and the whole result.
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes>;
+    /// After this long without a message, a comment line (`: keep-alive`), for clients that
+    /// give up on a quiet stream sooner than the heartbeat interval; none by default.
+    fn keep_alive(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// Resolves after `every`, or never.
+async fn quiet_for(every: Option<std::time::Duration>) {
+    match every {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The worker's own framing: each event as it is, then the whole result object.
@@ -160,6 +173,11 @@ pub fn framed_stream(
                 // A stream resumed past the last id hears of no new event: the end wakes it.
                 _ = task.finished() => {}
                 _ = tx.closed() => return,
+                _ = quiet_for(framing.keep_alive()) => {
+                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     });

@@ -9,6 +9,9 @@ use super::shape::{self, Version};
 use crate::http::sse::{self, Framing};
 use crate::wire::{EventJson, TaskResult};
 
+/// A comment line after this long without a message.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One JSON-RPC response line.
 pub fn rpc_line(id: &Value, result: &Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
@@ -51,6 +54,12 @@ impl Framing for A2aFraming {
             json!({ "event": ev }),
         );
         out.extend_from_slice(&sse::frame(None, &rpc_line(&self.id, &update)));
+    }
+
+    /// a2a-sdk (Python) reads a stream with its HTTP client's 5 s timeout: a quiet task (the
+    /// heartbeat interval is 10 s by default) would end its stream with a timeout.
+    fn keep_alive(&self) -> Option<std::time::Duration> {
+        Some(KEEP_ALIVE)
     }
 
     fn end(&mut self, _seq: u64, r: &TaskResult) -> Vec<Bytes> {

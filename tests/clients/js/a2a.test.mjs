@@ -75,7 +75,6 @@ async function startWorker() {
       AGENTDISPATCH_FRAMEWORKS_DIR: FIXTURES,
       AGENTDISPATCH_WARM: "none",
       AGENTDISPATCH_AGENT_FRAMEWORK: "pyfixture",
-      AGENTDISPATCH_HEARTBEAT_SECONDS: "1",
       AGENTDISPATCH_KILL_GRACE_SECONDS: "2",
       RUST_LOG: "info",
     });

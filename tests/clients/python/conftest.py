@@ -55,9 +55,6 @@ class Worker:
                 "AGENTDISPATCH_FRAMEWORKS_DIR": FIXTURES,
                 "AGENTDISPATCH_WARM": "none",
                 "AGENTDISPATCH_AGENT_FRAMEWORK": "pyfixture",
-                # Streams carry a heartbeat update every second: the SDKs' HTTP clients give up
-                # on a silent stream after 5 s.
-                "AGENTDISPATCH_HEARTBEAT_SECONDS": "1",
                 "AGENTDISPATCH_KILL_GRACE_SECONDS": "2",
                 "RUST_LOG": "info",
             })

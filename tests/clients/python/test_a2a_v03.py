@@ -133,6 +133,19 @@ def test_stream_sends_the_task_first_then_updates_then_the_final_state_and_close
     assert final_task.status.state == TaskState.completed
 
 
+def test_a_stream_quiet_for_longer_than_the_sdks_read_timeout_still_ends_completed(worker):
+    # httpx's default 5 s read timeout is shorter than the worker's default 10 s heartbeat:
+    # the stream's keep-alive comments carry it.
+    async def go():
+        client = await connect(worker.url)
+        events = await collect(client.send_message(message("sleep 6")))
+        await client.close()
+        return events
+
+    events = run(go())
+    assert events[-1][1].final and events[-1][1].status.state == TaskState.completed
+
+
 def test_a_blocking_send_answers_the_reference_message_and_get_has_the_task(worker):
     async def go():
         client = await connect(worker.url, streaming=False)

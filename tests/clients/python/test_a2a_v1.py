@@ -117,6 +117,19 @@ def test_stream_sends_the_task_first_then_updates_then_the_terminal_state_and_cl
     # The stream ended (collect returned) right after the terminal state.
 
 
+def test_a_stream_quiet_for_longer_than_the_sdks_read_timeout_still_ends_completed(worker):
+    # httpx's default 5 s read timeout is shorter than the worker's default 10 s heartbeat:
+    # the stream's keep-alive comments carry it.
+    async def go():
+        client = await create_client(worker.url)
+        events = await collect(client.send_message(message("sleep 6")))
+        await client.close()
+        return events
+
+    events = run(go())
+    assert events[-1].status_update.status.state == COMPLETED
+
+
 def test_send_without_streaming_blocks_until_the_task_is_completed_and_get_agrees(worker):
     async def go():
         client = await create_client(worker.url, ClientConfig(streaming=False))
