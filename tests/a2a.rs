@@ -462,15 +462,18 @@ async fn errors_name_what_is_wrong_in_each_version() {
 #[tokio::test]
 async fn list_tasks_pages_filters_and_leaves_artifacts_out_unless_asked() {
     let w = WorkerBuilder::new().start().await;
+    let mut ids = Vec::new();
     for n in 0..3 {
         let ctx = if n == 2 { "ctx-b" } else { "ctx-a" };
-        w.rpc(send(
-            "SendMessage",
-            &format!("t{n}"),
-            "echo",
-            json!({"message": {"contextId": ctx}}),
-        ))
-        .await;
+        let r = w
+            .rpc(send(
+                "SendMessage",
+                &format!("t{n}"),
+                "echo",
+                json!({"message": {"contextId": ctx}}),
+            ))
+            .await;
+        ids.push(r["result"]["task"]["id"].clone());
     }
     let page = w.rpc(rpc("ListTasks", json!({"pageSize": 2}))).await;
     let r = &page["result"];
@@ -478,6 +481,9 @@ async fn list_tasks_pages_filters_and_leaves_artifacts_out_unless_asked() {
     assert_eq!(r["totalSize"], 3);
     assert_eq!(r["pageSize"], 2);
     assert!(r["tasks"][0].get("artifacts").is_none());
+    // The most recently updated first.
+    assert_eq!(r["tasks"][0]["id"], ids[2]);
+    assert_eq!(r["tasks"][1]["id"], ids[1]);
     let token = r["nextPageToken"].as_str().unwrap();
     assert!(!token.is_empty());
     let rest = w

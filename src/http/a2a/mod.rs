@@ -458,8 +458,8 @@ fn subscribe(
     Ok(sse::framed_stream(task, after, cap, first, framing))
 }
 
-/// ListTasks (1.0): the tasks in memory, newest first, filtered by `contextId` and `status`,
-/// in pages of `pageSize` (the `pageToken` is where the next page starts).
+/// ListTasks (1.0): the tasks in memory, most recently updated first, filtered by `contextId`
+/// and `status`, in pages of `pageSize` (the `pageToken` is where the next page starts).
 fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
     let context = params
         .get("contextId")
@@ -507,13 +507,19 @@ fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
         history: history_length(params.get("historyLength"))?,
         artifacts: params.get("includeArtifacts") == Some(&Value::Bool(true)),
     };
-    let matching: Vec<Arc<Task>> = worker
+    let mut matching: Vec<Arc<Task>> = worker
         .list()
         .into_iter()
         .filter(|s| status.is_none_or(|st| shape::state(s.status, Version::V1) == st))
         .filter_map(|s| worker.get(&s.task_id))
         .filter(|t| context.is_none_or(|c| task_context(t) == c))
         .collect();
+    // Most recently updated first: running tasks (updated now), then by when each ended.
+    matching.sort_by_key(|t| {
+        std::cmp::Reverse(t.result().map_or(std::time::SystemTime::now(), |r| {
+            t.started_at + std::time::Duration::from_millis(r.duration_ms)
+        }))
+    });
     let cap = worker.cfg.max_output_bytes;
     let tasks: Vec<Value> = matching
         .iter()
