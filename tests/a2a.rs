@@ -457,6 +457,16 @@ async fn errors_name_what_is_wrong_in_each_version() {
     assert_eq!(r["error"]["code"], -32602);
     let r = w.rpc(rpc("SendMessage", json!({"message": 3}))).await;
     assert_eq!(r["error"]["code"], -32602);
+    let long = "c".repeat(2000);
+    let r = w
+        .rpc(send(
+            "message/send",
+            "x",
+            "echo",
+            json!({"message": {"contextId": long}}),
+        ))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r:#}");
 }
 
 #[tokio::test]

@@ -31,6 +31,9 @@ const METHODS: &str = "A2A 1.0: SendMessage, SendStreamingMessage, GetTask, List
     CancelTask, SubscribeToTask; A2A 0.3: message/send, message/stream, tasks/get, \
     tasks/cancel, tasks/resubscribe";
 
+/// Longest `contextId` accepted.
+const MAX_CONTEXT_ID_BYTES: usize = 1024;
+
 /// Task ids one ListTasks page holds at most, and by default.
 const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 50;
@@ -609,6 +612,12 @@ fn message_payload(params: &Value, ids: &RequestIds) -> Result<MessageRequest, R
         .map(str::to_string)
         .or_else(|| ids.session_id.clone())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // Kept with the task for an hour and named in its events: bounded, as every caller value.
+    if context_id.len() > MAX_CONTEXT_ID_BYTES {
+        return Err(RpcError::invalid(format!(
+            "params.message.contextId is longer than {MAX_CONTEXT_ID_BYTES} bytes."
+        )));
+    }
     Ok(MessageRequest {
         payload,
         context_id,
