@@ -30,6 +30,16 @@ pub struct RunArgs {
 
 /// Builds the payload from a file (or stdin) and the flags; flags win over the file.
 pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
+    if args.file.is_none()
+        && args.instruction.is_none()
+        && args.command.is_none()
+        && args.framework.is_none()
+    {
+        anyhow::bail!(
+            "nothing to run: give --instruction TEXT (agent.run), --command LINE (command.run), \
+             or a payload file (- for stdin); see --help"
+        );
+    }
     let mut value = match args.file.as_deref() {
         None => Value::Object(Default::default()),
         Some(file) => {
@@ -222,4 +232,30 @@ pub fn list_frameworks(reg: &Registry, cfg: &crate::config::Config) -> String {
         out.push_str(&format!("warning: {w}\n"));
     }
     out
+}
+
+/// `run`'s log lines for a person: `agentdispatch-worker: warning: <message> key=value`.
+pub struct HumanLog;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for HumanLog
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "note",
+            _ => "debug",
+        };
+        write!(writer, "agentdispatch-worker: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }

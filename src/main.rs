@@ -52,19 +52,38 @@ enum Cmd {
     Frameworks,
 }
 
-fn init_logging(to_stderr: bool, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_env_filter(filter);
-    if to_stderr {
-        builder.with_writer(std::io::stderr).init();
-    } else {
-        builder.with_writer(std::io::stdout).init();
+/// Where log lines go and how they look.
+#[derive(Clone, Copy)]
+enum Logs {
+    /// The server: JSON lines on stdout (requestId, sessionId, taskId where known).
+    JsonStdout,
+    /// `run --json`: JSON lines on stderr, beside the NDJSON events on stdout.
+    JsonStderr,
+    /// `run` for a person: `warning: …` lines on stderr, like the rest of its output.
+    Human,
+}
+
+fn init_logging(logs: Logs, default_level: &str) {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+    };
+    let json = || {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter())
+    };
+    match logs {
+        Logs::JsonStdout => json().with_writer(std::io::stdout).init(),
+        Logs::JsonStderr => json().with_writer(std::io::stderr).init(),
+        Logs::Human => tracing_subscriber::fmt()
+            .event_format(cli::HumanLog)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }
 
@@ -112,7 +131,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Serve => {
-            init_logging(false, "info");
+            init_logging(Logs::JsonStdout, "info");
             runtime.block_on(serve(cfg, reg))
         }
         Cmd::Run {
@@ -123,7 +142,7 @@ fn main() -> ExitCode {
             json,
             session,
         } => {
-            init_logging(true, "warn");
+            init_logging(if json { Logs::JsonStderr } else { Logs::Human }, "warn");
             let args = RunArgs {
                 file,
                 framework,
@@ -140,6 +159,14 @@ fn main() -> ExitCode {
 fn prepare(cfg: &Config, reg: &Registry) {
     for w in &reg.warnings {
         tracing::warn!("{w}");
+    }
+    if reg.get(&cfg.default_framework).is_none() {
+        let known: Vec<&str> = reg.iter().map(|f| f.name.as_str()).collect();
+        tracing::warn!(
+            "AGENTDISPATCH_AGENT_FRAMEWORK={} is not a known framework (known: {}); tasks that name no framework will fail",
+            cfg.default_framework,
+            known.join(", ")
+        );
     }
     let entries = &cfg.command_allowlist;
     for w in entries
@@ -209,7 +236,7 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(frameworks = ?frameworks, "worker ready");
+    tracing::info!(frameworks = %frameworks.join(","), "worker ready");
     for w in &worker.warm.warnings {
         tracing::warn!("{w}");
     }

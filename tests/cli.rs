@@ -6,11 +6,11 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{script, BIN};
+use common::{script, worker_command, worker_shell};
 use serde_json::Value;
 
 fn worker_cmd(artifacts: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = worker_command();
     c.env("AGENTDISPATCH_ARTIFACT_DIR", artifacts)
         .env(
             "AGENTDISPATCH_FRAMEWORKS_DIR",
@@ -122,8 +122,9 @@ fn run_reads_a_payload_file_or_stdin_and_flags_win() {
 fn run_on_a_terminal_shows_a_spinner_and_elapsed_time() {
     let tmp = tempfile::tempdir().unwrap();
     let inner = format!(
-        "AGENTDISPATCH_ARTIFACT_DIR={} AGENTDISPATCH_FRAMEWORKS_DIR=/none AGENTDISPATCH_COMMAND_ALLOWLIST=sleep {BIN} run --command 'sleep 1'",
-        tmp.path().display()
+        "AGENTDISPATCH_ARTIFACT_DIR={} AGENTDISPATCH_FRAMEWORKS_DIR=/none AGENTDISPATCH_COMMAND_ALLOWLIST=sleep {} run --command 'sleep 1'",
+        tmp.path().display(),
+        worker_shell()
     );
     // util-linux `script` gives the command a pseudo-terminal.
     let out = Command::new("script")
@@ -149,7 +150,7 @@ fn frameworks_lists_each_definition_with_its_source() {
     script(&fw.join("good"), "run.sh", "#!/bin/sh\necho hi\n");
     std::fs::create_dir_all(fw.join("bad")).unwrap();
     std::fs::write(fw.join("bad/framework.json"), "{oops").unwrap();
-    let out = Command::new(BIN)
+    let out = worker_command()
         .arg("frameworks")
         .env("AGENTDISPATCH_FRAMEWORKS_DIR", &fw)
         .env("AGENTDISPATCH_FRAMEWORK_COMMAND_GHOST", "/no/such/program")
@@ -174,4 +175,73 @@ fn frameworks_lists_each_definition_with_its_source() {
         s.contains("warning: skipping framework") && s.contains("bad/framework.json"),
         "{s}"
     );
+}
+
+#[test]
+fn run_with_nothing_to_run_says_what_to_give_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = worker_cmd(tmp.path()).arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing to run") && err.contains("--instruction"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(tmp.path()).map_or(true, |mut d| d.next().is_none()));
+}
+
+#[test]
+fn runs_warnings_are_plain_lines_for_a_person_and_json_with_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An unknown default framework warns at start, naming the known ones.
+    let run = |json: bool| {
+        let mut c = worker_cmd(tmp.path());
+        c.env("AGENTDISPATCH_AGENT_FRAMEWORK", "nosuch").args([
+            "run",
+            "--framework",
+            "echo",
+            "--instruction",
+            "hi",
+        ]);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warning = err
+        .lines()
+        .find(|l| l.contains("AGENTDISPATCH_AGENT_FRAMEWORK=nosuch"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.starts_with("agentdispatch-worker: warning: ") && warning.contains("known: echo"),
+        "{warning}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with('{')),
+        "no JSON on a person's stderr: {err}"
+    );
+    let out = run(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("AGENTDISPATCH_AGENT_FRAMEWORK=nosuch"))
+        .unwrap();
+    let v: Value = serde_json::from_str(line).expect("a JSON log line with --json");
+    assert_eq!(v["level"], "WARN");
+}
+
+#[test]
+fn an_unknown_framework_is_answered_with_the_names_that_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = worker_cmd(tmp.path())
+        .args(["run", "--framework", "ecko", "--instruction", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = text(&out);
+    assert!(s.contains("Unsupported agent framework: ecko"), "{s}");
+    assert!(s.contains("known frameworks: echo"), "{s}");
 }

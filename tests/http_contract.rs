@@ -146,6 +146,15 @@ async fn bad_bodies_are_400_naming_the_field_and_the_worker_keeps_serving() {
     assert_eq!(r["ok"], false);
     assert_eq!(r["error"], "Unsupported agent framework: nope");
     assert_eq!(r["errorCode"], "unknown_framework");
+    // The names it could have used are in a log event beside the reference worker's words.
+    let known = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "task.log" && e["payload"]["known"].is_array())
+        .expect("a task.log naming the known frameworks");
+    assert_eq!(known["payload"]["known"], json!(["echo"]));
+    assert_eq!(known["message"], "known frameworks: echo");
     assert_eq!(w.ping().await["status"], "Healthy");
 }
 
@@ -230,6 +239,15 @@ async fn session_and_request_ids_reach_logs_events_and_the_child() {
     for key in ["timestamp", "level", "target"] {
         assert!(end.get(key).is_some(), "{key} missing in {end}");
     }
+    // A task that succeeded logs no error field at all (not "error":"").
+    assert_eq!(end["status"], "succeeded");
+    assert!(end.get("error").is_none(), "{end}");
+    // The start-up line lists the frameworks as one comma-separated value.
+    let ready = logs
+        .iter()
+        .find(|l| l["message"] == "worker ready")
+        .expect("worker ready logged");
+    assert_eq!(ready["frameworks"], "echo", "{ready}");
     // No session header: not an error, and a request id is generated.
     let r = w.run(json!({"prompt":"x"})).await;
     assert_eq!(r["ok"], true);
@@ -250,10 +268,7 @@ fn an_invalid_variable_stops_start_up_with_one_line_naming_it() {
         ("AGENTDISPATCH_FRAMEWORK_COMMANDS", "{broken"),
         ("AGENTDISPATCH_WORKER_PROTOCOL", "smtp"),
     ] {
-        let out = std::process::Command::new(BIN)
-            .env(var, val)
-            .output()
-            .unwrap();
+        let out = worker_command().env(var, val).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim().lines().count(), 1, "{err}");

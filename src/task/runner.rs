@@ -105,7 +105,7 @@ pub async fn execute(
         status = result.status.as_str(),
         exitCode = result.exit_code,
         durationMs = result.duration_ms,
-        error = result.error.as_deref().unwrap_or(""),
+        error = result.error.as_deref(),
         "task finished"
     );
     result
@@ -150,6 +150,14 @@ fn cancel_message(worker: &Worker) -> String {
 async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
     let name = task.label.as_str();
     let Some(fw) = worker.frameworks.get(name) else {
+        // The error is the reference worker's own words; the names a caller can use go in a
+        // log event beside it (shown by `run`, kept in the answer's events).
+        let known: Vec<&str> = worker.frameworks.iter().map(|f| f.name.as_str()).collect();
+        task.events.emit_now(&EventDraft::new(
+            EventType::Log,
+            format!("known frameworks: {}", known.join(", ")),
+            Some(json!({"source": "worker", "framework": name, "known": known})),
+        ));
         return Ending::failed(
             format!("Unsupported agent framework: {name}"),
             "unknown_framework",

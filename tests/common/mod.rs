@@ -18,8 +18,44 @@ pub mod sse;
 #[allow(unused_imports)]
 pub use procfs::*;
 
-/// The binary under test.
+/// The binary cargo built for this machine.
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
+
+/// The worker command under test: `AGENTDISPATCH_TEST_WORKER` split on whitespace (e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu target/…/agentdispatch-worker`, as
+/// `scripts/test-arm64.sh` sets it), else the native binary alone.
+pub fn worker_argv() -> Vec<String> {
+    match std::env::var("AGENTDISPATCH_TEST_WORKER") {
+        Ok(v) if !v.trim().is_empty() => v.split_whitespace().map(str::to_owned).collect(),
+        _ => vec![BIN.to_owned()],
+    }
+}
+
+/// A `Command` for the worker under test (see [`worker_argv`]); add its arguments.
+pub fn worker_command() -> Command {
+    let argv = worker_argv();
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// The worker under test as words of a `sh -c` line.
+pub fn worker_shell() -> String {
+    worker_argv()
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The port of the worker's `listening` log line (`"address":"0.0.0.0:PORT"`).
+fn listening_port(line: &str) -> Option<u16> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    if v["message"] != "listening" {
+        return None;
+    }
+    v["address"].as_str()?.rsplit(':').next()?.parse().ok()
+}
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -100,18 +136,19 @@ impl WorkerBuilder {
     pub async fn start(self) -> Worker {
         let tmp = tempfile::tempdir().unwrap();
         let artifacts = tmp.path().join("artifacts");
-        let port = free_port();
         let mut cmd = if self.wrapper.is_empty() {
-            Command::new(BIN)
+            worker_command()
         } else {
             let mut c = Command::new(&self.wrapper[0]);
-            c.args(&self.wrapper[1..]).arg(BIN);
+            c.args(&self.wrapper[1..]).args(worker_argv());
             c
         };
         for k in &self.remove {
             cmd.env_remove(k);
         }
-        cmd.env("PORT", port.to_string())
+        // PORT=0: the system picks a free port and the worker's "listening" line says which
+        // (no race with another test taking a port probed free).
+        cmd.env("PORT", "0")
             .env("AGENTDISPATCH_ARTIFACT_DIR", &artifacts)
             .envs(&self.env)
             .stdout(Stdio::piped())
@@ -125,6 +162,20 @@ impl WorkerBuilder {
                 sink.lock().unwrap().push(line);
             }
         });
+        let started = Instant::now();
+        let port = loop {
+            if let Some(port) = logs.lock().unwrap().iter().find_map(|l| listening_port(l)) {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the worker exited with {status} before listening");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the worker logged no \"listening\" line within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         let w = Worker {
             child,
             port,
@@ -134,7 +185,6 @@ impl WorkerBuilder {
             logs,
             client: reqwest::Client::new(),
         };
-        let started = Instant::now();
         loop {
             if let Ok(r) = w.client.get(format!("{}/ping", w.url)).send().await {
                 if r.status().is_success() {
