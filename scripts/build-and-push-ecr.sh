@@ -9,9 +9,11 @@
 #   IMAGE_TAG                         image tag (default: latest)
 #   PLATFORM                          buildx platform (default: linux/arm64, what AgentCore runs)
 #   FRAMEWORKS                        passed to the build as --build-arg FRAMEWORKS when set
-#   SKIP_TESTS=1                      skip scripts/test.sh before building
+#   RUN_TESTS=1                       run scripts/test.sh first (off by default: the whole suite
+#                                     takes minutes, installs test tools and all six framework
+#                                     venvs, and proves nothing about the image that CI did not)
 #
-# Steps: check tools and region, run the tests, find the account, create the repository when it
+# Steps: check tools and region, (the tests,) find the account, create the repository when it
 # does not exist, log docker in to ECR, build with buildx for PLATFORM and push. Progress goes to
 # stderr; the only line on stdout, and so the last one, is the pushed image URI, ready for
 # target.details.ecrImageUri.
@@ -30,6 +32,20 @@ platform="${PLATFORM:-linux/arm64}"
 
 command -v aws >/dev/null 2>&1 ||
   die "the AWS CLI ('aws') is not on PATH; install AWS CLI v2 and configure credentials"
+# `aws ecr get-login-password` (the login step) exists in v2 and in v1 from 1.17.10 on; older v1
+# releases only have the removed `aws ecr get-login`.
+aws_version=""
+if [[ "$(aws --version 2>&1)" =~ aws-cli/([0-9][0-9.]*) ]]; then
+  aws_version="${BASH_REMATCH[1]}"
+fi
+IFS=. read -r aws_major aws_minor aws_patch _ <<<"${aws_version:-0.0.0}"
+if [[ ${aws_major:-0} -lt 2 ]]; then
+  if [[ ${aws_major:-0} -eq 1 && ( ${aws_minor:-0} -gt 17 || ( ${aws_minor:-0} -eq 17 && ${aws_patch:-0} -ge 10 ) ) ]]; then
+    say "AWS CLI $aws_version (v1) found: it has 'aws ecr get-login-password', so it works; v2 is AWS's supported CLI"
+  else
+    die "AWS CLI ${aws_version:-of unknown version} found ('aws --version'); the login step needs 'aws ecr get-login-password', which v1 has only from 1.17.10 on: install AWS CLI v2"
+  fi
+fi
 command -v docker >/dev/null 2>&1 ||
   die "'docker' is not on PATH; install Docker with the buildx plugin"
 [[ -n "$region" ]] || die "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), e.g. AWS_REGION=us-west-2"
@@ -39,11 +55,9 @@ docker buildx version >/dev/null 2>&1 ||
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-if [[ "${SKIP_TESTS:-0}" == "1" ]]; then
-  say "step tests: skipped (SKIP_TESTS=1)"
-else
-  say "step tests: scripts/test.sh"
-  [[ -x scripts/test.sh ]] || die "step tests: scripts/test.sh not found (set SKIP_TESTS=1 to skip)"
+if [[ "${RUN_TESTS:-0}" == "1" ]]; then
+  say "step tests: scripts/test.sh (RUN_TESTS=1)"
+  [[ -x scripts/test.sh ]] || die "step tests: scripts/test.sh not found"
   scripts/test.sh >&2 || die "step tests: scripts/test.sh failed; nothing was pushed"
 fi
 

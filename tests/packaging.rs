@@ -23,6 +23,7 @@ const DEFAULT_URI: &str =
 /// Fake `aws`: records its argv, answers like the real CLI. `FAKE_REPO=existing` makes the
 /// repository exist; `FAKE_DESCRIBE=denied` and `FAKE_STS=fail` make those calls fail.
 const FAKE_AWS: &str = r#"#!/bin/sh
+if [ "$1" = --version ]; then echo "aws-cli/${FAKE_AWS_VERSION:-2.17.0} Python/3.12.6 Linux/6.1 exe/x86_64"; exit 0; fi
 echo "aws $*" >>"$FAKE_LOG"
 case "$1 $2" in
 "sts get-caller-identity")
@@ -161,11 +162,9 @@ fn run_script(script: &Path, fakes: &[&str], env: &[(&str, &str)]) -> ScriptRun 
     }
 }
 
-/// Runs the shipped script with both fakes and SKIP_TESTS=1.
+/// Runs the shipped script with both fakes (tests are opt-in: not run).
 fn run_ecr(env: &[(&str, &str)]) -> ScriptRun {
-    let mut env = env.to_vec();
-    env.push(("SKIP_TESTS", "1"));
-    run_script(&ecr_script(), &["aws", "docker"], &env)
+    run_script(&ecr_script(), &["aws", "docker"], env)
 }
 
 /// The login is one pipeline, `aws ecr get-login-password | docker login`: its two calls may be
@@ -264,7 +263,7 @@ fn ecr_script_fails_clearly_without_a_region() {
 
 #[test]
 fn ecr_script_fails_clearly_without_aws() {
-    let env = [("AWS_REGION", "eu-west-1"), ("SKIP_TESTS", "1")];
+    let env = [("AWS_REGION", "eu-west-1")];
     let run = run_script(&ecr_script(), &["docker"], &env);
     run.assert_failed_saying(&["'aws'", "not on PATH"]);
     assert!(run.calls.is_empty(), "{}", run.describe());
@@ -272,7 +271,7 @@ fn ecr_script_fails_clearly_without_aws() {
 
 #[test]
 fn ecr_script_fails_clearly_without_docker() {
-    let env = [("AWS_REGION", "eu-west-1"), ("SKIP_TESTS", "1")];
+    let env = [("AWS_REGION", "eu-west-1")];
     let run = run_script(&ecr_script(), &["aws"], &env);
     run.assert_failed_saying(&["'docker'", "not on PATH"]);
     assert!(run.calls.is_empty(), "{}", run.describe());
@@ -337,13 +336,18 @@ fn scratch_repo_with_fake_tests() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-fn ecr_script_runs_the_tests_before_anything_reaches_aws() {
+fn ecr_script_runs_the_tests_only_with_run_tests_and_then_before_anything_reaches_aws() {
     let (_repo, script) = scratch_repo_with_fake_tests();
-    let run = run_script(&script, &["aws", "docker"], &[("AWS_REGION", "eu-west-1")]);
+    let env = [("AWS_REGION", "eu-west-1"), ("RUN_TESTS", "1")];
+    let run = run_script(&script, &["aws", "docker"], &env);
     assert!(run.success, "{}", run.describe());
     assert_eq!(run.calls[..2], ["docker buildx version", "test.sh"]);
 
-    let env = [("AWS_REGION", "eu-west-1"), ("FAKE_TESTS_EXIT", "1")];
+    let env = [
+        ("AWS_REGION", "eu-west-1"),
+        ("RUN_TESTS", "1"),
+        ("FAKE_TESTS_EXIT", "1"),
+    ];
     let failed = run_script(&script, &["aws", "docker"], &env);
     failed.assert_failed_saying(&["step tests", "scripts/test.sh failed"]);
     assert!(
@@ -352,14 +356,34 @@ fn ecr_script_runs_the_tests_before_anything_reaches_aws() {
         failed.describe()
     );
 
-    let env = [
+    // By default the script builds and pushes, as the reference script does.
+    let env = [("AWS_REGION", "eu-west-1"), ("FAKE_TESTS_EXIT", "1")];
+    let default = run_script(&script, &["aws", "docker"], &env);
+    assert!(default.success, "{}", default.describe());
+    assert!(default.calls_starting("test.sh").is_empty());
+}
+
+#[test]
+fn ecr_script_says_why_an_old_aws_cli_v1_cannot_log_in() {
+    let old = run_ecr(&[
         ("AWS_REGION", "eu-west-1"),
-        ("FAKE_TESTS_EXIT", "1"),
-        ("SKIP_TESTS", "1"),
-    ];
-    let skipped = run_script(&script, &["aws", "docker"], &env);
-    assert!(skipped.success, "{}", skipped.describe());
-    assert!(skipped.calls_starting("test.sh").is_empty());
+        ("FAKE_AWS_VERSION", "1.16.300"),
+    ]);
+    old.assert_failed_saying(&[
+        "AWS CLI 1.16.300",
+        "get-login-password",
+        "1.17.10",
+        "install AWS CLI v2",
+    ]);
+    assert!(old.calls_starting("aws").is_empty(), "{}", old.describe());
+    // A v1 that has get-login-password works, and says so.
+    let v1 = run_ecr(&[("AWS_REGION", "eu-west-1"), ("FAKE_AWS_VERSION", "1.33.9")]);
+    assert!(v1.success, "{}", v1.describe());
+    assert!(
+        v1.stderr.contains("AWS CLI 1.33.9 (v1) found"),
+        "{}",
+        v1.describe()
+    );
 }
 
 #[test]
