@@ -58,7 +58,7 @@ venv() { # venv NAME REQUIREMENTS
     return
   fi
   started=$SECONDS
-  echo "$1: creating $dir"
+  echo "$1: creating $dir (with ${UV:-pip})"
   rm -rf "$dir"
   if [[ -n ${UV:-} ]]; then
     UV_PYTHON_DOWNLOADS=never "$UV" venv --quiet --python "$PY_EXE" "$dir"
