@@ -725,7 +725,7 @@ async fn broken_frameworks_are_answered_clearly_and_the_worker_keeps_serving() {
 
 /// Runs `agentdispatch-worker frameworks` with only the given variables set.
 fn list_frameworks(vars: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = worker_command();
     cmd.arg("frameworks")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
@@ -952,7 +952,7 @@ async fn the_readme_examples_of_other_languages_run_as_frameworks() {
     assert_eq!(written["taskId"], id.as_str());
 
     // The command line's `run`, as the README shows it.
-    let out = Command::new(BIN)
+    let out = worker_command()
         .args([
             "run",
             "--framework",

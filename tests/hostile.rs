@@ -327,7 +327,7 @@ async fn a_minimal_child_environment_keeps_only_what_is_named_cold_and_warm() {
         .unwrap()
         .contains("AWS_SECRET_ACCESS_KEY"));
     // A bad value stops start-up naming the variable.
-    let out = std::process::Command::new(BIN)
+    let out = worker_command()
         .env("AGENTDISPATCH_CHILD_ENV", "some")
         .output()
         .unwrap();
@@ -446,7 +446,7 @@ async fn the_allowlist_says_what_it_over_grants_and_can_allow_exactly_one_comman
     );
     // An entry that cannot mean what it says stops start-up, naming the variable.
     for bad in ["git *", "ls 'oops"] {
-        let out = std::process::Command::new(BIN)
+        let out = worker_command()
             .env("AGENTDISPATCH_COMMAND_ALLOWLIST", bad)
             .output()
             .unwrap();

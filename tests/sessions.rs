@@ -209,7 +209,7 @@ async fn unsafe_session_ids_are_hashed_and_a_bad_session_folder_fails_clearly() 
 async fn run_session_carries_the_conversation_between_runs() {
     let sessions = tempfile::tempdir().unwrap();
     let run = |id: &str| {
-        let out = std::process::Command::new(BIN)
+        let out = worker_command()
             .args([
                 "run",
                 "--framework",
