@@ -43,6 +43,8 @@ export AGENTDISPATCH_FIXTURE_FRAMEWORKS=$ROOT/tests/fixtures/frameworks
 
 SUMMARY=()
 FAILED=0
+PASSED=0
+FAILURES=0
 
 run_suite() { # run_suite NAME LABEL COMMAND…
   local name=$1 label=$2 log rc started
@@ -56,6 +58,14 @@ run_suite() { # run_suite NAME LABEL COMMAND…
   # pytest's closing line ("9 passed in 7.1s"), or node's "# pass N" and "# fail N".
   counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?)|^# (pass|fail) [0-9]+$' "$log" |
     sed -E 's/^=+ //; s/ =+$//; s/^# //' | paste -sd, - | sed 's/,/, /g')
+  # Totals for the closing line: pytest's "N passed"/"N failed", node's "# pass N"/"# fail N".
+  local p f
+  p=$(grep -oE '^(=+ )?([0-9]+ failed, )?[0-9]+ passed' "$log" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' | tail -1)
+  f=$(grep -oE '^(=+ )?[0-9]+ failed' "$log" | grep -oE '[0-9]+' | tail -1)
+  [[ -n $p ]] || p=$(grep -oE '^# pass [0-9]+$' "$log" | grep -oE '[0-9]+' | tail -1)
+  [[ -n $f ]] || f=$(grep -oE '^# fail [0-9]+$' "$log" | grep -oE '[0-9]+' | tail -1)
+  PASSED=$((PASSED + ${p:-0}))
+  FAILURES=$((FAILURES + ${f:-0}))
   rm -f "$log"
   if [[ $rc == 0 ]]; then
     SUMMARY+=("ok    $name ($label): ${counts:-passed}, $((SECONDS - started)) s")
@@ -83,4 +93,7 @@ done
 
 echo "== A2A client suites"
 printf '%s\n' "${SUMMARY[@]}"
+# A suite that failed before counting anything (a worker that never started) still fails.
+[[ $FAILED == 0 || $FAILURES -gt 0 ]] || FAILURES=1
+echo "a2a-clients: $PASSED passed, $FAILURES failed"
 exit $FAILED
