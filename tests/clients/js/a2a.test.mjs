@@ -275,15 +275,19 @@ test("cancel stops a running task, and a finished one is not cancelable", async 
 
 test("resubscribe joins a running task, task first, until its end", async () => {
   const c = await client();
-  const stream = c.sendMessageStream(request("sleep 1.5"));
+  const stream = c.sendMessageStream(request("sleep 30"));
   const first = (await stream.next()).value.payload.value;
   const other = await client();
-  const joined = await collect(other.resubscribeTask({ tenant: "", id: first.id }));
-  assert.equal(kind(joined[0]), "task");
-  assert.equal(joined[0].payload.value.id, first.id);
-  assert.equal(joined[0].payload.value.status.state, TaskState.TASK_STATE_WORKING);
-  assert.equal(joined[0].payload.value.contextId, first.contextId);
-  assert.equal(joined.at(-1).payload.value.status.state, TaskState.TASK_STATE_COMPLETED);
+  const joined = other.resubscribeTask({ tenant: "", id: first.id });
+  const now = (await joined.next()).value;
+  assert.equal(kind(now), "task");
+  assert.equal(now.payload.value.id, first.id);
+  assert.equal(now.payload.value.status.state, TaskState.TASK_STATE_WORKING);
+  assert.equal(now.payload.value.contextId, first.contextId);
+  await c.cancelTask({ tenant: "", id: first.id });
+  const rest = await collect(joined);
+  assert.equal(rest.at(-1).payload.value.status.state, TaskState.TASK_STATE_CANCELED);
+  for (const e of rest) assert.equal(e.payload.value.contextId, first.contextId);
   await collect(stream);
   await assert.rejects(collect(other.resubscribeTask({ tenant: "", id: first.id })), (err) =>
     isSdkError(err, UnsupportedOperationError),

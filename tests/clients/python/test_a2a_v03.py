@@ -185,15 +185,18 @@ def test_cancel_stops_a_running_task_and_a_finished_one_is_not_cancelable(worker
 def test_resubscribe_joins_a_running_task_task_first_until_its_end(worker):
     async def go():
         client = await connect(worker.url)
-        stream = client.send_message(message("sleep 1.5"))
+        stream = client.send_message(message("sleep 30"))
         task, _ = await anext(stream)
         other = await connect(worker.url)
-        joined = await collect(other.resubscribe(TaskIdParams(id=task.id)))
-        first, update = joined[0]
-        assert update is None and first.id == task.id
-        assert first.status.state == TaskState.working
-        assert first.context_id == task.context_id
-        assert joined[-1][1].final and joined[-1][1].status.state == TaskState.completed
+        joined = other.resubscribe(TaskIdParams(id=task.id))
+        now, update = await anext(joined)
+        assert update is None and now.id == task.id
+        assert now.status.state == TaskState.working
+        assert now.context_id == task.context_id
+        await client.cancel_task(TaskIdParams(id=task.id))
+        rest = await collect(joined)
+        assert rest[-1][1].final and rest[-1][1].status.state == TaskState.canceled
+        assert all(u.context_id == task.context_id for _, u in rest)
         await collect(stream)
         with pytest.raises(A2AClientJSONRPCError) as e:
             await collect(other.resubscribe(TaskIdParams(id=task.id)))

@@ -172,16 +172,20 @@ def test_cancel_stops_a_running_task_and_a_finished_one_is_not_cancelable(worker
 def test_subscribe_joins_a_running_task_task_first_until_its_end(worker):
     async def go():
         client = await create_client(worker.url)
-        stream = client.send_message(message("sleep 1.5"))
+        stream = client.send_message(message("sleep 30"))
         first = await anext(stream)
         task_id = first.task.id
         other = await create_client(worker.url)
-        joined = await collect(other.subscribe(pb.SubscribeToTaskRequest(id=task_id)))
-        assert kind(joined[0]) == "task"
-        assert joined[0].task.id == task_id
-        assert joined[0].task.status.state == WORKING
-        assert joined[0].task.context_id == first.task.context_id
-        assert joined[-1].status_update.status.state == COMPLETED
+        joined = other.subscribe(pb.SubscribeToTaskRequest(id=task_id))
+        now = await anext(joined)
+        assert kind(now) == "task"
+        assert now.task.id == task_id
+        assert now.task.status.state == WORKING
+        assert now.task.context_id == first.task.context_id
+        await client.cancel_task(pb.CancelTaskRequest(id=task_id))
+        rest = await collect(joined)
+        assert rest[-1].status_update.status.state == CANCELED
+        assert all(getattr(e, kind(e)).context_id == first.task.context_id for e in rest)
         await collect(stream)
         with pytest.raises(UnsupportedOperationError):
             await collect(other.subscribe(pb.SubscribeToTaskRequest(id=task_id)))
