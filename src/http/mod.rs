@@ -129,6 +129,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
 /// Dispatches one request.
 async fn route<S, B>(
     worker: Arc<Worker>,
+    local: SocketAddr,
     method: Method,
     path: String,
     headers: HeaderMap,
@@ -157,7 +158,7 @@ where
             Err(resp) => resp,
         },
         ([".well-known", "agent-card.json" | "agent.json"], &Method::GET) => {
-            a2a::agent_card(&worker, &headers)
+            a2a::agent_card(&worker, local)
         }
         ([".well-known", "agent-card.json" | "agent.json"], _) => method_not_allowed("GET"),
         (["tasks"], &Method::GET) => {
@@ -182,9 +183,11 @@ where
     }
 }
 
-/// The warp filter serving every route.
+/// The warp filter serving every route; `local` is the address bound (the agent card's
+/// default URL names its port, also when `PORT=0` let the system pick it).
 pub fn routes(
     worker: Arc<Worker>,
+    local: SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     warp::method()
         .and(warp::path::full())
@@ -193,7 +196,17 @@ pub fn routes(
         .then(
             move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
                 let worker = worker.clone();
-                async move { route(worker, method, path.as_str().to_string(), headers, body).await }
+                async move {
+                    route(
+                        worker,
+                        local,
+                        method,
+                        path.as_str().to_string(),
+                        headers,
+                        body,
+                    )
+                    .await
+                }
             },
         )
         .recover(|_rejection: warp::Rejection| async {
@@ -228,7 +241,7 @@ pub async fn serve(
     let listener = listen().map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    Ok(warp::serve(routes(worker))
+    Ok(warp::serve(routes(worker, local))
         .incoming(listener)
         .graceful(shutdown)
         .run())

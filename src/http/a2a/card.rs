@@ -1,7 +1,7 @@
 //! The agent card: A2A 1.0 and 0.3 in one document.
 
 use serde_json::json;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::http::json_response;
@@ -13,7 +13,7 @@ pub const PROTOCOL_VERSION: &str = "0.3.0";
 /// `GET /.well-known/agent-card.json`: the 1.0 fields (`supportedInterfaces` with a 1.0 and a
 /// 0.3 JSON-RPC entry on the same URL) and the 0.3 top-level ones (`url`,
 /// `preferredTransport`, `protocolVersion`), so that clients of either version find theirs.
-pub fn agent_card(worker: &Worker, _headers: &HeaderMap) -> Response {
+pub fn agent_card(worker: &Worker, local: std::net::SocketAddr) -> Response {
     let cfg = &worker.cfg;
     // Never from the request's Host header: a caller would choose where other clients send
     // their messages.
@@ -23,7 +23,8 @@ pub fn agent_card(worker: &Worker, _headers: &HeaderMap) -> Response {
             std::net::IpAddr::V6(h) => format!("[{h}]"),
             h => h.to_string(),
         };
-        format!("http://{host}:{}/", cfg.port)
+        // The port bound, which is the configured one unless that was 0.
+        format!("http://{host}:{}/", local.port())
     });
     let frameworks: Vec<&str> = worker.frameworks.iter().map(|f| f.name.as_str()).collect();
     json_response(
