@@ -22,7 +22,7 @@ async fn a_full_artifact_directory_fails_the_task_clearly_and_the_worker_keeps_s
             "--fork",
             "sh",
             "-c",
-            "mkdir -p \"$AGENTDISPATCH_ARTIFACT_DIR\" && mount -t tmpfs -o size=256k tmpfs \"$AGENTDISPATCH_ARTIFACT_DIR\" && exec \"$0\"",
+            "mkdir -p \"$AGENTDISPATCH_ARTIFACT_DIR\" && mount -t tmpfs -o size=256k tmpfs \"$AGENTDISPATCH_ARTIFACT_DIR\" && exec \"$0\" \"$@\"",
         ])
         .start()
         .await;
