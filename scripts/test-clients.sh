@@ -9,7 +9,7 @@
 #   js       @a2a-js/sdk 1.x, its A2A 1.0 JSON-RPC transport     tests/clients/js/a2a.test.mjs
 #
 # The worker binary is AGENTDISPATCH_TEST_WORKER, else target/debug/agentdispatch-worker (built
-# with cargo build --locked when missing). Each test starts its own worker on a free port with
+# with cargo build --locked when missing). Each test starts its own worker (PORT=0, the port read from its log) with
 # its own artifact and session folders. Exits non-zero when any suite fails; one summary line
 # per suite.
 set -uo pipefail

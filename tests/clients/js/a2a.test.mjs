@@ -12,7 +12,6 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, openSync, closeSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import net from "node:net";
 import { randomUUID } from "node:crypto";
 
 import { ClientFactory } from "@a2a-js/sdk/client";
@@ -47,54 +46,50 @@ const RESULT_MODEL = {
 // The hybrid card's A2A 0.3 fields, beside the 1.0 ones.
 const CARD_03_FIELDS = ["url", "preferredTransport", "protocolVersion"];
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function startWorker() {
   const dir = mkdtempSync(join(tmpdir(), "a2a-js-client-"));
-  // A free port can be taken between the probe and the bind: try again then.
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const log = openSync(join(dir, "worker.log"), "a");
-    const env = { ...process.env };
-    delete env.AGENTDISPATCH_PUBLIC_URL;
-    delete env.AGENTCORE_RUNTIME_URL;
-    Object.assign(env, {
-      PORT: String(port),
-      AGENTDISPATCH_HOST: "127.0.0.1",
-      AGENTDISPATCH_ARTIFACT_DIR: join(dir, "artifacts"),
-      AGENTDISPATCH_SESSION_DIR: join(dir, "sessions"),
-      AGENTDISPATCH_FRAMEWORKS_DIR: FIXTURES,
-      AGENTDISPATCH_WARM: "none",
-      AGENTDISPATCH_AGENT_FRAMEWORK: "pyfixture",
-      AGENTDISPATCH_KILL_GRACE_SECONDS: "2",
-      RUST_LOG: "info",
-    });
-    const proc = spawn(BIN, [], { env, stdio: ["ignore", log, log] });
-    closeSync(log);
-    let exited = false;
-    proc.on("exit", () => (exited = true));
-    const url = `http://127.0.0.1:${port}/`;
-    const deadline = Date.now() + 20000;
-    while (!exited && Date.now() < deadline) {
-      try {
-        const r = await originalFetch(url + "ping");
-        if (r.ok) return { url, proc, dir };
-      } catch {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+  const logPath = join(dir, "worker.log");
+  const log = openSync(logPath, "a");
+  const env = { ...process.env };
+  delete env.AGENTDISPATCH_PUBLIC_URL;
+  delete env.AGENTCORE_RUNTIME_URL;
+  Object.assign(env, {
+    // The system picks a free port; the worker's "listening" line says which.
+    PORT: "0",
+    AGENTDISPATCH_HOST: "127.0.0.1",
+    AGENTDISPATCH_ARTIFACT_DIR: join(dir, "artifacts"),
+    AGENTDISPATCH_SESSION_DIR: join(dir, "sessions"),
+    AGENTDISPATCH_FRAMEWORKS_DIR: FIXTURES,
+    AGENTDISPATCH_WARM: "none",
+    AGENTDISPATCH_AGENT_FRAMEWORK: "pyfixture",
+    AGENTDISPATCH_KILL_GRACE_SECONDS: "2",
+    RUST_LOG: "info",
+  });
+  const proc = spawn(BIN, [], { env, stdio: ["ignore", log, log] });
+  closeSync(log);
+  let exited = false;
+  proc.on("exit", () => (exited = true));
+  const deadline = Date.now() + 20000;
+  while (!exited && Date.now() < deadline) {
+    const listening = readFileSync(logPath, "utf8")
+      .split("\n")
+      .map((l) => {
+        try {
+          return JSON.parse(l);
+        } catch {
+          return null;
+        }
+      })
+      .find((e) => e?.message === "listening");
+    if (listening) {
+      const url = `http://127.0.0.1:${listening.address.split(":").at(-1)}/`;
+      assert.ok((await originalFetch(url + "ping")).ok);
+      return { url, proc, dir };
     }
-    proc.kill("SIGKILL");
+    await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error("worker did not start: " + readFileSync(join(dir, "worker.log"), "utf8"));
+  proc.kill("SIGKILL");
+  throw new Error("worker did not start: " + readFileSync(logPath, "utf8"));
 }
 
 async function stopWorker(w) {

@@ -1,6 +1,6 @@
 """Shared by the a2a-sdk 1.x and 0.3.x suites (stdlib only; each suite runs in its own venv).
 
-`worker` starts the real binary (AGENTDISPATCH_TEST_WORKER) on a free port with its own
+`worker` starts the real binary (AGENTDISPATCH_TEST_WORKER) on a port the system picks, with its own
 artifact and session folders and the fixture frameworks (tests/fixtures/frameworks: `pyfixture`
 runs `sleep N`, `turn`, and fails on any other instruction), and stops it afterwards.
 
@@ -12,7 +12,6 @@ SDK's own models while the SDK itself runs with its default configuration.
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,12 +22,6 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, os.pardir, os.pardir, os.pardir))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "frameworks")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Worker:
@@ -42,44 +35,44 @@ class Worker:
             raise RuntimeError(f"no worker binary at {binary} (set AGENTDISPATCH_TEST_WORKER)")
         self.tmp = tempfile.TemporaryDirectory(prefix="a2a-client-")
         self.log_path = os.path.join(self.tmp.name, "worker.log")
-        # A free port can be taken between the probe and the bind: try again then.
-        for _ in range(5):
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}/"
-            env = dict(os.environ)
-            env.update({
-                "PORT": str(self.port),
-                "AGENTDISPATCH_HOST": "127.0.0.1",
-                "AGENTDISPATCH_ARTIFACT_DIR": os.path.join(self.tmp.name, "artifacts"),
-                "AGENTDISPATCH_SESSION_DIR": os.path.join(self.tmp.name, "sessions"),
-                "AGENTDISPATCH_FRAMEWORKS_DIR": FIXTURES,
-                "AGENTDISPATCH_WARM": "none",
-                "AGENTDISPATCH_AGENT_FRAMEWORK": "pyfixture",
-                "AGENTDISPATCH_KILL_GRACE_SECONDS": "2",
-                "RUST_LOG": "info",
-            })
-            env.pop("AGENTDISPATCH_PUBLIC_URL", None)
-            env.pop("AGENTCORE_RUNTIME_URL", None)
-            env.update(extra_env or {})
-            self.log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen([binary], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-            if self._wait_ready():
-                return
-            self.stop()
-        raise RuntimeError(f"worker did not start; log:\n{self.logs()}")
+        env = dict(os.environ)
+        env.pop("AGENTDISPATCH_PUBLIC_URL", None)
+        env.pop("AGENTCORE_RUNTIME_URL", None)
+        env.update({
+            # The system picks a free port; the worker's "listening" line says which.
+            "PORT": "0",
+            "AGENTDISPATCH_HOST": "127.0.0.1",
+            "AGENTDISPATCH_ARTIFACT_DIR": os.path.join(self.tmp.name, "artifacts"),
+            "AGENTDISPATCH_SESSION_DIR": os.path.join(self.tmp.name, "sessions"),
+            "AGENTDISPATCH_FRAMEWORKS_DIR": FIXTURES,
+            "AGENTDISPATCH_WARM": "none",
+            "AGENTDISPATCH_AGENT_FRAMEWORK": "pyfixture",
+            "AGENTDISPATCH_KILL_GRACE_SECONDS": "2",
+            "RUST_LOG": "info",
+        })
+        env.update(extra_env or {})
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([binary], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = self._listening_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        with urllib.request.urlopen(self.url + "ping", timeout=10) as r:
+            assert r.status == 200
 
-    def _wait_ready(self):
+    def _listening_port(self):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            for line in self.logs().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("message") == "listening":
+                    return int(entry["address"].rsplit(":", 1)[1])
             if self.proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(self.url + "ping", timeout=2) as r:
-                    if r.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.02)
-        return False
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"worker did not start; log:\n{self.logs()}")
 
     def logs(self):
         with open(self.log_path, "rb") as f:
