@@ -111,8 +111,7 @@ fn flood_seconds() -> u64 {
 }
 
 #[tokio::test]
-async fn a_child_writing_100k_lines_per_second_in_a_flood_loses_nothing_and_ping_keeps_answering()
-{
+async fn a_child_writing_100k_lines_per_second_in_a_flood_loses_nothing_and_ping_keeps_answering() {
     let w = WorkerBuilder::new().start().await;
     let seconds = flood_seconds();
     let flood = format!("python3 -c \"import sys,time\nw=sys.stdout.write\nt0=time.time()\nn=0\nwhile time.time()-t0<{seconds}:\n  target=int((time.time()-t0)*100000)\n  while n<target:\n    w('line %d\\n'%n); n+=1\n  time.sleep(0.005)\nsys.stdout.flush()\nprint('total', n)\"");
@@ -161,7 +160,10 @@ async fn a_child_writing_100k_lines_per_second_in_a_flood_loses_nothing_and_ping
         "flood: {total} lines, {pings} pings, worst ping {worst:?}, peak worker RSS {peak_rss} kB"
     );
     // Pings go out every 100 ms: a worker stalled behind the flood answers far fewer.
-    assert!(pings > seconds * 2, "ping kept answering: {pings} in {seconds}s");
+    assert!(
+        pings > seconds * 2,
+        "ping kept answering: {pings} in {seconds}s"
+    );
     assert!(peak_rss < 256 * 1024, "worker RSS grew to {peak_rss} kB");
 }
 

@@ -1,0 +1,153 @@
+//! The README's "Try it" commands, run as written and in order against the worker its first
+//! command starts (`cargo run --release` on port 8080, `./frameworks`). Only what a test must
+//! change is changed: the worker command is the binary under test instead of `cargo run
+//! --release`, and the ports 8080/8081 are free ones. Every line must exit 0; the answers are
+//! then checked for what the comments beside them promise.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{eventually, worker_shell, WorkerBuilder};
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The first `sh` block after `## Try it`.
+fn try_it_block() -> String {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = &readme[readme.find("\n## Try it").expect("a Try it section")..];
+    let start = section.find("```sh\n").expect("an sh block") + "```sh\n".len();
+    let end = start + section[start..].find("```").unwrap();
+    section[start..end].to_string()
+}
+
+/// The block as a bash script: each command echoed, then run; the first failure stops it.
+fn as_script(block: &str, port1: u16, port2: u16) -> String {
+    let mut script =
+        String::from("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n");
+    // The binary under test in place of `cargo run --release`.
+    // A background one replaces its subshell, so that the exit trap's kill reaches it.
+    script.push_str(&format!(
+        "worker() {{ {w} \"$@\"; }}\nbg_worker() {{ exec {w} \"$@\"; }}\n",
+        w = worker_shell()
+    ));
+    for line in block.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let worker = if line.ends_with('&') {
+            "bg_worker"
+        } else {
+            "worker"
+        };
+        let cmd = line
+            .replace("cargo run --release --", worker)
+            .replace("cargo run --release", worker)
+            .replace("localhost:8080", &format!("localhost:{port1}"))
+            .replace("localhost:8081", &format!("localhost:{port2}"))
+            .replace("PORT=8081", &format!("PORT={port2}"));
+        let shown = cmd.replace('\'', "'\\''");
+        script.push_str(&format!("echo '+ {shown}' >&2\n{cmd}\necho\n"));
+    }
+    script
+}
+
+#[tokio::test]
+async fn the_try_it_commands_run_as_written() {
+    let python = Path::new(ROOT).join("frameworks/langgraph/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-frameworks.sh langgraph",
+        python.display()
+    );
+    let block = try_it_block();
+    assert!(block.contains("cargo run --release"), "{block}");
+    // The worker of the README's first command: its defaults, from the repository root.
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            &format!("{ROOT}/frameworks"),
+        )
+        .start()
+        .await;
+    let port2 = common::free_port();
+    let artifacts = tempfile::tempdir().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(as_script(&block, w.port, port2))
+        .current_dir(ROOT)
+        .env("AGENTDISPATCH_ARTIFACT_DIR", artifacts.path())
+        .env("AGENTDISPATCH_SESSION_DIR", sessions.path())
+        .env_remove("AGENTDISPATCH_COMMAND_ALLOWLIST")
+        .env_remove("AGENTDISPATCH_AGENT_FRAMEWORK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a README command failed\n--- stderr (commands as run)\n{stderr}\n--- stdout\n{stdout}"
+    );
+    // The answers, in order: the JSON ones as objects.
+    let answers: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    let ok = |pred: &dyn Fn(&Value) -> bool, what: &str| {
+        assert!(
+            answers.iter().any(pred),
+            "no answer {what}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+    };
+    ok(
+        &|v| v["ok"] == true && v["output"].as_str().is_some_and(|o| o.contains("hello")),
+        "from echo",
+    );
+    ok(
+        &|v| {
+            v["ok"] == true
+                && v["output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("HELLO WORLD"))
+        },
+        "from the LangGraph example agent",
+    );
+    ok(
+        &|v| {
+            v["ok"] == true
+                && v["result"]["exitCode"] == 0
+                && v["output"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("Cargo.toml"))
+        },
+        "from command.run ls -la on the second worker",
+    );
+    ok(
+        &|v| v["taskId"] == "job-1" && v["status"].is_string(),
+        "about job-1",
+    );
+    ok(&|v| v["tasks"].is_array(), "listing the tasks");
+    ok(
+        &|v| v["status"] == "Healthy" || v["status"] == "HealthyBusy",
+        "from /ping",
+    );
+    assert!(stdout.contains("data: "), "the SSE answer: {stdout}");
+    assert!(
+        stdout.contains("langgraph"),
+        "the frameworks listing: {stdout}"
+    );
+    // The background worker of the command.run example is gone with the script.
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port2)).is_err()
+        })
+        .await,
+        "the second worker still listens"
+    );
+}
