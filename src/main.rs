@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -87,16 +88,6 @@ fn init_logging(logs: Logs, default_level: &str) {
     }
 }
 
-fn load() -> Result<(Config, Registry), ExitCode> {
-    let fail = |e: agentdispatch_worker::config::ConfigError| {
-        eprintln!("agentdispatch-worker: {e}");
-        ExitCode::from(2)
-    };
-    let cfg = Config::from_env().map_err(fail)?;
-    let reg = Registry::load(&cfg).map_err(fail)?;
-    Ok((cfg, reg))
-}
-
 /// Keeps large buffers (a 10 MB answer, output, a read-back of events) in their own
 /// mappings, returned to the system when freed. glibc otherwise raises its mmap threshold
 /// after the first large free, and later large buffers stay in the heap: RSS then creeps.
@@ -108,31 +99,62 @@ fn bound_allocator() {
     }
 }
 
+/// A mistake in what the user gave (flags, payload, environment): exit status 2, as clap's own.
+#[derive(Debug)]
+struct Usage(anyhow::Error);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The message alone: `main` prints the causes after it, from `source`.
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for Usage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Marks an error as the user's (exit status 2).
+fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Usage(e.into()))
+}
+
 fn main() -> ExitCode {
     bound_allocator();
-    let cli = Cli::parse();
-    let (cfg, reg) = match load() {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            // The one place an error is printed: the chain on one line, then its exit status.
+            eprintln!("agentdispatch-worker: {err:#}");
+            if err.chain().any(|cause| cause.is::<Usage>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Everything the worker does for one command line; an error comes back with its context
+/// for `main` to print, and a run that completes decides its own exit status.
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::from_env().map_err(usage)?;
+    let reg = Registry::load(&cfg).map_err(usage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("agentdispatch-worker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Frameworks => {
             print!("{}", cli::list_frameworks(&reg, &cfg));
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve => {
             init_logging(Logs::JsonStdout, "info");
-            runtime.block_on(serve(cfg, reg))
+            runtime.block_on(serve(cfg, reg))?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {
             file,
@@ -187,70 +209,47 @@ fn prepare(cfg: &Config, reg: &Registry) {
     tokio::spawn(reaper::run());
 }
 
-async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> ExitCode {
-    let payload = match cli::build_payload(&args) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("agentdispatch-worker: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// `run`: one payload with no server; exit status 0 when it succeeds, 1 when it fails.
+async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let payload = cli::build_payload(&args).map_err(usage)?;
     prepare(&cfg, &reg);
     // One payload, then exit: a warm parent would cost more than it saves.
     let mut cfg = cfg;
     cfg.warm = agentdispatch_worker::config::WarmPolicy::None;
     let worker = Worker::new(cfg, reg);
-    let result = match cli::run(worker, payload, args.json).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("agentdispatch-worker: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let result = cli::run(worker, payload, args.json).await?;
     if !args.json {
         cli::print_summary(&result);
     }
-    if result.ok {
+    Ok(if result.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
+    })
 }
 
-async fn serve(cfg: Config, reg: Registry) -> ExitCode {
+/// `serve`: the HTTP server until SIGTERM or SIGINT, then a bounded graceful stop.
+async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
+    // Before anything listens: a signal with default disposition would end the worker abruptly.
+    let mut term = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
     prepare(&cfg, &reg);
     let addr = SocketAddr::new(cfg.host, cfg.port);
     let grace = cfg.shutdown_grace;
     let frameworks: Vec<String> = reg.iter().map(|f| f.name.clone()).collect();
     let worker = Worker::new(cfg, reg);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = match http::serve(worker.clone(), addr, async {
+    let server = http::serve(worker.clone(), addr, async {
         let _ = stop_rx.await;
     })
     .await
-    {
-        Ok(s) => tokio::spawn(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("agentdispatch-worker: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    let server = tokio::spawn(server);
     tracing::info!(frameworks = %frameworks.join(","), "worker ready");
     for w in &worker.warm.warnings {
         tracing::warn!("{w}");
     }
     worker.warm.start();
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            eprintln!("agentdispatch-worker: cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
@@ -272,5 +271,5 @@ async fn serve(cfg: Config, reg: Registry) -> ExitCode {
         tracing::warn!("open connections did not close within the shutdown grace; exiting anyway");
     }
     tracing::info!(elapsedMs = began.elapsed().as_millis() as u64, "stopped");
-    ExitCode::SUCCESS
+    Ok(())
 }
