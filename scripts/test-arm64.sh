@@ -63,6 +63,8 @@ cannot_run_reason() {
     echo "kernel $(uname -r) has no per-user-namespace binfmt_misc (Linux 6.7+), needed for the arm64 image tree"
     return
   fi
+  grep -qw binfmt_misc /proc/filesystems ||
+    { echo "the kernel has no binfmt_misc file system, needed for the arm64 image tree"; return; }
   true
 }
 
