@@ -73,6 +73,11 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// Time to stop children and finish responses on SIGTERM.
     pub shutdown_grace: Duration,
+    /// Open client connections at most (`AGENTDISPATCH_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// A request's headers, then its body, must arrive within this
+    /// (`AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS`).
+    pub request_read_timeout: Duration,
     /// How long a finished task stays in memory (its folder stays on disk).
     pub task_retention: Duration,
     /// Finished tasks kept in memory at most (`AGENTDISPATCH_MAX_RETAINED_TASKS`).
@@ -307,6 +312,8 @@ impl Config {
             max_line_bytes: count("AGENTDISPATCH_MAX_LINE_BYTES", 1_048_576)?,
             max_output_bytes: count("AGENTDISPATCH_MAX_OUTPUT_BYTES", 10_485_760)?,
             shutdown_grace: secs("AGENTDISPATCH_SHUTDOWN_GRACE_SECONDS", 10.0)?,
+            max_connections: count("AGENTDISPATCH_MAX_CONNECTIONS", 1024)?,
+            request_read_timeout: secs("AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS", 30.0)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
             max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
             agent_name: get("AGENTDISPATCH_AGENT_NAME")

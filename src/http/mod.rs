@@ -4,6 +4,7 @@
 mod a2a;
 mod invocations;
 mod sse;
+mod serve;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -241,8 +242,14 @@ pub async fn serve(
     let listener = listen().map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    Ok(warp::serve(routes(worker, local))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run())
+    let limits = serve::Limits {
+        max_connections: worker.cfg.max_connections,
+        read_timeout: worker.cfg.request_read_timeout,
+    };
+    Ok(serve::run(
+        listener,
+        warp::service(routes(worker, local)),
+        limits,
+        shutdown,
+    ))
 }

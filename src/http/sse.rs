@@ -16,7 +16,11 @@ use crate::task::{Task, Worker};
 use crate::wire::{EventJson, TaskResult};
 
 /// Bytes of events read from the sink per step.
-const STEP_BYTES: usize = 256 * 1024;
+const STEP_BYTES: usize = 64 * 1024;
+/// Steps a stream holds ready for a client that does not read: a slow subscriber costs at most
+/// this many steps in memory (plus the final answer, bounded by the output cap); the rest waits
+/// in the task's log (memory and `events.ndjson`) until it reads again.
+const STEPS_BUFFERED: usize = 2;
 
 /// One SSE message.
 pub fn frame(id: Option<u64>, data: &str) -> Bytes {
@@ -118,7 +122,7 @@ pub fn framed_stream(
     first: Vec<Bytes>,
     mut framing: impl Framing,
 ) -> Response {
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(STEPS_BUFFERED);
     tokio::spawn(async move {
         for m in first {
             if tx.send(Ok(m)).await.is_err() {
@@ -209,7 +213,7 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
                 .artifact_dir
                 .join(id)
                 .join(crate::artifacts::EVENTS_FILE);
-            let (tx, rx) = mpsc::channel(64);
+            let (tx, rx) = mpsc::channel(STEPS_BUFFERED);
             tokio::spawn(async move {
                 // Every line is read (the last one's seq is the final message's id); those
                 // after the client's id are sent.
