@@ -494,10 +494,7 @@ async fn arm64_image_runs_the_worker_as_pid_1_with_the_default_frameworks_under_
         "the arm64 worker under qemu: {} {cmdline}",
         exe.display()
     );
-    println!(
-        "PID 1 (host pid {worker}, NSpid {nspid:?}, uid 1000): {} {cmdline}",
-        exe.display()
-    );
+    println!("PID 1 (host pid {worker}, NSpid {nspid:?}, uid 1000): {cmdline}");
 
     let echo = post(&url, json!({"input": {"instruction": "hi"}})).await;
     assert_eq!(echo["output"], "Accepted instruction: hi", "{echo}");
