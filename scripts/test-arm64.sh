@@ -291,7 +291,9 @@ for entry in "${EMULATION_SKIPS[@]}"; do
   skips+=(--skip "${name#* }")
 done
 log=$CACHE/emulated-tests.log
-if AGENTDISPATCH_TEST_WORKER="$worker_cmd" cargo test --locked --no-fail-fast "${targets[@]}" -- "${skips[@]}" 2>&1 | tee "$log"; then
+# A bound on the whole step, so that a hung test cannot eat CI's budget (it takes ~5 min).
+if AGENTDISPATCH_TEST_WORKER="$worker_cmd" timeout --kill-after=30 "${ARM64_SUITE_TIMEOUT:-1500}" \
+  cargo test --locked --no-fail-fast "${targets[@]}" -- "${skips[@]}" 2>&1 | tee "$log"; then
   :
 else
   failures=$((failures + 1))
@@ -307,7 +309,7 @@ fi
 step "the image filesystem for linux/arm64, run under qemu (tests/arm64_image.rs)"
 log=$CACHE/arm64-image.log
 if AGENTDISPATCH_ARM64_WORKER=$WORKER AGENTDISPATCH_ARM64_QEMU=$QEMU AGENTDISPATCH_ARM64_ROOT=$IMAGE_ROOT \
-  AGENTDISPATCH_ARM64_SITE_PACKAGES=$SITE \
+  AGENTDISPATCH_ARM64_SITE_PACKAGES=$SITE timeout --kill-after=30 "${ARM64_IMAGE_TIMEOUT:-900}" \
   cargo test --locked --test arm64_image -- --ignored --nocapture 2>&1 | tee "$log"; then
   :
 else
