@@ -29,6 +29,7 @@ TARGETS=(
   fuzz_command:command
   fuzz_line_decoder:lines
   fuzz_manifest:json
+  fuzz_a2a_ids:json
 )
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

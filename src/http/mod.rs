@@ -2,9 +2,11 @@
 //! method and path, so that 404 and 405 answers are exact and every error is JSON.
 
 mod a2a;
+#[doc(hidden)]
+pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
-mod sse;
 mod serve;
+mod sse;
 
 use std::convert::Infallible;
 use std::future::Future;

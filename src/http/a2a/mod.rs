@@ -211,6 +211,26 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// For the fuzz target `fuzz_a2a_ids`: the pure parsing of an A2A request body (the method,
+/// `params.id`, `historyLength`, a message's payload and context). Never panics but on a broken
+/// invariant: a task id a message passes on is a valid one, a context id is at most 1 KiB.
+#[doc(hidden)]
+pub fn fuzz_request(body: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let _ = operation(v["method"].as_str().unwrap_or_default());
+    let params = &v["params"];
+    let _ = methods::task_id_param(params);
+    let _ = methods::history_length(params.get("historyLength"));
+    if let Ok(m) = request::message_payload(params, &RequestIds::default()) {
+        if let Some(id) = m.payload.task_id.as_deref() {
+            assert!(crate::wire::valid_task_id(id), "a message passed on task id {id:?}");
+        }
+        assert!(m.context_id.len() <= 1024, "a context id of {} bytes", m.context_id.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
