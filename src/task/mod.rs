@@ -2,24 +2,29 @@
 //! `task.status` / `task.cancel` / `task.list`) and, in [`runner`], the run of one task from
 //! payload to result.
 
+mod child;
+mod finish;
+mod folder;
+mod handle;
 pub mod runner;
 
+pub use folder::{read_from_disk, unknown};
+pub use handle::{RequestIds, Task, TaskSummary};
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::artifacts;
 use crate::config::Config;
-use crate::events::{self, EventSink};
+use crate::events::EventSink;
 use crate::frameworks;
 use crate::warm;
-use crate::wire::{Artifact, Payload, TaskResult, TaskStatus, TaskType};
+use crate::wire::{Payload, TaskResult, TaskStatus, TaskType};
 
 /// Logs with the task's ids as top-level fields (`sessionId` only when one was sent).
 #[macro_export]
@@ -43,125 +48,6 @@ macro_rules! task_log {
 
 /// Longest task label (framework name or command string) kept; longer ones are clipped.
 const MAX_LABEL_BYTES: usize = 1024;
-
-/// The ids AgentCore sends with an invocation.
-#[derive(Debug, Clone, Default)]
-pub struct RequestIds {
-    /// `X-Amzn-Bedrock-AgentCore-Runtime-Request-Id`, or a fresh UUID.
-    pub request_id: String,
-    /// `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`, when sent.
-    pub session_id: Option<String>,
-}
-
-impl RequestIds {
-    /// Ids from optional header values.
-    pub fn new(request_id: Option<String>, session_id: Option<String>) -> Self {
-        RequestIds {
-            request_id: request_id
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            session_id: session_id.filter(|s| !s.is_empty()),
-        }
-    }
-}
-
-/// One task, running or finished.
-pub struct Task {
-    /// The task id.
-    pub id: String,
-    /// `agent.run` or `command.run`.
-    pub task_type: TaskType,
-    /// The framework name or the command string.
-    pub label: String,
-    /// Ids of the request that started it.
-    pub ids: RequestIds,
-    /// Wall-clock start (for `task.list`).
-    pub started_at: SystemTime,
-    /// Monotonic start (for durations).
-    pub started: Instant,
-    /// The task folder.
-    pub dir: PathBuf,
-    /// Its events.
-    pub events: EventSink,
-    /// Stops it.
-    pub cancel: CancellationToken,
-    done: watch::Sender<Option<Arc<TaskResult>>>,
-}
-
-impl Task {
-    /// The result, once finished.
-    pub fn result(&self) -> Option<Arc<TaskResult>> {
-        self.done.borrow().clone()
-    }
-
-    /// Waits for the end and answers with the result and its events (up to `cap` bytes).
-    pub async fn answer(&self, cap: usize) -> TaskResult {
-        self.finished().await;
-        self.view(0, cap)
-    }
-
-    /// Waits for the result (kept without its events; [`Task::view`] adds them).
-    pub async fn finished(&self) -> Arc<TaskResult> {
-        let mut rx = self.done.subscribe();
-        loop {
-            if let Some(r) = rx.borrow_and_update().clone() {
-                return r;
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives in `self`; it cannot be dropped while we borrow it.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// The answer to `task.status`: the result when finished (or the running state), with the
-    /// events after `after_seq` up to `cap` bytes.
-    pub fn view(&self, after_seq: u64, cap: usize) -> TaskResult {
-        let since = self.events.since(after_seq, cap);
-        let mut view = match self.result() {
-            Some(r) => TaskResult::clone(&r),
-            None => TaskResult {
-                ok: true,
-                task_id: self.id.clone(),
-                status: TaskStatus::Running,
-                output: Arc::from(""),
-                result: None,
-                events: Vec::new(),
-                events_truncated: false,
-                artifacts: Vec::new(),
-                error: None,
-                error_code: None,
-                exit_code: None,
-                duration_ms: self.started.elapsed().as_millis() as u64,
-            },
-        };
-        view.events = since.events;
-        view.events_truncated = since.truncated;
-        view
-    }
-}
-
-/// One line of `task.list`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskSummary {
-    /// Id.
-    pub task_id: String,
-    /// State.
-    pub status: TaskStatus,
-    /// `agent.run` or `command.run`.
-    pub task_type: &'static str,
-    /// Framework, for `agent.run`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub framework: Option<String>,
-    /// Command, for `command.run`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// RFC 3339 start.
-    pub started_at: String,
-    /// Duration so far, or in all.
-    pub duration_ms: u64,
-}
 
 /// What [`Worker::start`] did.
 pub enum Start {
@@ -476,45 +362,4 @@ impl Worker {
         );
         tasks.is_ok()
     }
-}
-
-/// The answer for a task id nobody knows.
-pub fn unknown(id: &str) -> TaskResult {
-    let shown = crate::wire::clip(id, 200);
-    TaskResult::refusal(&shown, format!("Unknown taskId: {shown}"), "unknown_task")
-}
-
-/// A finished task's answer from its folder: `result.json`, `manifest.json`, `events.ndjson`.
-pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Option<TaskResult> {
-    let mut result: TaskResult = match std::fs::read(dir.join(artifacts::RESULT_FILE)) {
-        Ok(text) => serde_json::from_slice(&text).ok()?,
-        // Events but no result: the worker died while the task ran (SIGKILL, OOM, microVM
-        // stop). Say so, and keep what it did.
-        // (The worker's own log: a regular file, never a link a child planted.)
-        Err(_)
-            if std::fs::symlink_metadata(dir.join(artifacts::EVENTS_FILE))
-                .is_ok_and(|m| m.file_type().is_file()) =>
-        {
-            let id = dir.file_name()?.to_string_lossy().into_owned();
-            TaskResult::refusal(
-                &id,
-                "The task was interrupted: the worker stopped while it ran. Its events are kept.",
-                "interrupted",
-            )
-        }
-        Err(_) => return None,
-    };
-    if let Ok(manifest) = std::fs::read(dir.join(artifacts::MANIFEST_FILE)) {
-        #[derive(serde::Deserialize)]
-        struct Manifest {
-            artifacts: Vec<Artifact>,
-        }
-        if let Ok(m) = serde_json::from_slice::<Manifest>(&manifest) {
-            result.artifacts = m.artifacts;
-        }
-    }
-    let since = events::read_log(&dir.join(artifacts::EVENTS_FILE), after_seq, cap);
-    result.events = since.events;
-    result.events_truncated = since.truncated;
-    Some(result)
 }

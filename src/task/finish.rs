@@ -1,0 +1,138 @@
+//! How a task turned out ([`Ending`]), and its end: the task folder (`result.json`,
+//! `manifest.json`), the `task.result` event and the answer.
+
+use serde_json::{json, Value};
+
+use super::Task;
+use crate::artifacts;
+use crate::wire::{Artifact, EventDraft, EventPayload, EventType, TaskResult, TaskStatus};
+
+/// How the task turned out, before the folder is written.
+pub(super) struct Ending {
+    pub(super) ok: bool,
+    pub(super) status: TaskStatus,
+    pub(super) output: String,
+    pub(super) result: Option<Value>,
+    pub(super) error: Option<String>,
+    pub(super) error_code: Option<&'static str>,
+    pub(super) exit_code: Option<i32>,
+    pub(super) declared: Vec<Value>,
+}
+
+impl Ending {
+    pub(super) fn failed(error: impl Into<String>, code: &'static str) -> Self {
+        Ending {
+            ok: false,
+            status: TaskStatus::Failed,
+            output: String::new(),
+            result: None,
+            error: Some(error.into()),
+            error_code: Some(code),
+            exit_code: None,
+            declared: Vec::new(),
+        }
+    }
+}
+
+/// Writes the folder (`result.json`, `manifest.json`), emits `task.result`, builds the answer.
+pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
+    let mut warnings = Vec::new();
+    let mut artifacts: Vec<Artifact> = Vec::new();
+    let written = artifacts::written_files(&task.dir, &mut |w| warnings.push(w));
+    let declared = artifacts::declared(&task.dir, &ending.declared, &mut |w| warnings.push(w));
+    for w in warnings {
+        task.events.emit(&EventDraft::new(
+            EventType::Log,
+            w,
+            Some(json!({"source": "worker", "level": "warning"})),
+        ));
+    }
+    for path in written {
+        match artifacts::describe(&path) {
+            Ok(a) => artifacts.push(a),
+            Err(e) => {
+                task.events.emit(&EventDraft::new(
+                    EventType::Log,
+                    format!("{} is not listed: {e}", path.display()),
+                    Some(json!({"source": "worker", "level": "warning"})),
+                ));
+            }
+        }
+    }
+    artifacts::merge_unique(&mut artifacts, declared);
+    if let Some(e) = task.events.log_error() {
+        ending.ok = false;
+        ending.status = TaskStatus::Failed;
+        ending.error = Some(format!("Task folder could not be written: {e}"));
+        ending.error_code = Some("artifact_write_failed");
+    }
+    let mut result = TaskResult {
+        ok: ending.ok,
+        task_id: task.id.clone(),
+        status: ending.status,
+        output: ending.output.into(),
+        result: ending.result,
+        events: Vec::new(),
+        events_truncated: false,
+        artifacts: Vec::new(),
+        error: ending.error,
+        error_code: ending.error_code.map(str::to_string),
+        exit_code: ending.exit_code,
+        duration_ms: task.started.elapsed().as_millis() as u64,
+    };
+    if !task.dir.is_dir() {
+        let err = std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "the task folder is gone or is no longer a directory",
+        );
+        fail_write(&mut result, &task.dir.join(artifacts::RESULT_FILE), err);
+    } else {
+        let result_path = task.dir.join(artifacts::RESULT_FILE);
+        let written = artifacts::write_atomic_with(&result_path, |w| {
+            serde_json::to_writer_pretty(w, &result.record(false)).map_err(std::io::Error::other)
+        })
+        .and_then(|_| artifacts::describe(&result_path));
+        match written {
+            Ok(a) => artifacts.insert(0, a),
+            Err(e) => fail_write(&mut result, &result_path, e),
+        }
+        let manifest_path = task.dir.join(artifacts::MANIFEST_FILE);
+        let manifest = serde_json::to_vec_pretty(&json!({ "artifacts": artifacts }))
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| artifacts::write_atomic(&manifest_path, &bytes));
+        if let Err(e) = manifest {
+            fail_write(&mut result, &manifest_path, e);
+        }
+    }
+    result.artifacts = artifacts;
+    // The last event: its payload is the task's `result` value (as the reference worker's),
+    // its message the status; the whole answer is the response and `result.json`.
+    task.events.emit(&EventDraft {
+        kind: EventType::Result,
+        message: Some(result.status.as_str().to_string()),
+        payload: result
+            .result
+            .as_ref()
+            .map(|r| EventPayload::Raw(crate::wire::to_raw(r))),
+    });
+    if let Some(e) = task.events.close() {
+        if result.ok {
+            result.ok = false;
+            result.status = TaskStatus::Failed;
+            result.error = Some(format!("Task folder could not be written: {e}"));
+            result.error_code = Some("artifact_write_failed".into());
+        }
+    }
+    // The events are added to an answer by Task::view, from the sink.
+    result
+}
+
+fn fail_write(result: &mut TaskResult, path: &std::path::Path, e: std::io::Error) {
+    if result.error_code.as_deref() == Some("artifact_write_failed") {
+        return; // the first failure is the cause; later ones follow from it
+    }
+    result.ok = false;
+    result.status = TaskStatus::Failed;
+    result.error = Some(format!("Cannot write {}: {e}", path.display()));
+    result.error_code = Some("artifact_write_failed".into());
+}
