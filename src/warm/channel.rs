@@ -1,0 +1,141 @@
+//! A warm parent's control channel (a `SOCK_SEQPACKET` socket, one JSON message a packet,
+//! pipe ends passed with `SCM_RIGHTS`) and the fork request made over it.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{self, ControlMessage, MsgFlags};
+use serde_json::{json, Value};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::{Ready, FORK_TIMEOUT};
+use crate::reaper;
+use crate::supervisor::{self, Child};
+
+/// The worker's end of a control channel.
+pub(super) struct Conn(AsyncFd<OwnedFd>);
+
+impl Conn {
+    pub(super) fn new(fd: OwnedFd) -> io::Result<Conn> {
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(Conn(fd))
+    }
+
+    /// Sends one message with file descriptors attached.
+    pub(super) async fn send(&self, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+        self.0
+            .async_io(Interest::WRITABLE, |fd| {
+                let iov = [IoSlice::new(data)];
+                let cmsg = [ControlMessage::ScmRights(fds)];
+                let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+                socket::sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+                    .map_err(io::Error::from)
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The next message as JSON; an error at the end of the channel.
+    pub(super) async fn recv(&self) -> io::Result<Value> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = self
+            .0
+            .async_io(Interest::READABLE, |fd| {
+                socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(io::Error::from)
+            })
+            .await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the warm parent closed its control channel",
+            ));
+        }
+        serde_json::from_slice(&buf[..n]).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a JSON message: {e}"),
+            )
+        })
+    }
+}
+
+/// Why a fork request gave no child.
+pub(super) enum ForkError {
+    /// The parent answered no (e.g. it is not single-threaded).
+    Refused(String),
+    /// The channel failed: the parent is stuck or gone.
+    Channel(io::Error),
+}
+
+/// Asks a ready parent to fork the task's child with `spec`'s pipes and environment, and
+/// adopts the child it names once `/proc` shows it is the worker's.
+pub(super) async fn fork_on(ready: &Ready, spec: &supervisor::Spec) -> Result<Child, ForkError> {
+    let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
+    let mut env: serde_json::Map<String, Value> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    env.insert(spec.marker.0.clone(), Value::String(spec.marker.1.clone()));
+    let request = json!({
+        "op": "fork",
+        "taskId": spec.marker.1,
+        "env": env,
+        "unset": spec.unset,
+        "cwd": spec.cwd,
+    });
+    let bytes =
+        serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
+    let _serial = ready.serial.lock().await;
+    // Until the new pid is registered, no orphan is reaped: it could be this child.
+    let hold = reaper::hold();
+    let fds = [
+        ends.stdin.as_raw_fd(),
+        ends.stdout.as_raw_fd(),
+        ends.stderr.as_raw_fd(),
+    ];
+    ready
+        .conn
+        .send(&bytes, &fds)
+        .await
+        .map_err(ForkError::Channel)?;
+    drop(ends);
+    let reply = match tokio::time::timeout(FORK_TIMEOUT, ready.conn.recv()).await {
+        Ok(r) => r.map_err(ForkError::Channel)?,
+        Err(_) => {
+            return Err(ForkError::Channel(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {}s", FORK_TIMEOUT.as_secs()),
+            )))
+        }
+    };
+    if reply["ok"] != true {
+        let reason = reply["reason"].as_str().unwrap_or("no reason given");
+        return Err(ForkError::Refused(reason.to_string()));
+    }
+    let Some(pid) = reply["pid"].as_u64().and_then(|p| i32::try_from(p).ok()) else {
+        return Err(ForkError::Channel(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a fork answer without a pid: {reply}"),
+        )));
+    };
+    let me = std::process::id() as i32;
+    let parent = supervisor::kill::read_stat(pid).map(|s| s.ppid);
+    if parent != Some(me) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        return Err(ForkError::Refused(format!(
+            "its child {pid} has parent {parent:?}, not the worker (is the worker a child subreaper?)"
+        )));
+    }
+    reaper::Owned::lock().insert(pid);
+    drop(hold);
+    Ok(Child::adopt(pid as u32, pipes, ready.pid))
+}

@@ -1,0 +1,206 @@
+//! One warm parent's life: started from its framework's command with the control channel on
+//! fd 3, ready or not within a bound, restarted with backoff when it exits, stopped with the
+//! worker.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use nix::sys::socket;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::Conn;
+use super::{
+    Parent, Ready, Status, BACKOFF_MAX, BACKOFF_MIN, MARKER_SLOT, MARKER_VAR, READY_TIMEOUT,
+    STABLE, WARM_FD, WARM_FD_VAR,
+};
+use crate::reaper;
+
+/// Runs `p`'s warm parent until the worker stops, restarting it with backoff.
+pub(super) async fn keep_running(p: Arc<Parent>, shutdown: CancellationToken) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let began = Instant::now();
+        p.status.send_replace(Status::Starting);
+        let why = run_once(&p, &shutdown).await;
+        if shutdown.is_cancelled() {
+            p.status.send_replace(Status::Stopped);
+            tracing::info!(framework = %p.name, "warm parent stopped");
+            return;
+        }
+        if began.elapsed() >= STABLE {
+            backoff = BACKOFF_MIN;
+        }
+        tracing::warn!(
+            framework = %p.name,
+            reason = %why,
+            restartInMs = backoff.as_millis() as u64,
+            "warm parent exited; restarting"
+        );
+        p.status.send_replace(Status::Down(why));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => {
+                p.status.send_replace(Status::Stopped);
+                return;
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Starts the warm parent once and returns why it ended.
+async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
+    let (ours, theirs) = match socket::socketpair(
+        socket::AddressFamily::Unix,
+        socket::SockType::SeqPacket,
+        None,
+        socket::SockFlag::SOCK_CLOEXEC,
+    ) {
+        Ok(pair) => pair,
+        Err(e) => return format!("cannot create its control channel: {e}"),
+    };
+    let conn = match Conn::new(ours) {
+        Ok(c) => c,
+        Err(e) => return format!("cannot create its control channel: {e}"),
+    };
+    let mut cmd = Command::new(&p.argv[0]);
+    // The warm parent's environment is what its forks inherit: minimal when children's are.
+    if let Some(base) = &p.base_env {
+        cmd.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
+    }
+    cmd.args(&p.argv[1..])
+        .envs(&p.env)
+        .env(MARKER_VAR, "_".repeat(MARKER_SLOT))
+        .env(WARM_FD_VAR, WARM_FD.to_string())
+        .env("PYTHONUNBUFFERED", "1")
+        .env_remove("AGENTDISPATCH_SESSION_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &p.cwd {
+        cmd.current_dir(cwd);
+    }
+    let theirs_raw = theirs.as_fd().as_raw_fd();
+    // SAFETY: only dup2 and prctl run between fork and exec; both are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(theirs_raw, WARM_FD) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let began = Instant::now();
+    let mut child = match reaper::spawn_owned(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => return format!("cannot start {}: {e}", p.argv[0]),
+    };
+    drop(theirs);
+    let pid = child.id().unwrap_or(0);
+    forward_output(&p.name, pid, child.stdout.take(), "stdout");
+    forward_output(&p.name, pid, child.stderr.take(), "stderr");
+    tracing::info!(framework = %p.name, pid, "warm parent starting");
+
+    let ended = |status: io::Result<std::process::ExitStatus>| {
+        reaper::release(pid as i32);
+        match status {
+            Ok(s) => format!("it exited with {s}"),
+            Err(e) => format!("waiting for it failed: {e}"),
+        }
+    };
+    let ready = tokio::select! {
+        msg = conn.recv() => msg,
+        status = child.wait() => return ended(status),
+        _ = shutdown.cancelled() => return stop(&mut child, pid).await,
+        _ = tokio::time::sleep(READY_TIMEOUT) => {
+            let _ = child.start_kill();
+            return ended(child.wait().await).replace("it exited", &format!("not ready within {}s;", READY_TIMEOUT.as_secs()));
+        }
+    };
+    let ready = match ready {
+        Ok(m) if m["type"] == "ready" => m,
+        Ok(m) => {
+            let _ = child.start_kill();
+            let _ = ended(child.wait().await);
+            return format!("its first message was not \"ready\": {m}");
+        }
+        Err(e) => {
+            let _ = child.start_kill();
+            let _ = ended(child.wait().await);
+            return format!("no ready message: {e}");
+        }
+    };
+    let threads = ready["threads"].as_u64().unwrap_or(0);
+    tracing::info!(
+        framework = %p.name,
+        pid,
+        readyMs = began.elapsed().as_millis() as u64,
+        importMs = ready["importMs"].as_f64(),
+        entrypoint = ready["entrypoint"].as_str().unwrap_or(""),
+        threads,
+        "warm parent ready"
+    );
+    if threads > 1 {
+        tracing::warn!(framework = %p.name, pid, threads, "warm parent is not single-threaded; its tasks run cold until it is");
+    }
+    let broken = CancellationToken::new();
+    p.status.send_replace(Status::Ready(Arc::new(Ready {
+        pid,
+        conn,
+        serial: tokio::sync::Mutex::new(()),
+        broken: broken.clone(),
+    })));
+    tokio::select! {
+        status = child.wait() => ended(status),
+        _ = shutdown.cancelled() => stop(&mut child, pid).await,
+        _ = broken.cancelled() => {
+            let _ = child.start_kill();
+            let _ = ended(child.wait().await);
+            "it was killed after a failed fork request".into()
+        }
+    }
+}
+
+/// SIGTERM, a short wait, then SIGKILL.
+async fn stop(child: &mut tokio::process::Child, pid: u32) -> String {
+    if pid > 1 {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(Duration::from_millis(500), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    reaper::release(pid as i32);
+    "stopped with the worker".into()
+}
+
+/// Copies a warm parent's own output into the worker's log.
+fn forward_output<R>(framework: &str, pid: u32, pipe: Option<R>, stream: &'static str)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let Some(pipe) = pipe else { return };
+    let framework = framework.to_string();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(framework = %framework, pid, stream, source = "warm parent", "{line}");
+        }
+    });
+}
