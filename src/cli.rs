@@ -11,20 +11,25 @@ use crate::frameworks::{Launch, Registry};
 use crate::task::{RequestIds, Start, Worker};
 use crate::wire::{payload_from_value, Payload, TaskResult, TaskType};
 
-/// What `run` was asked to do.
-#[derive(Debug, Default, Clone)]
+/// What `run` was asked to do (its flags; the doc comments are its `--help`).
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct RunArgs {
-    /// A payload file, or `-` for stdin.
+    /// A payload JSON file, or - for stdin.
     pub file: Option<String>,
-    /// `--framework`.
+    /// Framework for agent.run.
+    #[arg(long)]
     pub framework: Option<String>,
-    /// `--instruction`.
+    /// Instruction for agent.run.
+    #[arg(long)]
     pub instruction: Option<String>,
-    /// `--command`.
+    /// Command line for command.run.
+    #[arg(long)]
     pub command: Option<String>,
-    /// `--json`: NDJSON events on stdout.
+    /// Print events as NDJSON (the last line is the task.result event).
+    #[arg(long)]
     pub json: bool,
-    /// `--session`: the payload's `sessionId`.
+    /// Session id: the conversation carries on from earlier runs of the same session.
+    #[arg(long)]
     pub session: Option<String>,
 }
 

@@ -30,25 +30,7 @@ enum Cmd {
     /// Serve HTTP (the default).
     Serve,
     /// Run one payload locally, with no server; exit status 0 when it succeeds.
-    Run {
-        /// A payload JSON file, or - for stdin.
-        file: Option<String>,
-        /// Framework for agent.run.
-        #[arg(long)]
-        framework: Option<String>,
-        /// Instruction for agent.run.
-        #[arg(long)]
-        instruction: Option<String>,
-        /// Command line for command.run.
-        #[arg(long)]
-        command: Option<String>,
-        /// Print events as NDJSON (the last line is the task.result event).
-        #[arg(long)]
-        json: bool,
-        /// Session id: the conversation carries on from earlier runs of the same session.
-        #[arg(long)]
-        session: Option<String>,
-    },
+    Run(RunArgs),
     /// List the frameworks found and where each comes from.
     Frameworks,
 }
@@ -156,23 +138,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(serve(cfg, reg))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run {
-            file,
-            framework,
-            instruction,
-            command,
-            json,
-            session,
-        } => {
-            init_logging(if json { Logs::JsonStderr } else { Logs::Human }, "warn");
-            let args = RunArgs {
-                file,
-                framework,
-                instruction,
-                command,
-                json,
-                session,
-            };
+        Cmd::Run(args) => {
+            init_logging(
+                if args.json {
+                    Logs::JsonStderr
+                } else {
+                    Logs::Human
+                },
+                "warn",
+            );
             runtime.block_on(run_once(cfg, reg, args))
         }
     }

@@ -240,23 +240,13 @@ pub async fn run(
             line = next_line(&mut stdout) => {
                 if let Some(line) = line {
                     last_output = Some(Instant::now());
-                    obs.line(Stream::Stdout, line);
-                    drain_ready(&mut stdout, Stream::Stdout, obs);
-                    obs.flush();
-                    // tokio's budget counts pipe reads, not lines: hand the thread back after
-                    // each batch so /ping and other tasks never wait behind a flood.
-                    tokio::task::yield_now().await;
+                    take_batch(line, &mut stdout, Stream::Stdout, obs).await;
                 }
             }
             line = next_line(&mut stderr) => {
                 if let Some(line) = line {
                     last_output = Some(Instant::now());
-                    obs.line(Stream::Stderr, line);
-                    drain_ready(&mut stderr, Stream::Stderr, obs);
-                    obs.flush();
-                    // tokio's budget counts pipe reads, not lines: hand the thread back after
-                    // each batch so /ping and other tasks never wait behind a flood.
-                    tokio::task::yield_now().await;
+                    take_batch(line, &mut stderr, Stream::Stderr, obs).await;
                 }
             }
         }
@@ -281,6 +271,16 @@ pub async fn run(
 }
 
 type Lines = FramedRead<tokio::net::unix::pipe::Receiver, lines::LineDecoder>;
+
+/// A line read from `pipe`, then the lines it has ready behind it, then the thread handed
+/// back: tokio's budget counts pipe reads, not lines, so /ping and other tasks never wait
+/// behind a flood.
+async fn take_batch(first: Line, pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer) {
+    obs.line(stream, first);
+    drain_ready(pipe, stream, obs);
+    obs.flush();
+    tokio::task::yield_now().await;
+}
 
 /// The next line of a pipe; sets the pipe to `None` at its end (or on a read error).
 async fn next_line(pipe: &mut Option<Lines>) -> Option<Line> {

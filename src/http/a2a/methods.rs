@@ -106,20 +106,10 @@ pub(super) async fn send(
             return Ok(rpc_result(id, result));
         }
     };
-    let context_id = task_context(&task);
     if streaming {
-        let first = shape::task(v, &task.view(u64::MAX, cap), &context_id, detail);
-        let first = vec![sse::frame(
-            None,
-            &rpc_line(id, &shape::task_result(v, first)),
-        )];
-        let framing = A2aFraming {
-            id: id.clone(),
-            context_id,
-            version: v,
-        };
-        return Ok(sse::framed_stream(task, 0, cap, first, framing));
+        return Ok(task_stream(task, v, id, 0, cap, detail));
     }
+    let context_id = task_context(&task);
     if immediately {
         let r = task.view(0, cap);
         let t = shape::task(v, &r, &context_id, detail);
@@ -202,8 +192,21 @@ pub(super) fn subscribe(
     {
         after = after.saturating_sub(1);
     }
+    Ok(task_stream(task, v, id, after, cap, Detail::default()))
+}
+
+/// A task's stream: the task as it is now (one `task` message), then its updates after
+/// `after`, each framed for request `id`.
+fn task_stream(
+    task: Arc<Task>,
+    v: Version,
+    id: &Value,
+    after: u64,
+    cap: usize,
+    detail: Detail,
+) -> Response {
     let context_id = task_context(&task);
-    let first = shape::task(v, &task.view(u64::MAX, cap), &context_id, Detail::default());
+    let first = shape::task(v, &task.view(u64::MAX, cap), &context_id, detail);
     let first = vec![sse::frame(
         None,
         &rpc_line(id, &shape::task_result(v, first)),
@@ -213,7 +216,7 @@ pub(super) fn subscribe(
         context_id,
         version: v,
     };
-    Ok(sse::framed_stream(task, after, cap, first, framing))
+    sse::framed_stream(task, after, cap, first, framing)
 }
 
 /// ListTasks (1.0): the tasks in memory, most recently updated first, filtered by `contextId`
