@@ -1,8 +1,10 @@
-//! The README's "Try it" commands, run as written and in order against the worker its first
-//! command starts (`cargo run --release` on port 8080, `./frameworks`). Only what a test must
-//! change is changed: the worker command is the binary under test instead of `cargo run
-//! --release`, and the ports 8080/8081 are free ones. Every line must exit 0; the answers are
-//! then checked for what the comments beside them promise.
+//! The README's commands, run as written and in order: "Try it" against the worker its first
+//! command starts (`cargo run --release` on port 8080, `./frameworks`), and "Bring your own
+//! framework" after dropping its folders into a frameworks directory and starting the worker on
+//! it. Only what a test must change is changed: the binary under test for `cargo run
+//! --release`, free ports for 8080/8081, a temporary frameworks directory (named by
+//! `AGENTDISPATCH_FRAMEWORKS_DIR`, as the README allows) and artifact directory. Every line must
+//! exit 0; the answers are then checked for what the comments beside them promise.
 
 mod common;
 
@@ -14,19 +16,54 @@ use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The first `sh` block after `## Try it`.
-fn try_it_block() -> String {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let section = &readme[readme.find("\n## Try it").expect("a Try it section")..];
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap()
+}
+
+/// The section of the README under `heading`, to the next `## `.
+fn section(heading: &str) -> String {
+    let text = readme();
+    let from = text.find(&format!("\n{heading}\n")).expect(heading) + heading.len() + 2;
+    let to = text[from..].find("\n## ").map_or(text.len(), |i| from + i);
+    text[from..to].to_string()
+}
+
+/// The first plain `sh` block (one without a file name) of `section`.
+fn commands(section: &str) -> String {
     let start = section.find("```sh\n").expect("an sh block") + "```sh\n".len();
     let end = start + section[start..].find("```").unwrap();
     section[start..end].to_string()
 }
 
+/// The blocks of `section` that name a file (```` ```json frameworks/x/framework.json ````).
+fn files(section: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = section;
+    while let Some(i) = rest.find("```") {
+        let after = &rest[i + 3..];
+        let header_end = after.find('\n').unwrap();
+        let header = &after[..header_end];
+        let body_start = header_end + 1;
+        let body_end = body_start + after[body_start..].find("```").unwrap();
+        if let Some((_, path)) = header.split_once(' ') {
+            out.push((
+                path.trim().to_string(),
+                after[body_start..body_end].to_string(),
+            ));
+        }
+        rest = &after[body_end + 3..];
+    }
+    out
+}
+
+fn try_it_block() -> String {
+    commands(&section("## Try it"))
+}
+
 /// The block as a bash script: each command echoed, then run; the first failure stops it.
 fn as_script(block: &str, port1: u16, port2: u16) -> String {
     let mut script =
-        String::from("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n");
+        String::from("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n");
     // The binary under test in place of `cargo run --release`.
     // A background one replaces its subshell, so that the exit trap's kill reaches it.
     script.push_str(&format!(
@@ -150,4 +187,55 @@ async fn the_try_it_commands_run_as_written() {
         .await,
         "the second worker still listens"
     );
+}
+
+#[tokio::test]
+async fn the_bring_your_own_framework_commands_run_as_written() {
+    // The README's folders, dropped into a frameworks directory (a temporary one, named by
+    // AGENTDISPATCH_FRAMEWORKS_DIR as the README allows), then the worker (re)started on it.
+    let byo = section("## Bring your own framework");
+    let dir = tempfile::tempdir().unwrap();
+    let written = files(&byo);
+    assert!(written.len() >= 4, "{written:?}");
+    for (path, body) in &written {
+        let rel = path
+            .strip_prefix("frameworks/")
+            .expect("files under frameworks/");
+        let file = dir.path().join(rel);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, body).unwrap();
+        if body.starts_with("#!") {
+            let mut perms = std::fs::metadata(&file).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755); // "chmod +x run.sh"
+            std::fs::set_permissions(&file, perms).unwrap();
+        }
+    }
+    let frameworks = dir.path().to_str().unwrap().to_string();
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", &frameworks)
+        .start()
+        .await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let script = as_script(&commands(&byo).replace("\\\n", " "), w.port, 0);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(ROOT)
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", &frameworks)
+        .env("AGENTDISPATCH_ARTIFACT_DIR", artifacts.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "a README command failed\n--- stderr\n{stderr}\n--- stdout\n{stdout}"
+    );
+    // `frameworks` lists both folders; `run` and the stream get the Node framework's answer.
+    for name in ["shout-node", "hello-sh"] {
+        assert!(stdout.contains(name), "{name} not listed\n{stdout}");
+    }
+    assert!(stdout.matches("HELLO WORLD").count() >= 2, "{stdout}");
+    assert!(stdout.contains("data: "), "the SSE answer\n{stdout}");
 }
