@@ -13,7 +13,7 @@ FRAMEWORKS = os.path.join(HERE, os.pardir, os.pardir, "frameworks")
 sys.path.insert(0, os.path.join(FRAMEWORKS, "_shared"))
 sys.path.insert(0, os.path.join(FRAMEWORKS, "langgraph"))
 
-from agentdispatch_runner import quiet_env  # noqa: E402
+from agentdispatch import quiet_env  # noqa: E402
 
 quiet_env()
 

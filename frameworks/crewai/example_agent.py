@@ -9,7 +9,7 @@ The runner kicks the crew off with inputs {"instruction": ...}.
 import json
 import re
 
-from agentdispatch_runner import earlier_turns_note, example_shout, quiet_env  # frameworks/_shared, on sys.path via runner.py
+from agentdispatch import earlier_turns_note, example_shout, quiet_env  # frameworks/_shared, on sys.path via runner.py
 
 quiet_env()  # CrewAI reads its telemetry switches at import time: set them first
 

@@ -7,8 +7,8 @@ the instruction, then answers "Shouted: <tool result>". Loaded as `example_agent
 from langchain.agents import create_agent
 from langchain_core.tools import tool
 
-from agentdispatch_runner import example_shout  # on sys.path via runner.py
-from scripted_chat_model import ScriptedShoutModel
+from agentdispatch import example_shout  # on sys.path via runner.py
+from agentdispatch.scripted_chat_model import ScriptedShoutModel
 
 
 @tool

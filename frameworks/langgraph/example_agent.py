@@ -9,8 +9,8 @@ from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from agentdispatch_runner import example_shout  # on sys.path via runner.py
-from scripted_chat_model import ScriptedShoutModel
+from agentdispatch import example_shout  # on sys.path via runner.py
+from agentdispatch.scripted_chat_model import ScriptedShoutModel
 
 
 @tool

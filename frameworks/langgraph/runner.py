@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import as_text, check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
+from agentdispatch import as_text, check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
 
 quiet_env()
 

@@ -6,7 +6,7 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 """
 
 
-from agentdispatch_runner import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
+from agentdispatch import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
 from agents import Agent, function_tool, set_tracing_disabled
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 

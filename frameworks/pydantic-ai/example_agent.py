@@ -10,7 +10,7 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
-from agentdispatch_runner import earlier_turns_note, example_shout  # on sys.path via runner.py
+from agentdispatch import earlier_turns_note, example_shout  # on sys.path via runner.py
 
 
 def _script(messages) -> tuple[str, str]:

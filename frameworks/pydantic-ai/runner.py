@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch_runner import (  # noqa: E402
+from agentdispatch import (  # noqa: E402
     as_text, main, model_id_from_env, quiet_env, read_session_json, write_session_file,
 )
 

@@ -7,7 +7,7 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 
 import json
 
-from agentdispatch_runner import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
+from agentdispatch import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
 from strands import Agent, tool
 from strands.models.model import Model
 

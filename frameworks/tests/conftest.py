@@ -30,7 +30,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 FRAMEWORKS = REPO / "frameworks"
 SHARED = FRAMEWORKS / "_shared"
-sys.path.insert(0, str(SHARED))  # unit tests import agentdispatch_runner directly
+sys.path.insert(0, str(SHARED))  # unit tests import the agentdispatch package directly
 
 EVENT_TYPES = {"task.progress", "task.log", "task.heartbeat", "task.result"}
 STEPS = {"model_turn", "tool_call", "tool_result", "final_answer"}
@@ -193,7 +193,7 @@ def run_plain_runner(tmp_path: Path, body: str, stdin: str = '{"instruction": "h
     script = write_module(tmp_path / "plain", "plain_runner", textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(SHARED)!r})
-        from agentdispatch_runner import main
+        from agentdispatch import main
     """) + textwrap.dedent(body) + '\nmain("plain", run)\n')
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDISPATCH_")}
     full_env.update(env or {})

@@ -1,4 +1,4 @@
-"""Unit tests of frameworks/_shared/agentdispatch_runner.py with plain python3 (no framework)."""
+"""Unit tests of the helper package frameworks/_shared/agentdispatch with plain python3 (no framework)."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import agentdispatch_runner as adr
+import agentdispatch as adr
 from conftest import AUDIT_SITECUSTOMIZE, parse_events, run_plain_runner, write_module
 
 
@@ -250,8 +250,8 @@ def test_main_lingering_thread_does_not_keep_runner_alive(tmp_path):
 def test_main_sigterm_logs_and_exits_143(tmp_path):
     script = write_module(tmp_path, "sleepy_runner", f"""
         import sys, time
-        sys.path.insert(0, {str(adr.__file__.rsplit('/', 1)[0])!r})
-        from agentdispatch_runner import main
+        sys.path.insert(0, {str(adr.__file__.rsplit('/', 2)[0])!r})
+        from agentdispatch import main
         def run(r):
             r.step("tool_call", tool="sleep", args={{}})
             time.sleep(60)
@@ -283,8 +283,8 @@ def test_entrypoint_module_cannot_take_over_sigterm(tmp_path):
     """)
     script = write_module(tmp_path, "grabby_runner", f"""
         import sys, time
-        sys.path.insert(0, {str(adr.__file__.rsplit('/', 1)[0])!r})
-        from agentdispatch_runner import main
+        sys.path.insert(0, {str(adr.__file__.rsplit('/', 2)[0])!r})
+        from agentdispatch import main
         def run(r):
             r.load_agent()
             r.step("tool_call", tool="sleep", args={{}})

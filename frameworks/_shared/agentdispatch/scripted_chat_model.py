@@ -32,7 +32,7 @@ class ScriptedShoutModel(BaseChatModel):
         return self  # the script already knows its one tool
 
     def _reply(self, messages: list[BaseMessage]) -> AIMessage:
-        from agentdispatch_runner import earlier_turns_note
+        from .examples import earlier_turns_note
 
         users = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
         turn = messages[users[-1]:] if users else messages

@@ -1,6 +1,6 @@
 """Warm parent of agentdispatch-worker (SPEC §6.3; README "Warm starts").
 
-``agentdispatch_runner.main`` calls ``serve`` when the worker started the runner with
+``agentdispatch.main`` calls ``serve`` when the worker started the runner with
 ``AGENTDISPATCH_WARM_FD``: the runner has imported its framework, ``serve`` imports the manifest's
 entrypoint (and calls the runner's ``warmup``), reports ready on the control socket, and then hands
 each task a fresh forked process. ``serve`` returns only in that process, which goes on exactly as
@@ -103,7 +103,7 @@ def _preload(framework: str, run, warmup) -> str | None:
     otherwise repeat: ~4 ms of the LangGraph example's ~11. But it runs the agent: whatever the
     run leaves in the agent's objects, every task inherits, and a real model is called. Set it
     only for agents whose run keeps no state and costs nothing (the shipped offline examples)."""
-    from agentdispatch_runner import Runner
+    from .runner import Runner
 
     discard = lambda _event: None  # noqa: E731
     runner = Runner({"input": {}}, framework, emit=discard)

@@ -1,0 +1,76 @@
+"""Shared helper for the Python framework runners of agentdispatch-worker.
+
+A runner is a short script that the worker starts as a child process (see SPEC §6). The worker
+writes one JSON envelope line on the child's stdin and reads NDJSON events from its stdout.
+This package does everything that is the same for every framework:
+
+* ``quiet_env()``  turns telemetry/tracing of all shipped frameworks off (unless the user set the
+  variables); call it before importing the framework.
+* ``main(framework, run)`` reads the envelope, keeps the protocol stream clean (the original
+  stdout is kept for NDJSON events only; ``sys.stdout`` and fd 1 go to stderr, so framework
+  chatter and subprocess output can never corrupt the protocol), reports failures as a clear
+  last line on stderr with exit status 1, and turns SIGTERM into a ``task.log`` line plus exit 143.
+* ``Runner`` is what ``run(runner)`` receives: the envelope fields, ``progress``/``log``/``step``
+  events, ``result`` (once), and ``load_agent`` for the user's ``module:attr`` entrypoint.
+
+Its modules, by concern:
+
+* ``protocol``: the stdin envelope and the NDJSON lines on the protocol fd (``STEPS``);
+* ``runner``: ``Runner``, ``EntrypointError``, ``model_id_from_env``;
+* ``child``: ``main``, the life of one runner process (failures, exit status, signals);
+* ``process``: ``quiet_env``, the protocol fd kept apart from stdout, the quick exit,
+  ``reclaim_signals``;
+* ``sessions``: the session folder's files (``SessionError``, ``check_sqlite``, …);
+* ``text``: ``as_text`` and the JSON fallback for framework objects;
+* ``examples``: what the shipped example agents share (``example_shout``, ``earlier_turns_note``);
+* ``warm``: the warm parent (``main`` hands over to it under ``AGENTDISPATCH_WARM_FD``);
+* ``scripted_chat_model``: the offline LangChain chat model of the langchain and langgraph
+  examples (needs ``langchain-core``; not imported here).
+
+A runner looks like::
+
+    import os, sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
+    from agentdispatch import main, quiet_env
+    quiet_env()
+
+    def run(runner):
+        import some_framework                      # imported after stdout is protected
+        agent = runner.load_agent(default_factory=build_default_agent)
+        for ev in agent.stream(runner.instruction):
+            runner.step("tool_call", tool=ev.name, args=ev.args)
+        return final_text                          # becomes the task.result output
+
+    if __name__ == "__main__":
+        main("some-framework", run)
+
+For manual use, ``python runner.py some instruction`` runs without a stdin envelope.
+"""
+
+from __future__ import annotations
+
+from .child import main
+from .examples import earlier_turns_note, example_shout
+from .process import quiet_env, reclaim_signals
+from .protocol import STEPS, EnvelopeError
+from .runner import EntrypointError, Runner, model_id_from_env
+from .sessions import SessionError, check_sqlite, read_session_json, write_session_file
+from .text import as_text
+
+__all__ = [
+    "Runner",
+    "EntrypointError",
+    "SessionError",
+    "earlier_turns_note",
+    "check_sqlite",
+    "read_session_json",
+    "write_session_file",
+    "EnvelopeError",
+    "main",
+    "quiet_env",
+    "reclaim_signals",
+    "example_shout",
+    "as_text",
+    "model_id_from_env",
+    "STEPS",
+]

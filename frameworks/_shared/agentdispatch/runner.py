@@ -1,0 +1,159 @@
+"""``Runner``: what a framework's ``run(runner)`` receives: the envelope's fields, events, the
+result, the session folder and the user's agent entrypoint."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+from .process import reclaim_signals
+from .protocol import STEPS, Emitter, clip_step_text
+from .text import jsonable
+
+
+class EntrypointError(Exception):
+    """The user's agent entrypoint is missing, malformed or cannot be imported."""
+
+
+def model_id_from_env() -> str:
+    """The production default agent's model id: env ``AGENTDISPATCH_MODEL_ID``."""
+    model_id = os.environ.get("AGENTDISPATCH_MODEL_ID", "").strip()
+    if not model_id:
+        raise EntrypointError(
+            "no agent: set AGENTDISPATCH_ENTRYPOINT (or input.entrypoint) to \"module:attr\", "
+            "or AGENTDISPATCH_MODEL_ID for the default agent"
+        )
+    return model_id
+
+
+class Runner:
+    """What ``run(runner)`` receives. Create through ``main``; tests may pass ``emit``."""
+
+    def __init__(self, envelope: dict, framework: str = "", emit=None):
+        if not isinstance(envelope, dict):
+            raise ValueError("the envelope must be a JSON object")
+        self.envelope = envelope
+        self.framework = framework or str(envelope.get("framework") or "")
+        inp = envelope.get("input")
+        self.input: dict = inp if isinstance(inp, dict) else {}
+        instruction = envelope.get("instruction")
+        if instruction is None:
+            instruction = self.input.get("instruction", "")
+        self.instruction: str = instruction if isinstance(instruction, str) else json.dumps(instruction)
+        context = envelope.get("context")
+        if context is None:
+            context = self.input.get("context")
+        self.context: dict = context if isinstance(context, dict) else {}
+        self.metadata: dict = envelope.get("metadata") if isinstance(envelope.get("metadata"), dict) else {}
+        self.task_id: str | None = envelope.get("taskId") or os.environ.get("AGENTDISPATCH_TASK_ID") or None
+        self.task_dir: str | None = envelope.get("taskDir") or os.environ.get("AGENTDISPATCH_TASK_DIR") or None
+        self.session_id: str | None = envelope.get("sessionId") or None
+        # The session's own folder (SPEC §7.1), where the conversation is kept; None without one.
+        self.session_dir: str | None = envelope.get("sessionDir") or None
+        # The key a framework's persistence files the conversation under: the folder's name
+        # (the session id when it is a safe file name, else its hash).
+        self.session_key: str | None = os.path.basename(self.session_dir) if self.session_dir else None
+        self._emit = emit or Emitter(sys.stdout.fileno()).write_line
+        self.result_emitted = False
+        self.steps = 0
+
+    # -- events ---------------------------------------------------------------------------
+
+    def emit(self, event: dict) -> None:
+        """Write one raw event object as a protocol line."""
+        self._emit(event)
+
+    def progress(self, message: str, **payload) -> None:
+        self._emit({"type": "task.progress", "message": message, "payload": payload})
+
+    def log(self, message: str, **payload) -> None:
+        self._emit({"type": "task.log", "message": message, "payload": payload})
+
+    def step(self, step: str, **payload) -> None:
+        """One agent step as a progress event: payload ``{"step": step, **payload}``.
+
+        tool_call: tool=, args={...}; tool_result: tool=, result=<str>;
+        model_turn: text=; final_answer: text=."""
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
+        self.steps += 1
+        payload = {k: clip_step_text(v) for k, v in payload.items()}
+        message = f"{step} {payload['tool']}" if payload.get("tool") else step
+        self.progress(message, step=step, **payload)
+
+    def result(self, output: str, result: dict | None = None, artifacts: list | None = None) -> None:
+        """Emit the task.result line (once)."""
+        if self.result_emitted:
+            raise RuntimeError("task.result was already emitted")
+        self.result_emitted = True
+        output = output if isinstance(output, str) else json.dumps(output, default=jsonable)
+        if result is None:
+            result = {"framework": self.framework, "instruction": self.instruction, "steps": self.steps}
+        limit = int(os.environ.get("AGENTDISPATCH_MAX_LINE_BYTES") or 1048576)
+        if len(output.encode("utf-8")) > limit // 2 and self.task_dir:
+            path = os.path.join(self.task_dir, "output.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(output)
+            cut = limit // 4
+            output = output[:cut] + f"\n… [output cut; the whole text is in {path}]"
+        event = {"type": "task.result", "output": output, "result": result}
+        event["artifacts"] = list(artifacts or [])
+        self._emit(event)
+
+    def session_file(self, name: str) -> str | None:
+        """Path of ``name`` in the session folder; None without a session."""
+        return os.path.join(self.session_dir, name) if self.session_dir else None
+
+    # -- the user's agent -----------------------------------------------------------------
+
+    def entrypoint(self) -> str | None:
+        """``input.entrypoint`` or env ``AGENTDISPATCH_ENTRYPOINT`` (empty counts as unset)."""
+        spec = self.input.get("entrypoint") or os.environ.get("AGENTDISPATCH_ENTRYPOINT") or None
+        if spec is not None and not isinstance(spec, str):
+            raise EntrypointError(f"input.entrypoint must be a string \"module:attr\", got {spec!r}")
+        return spec
+
+    def load_agent(self, default_factory=None):
+        """Return the user's agent object.
+
+        The entrypoint ``module:attr`` (attr may be dotted) comes from ``input.entrypoint`` or
+        env ``AGENTDISPATCH_ENTRYPOINT``; the module is imported with ``AGENTDISPATCH_APP_DIR``
+        (default: the working directory) first on ``sys.path``. The attribute is returned as
+        is (it is not called). Without an entrypoint, ``default_factory()`` builds the
+        production default agent; without either, EntrypointError."""
+        spec = self.entrypoint()
+        if not spec:
+            if default_factory is None:
+                raise EntrypointError(
+                    "no agent entrypoint: set input.entrypoint or AGENTDISPATCH_ENTRYPOINT to \"module:attr\""
+                )
+            return default_factory()
+        module_name, sep, attr = spec.strip().partition(":")
+        if not sep or not module_name or not attr or not all(p.isidentifier() for p in attr.split(".")):
+            raise EntrypointError(f"invalid entrypoint {spec!r}: expected \"module:attr\", e.g. \"my_agent:agent\"")
+        app_dir = os.path.abspath(os.environ.get("AGENTDISPATCH_APP_DIR") or os.getcwd())
+        if app_dir not in sys.path:
+            sys.path.insert(0, app_dir)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if missing == module_name or module_name.startswith(missing + "."):
+                raise EntrypointError(
+                    f"entrypoint module {module_name!r} not found (AGENTDISPATCH_APP_DIR={app_dir})"
+                ) from None
+            raise EntrypointError(f"importing entrypoint module {module_name!r} failed: {exc}") from exc
+        except Exception as exc:
+            raise EntrypointError(
+                f"importing entrypoint module {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        reclaim_signals()  # the runner, not the agent module, owns SIGTERM
+        obj = module
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise EntrypointError(f"entrypoint module {module_name!r} has no attribute {attr!r}") from None
+        return obj
