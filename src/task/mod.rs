@@ -1,6 +1,12 @@
 //! Tasks: the registry (busy state for `/ping`, capacity, idempotent task ids, retention,
 //! `task.status` / `task.cancel` / `task.list`) and, in [`runner`], the run of one task from
 //! payload to result.
+//!
+//! - `handle`: one [`Task`], running or finished, and the views of it that answers show.
+//! - [`runner`]: the run's straight line: accepted event, pick the runner, spawn or fork.
+//! - `child`: the supervised child's lines turned into events, its outcome into an ending.
+//! - `finish`: the ending written to the task folder, the `task.result` event, the answer.
+//! - `folder`: a finished task's answer read back from its folder.
 
 mod child;
 mod finish;

@@ -1,5 +1,5 @@
 //! The run of one task, as a straight line: accepted event → pick the runner (echo, framework
-//! child, command) → supervise ([`super::child`]) → result and task folder ([`super::finish`]).
+//! child, command) → supervise (`child`) → result and task folder (`finish`).
 
 use std::time::Duration;
 
