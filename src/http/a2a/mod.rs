@@ -225,9 +225,16 @@ pub fn fuzz_request(body: &[u8]) {
     let _ = methods::history_length(params.get("historyLength"));
     if let Ok(m) = request::message_payload(params, &RequestIds::default()) {
         if let Some(id) = m.payload.task_id.as_deref() {
-            assert!(crate::wire::valid_task_id(id), "a message passed on task id {id:?}");
+            assert!(
+                crate::wire::valid_task_id(id),
+                "a message passed on task id {id:?}"
+            );
         }
-        assert!(m.context_id.len() <= 1024, "a context id of {} bytes", m.context_id.len());
+        assert!(
+            m.context_id.len() <= 1024,
+            "a context id of {} bytes",
+            m.context_id.len()
+        );
     }
 }
 
