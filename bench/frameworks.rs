@@ -17,77 +17,28 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
-#[path = "../tests/common/procfs.rs"]
-mod procfs;
+mod common;
+use common::{median, procfs, Log, Sampler, Server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
-
-/// Framework folder → the module its runner imports.
-const FRAMEWORKS: [(&str, &str); 6] = [
-    ("langchain", "langchain.agents"),
-    ("langgraph", "langgraph.graph"),
-    ("crewai", "crewai"),
-    ("strands", "strands"),
-    ("openai-agents", "agents"),
-    ("pydantic-ai", "pydantic_ai"),
-];
-
-struct Worker {
-    child: Child,
-    url: String,
-    _artifacts: tempfile::TempDir,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_worker(frameworks: &Path) -> Worker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// The release worker on the repository's `frameworks/`, its artifacts in a temp dir.
+async fn start_worker(frameworks: &Path) -> Server {
     let artifacts = tempfile::tempdir().unwrap();
-    let child = Command::new(BIN)
-        .env("PORT", port.to_string())
-        .env("AGENTDISPATCH_HOST", "127.0.0.1")
-        .env("AGENTDISPATCH_FRAMEWORKS_DIR", frameworks)
+    let mut cmd = common::worker_command();
+    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", frameworks)
         .env("AGENTDISPATCH_ARTIFACT_DIR", artifacts.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
+        // info, not warn: the `listening` line names the port bound.
+        .env("RUST_LOG", "info");
+    let mut w = Server::start(cmd, Log::Drop)
+        .await
         .expect("start the worker");
-    Worker {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _artifacts: artifacts,
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, w: &Worker) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(20) {
-        if let Ok(r) = client.get(format!("{}/ping", w.url)).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the worker did not answer /ping");
+    w.tmp = Some(artifacts);
+    w
 }
 
 /// One run's figures.
@@ -99,72 +50,58 @@ struct Run {
     peak_rss_kb: u64,
 }
 
-/// Polls the task's processes' `VmHWM` until `stop`; returns the largest seen.
-fn watch_rss(task_id: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let marker = format!("AGENTDISPATCH_TASK_ID={task_id}").into_bytes();
-        let mut pids: Vec<i32> = Vec::new();
-        let mut last_scan = Instant::now() - Duration::from_secs(1);
-        let mut peak: HashMap<i32, u64> = HashMap::new();
-        while !stop.load(Ordering::Relaxed) {
-            // A full /proc scan is costly; rescan for new processes every 100 ms, read the
-            // known ones every 10 ms.
-            if last_scan.elapsed() >= Duration::from_millis(100) {
-                pids = procfs::marked_processes(&marker);
-                last_scan = Instant::now();
+/// Polls the task's processes' `VmHWM` every 10 ms; the largest seen so far, each time.
+fn watch_rss(task_id: String) -> Sampler {
+    let marker = format!("AGENTDISPATCH_TASK_ID={task_id}").into_bytes();
+    let mut pids: Vec<i32> = Vec::new();
+    let mut last_scan = Instant::now() - Duration::from_secs(1);
+    let mut peak: HashMap<i32, u64> = HashMap::new();
+    Sampler::every(Duration::from_millis(10), move || {
+        // A full /proc scan is costly; rescan for new processes every 100 ms, read the
+        // known ones every 10 ms.
+        if last_scan.elapsed() >= Duration::from_millis(100) {
+            pids = procfs::marked_processes(&marker);
+            last_scan = Instant::now();
+        }
+        for &pid in &pids {
+            if let Some(kb) = procfs::status_kb(pid, "VmHWM") {
+                let e = peak.entry(pid).or_default();
+                *e = (*e).max(kb);
             }
-            for &pid in &pids {
-                if let Some(kb) = procfs::status_kb(pid, "VmHWM") {
-                    let e = peak.entry(pid).or_default();
-                    *e = (*e).max(kb);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
         peak.values().copied().max().unwrap_or(0)
     })
 }
 
-async fn run_once(client: &reqwest::Client, w: &Worker, name: &str, n: usize) -> Run {
+async fn run_once(client: &reqwest::Client, w: &Server, name: &str, n: usize) -> Run {
     let task_id = format!("bench-{name}-{}-{n}", std::process::id());
-    let stop = Arc::new(AtomicBool::new(false));
-    let rss = watch_rss(task_id.clone(), stop.clone());
+    let rss = watch_rss(task_id.clone());
     let started = Instant::now();
-    let resp = client
-        .post(format!("{}/invocations", w.url))
-        .header("accept", "text/event-stream")
-        .json(&json!({"taskId": task_id, "framework": name,
-                      "input": {"instruction": "hello world"}}))
-        .send()
-        .await
-        .expect("POST /invocations");
-    assert_eq!(resp.status(), 200);
+    let resp = common::post_sse(
+        client,
+        &w.url,
+        &json!({"taskId": task_id, "framework": name,
+                "input": {"instruction": "hello world"}}),
+    )
+    .await
+    .expect("POST /invocations");
     let (mut accepted, mut first_step, mut last_step, mut result) = (None, None, None, None);
-    let mut last: Option<Value> = None;
-    let mut buf = String::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk.expect("SSE body")));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(data).expect("SSE data is JSON");
-            let at = started.elapsed();
-            accepted.get_or_insert(at);
-            if v["type"] == "task.progress" && v["payload"]["step"].is_string() {
-                first_step.get_or_insert(at);
-                last_step = Some(at);
-            }
-            if v.get("ok").is_some() {
-                result = Some(at);
-            }
-            last = Some(v);
+    let mut last = None;
+    common::read_sse(resp, |_, v| {
+        let at = started.elapsed();
+        accepted.get_or_insert(at);
+        if v["type"] == "task.progress" && v["payload"]["step"].is_string() {
+            first_step.get_or_insert(at);
+            last_step = Some(at);
         }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let peak_rss_kb = rss.join().unwrap();
+        if v.get("ok").is_some() {
+            result = Some(at);
+        }
+        last = Some(v);
+    })
+    .await
+    .expect("SSE body");
+    let peak_rss_kb = rss.finish().into_iter().max().unwrap_or(0);
     let last = last.expect("an SSE message");
     assert_eq!(last["ok"], true, "{name}: {last}");
     assert_eq!(last["output"], "Shouted: HELLO WORLD", "{name}");
@@ -193,56 +130,35 @@ fn import_time(python: &Path, module: &str) -> Duration {
     started.elapsed()
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
 fn main() {
-    let mut runs = 3usize;
-    let mut only: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--bench" => {} // passed by `cargo bench`
-            "--runs" => {
-                runs = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .expect("--runs N")
-            }
-            other if other.starts_with('-') => panic!("unknown option {other}"),
-            name => only.push(name.to_string()),
-        }
-    }
-    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let (runs, only) = common::runs_and_names(3, 1);
+    let dir = common::repo()
         .join("frameworks")
         .canonicalize()
         .expect("frameworks/");
-    let chosen: Vec<(&str, &str)> = FRAMEWORKS
+    let chosen: Vec<(&str, &str)> = common::FRAMEWORKS
         .iter()
         .copied()
         .filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n))
         .collect();
     assert!(!chosen.is_empty(), "no framework named {only:?}");
     for (name, _) in &chosen {
-        let python = dir.join(name).join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/setup-frameworks.sh {name}",
-            python.display()
-        );
+        common::venv_python(name);
     }
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
-    let w = start_worker(&dir);
-    rt.block_on(wait_ready(&client, &w));
+    let w = rt.block_on(async {
+        let w = start_worker(&dir).await;
+        w.first_ping(&client, Duration::from_secs(20), Duration::from_millis(20))
+            .await
+            .expect("the worker answers /ping");
+        w
+    });
     println!(
         "hello-world run of each example agent, median of {runs} (peak RSS: largest of the runs)"
     );
@@ -265,15 +181,15 @@ fn main() {
             tail.push(r.result.saturating_sub(r.last_step));
             rss = rss.max(r.peak_rss_kb);
         }
-        let (import, result) = (median(import), median(res));
+        let (import, result) = (median(&import), median(&res));
         println!(
             "| {name} | {} | {:.1} ms | {} | {} | {} | {} | {:.0} MB |",
             secs(import),
-            median(acc).as_secs_f64() * 1000.0,
-            secs(median(step)),
+            median(&acc).as_secs_f64() * 1000.0,
+            secs(median(&step)),
             secs(result),
             secs(result.saturating_sub(import)),
-            secs(median(tail)),
+            secs(median(&tail)),
             rss as f64 / 1024.0
         );
     }

@@ -13,15 +13,15 @@
 //! cargo bench --bench hostile -- --seconds 30  # the hostile phase's length (default 15)
 //! ```
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
+mod common;
+use common::{percentile, procfs, Log, Server};
 
 const HOSTILE_SH: &str = r#"#!/bin/sh
 d="$AGENTDISPATCH_TASK_DIR"
@@ -33,106 +33,65 @@ decl=$(seq 1 5000 | sed 's/.*/"x&.txt"/' | paste -sd, -)
 printf '{"type":"task.result","output":"done","artifacts":["pipe","sparse.bin","two.txt","link.txt",%s]}\n' "$decl"
 "#;
 
-struct Worker {
-    child: Child,
-    url: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Worker {
+/// The release worker on `PORT=0` (the port read from its log), allowing `sh` and `yes`, with
+/// the `hostile` framework.
+async fn start() -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let script = tmp.path().join("hostile.sh");
     std::fs::write(&script, HOSTILE_SH).unwrap();
     let mut perms = std::fs::metadata(&script).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&script, perms).unwrap();
-    let mut child = Command::new(BIN)
-        .env("PORT", "0")
-        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path().join("artifacts"))
+    let mut cmd = common::worker_command();
+    cmd.env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path().join("artifacts"))
         .env("AGENTDISPATCH_FRAMEWORK_COMMAND_HOSTILE", &script)
         .env("AGENTDISPATCH_COMMAND_ALLOWLIST", "sh,yes")
         .env("AGENTDISPATCH_MAX_PAYLOAD_BYTES", (32 << 20).to_string())
         .env("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "16")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+        .stderr(Stdio::null());
+    let mut w = Server::start(cmd, Log::Drop)
+        .await
         .expect("start the release worker");
-    // The bound port, from the "listening" line; the rest of the log is drained.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the worker logged nothing").unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "listening" {
-            break v["address"]
-                .as_str()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Worker {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _tmp: tmp,
-    }
+    w.tmp = Some(tmp);
+    w
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+fn rss_kb(pid: i32) -> u64 {
+    procfs::status_kb(pid, "VmRSS").unwrap_or(0)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
-/// Pings every 5 ms until `stop`; sorted latencies in ms.
-async fn pinger(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<f64> {
+/// Pings every 5 ms (the pace of the load) until `stop`; the latencies, sorted.
+async fn pinger(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Duration> {
     let mut times = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         let r = client.get(format!("{url}/ping")).send().await;
         assert!(r.is_ok_and(|r| r.status().is_success()), "/ping failed");
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        times.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    times.sort_by(f64::total_cmp);
+    times.sort();
     times
 }
 
-fn row(what: &str, t: &[f64]) {
+fn row(what: &str, t: &[Duration]) {
     println!(
         "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
         t.len(),
-        pct(t, 0.5),
-        pct(t, 0.99),
-        t[t.len() - 1]
+        ms(percentile(t, 50.0)),
+        ms(percentile(t, 99.0)),
+        ms(t[t.len() - 1])
     );
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
-    client
-        .post(format!("{url}/invocations"))
-        .json(body)
-        .send()
+    common::post_json(client, url, body)
         .await
-        .unwrap()
-        .json()
-        .await
+        .map(|(_, v)| v)
         .unwrap_or_default()
 }
 
@@ -153,17 +112,11 @@ fn main() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let w = start();
+        let w = start().await;
         let client = reqwest::Client::new();
-        let mut ready = false;
-        for _ in 0..500 {
-            if client.get(format!("{}/ping", w.url)).send().await.is_ok() {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(ready, "the worker did not answer /ping");
+        w.first_ping(&client, Duration::from_secs(5), Duration::from_millis(10))
+            .await
+            .expect("the worker answers /ping");
         println!("/ping from one client every 5 ms, {seconds} s per phase (release build)\n");
         println!("| phase | pings | p50 | p99 | max |\n|---|---|---|---|---|");
 
@@ -208,11 +161,11 @@ fn main() {
         );
         println!(
             "\np99 while hostile tasks run / idle p99: {:.1}×",
-            pct(&hostile, 0.99) / pct(&idle, 0.99)
+            ms(percentile(&hostile, 99.0)) / ms(percentile(&idle, 99.0))
         );
 
         // 2. 100 echo requests with a 20 MB prompt, 4 clients.
-        let pid = w.child.id();
+        let pid = w.pid();
         let idle_rss = rss_kb(pid);
         let prompt = "p".repeat(20 << 20);
         let body = Arc::new(json!({ "prompt": prompt }));

@@ -14,123 +14,61 @@
 //! cargo bench --bench warm -- --runs 200 langgraph
 //! ```
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
-#[path = "../tests/common/procfs.rs"]
-mod procfs;
-#[path = "../tests/common/sse.rs"]
-mod sse;
+mod common;
+use common::{percentile, repo, Log, Server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
-const SIX: [&str; 6] = [
-    "langchain",
-    "langgraph",
-    "crewai",
-    "strands",
-    "openai-agents",
-    "pydantic-ai",
-];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The six frameworks' names.
+fn six() -> impl Iterator<Item = &'static str> {
+    common::FRAMEWORKS.iter().map(|(name, _)| *name)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server under test: its process, URL, and its stdout lines.
-struct Server {
-    child: Child,
-    url: String,
-    logs: Arc<Mutex<Vec<String>>>,
-    started: Instant,
-    _tmp: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(mut cmd: Command, port: u16, tmp: Option<tempfile::TempDir>) -> Server {
-    let started = Instant::now();
-    let mut child = cmd
-        .env("PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let sink = logs.clone();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        logs,
-        started,
-        _tmp: tmp,
-    }
-}
-
+/// The floor: `bench/agentcore/serve.py`. It binds the `PORT` it is given and does not log
+/// the port, so this one port is probed free first (the worker itself starts on `PORT=0`).
 fn start_floor() -> Server {
-    let python = root().join("bench/agentcore/.venv/bin/python");
+    let python = repo().join("bench/agentcore/.venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/setup-frameworks.sh bench/agentcore",
         python.display()
     );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cmd = Command::new(python);
-    cmd.arg(root().join("bench/agentcore/serve.py"));
-    spawn(cmd, free_port(), None)
+    cmd.arg(repo().join("bench/agentcore/serve.py"))
+        .stderr(Stdio::null());
+    Server::start_on(cmd, port, Log::Keep).expect("start the floor")
 }
 
-fn start_worker(warm: &str, default_framework: &str) -> Server {
+async fn start_worker(warm: &str, default_framework: &str) -> Server {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.env("AGENTDISPATCH_HOST", "127.0.0.1")
-        .env("AGENTDISPATCH_FRAMEWORKS_DIR", root().join("frameworks"))
+    let mut cmd = common::worker_command();
+    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
         .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
         .env("AGENTDISPATCH_AGENT_FRAMEWORK", default_framework)
         .env("AGENTDISPATCH_WARM", warm)
-        .env("RUST_LOG", "info");
-    spawn(cmd, free_port(), Some(tmp))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::null());
+    let mut s = Server::start(cmd, Log::Keep)
+        .await
+        .expect("start the worker");
+    s.tmp = Some(tmp);
+    s
 }
 
 impl Server {
-    /// Start → first 200 from `/ping`.
-    async fn first_ping(&self, http: &reqwest::Client) -> Duration {
-        loop {
-            if let Ok(r) = http.get(format!("{}/ping", self.url)).send().await {
-                if r.status().is_success() {
-                    return self.started.elapsed();
-                }
-            }
-            assert!(
-                self.started.elapsed() < Duration::from_secs(120),
-                "no /ping"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    /// Start → first 200 from `/ping` (polled every millisecond).
+    async fn ping_after_start(&self, http: &reqwest::Client) -> Duration {
+        self.first_ping(http, Duration::from_secs(120), Duration::from_millis(1))
+            .await
+            .expect("/ping")
     }
 
     /// Waits until the worker logged `n` warm parents ready; start → then.
@@ -157,15 +95,10 @@ impl Server {
     /// One invocation of the hello-world prompt, JSON; its wall time.
     async fn invoke(&self, http: &reqwest::Client, framework: &str) -> Duration {
         let started = Instant::now();
-        let v: Value = http
-            .post(format!("{}/invocations", self.url))
-            .json(&json!({"prompt": "hello world", "framework": framework}))
-            .send()
+        let body = json!({"prompt": "hello world", "framework": framework});
+        let (_, v) = common::post_json(http, &self.url, &body)
             .await
-            .expect("POST /invocations")
-            .json()
-            .await
-            .expect("JSON answer");
+            .expect("POST /invocations");
         assert_eq!(v["ok"], true, "{v}");
         assert_eq!(v["output"], "Shouted: HELLO WORLD", "{v}");
         started.elapsed()
@@ -174,71 +107,34 @@ impl Server {
     /// One SSE invocation: (request → first framework step, request → result).
     async fn stream(&self, http: &reqwest::Client, framework: &str) -> (Duration, Duration) {
         let started = Instant::now();
-        let resp = http
-            .post(format!("{}/invocations", self.url))
-            .header("accept", "text/event-stream")
-            .json(&json!({"prompt": "hello world", "framework": framework}))
-            .send()
+        let body = json!({"prompt": "hello world", "framework": framework});
+        let resp = common::post_sse(http, &self.url, &body)
             .await
             .expect("POST /invocations");
         let (mut step, mut result) = (None, None);
-        let mut buf = String::new();
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk.expect("SSE body")));
-            while let Some((_, data)) = sse::next_message(&mut buf) {
-                let v: Value = serde_json::from_str(&data).expect("SSE data is JSON");
-                if v["type"] == "task.progress" && v["payload"]["step"].is_string() {
-                    step.get_or_insert(started.elapsed());
-                }
-                if v.get("ok").is_some() {
-                    assert_eq!(v["ok"], true, "{framework}: {v}");
-                    result = Some(started.elapsed());
-                }
+        common::read_sse(resp, |_, v| {
+            if v["type"] == "task.progress" && v["payload"]["step"].is_string() {
+                step.get_or_insert(started.elapsed());
             }
-        }
+            if v.get("ok").is_some() {
+                assert_eq!(v["ok"], true, "{framework}: {v}");
+                result = Some(started.elapsed());
+            }
+        })
+        .await
+        .expect("SSE body");
         (
             step.unwrap_or_else(|| panic!("{framework}: no step event")),
             result.expect("a result"),
         )
     }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-/// PSS of `pid` and all its descendants, in kB (`/proc/<pid>/smaps_rollup`).
-fn tree_pss_kb(pid: i32) -> u64 {
-    let mut total = 0;
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) {
-            total += text
-                .lines()
-                .find_map(|l| l.strip_prefix("Pss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        todo.extend(procfs::children_with_state(p).into_iter().map(|(c, _)| c));
-    }
-    total
 }
 
 /// 4 clients, `per_client` invocations each: (runs per second, peak tree PSS in kB).
 async fn four_clients(s: &Server, framework: &str, per_client: usize) -> (f64, u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(0));
     let pid = s.pid();
-    let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(tree_pss_kb(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sampler =
+        common::Sampler::every(Duration::from_millis(20), move || common::tree_pss_kb(pid));
     let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -247,15 +143,8 @@ async fn four_clients(s: &Server, framework: &str, per_client: usize) -> (f64, u
         clients.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for _ in 0..per_client {
-                let v: Value = http
-                    .post(format!("{url}/invocations"))
-                    .json(&json!({"prompt": "hello world", "framework": framework}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let body = json!({"prompt": "hello world", "framework": framework});
+                let (_, v) = common::post_json(&http, &url, &body).await.unwrap();
                 assert_eq!(v["ok"], true, "{v}");
             }
         }));
@@ -264,14 +153,8 @@ async fn four_clients(s: &Server, framework: &str, per_client: usize) -> (f64, u
         c.await.unwrap();
     }
     let rate = (4 * per_client) as f64 / started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    (rate, peak.load(Ordering::Relaxed))
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    let peak = sampler.finish().into_iter().max().unwrap_or(0);
+    (rate, peak)
 }
 
 fn ms(d: Duration) -> String {
@@ -299,7 +182,7 @@ async fn measure(
     worker: bool,
 ) -> Served {
     let http = reqwest::Client::new();
-    let first_ping = s.first_ping(&http).await;
+    let first_ping = s.ping_after_start(&http).await;
     let ready = if warm_parents > 0 {
         Some(s.warm_ready(warm_parents).await)
     } else {
@@ -318,7 +201,7 @@ async fn measure(
         for _ in 0..runs.min(50) {
             steps.push(s.stream(&http, "langgraph").await.0);
         }
-        Some(pct(&mut steps, 0.5))
+        Some(percentile(&steps, 50.0))
     } else {
         None
     };
@@ -327,8 +210,8 @@ async fn measure(
         name,
         first_ping,
         ready,
-        p50: pct(&mut seq, 0.5),
-        p90: pct(&mut seq, 0.9),
+        p50: percentile(&seq, 50.0),
+        p90: percentile(&seq, 90.0),
         rate,
         first_step,
         pss_kb,
@@ -349,11 +232,11 @@ async fn langgraph_against_the_floor(runs: usize) {
         .await
     };
     let warm = {
-        let s = start_worker("langgraph", "langgraph");
+        let s = start_worker("langgraph", "langgraph").await;
         measure("worker, warm", &s, 1, runs, runs / 2, true).await
     };
     let cold = {
-        let s = start_worker("none", "langgraph");
+        let s = start_worker("none", "langgraph").await;
         measure("worker, cold", &s, 0, 5, 3, true).await
     };
     println!("LangGraph example agent, \"hello world\"; {runs} sequential runs (cold: 5), 4 clients × {} runs (cold: 3)", runs / 2);
@@ -418,17 +301,15 @@ fn yes(b: bool) -> &'static str {
 }
 
 async fn six_frameworks(runs: usize, only: &[String]) {
-    let chosen: Vec<&str> = SIX
-        .iter()
-        .copied()
+    let chosen: Vec<&str> = six()
         .filter(|n| only.is_empty() || only.iter().any(|o| o == n))
         .collect();
     let http = reqwest::Client::new();
-    let warm = start_worker("all", "echo");
-    warm.first_ping(&http).await;
-    let cold = start_worker("none", "echo");
-    cold.first_ping(&http).await;
-    warm.warm_ready(SIX.len()).await;
+    let warm = start_worker("all", "echo").await;
+    warm.ping_after_start(&http).await;
+    let cold = start_worker("none", "echo").await;
+    cold.ping_after_start(&http).await;
+    warm.warm_ready(common::FRAMEWORKS.len()).await;
     println!("\nEach framework's example agent, \"hello world\" over SSE, median of {runs} (after one warm-up run each)");
     println!();
     println!("| framework | cold: first step | cold: result | warm: first step | warm: result | result, cold / warm |");
@@ -443,7 +324,7 @@ async fn six_frameworks(runs: usize, only: &[String]) {
                 step.push(a);
                 result.push(b);
             }
-            figures.push((pct(&mut step, 0.5), pct(&mut result, 0.5)));
+            figures.push((percentile(&step, 50.0), percentile(&result, 50.0)));
         }
         let ((cs, cr), (ws, wr)) = (figures[0], figures[1]);
         println!(
@@ -458,33 +339,9 @@ async fn six_frameworks(runs: usize, only: &[String]) {
 }
 
 fn main() {
-    let mut runs = 100usize;
-    let mut only: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--bench" => {}
-            "--runs" => {
-                runs = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n >= 4)
-                    .expect("--runs N (at least 4)")
-            }
-            other if other.starts_with('-') => panic!("unknown option {other}"),
-            name => only.push(name.to_string()),
-        }
-    }
-    for name in SIX {
-        let python = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("frameworks")
-            .join(name)
-            .join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/setup-frameworks.sh",
-            python.display()
-        );
+    let (runs, only) = common::runs_and_names(100, 4);
+    for name in six() {
+        common::venv_python(name);
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -14,31 +14,19 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-#[path = "../tests/common/procfs.rs"]
-mod procfs;
+mod common;
+use common::{cpu_seconds, knob, mb, procfs, Log, Sampler, Server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
-/// A worker process on a free loopback port, stopped with SIGTERM when dropped.
+/// A worker on a loopback port it picked, stopped with SIGTERM when dropped.
 struct Worker {
-    child: Child,
+    server: Server,
     url: String,
     artifacts: PathBuf,
-    _tmp: tempfile::TempDir,
     client: reqwest::Client,
 }
 
@@ -55,64 +43,43 @@ impl Worker {
         }
         .expect("temp dir");
         let artifacts = tmp.path().join("artifacts");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut cmd = Command::new(BIN);
-        cmd.env("PORT", port.to_string())
-            .env("AGENTDISPATCH_HOST", "127.0.0.1")
-            .env("AGENTDISPATCH_COMMAND_ALLOWLIST", "*")
+        let mut cmd = common::worker_command();
+        cmd.env("AGENTDISPATCH_COMMAND_ALLOWLIST", "*")
             .env("AGENTDISPATCH_ARTIFACT_DIR", &artifacts)
             .env("AGENTDISPATCH_FRAMEWORKS_DIR", "/nonexistent")
             .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            // JSON log lines: written as in production, not kept.
-            .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("start the worker");
+        // JSON log lines: written as in production, read for the port, not kept.
+        let mut server = Server::start(cmd, Log::Drop)
+            .await
+            .expect("start the worker");
+        server.tmp = Some(tmp);
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(120))
             .build()
             .expect("http client");
-        let w = Worker {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+        server
+            .first_ping(&client, Duration::from_secs(20), Duration::from_millis(10))
+            .await
+            .expect("the worker answers /ping");
+        Worker {
+            url: server.url.clone(),
+            server,
             artifacts,
-            _tmp: tmp,
             client,
-        };
-        let began = Instant::now();
-        loop {
-            if let Ok(r) = w.client.get(format!("{}/ping", w.url)).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                began.elapsed() < Duration::from_secs(20),
-                "the worker did not answer /ping"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        w
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id()
+    fn pid(&self) -> i32 {
+        self.server.pid()
     }
 
     async fn invoke(&self, body: &Value) -> Value {
-        let resp = self
-            .client
-            .post(format!("{}/invocations", self.url))
-            .json(body)
-            .send()
+        common::post_json(&self.client, &self.url, body)
             .await
-            .expect("POST /invocations");
-        let bytes = resp.bytes().await.expect("answer body");
-        serde_json::from_slice(&bytes).expect("a JSON answer")
+            .expect("POST /invocations")
+            .1
     }
 
     async fn ping(&self) -> Duration {
@@ -179,44 +146,19 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let began = Instant::now();
-        while began.elapsed() < Duration::from_secs(15) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGKILL (the server's own drop) if it is not gone within 15 s.
+        let _ = self.server.terminate(Duration::from_secs(15));
     }
 }
 
 /// A `/proc/<pid>/status` field in kB (VmRSS, VmHWM); 0 if missing.
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    procfs::status_kb(pid as i32, field).unwrap_or(0)
-}
-
-/// CPU time (user + system) a process has used, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields resume after the command name's closing parenthesis; utime and stime are the
-    // 14th and 15th fields, in clock ticks (100 per second on Linux).
-    let rest = text.rfind(')').map_or("", |i| &text[i + 2..]);
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+fn proc_kb(pid: i32, field: &str) -> u64 {
+    procfs::status_kb(pid, field).unwrap_or(0)
 }
 
 /// Nearest-rank percentile of durations, in milliseconds.
 fn pct(v: &[Duration], p: f64) -> f64 {
-    let mut s: Vec<Duration> = v.to_vec();
-    s.sort();
-    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
-    s[rank.clamp(1, s.len()) - 1].as_secs_f64() * 1000.0
+    common::percentile(v, p).as_secs_f64() * 1000.0
 }
 
 fn spawn_true() -> Duration {
@@ -266,10 +208,6 @@ fn ratio(a: f64, b: f64) -> String {
 
 fn ms(v: f64) -> String {
     format!("{v:.3} ms")
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.1} MB", kb as f64 / 1024.0)
 }
 
 fn rate(r: f64) -> String {
@@ -579,18 +517,7 @@ async fn memory(rows: &mut Vec<Row>) {
 
     // Reset the high-water mark (clear_refs 5), then also sample every 10 ms.
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut samples = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                samples.push(proc_kb(pid, "VmRSS"));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            samples
-        })
-    };
+    let sampler = Sampler::every(Duration::from_millis(10), move || proc_kb(pid, "VmRSS"));
     // 100-byte lines (99 characters and a newline).
     let line = "x".repeat(99);
     let t = Instant::now();
@@ -599,8 +526,7 @@ async fn memory(rows: &mut Vec<Row>) {
             "input": {"command": format!("sh -c 'yes {line} | head -c {bytes}'")}}))
         .await;
     let took = t.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut samples = sampler.join().expect("sampler");
+    let mut samples = sampler.finish();
     assert_eq!(r["ok"], true, "{}", r["error"]);
     drop(r);
     let mut top = samples.iter().copied().max().unwrap_or(0);

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+pub mod listening;
 pub mod procfs;
 pub mod sse;
+use listening::listening_port;
 // Not every test binary uses the `/proc` helpers.
 #[allow(unused_imports)]
 pub use procfs::*;
@@ -46,15 +48,6 @@ pub fn worker_shell() -> String {
         .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The port of the worker's `listening` log line (`"address":"0.0.0.0:PORT"`).
-fn listening_port(line: &str) -> Option<u16> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    if v["message"] != "listening" {
-        return None;
-    }
-    v["address"].as_str()?.rsplit(':').next()?.parse().ok()
 }
 
 /// A port nobody listens on right now.

@@ -1,0 +1,397 @@
+//! The harness the four benches share (`mod common;` in `worker.rs`, `warm.rs`, `frameworks.rs`
+//! and `soak.rs`): start the release worker on `PORT=0` and read the port it bound from its
+//! `listening` log line, plain HTTP and SSE requests, percentiles, and sampling `/proc`. The
+//! SSE framing, the `/proc` readers and the log-line parser are the tests' own files
+//! (`tests/common/*.rs`, through `#[path]`).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+#[path = "../../tests/common/listening.rs"]
+pub mod listening;
+#[path = "../../tests/common/procfs.rs"]
+pub mod procfs;
+#[path = "../../tests/common/sse.rs"]
+pub mod sse;
+
+/// The release binary cargo built for the bench.
+pub const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
+
+/// The repository (where `frameworks/` and `scripts/` are).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The six shipped frameworks, each with the module its runner imports.
+pub const FRAMEWORKS: [(&str, &str); 6] = [
+    ("langchain", "langchain.agents"),
+    ("langgraph", "langgraph.graph"),
+    ("crewai", "crewai"),
+    ("strands", "strands"),
+    ("openai-agents", "agents"),
+    ("pydantic-ai", "pydantic_ai"),
+];
+
+/// `frameworks/<name>/.venv/bin/python`, or a panic saying how to make it.
+pub fn venv_python(name: &str) -> PathBuf {
+    let python = repo()
+        .join("frameworks")
+        .join(name)
+        .join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-frameworks.sh {name}",
+        python.display()
+    );
+    python
+}
+
+/// `--runs N` (at least `min`, else `default`) and framework names, from the command line
+/// (`--bench`, which `cargo bench` passes, is ignored).
+pub fn runs_and_names(default: usize, min: usize) -> (usize, Vec<String>) {
+    let mut runs = default;
+    let mut only: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--bench" => {}
+            "--runs" => {
+                runs = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n >= min)
+                    .unwrap_or_else(|| panic!("--runs N (at least {min})"))
+            }
+            other if other.starts_with('-') => panic!("unknown option {other}"),
+            name => only.push(name.to_string()),
+        }
+    }
+    (runs, only)
+}
+
+/// An environment knob: a whole number, or `default` when unset or not a number.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// `Err(what())` unless `cond`.
+pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+/// The release worker on loopback with `PORT=0` (the system picks a free port; the worker's
+/// `listening` line says which, so no port is probed free and then raced for). Add the rest of
+/// its environment and its stderr.
+pub fn worker_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("PORT", "0")
+        .env("AGENTDISPATCH_HOST", "127.0.0.1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Where a server's stdout lines go (each is also read for the `listening` line).
+pub enum Log {
+    /// Read and dropped (written as in production, not kept).
+    Drop,
+    /// Kept in [`Server::logs`].
+    Keep,
+    /// Appended to this file, one line each.
+    File(std::fs::File),
+}
+
+/// A server process under test; killed (SIGKILL) when dropped, see [`Server::terminate`].
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// When it was spawned.
+    pub started: Instant,
+    /// Its stdout lines, with [`Log::Keep`].
+    pub logs: Arc<Mutex<Vec<String>>>,
+    /// A temp dir that lives as long as the server (its artifact directory, say).
+    pub tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a worker command (see [`worker_command`]) and waits (20 s at most) for the port it
+    /// bound, from its `listening` log line.
+    pub async fn start(cmd: Command, log: Log) -> Result<Server, String> {
+        let port = Arc::new(Mutex::new(None));
+        let mut s = Server::spawn(cmd, log, Some(port.clone()))?;
+        loop {
+            if let Some(p) = *port.lock().unwrap() {
+                s.url = format!("http://127.0.0.1:{p}");
+                return Ok(s);
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                return Err(format!("the worker exited with {status} before listening"));
+            }
+            ensure(s.started.elapsed() < Duration::from_secs(20), || {
+                "the worker logged no \"listening\" line within 20 s".into()
+            })?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Starts a server that cannot say which port it bound (the bench's Python floor) on
+    /// `PORT=port`.
+    pub fn start_on(mut cmd: Command, port: u16, log: Log) -> Result<Server, String> {
+        cmd.env("PORT", port.to_string());
+        let mut s = Server::spawn(cmd, log, None)?;
+        s.url = format!("http://127.0.0.1:{port}");
+        Ok(s)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        log: Log,
+        port: Option<Arc<Mutex<Option<u16>>>>,
+    ) -> Result<Server, String> {
+        let started = Instant::now();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped stdout");
+        let keep = logs.clone();
+        std::thread::spawn(move || {
+            let (keep_lines, mut file) = match log {
+                Log::Drop => (false, None),
+                Log::Keep => (true, None),
+                Log::File(f) => (false, Some(f)),
+            };
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(slot) = &port {
+                    if let Some(p) = listening::listening_port(&line) {
+                        slot.lock().unwrap().get_or_insert(p);
+                    }
+                }
+                if let Some(f) = &mut file {
+                    let _ = writeln!(f, "{line}");
+                }
+                if keep_lines {
+                    keep.lock().unwrap().push(line);
+                }
+            }
+        });
+        Ok(Server {
+            child,
+            url: String::new(),
+            started,
+            logs,
+            tmp: None,
+        })
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Polls `/ping` every `every` until it answers 200 (`within` at most); start → then.
+    pub async fn first_ping(
+        &self,
+        http: &reqwest::Client,
+        within: Duration,
+        every: Duration,
+    ) -> Result<Duration, String> {
+        loop {
+            if let Ok(r) = http.get(format!("{}/ping", self.url)).send().await {
+                if r.status().is_success() {
+                    return Ok(self.started.elapsed());
+                }
+            }
+            ensure(self.started.elapsed() < within, || {
+                format!("{} did not answer /ping within {within:?}", self.url)
+            })?;
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// SIGTERM, then waits (`within` at most) for the exit; its status.
+    pub fn terminate(&mut self, within: Duration) -> Result<ExitStatus, String> {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+            .map_err(|e| format!("SIGTERM: {e}"))?;
+        let began = Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if began.elapsed() < within => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => return Err(format!("did not exit within {within:?} of SIGTERM")),
+                Err(e) => return Err(format!("wait: {e}")),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `POST <url>/invocations` with a JSON body: the HTTP status and the JSON answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<(u16, Value), String> {
+    let resp = http
+        .post(format!("{url}/invocations"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST failed: {e}"))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("answer body: {e}"))?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|_| format!("not JSON: {}", String::from_utf8_lossy(&bytes)))?;
+    Ok((status, v))
+}
+
+/// `POST <url>/invocations` with `Accept: text/event-stream`; the response, once it is a 200
+/// event stream.
+pub async fn post_sse(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<reqwest::Response, String> {
+    let resp = http
+        .post(format!("{url}/invocations"))
+        .header("accept", "text/event-stream")
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST failed: {e}"))?;
+    ensure(resp.status() == 200, || format!("HTTP {}", resp.status()))?;
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    ensure(ctype == "text/event-stream", || {
+        format!("content-type {ctype:?}")
+    })?;
+    Ok(resp)
+}
+
+/// Reads an event stream to its end, handing each message's `id:` and JSON `data:` to `each`
+/// as it arrives; returns what was left after the last complete message (nothing, for a
+/// stream that ended cleanly).
+pub async fn read_sse(
+    resp: reqwest::Response,
+    mut each: impl FnMut(Option<u64>, Value),
+) -> Result<String, String> {
+    let mut buf = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("stream broke: {e}"))?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some((id, data)) = sse::next_message(&mut buf) {
+            let v =
+                serde_json::from_str(&data).map_err(|_| format!("SSE data is not JSON: {data}"))?;
+            each(id, v);
+        }
+    }
+    Ok(buf)
+}
+
+/// Nearest-rank percentile `p` (0–100) of durations.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut s: Vec<Duration> = v.to_vec();
+    s.sort();
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// The median (the nearest-rank 50th percentile).
+pub fn median(v: &[Duration]) -> Duration {
+    percentile(v, 50.0)
+}
+
+/// kB as MB with one decimal.
+pub fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+/// CPU time (user + system) a process has used, in seconds (`/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields resume after the command name's closing parenthesis; utime and stime are the
+    // 14th and 15th fields, in clock ticks (100 per second on Linux).
+    let rest = text.rfind(')').map_or("", |i| &text[i + 2..]);
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// PSS of `pid` and all its descendants, in kB (`/proc/<pid>/smaps_rollup`).
+pub fn tree_pss_kb(pid: i32) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) {
+            total += text
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        todo.extend(procfs::children_with_state(p).into_iter().map(|(c, _)| c));
+    }
+    total
+}
+
+/// A thread that takes a sample every `period` until [`Sampler::finish`].
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl Sampler {
+    /// Calls `sample` now and then every `period`.
+    pub fn every(period: Duration, mut sample: impl FnMut() -> u64 + Send + 'static) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                samples.push(sample());
+                std::thread::sleep(period);
+            }
+            samples
+        });
+        Sampler { stop, thread }
+    }
+
+    /// Stops the thread; every sample, in order.
+    pub fn finish(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("sampler thread")
+    }
+}
