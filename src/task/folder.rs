@@ -39,8 +39,10 @@ pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Opti
             result.artifacts = m.artifacts;
         }
     }
-    let since = events::read_log(&dir.join(artifacts::EVENTS_FILE), after_seq, cap);
+    let budget = result.events_budget(cap);
+    let since = events::read_log(&dir.join(artifacts::EVENTS_FILE), after_seq, budget);
     result.events = since.events;
     result.events_truncated = since.truncated;
+    result.fit_output(cap);
     Some(result)
 }

@@ -86,7 +86,6 @@ impl Task {
     /// The answer to `task.status`: the result when finished (or the running state), with the
     /// events after `after_seq` up to `cap` bytes.
     pub fn view(&self, after_seq: u64, cap: usize) -> TaskResult {
-        let since = self.events.since(after_seq, cap);
         let mut view = match self.result() {
             Some(r) => TaskResult::clone(&r),
             None => TaskResult {
@@ -104,8 +103,10 @@ impl Task {
                 duration_ms: self.started.elapsed().as_millis() as u64,
             },
         };
+        let since = self.events.since(after_seq, view.events_budget(cap));
         view.events = since.events;
         view.events_truncated = since.truncated;
+        view.fit_output(cap);
         view
     }
 }

@@ -159,6 +159,39 @@ impl TaskResult {
         }
     }
 
+    /// Bytes an answer gives its events under one cap for output, result and events together
+    /// (SPEC §8): what the output and the result leave, but at least half the cap, so that
+    /// paging with `afterSeq` always moves on.
+    pub fn events_budget(&self, cap: usize) -> usize {
+        cap.saturating_sub(self.output.len() + self.result_len())
+            .max(cap / 2)
+    }
+
+    /// With the events in: when output, result and events would pass `cap`, the output gives
+    /// way (cut, saying its whole size); `result.json` keeps it whole.
+    pub fn fit_output(&mut self, cap: usize) {
+        let events: usize = self.events.iter().map(|e| e.get().len()).sum();
+        let room = cap.saturating_sub(events + self.result_len());
+        if self.output.len() > room {
+            let mut cut = room;
+            while !self.output.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.output = Arc::from(format!(
+                "{}\n[output truncated in this answer: {} bytes in result.json]",
+                &self.output[..cut],
+                self.output.len()
+            ));
+        }
+    }
+
+    fn result_len(&self) -> usize {
+        self.result
+            .as_ref()
+            .and_then(|r| serde_json::to_vec(r).ok())
+            .map_or(0, |v| v.len())
+    }
+
     /// About how many bytes its JSON takes (to size a buffer once).
     pub fn json_len_hint(&self) -> usize {
         let events: usize = self.events.iter().map(|e| e.get().len() + 1).sum();
