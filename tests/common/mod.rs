@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{BufRead, BufReader};
+use std::panic::Location;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -125,8 +127,15 @@ impl WorkerBuilder {
         self
     }
 
-    /// Starts the worker and waits until `/ping` answers.
-    pub async fn start(self) -> Worker {
+    /// Starts the worker and waits until `/ping` answers. A failure names the caller's line
+    /// (`#[track_caller]` does not reach into an `async fn`, so the future carries it).
+    #[track_caller]
+    pub fn start(self) -> impl Future<Output = Worker> {
+        let at = Location::caller();
+        self.start_at(at)
+    }
+
+    async fn start_at(self, at: &'static Location<'static>) -> Worker {
         let tmp = tempfile::tempdir().unwrap();
         let artifacts = tmp.path().join("artifacts");
         let mut cmd = if self.wrapper.is_empty() {
@@ -161,11 +170,11 @@ impl WorkerBuilder {
                 break port;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the worker exited with {status} before listening");
+                panic!("the worker exited with {status} before listening (started at {at})");
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "the worker logged no \"listening\" line within 20 s"
+                "the worker logged no \"listening\" line within 20 s (started at {at})"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
@@ -186,7 +195,7 @@ impl WorkerBuilder {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "worker did not answer /ping"
+                "worker did not answer /ping (started at {at})"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -217,13 +226,29 @@ impl Worker {
     }
 
     /// `POST /invocations` with a JSON body; returns status and JSON answer.
-    pub async fn invoke(&self, body: &Value) -> (u16, Value) {
-        self.invoke_raw(serde_json::to_vec(body).unwrap(), &[])
-            .await
+    #[track_caller]
+    pub fn invoke(&self, body: &Value) -> impl Future<Output = (u16, Value)> + '_ {
+        let at = Location::caller();
+        self.invoke_raw_at(serde_json::to_vec(body).unwrap(), &[], at)
     }
 
     /// Posts raw bytes with extra headers.
-    pub async fn invoke_raw(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+    #[track_caller]
+    pub fn invoke_raw<'a>(
+        &'a self,
+        body: Vec<u8>,
+        headers: &'a [(&'a str, &'a str)],
+    ) -> impl Future<Output = (u16, Value)> + 'a {
+        let at = Location::caller();
+        self.invoke_raw_at(body, headers, at)
+    }
+
+    async fn invoke_raw_at(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+        at: &'static Location<'static>,
+    ) -> (u16, Value) {
         let mut req = self
             .client
             .post(format!("{}/invocations", self.url))
@@ -234,14 +259,23 @@ impl Worker {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        let v =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON (at {at}): {text}"));
         (status, v)
     }
 
     /// Posts and asserts 200; returns the answer.
-    pub async fn run(&self, body: Value) -> Value {
-        let (status, v) = self.invoke(&body).await;
-        assert_eq!(status, 200, "{v}");
+    #[track_caller]
+    pub fn run(&self, body: Value) -> impl Future<Output = Value> + '_ {
+        let at = Location::caller();
+        self.run_at(body, at)
+    }
+
+    async fn run_at(&self, body: Value, at: &'static Location<'static>) -> Value {
+        let (status, v) = self
+            .invoke_raw_at(serde_json::to_vec(&body).unwrap(), &[], at)
+            .await;
+        assert_eq!(status, 200, "at {at}: {v}");
         v
     }
 
@@ -278,25 +312,40 @@ impl Worker {
     }
 
     /// Polls `task.status` until the task is no longer running (20 s at most).
-    pub async fn wait_done(&self, id: &str) -> Value {
+    #[track_caller]
+    pub fn wait_done<'a>(&'a self, id: &'a str) -> impl Future<Output = Value> + 'a {
+        let at = Location::caller();
+        self.wait_done_at(id, at)
+    }
+
+    async fn wait_done_at(&self, id: &str, at: &'static Location<'static>) -> Value {
         let started = Instant::now();
         loop {
             let s = self
-                .run(serde_json::json!({"taskType":"task.status","taskId":id,"afterSeq":u64::MAX - 1}))
+                .run_at(
+                    serde_json::json!({"taskType":"task.status","taskId":id,"afterSeq":u64::MAX - 1}),
+                    at,
+                )
                 .await;
             if s["status"] != "running" {
                 return s;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "{id} still running: {s}"
+                "{id} still running (at {at}): {s}"
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     /// Posts with `Accept: text/event-stream` and reads every message until the stream ends.
-    pub async fn stream(&self, body: &Value) -> Vec<SseMessage> {
+    #[track_caller]
+    pub fn stream<'a>(&'a self, body: &'a Value) -> impl Future<Output = Vec<SseMessage>> + 'a {
+        let at = Location::caller();
+        self.stream_at(body, at)
+    }
+
+    async fn stream_at(&self, body: &Value, at: &'static Location<'static>) -> Vec<SseMessage> {
         let resp = self
             .client
             .post(format!("{}/invocations", self.url))
@@ -305,8 +354,12 @@ impl Worker {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        assert_eq!(resp.status(), 200, "at {at}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/event-stream",
+            "at {at}"
+        );
         read_sse(resp, usize::MAX).await
     }
 
@@ -331,6 +384,7 @@ impl Worker {
     }
 
     /// Waits for the worker to exit; returns its exit code.
+    #[track_caller]
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let started = Instant::now();
         loop {
@@ -400,6 +454,7 @@ pub fn events_of<'a>(result: &'a Value, kind: &str) -> Vec<&'a Value> {
 }
 
 /// Writes an executable script into `dir` and returns its path.
+#[track_caller]
 pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let p = dir.join(name);
@@ -418,6 +473,7 @@ pub enum Kind {
 }
 
 /// `tests/fixtures/frameworks`: `pyfixture` and its variants (see its runner.py).
+#[track_caller]
 pub fn fixture_frameworks() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/frameworks")
@@ -464,7 +520,22 @@ impl WorkerBuilder {
 
 impl Worker {
     /// Waits until the worker logged `framework`'s warm parent ready (`n`-th time); its pid.
-    pub async fn warm_ready(&self, framework: &str, n: usize) -> u64 {
+    #[track_caller]
+    pub fn warm_ready<'a>(
+        &'a self,
+        framework: &'a str,
+        n: usize,
+    ) -> impl Future<Output = u64> + 'a {
+        let at = Location::caller();
+        self.warm_ready_at(framework, n, at)
+    }
+
+    async fn warm_ready_at(
+        &self,
+        framework: &str,
+        n: usize,
+        at: &'static Location<'static>,
+    ) -> u64 {
         let found = || {
             self.log_lines()
                 .into_iter()
@@ -474,20 +545,32 @@ impl Worker {
         };
         assert!(
             eventually(Duration::from_secs(120), || found().is_some()).await,
-            "{framework}: warm parent not ready (#{n}); log:\n{}",
+            "{framework}: warm parent not ready (#{n}, at {at}); log:\n{}",
             self.logs.lock().unwrap().join("\n")
         );
         found().unwrap()
     }
 
     /// Runs a `pyfixture` task and checks that it started as `kind` (forked warm, or not).
-    pub async fn fixture_task(&self, kind: Kind, id: &str, instruction: &str) -> Value {
-        let r = self.run(fixture(id, instruction)).await;
-        match kind {
-            Kind::Warm => assert!(forked_from(&r).is_some(), "not forked warm: {r:#}"),
-            Kind::Cold => assert!(forked_from(&r).is_none(), "forked warm: {r:#}"),
+    #[track_caller]
+    pub fn fixture_task<'a>(
+        &'a self,
+        kind: Kind,
+        id: &'a str,
+        instruction: &'a str,
+    ) -> impl Future<Output = Value> + 'a {
+        let at = Location::caller();
+        async move {
+            let r = self.run_at(fixture(id, instruction), at).await;
+            match kind {
+                Kind::Warm => assert!(
+                    forked_from(&r).is_some(),
+                    "not forked warm (at {at}): {r:#}"
+                ),
+                Kind::Cold => assert!(forked_from(&r).is_none(), "forked warm (at {at}): {r:#}"),
+            }
+            r
         }
-        r
     }
 }
 
