@@ -131,6 +131,7 @@ async fn a_child_writing_100k_lines_per_second_in_a_flood_loses_nothing_and_ping
         if p["status"] == "Healthy" {
             break;
         }
+        // Paces the ping probe (its worst latency is the figure), not a synchronisation.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let s = w

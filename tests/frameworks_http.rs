@@ -116,6 +116,7 @@ pub(crate) async fn wait_for_step(
             started.elapsed() < within,
             "no {step} event within {within:?}; events so far: {seen:#?}"
         );
+        // The poll interval of this bounded wait (an HTTP poll, so not `eventually`).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

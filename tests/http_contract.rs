@@ -18,6 +18,7 @@ async fn ping_is_healthy_when_idle_and_busy_while_a_task_runs_and_stamps_only_ch
         .expect("integer timestamp");
     let health: Value = w.get("/health").await.1;
     assert_eq!(health, idle);
+    // Time has to pass (the stamp is in seconds) for a re-stamp to show: a wait, not a sync.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         w.ping().await["time_of_last_update"].as_u64(),
@@ -33,6 +34,7 @@ async fn ping_is_healthy_when_idle_and_busy_while_a_task_runs_and_stamps_only_ch
     assert_eq!(busy["status"], "HealthyBusy");
     let t1 = busy["time_of_last_update"].as_u64().unwrap();
     assert!(t1 > t0, "stamp must move when status changes");
+    // As above: a second has to pass for a re-stamp to show.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         w.ping().await["time_of_last_update"].as_u64(),

@@ -190,9 +190,16 @@ async fn finished_tasks_leave_memory_after_retention_and_are_answered_from_disk(
         .run(json!({"taskType":"command.run","taskId":"old-1","input":{"command":"echo kept"}}))
         .await;
     assert_eq!(r["ok"], true);
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let list = w.run(json!({"taskType":"task.list"})).await;
-    assert!(list["tasks"].as_array().unwrap().is_empty(), "{list}");
+    let w = &w;
+    let listed = || async move {
+        let list = w.run(json!({"taskType":"task.list"})).await;
+        list["tasks"].as_array().unwrap().is_empty()
+    };
+    assert!(
+        eventually_async(Duration::from_secs(5), listed).await,
+        "still listed: {}",
+        w.run(json!({"taskType":"task.list"})).await
+    );
     let s = w
         .run(json!({"taskType":"task.status","taskId":"old-1","afterSeq":1}))
         .await;
@@ -265,8 +272,11 @@ async fn ping_is_busy_during_sync_and_streaming_tasks() {
             .await
             .unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(w.ping().await["status"], "HealthyBusy");
+    let busy = || async { w.ping().await["status"] == "HealthyBusy" };
+    assert!(
+        eventually_async(Duration::from_secs(1), busy).await,
+        "not HealthyBusy while a task runs"
+    );
     sync.await.unwrap();
     assert_eq!(w.ping().await["status"], "Healthy");
     let resp = w
@@ -277,8 +287,10 @@ async fn ping_is_busy_during_sync_and_streaming_tasks() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(w.ping().await["status"], "HealthyBusy");
+    assert!(
+        eventually_async(Duration::from_secs(1), busy).await,
+        "not HealthyBusy while a streamed task runs"
+    );
     read_sse(resp, usize::MAX).await;
     assert_eq!(w.ping().await["status"], "Healthy");
 }

@@ -445,6 +445,23 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
     check()
 }
 
+/// [`eventually`] for a check that has to await (an HTTP request, say): polls `check` every
+/// 25 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually_async<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check().await
+}
+
 /// Events of a result by type.
 pub fn events_of<'a>(result: &'a Value, kind: &str) -> Vec<&'a Value> {
     result["events"]

@@ -80,7 +80,8 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
         !seen.iter().any(|e| step_of(e) == Some("tool_result")),
         "{name}: the slow tool returned at once: {seen:#?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await; // the tool is asleep now
+    // Paces the client: the cancel is to land while the slow tool sleeps, not as it starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !task_processes(&id).is_empty(),
         "{name}: no process carries the task id while it runs"

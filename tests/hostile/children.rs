@@ -89,6 +89,7 @@ printf '{"type":"task.result","output":"done","artifacts":["pipe","sparse.bin","
             Some(true)
         );
         assert!(started.elapsed() < Duration::from_secs(5), "/ping stalled");
+        // Paces the /ping probe while the task runs.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let r = task.await.unwrap();
