@@ -10,8 +10,10 @@
 //!
 //! The worker's RSS, open fds, threads and zombie children are sampled after the first 500 tasks
 //! (the baseline) and at the end, each time once every task has left memory and a settle
-//! (`SOAK_SETTLE_SECONDS`, 3) has passed. PASS requires RSS within 10% of the baseline, fds and
-//! threads back to the baseline (+1), no zombie and no wrong answer; the exit status is non-zero
+//! (`SOAK_SETTLE_SECONDS`, 11: past tokio's 10 s keep-alive of idle blocking threads) has
+//! passed. PASS requires RSS within 10% of the baseline, fds and threads back to the baseline
+//! (+1), no zombie, no task process left (idle warm parents and spares are counted apart) and
+//! no wrong answer; the exit status is non-zero
 //! otherwise, and the temp directory (worker log, task folders) is kept for a look.
 //!
 //! Options: `--tasks N`, `--clients N`, `--settle SECONDS` (or the variables above).
@@ -83,7 +85,7 @@ fn options() -> Result<Options, String> {
     };
     let mut tasks = env("SOAK_TASKS", 10_000.0)?;
     let mut clients = env("SOAK_CLIENTS", 8.0)?;
-    let mut settle = env("SOAK_SETTLE_SECONDS", 3.0)?;
+    let mut settle = env("SOAK_SETTLE_SECONDS", 11.0)?;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (key, inline) = match arg.split_once('=') {

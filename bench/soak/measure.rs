@@ -17,7 +17,25 @@ pub struct Sample {
     pub threads: u64,
     pub fds: usize,
     pub children: usize,
+    /// Idle warm parents and their spares (not tasks: `AGENTDISPATCH_WARM=auto` starts a
+    /// framework's parent after its first task; SPEC §6.3).
+    pub warm: usize,
     pub zombies: Vec<i32>,
+}
+
+/// A warm parent or an idle spare: its environment block (a fork keeps its parent's) has the
+/// control channel's variable and still the task id placeholder, not a task's id.
+fn warm_and_idle(pid: i32) -> bool {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+    vars.iter()
+        .any(|v| v.starts_with(b"AGENTDISPATCH_WARM_FD="))
+        && vars.iter().any(|v| {
+            v.strip_prefix(b"AGENTDISPATCH_TASK_ID=")
+                .is_some_and(|id| !id.is_empty() && id.iter().all(|b| *b == b'_'))
+        })
 }
 
 pub fn sample(pid: i32) -> Sample {
@@ -30,9 +48,13 @@ pub fn sample(pid: i32) -> Sample {
         ..Sample::default()
     };
     for (child, state) in procfs::children_with_state(pid) {
-        s.children += 1;
         if state == 'Z' {
             s.zombies.push(child);
+            s.children += 1;
+        } else if warm_and_idle(child) {
+            s.warm += 1;
+        } else {
+            s.children += 1;
         }
     }
     s

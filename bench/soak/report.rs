@@ -107,6 +107,13 @@ pub fn print(sh: &Shared, run: &Run) -> bool {
             "0".into(),
             run.end.children == 0,
         ),
+        (
+            "warm parents",
+            run.base.warm.to_string(),
+            run.end.warm.to_string(),
+            "(parents, spares)".into(),
+            true,
+        ),
     ];
     let _ = writeln!(
         out,
