@@ -40,7 +40,7 @@ mod measure;
 mod report;
 
 use common::{ensure, repo, Log, Server, BIN};
-use load::{run_phase, Shared, Stat, CHILD_SCRIPT, KINDS};
+use load::{run_phase, Shared, Stat, CHILD_SCRIPT, HOSTILE_SCRIPT, KINDS};
 use measure::{sample, settle};
 
 /// `AGENTDISPATCH_TASK_RETENTION_SECONDS`: short, so that memory is measured in a steady state.
@@ -63,6 +63,8 @@ const THREAD_SLACK: u64 = 1;
 
 /// The framework defined by `AGENTDISPATCH_FRAMEWORK_COMMAND_SOAK_CHILD`.
 const CHILD_FRAMEWORK: &str = "soak-child";
+/// The framework defined by `AGENTDISPATCH_FRAMEWORK_COMMAND_SOAK_HOSTILE`.
+const HOSTILE_FRAMEWORK: &str = "soak-hostile";
 
 /// The Python framework run now and then.
 const PYTHON_FRAMEWORK: &str = "pydantic-ai";
@@ -123,10 +125,11 @@ fn options() -> Result<Options, String> {
 /// The worker under soak, its log in `tmp/worker.log`, its tasks in `tmp/artifacts`.
 async fn start_worker(tmp: &Path) -> Result<Server, String> {
     let script = tmp.join("soak-child.sh");
-    std::fs::write(&script, CHILD_SCRIPT).map_err(|e| e.to_string())?;
-    {
+    let hostile = tmp.join("soak-hostile.sh");
+    for (path, text) in [(&script, CHILD_SCRIPT), (&hostile, HOSTILE_SCRIPT)] {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        std::fs::write(path, text).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
     }
     let log = std::fs::File::create(tmp.join("worker.log")).map_err(|e| e.to_string())?;
@@ -137,6 +140,10 @@ async fn start_worker(tmp: &Path) -> Result<Server, String> {
         .env(
             "AGENTDISPATCH_FRAMEWORK_COMMAND_SOAK_CHILD",
             format!("'{}'", script.display()),
+        )
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_SOAK_HOSTILE",
+            format!("'{}'", hostile.display()),
         )
         .env(
             "AGENTDISPATCH_MAX_CONCURRENT_TASKS",

@@ -12,7 +12,20 @@ use serde_json::{json, Value};
 use crate::checks::{check_all, check_result, check_stream, disk_check, short};
 use crate::common::{self, ensure, procfs};
 use crate::measure::sample;
-use crate::{CHILD_FRAMEWORK, PYTHON_FRAMEWORK};
+use crate::{CHILD_FRAMEWORK, HOSTILE_FRAMEWORK, PYTHON_FRAMEWORK};
+
+/// A hostile child (issue "hostile children and callers"): a FIFO, a 1 GB sparse file, a hard
+/// link and a symlink out of its folder, all declared as artifacts, and a `setsid` escapee
+/// detached from its pipes; it answers at once.
+pub const HOSTILE_SCRIPT: &str = r#"#!/bin/sh
+d="$AGENTDISPATCH_TASK_DIR"
+mkfifo "$d/pipe"
+truncate -s 1G "$d/sparse.bin"
+echo shared > "$d/one.txt"; ln "$d/one.txt" "$d/two.txt"
+ln -s /etc/hostname "$d/link.txt"
+setsid sh -c 'exec sleep 30' </dev/null >/dev/null 2>&1 &
+printf '{"type":"task.result","output":"hostile %s","artifacts":["pipe","sparse.bin","two.txt","link.txt"]}\n' "$AGENTDISPATCH_TASK_ID"
+"#;
 
 /// The child protocol in sh: read the envelope, report progress, log to stderr, write a file,
 /// answer with the instruction (a soak word, so it holds no quote or backslash).
@@ -40,9 +53,10 @@ pub enum Kind {
     StreamEcho,
     StreamCommand,
     StreamChild,
+    Hostile,
 }
 
-pub const KINDS: [Kind; 10] = [
+pub const KINDS: [Kind; 11] = [
     Kind::Echo,
     Kind::Command,
     Kind::NonZero,
@@ -53,6 +67,7 @@ pub const KINDS: [Kind; 10] = [
     Kind::StreamEcho,
     Kind::StreamCommand,
     Kind::StreamChild,
+    Kind::Hostile,
 ];
 
 impl Kind {
@@ -70,6 +85,7 @@ impl Kind {
             22..=41 => Kind::Echo,
             42..=63 => Kind::Command,
             64..=73 => Kind::NonZero,
+            96..=99 => Kind::Hostile,
             _ => Kind::Child,
         }
     }
@@ -86,6 +102,7 @@ impl Kind {
             Kind::StreamEcho => "SSE echo",
             Kind::StreamCommand => "SSE command",
             Kind::StreamChild => "SSE framework child",
+            Kind::Hostile => "hostile child (FIFO, links, escapee)",
         }
     }
 
@@ -275,6 +292,26 @@ pub async fn run_one(
                     )?;
                 }
             }
+            Ok(exp)
+        }
+        Kind::Hostile => {
+            let body = json!({"framework": HOSTILE_FRAMEWORK, "taskId": id});
+            let exp = Expect::ok(&id, format!("hostile {id}"));
+            let v = post(http, url, &body).await?;
+            check_all(&v, &exp, &sh.artifacts)?;
+            let uris: Vec<&str> = v["artifacts"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["uri"].as_str()).collect())
+                .unwrap_or_default();
+            ensure(
+                uris.iter().any(|u| u.ends_with("/sparse.bin"))
+                    && !uris.iter().any(|u| {
+                        ["/pipe", "/one.txt", "/two.txt", "/link.txt"]
+                            .iter()
+                            .any(|n| u.ends_with(n))
+                    }),
+                || format!("hostile artifacts: {uris:?}"),
+            )?;
             Ok(exp)
         }
         Kind::NonZero => {
