@@ -92,6 +92,29 @@ fn as_script(block: &str, port1: u16, port2: u16) -> String {
     script
 }
 
+/// Runs `script` with bash from the repository root, with `env` and without the worker
+/// variables a caller's shell may have set; fails unless it exits 0. Its stdout and stderr.
+#[track_caller]
+fn run_script(script: &str, env: &[(&str, &str)]) -> (String, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(ROOT)
+        .envs(env.iter().copied())
+        .env_remove("AGENTDISPATCH_COMMAND_ALLOWLIST")
+        .env_remove("AGENTDISPATCH_AGENT_FRAMEWORK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "a README command failed\n--- stderr (commands as run)\n{stderr}\n--- stdout\n{stdout}"
+    );
+    (stdout, stderr)
+}
+
 #[tokio::test]
 async fn the_try_it_commands_run_as_written() {
     let python = Path::new(ROOT).join("frameworks/langgraph/.venv/bin/python");
@@ -113,22 +136,18 @@ async fn the_try_it_commands_run_as_written() {
     let port2 = common::free_port();
     let artifacts = tempfile::tempdir().unwrap();
     let sessions = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(as_script(&block, w.port, port2))
-        .current_dir(ROOT)
-        .env("AGENTDISPATCH_ARTIFACT_DIR", artifacts.path())
-        .env("AGENTDISPATCH_SESSION_DIR", sessions.path())
-        .env_remove("AGENTDISPATCH_COMMAND_ALLOWLIST")
-        .env_remove("AGENTDISPATCH_AGENT_FRAMEWORK")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "a README command failed\n--- stderr (commands as run)\n{stderr}\n--- stdout\n{stdout}"
+    let (stdout, stderr) = run_script(
+        &as_script(&block, w.port, port2),
+        &[
+            (
+                "AGENTDISPATCH_ARTIFACT_DIR",
+                artifacts.path().to_str().unwrap(),
+            ),
+            (
+                "AGENTDISPATCH_SESSION_DIR",
+                sessions.path().to_str().unwrap(),
+            ),
+        ],
     );
     // The answers, in order: the JSON ones as objects.
     let answers: Vec<Value> = stdout
@@ -217,20 +236,15 @@ async fn the_bring_your_own_framework_commands_run_as_written() {
         .await;
     let artifacts = tempfile::tempdir().unwrap();
     let script = as_script(&commands(&byo).replace("\\\n", " "), w.port, 0);
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .current_dir(ROOT)
-        .env("AGENTDISPATCH_FRAMEWORKS_DIR", &frameworks)
-        .env("AGENTDISPATCH_ARTIFACT_DIR", artifacts.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "a README command failed\n--- stderr\n{stderr}\n--- stdout\n{stdout}"
+    let (stdout, _stderr) = run_script(
+        &script,
+        &[
+            ("AGENTDISPATCH_FRAMEWORKS_DIR", &frameworks),
+            (
+                "AGENTDISPATCH_ARTIFACT_DIR",
+                artifacts.path().to_str().unwrap(),
+            ),
+        ],
     );
     // `frameworks` lists both folders; `run` and the stream get the Node framework's answer.
     for name in ["shout-node", "hello-sh"] {
