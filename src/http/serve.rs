@@ -50,6 +50,12 @@ pub async fn run<S>(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut warned = false;
+    // One connection builder for all: its settings do not change per connection.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout);
     loop {
         // A permit first: at the limit, connections wait in the backlog, not in memory.
         let permit = tokio::select! {
@@ -85,11 +91,6 @@ pub async fn run<S>(
             let req = req.map(|body| Deadline::new(body, read_timeout));
             service.clone().call(req)
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.read_timeout);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
