@@ -56,7 +56,49 @@ impl Owned {
 }
 
 /// Spawns `cmd` with its pid registered as tokio's before the reaper can see it exit.
-pub fn spawn_owned(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+///
+/// The fork happens on one thread that lives as long as the worker. A child's parent-death
+/// signal fires when the *thread* that forked it exits, not the process (prctl(2)), and tokio
+/// threads do exit: a runtime thread that ran `block_in_place` goes back to the blocking pool,
+/// which ends idle threads after 10 s. Spawned from there, warm parents and long cold tasks were
+/// SIGKILLed some seconds after a burst of tasks.
+pub fn spawn_owned(cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    let job: SpawnJob = Box::new(move || {
+        let _entered = runtime.enter();
+        let mut cmd = cmd;
+        let _ = reply.send(spawn_registered(&mut cmd));
+    });
+    spawner()
+        .send(job)
+        .map_err(|_| std::io::Error::other("the spawning thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawning thread is gone"))?
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The thread every child is forked from (see [`spawn_owned`]); it never exits.
+fn spawner() -> &'static std::sync::mpsc::Sender<SpawnJob> {
+    static SPAWNER: std::sync::OnceLock<std::sync::mpsc::Sender<SpawnJob>> =
+        std::sync::OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("cannot start the spawning thread");
+        tx
+    })
+}
+
+fn spawn_registered(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
     let mut owned = Owned::lock();
     let child = cmd.spawn()?;
     if let Some(pid) = child.id() {

@@ -390,3 +390,80 @@ async fn a_warm_framework_whose_program_is_missing_gets_no_warm_parent_and_says_
         .iter()
         .any(|l| l["message"] == "warm parent starting"));
 }
+
+/// The worker's runtime threads (`tokio-rt-worker`), by thread id.
+fn runtime_threads(pid: i32) -> HashSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "tokio-rt-worker")
+                })
+                .map(|t| t.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn children_outlive_the_worker_threads_that_started_them() {
+    // A child's parent-death signal fires when the *thread* that forked it exits (prctl(2)).
+    // A runtime thread that ran `block_in_place` (every task's finish does) joins the blocking
+    // pool and exits after 10 s idle: warm parents and long cold tasks spawned from one of them
+    // were SIGKILLed then.
+    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let parent = w.warm_ready("pyfixture", 1).await;
+    let before = runtime_threads(w.pid());
+    let mut long = Vec::new();
+    for i in 0..3 {
+        let id = format!("outlives-{i}-{}", std::process::id());
+        let body = json!({"taskId": id, "framework": "pyfixture-b", "async": true,
+            "input": {"instruction": "sleep 120"}});
+        let r = w.run(body).await;
+        assert_eq!(r["status"], "running", "{r:#}");
+        long.push(id);
+    }
+    for id in &long {
+        assert!(
+            eventually(Duration::from_secs(30), || !task_processes(id).is_empty()).await,
+            "{id} has no process"
+        );
+    }
+    // Finish tasks on every runtime thread, then let them idle, until one that existed at the
+    // start is gone (an idle blocking thread exits after 10 s).
+    let mut gone = false;
+    for _ in 0..4 {
+        let burst: Vec<_> = (0..16)
+            .map(|_| w.run(json!({"prompt": "churn", "framework": "echo"})))
+            .collect();
+        futures_util::future::join_all(burst).await;
+        if eventually(Duration::from_secs(20), || {
+            !before.is_subset(&runtime_threads(w.pid()))
+        })
+        .await
+        {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "no runtime thread exited: {before:?}");
+    for id in &long {
+        let r = w
+            .run(json!({"taskType": "task.status", "taskId": id}))
+            .await;
+        assert_eq!(r["status"], "running", "{id}: {r:#}");
+        assert!(!task_processes(id).is_empty(), "{id} was killed");
+    }
+    assert!(alive(parent as i32), "the warm parent was killed");
+    assert!(
+        !w.log_lines()
+            .iter()
+            .any(|l| l["message"] == "warm parent exited; restarting"),
+        "the warm parent was restarted"
+    );
+    for id in &long {
+        w.run(json!({"taskType": "task.cancel", "taskId": id}))
+            .await;
+    }
+}

@@ -111,7 +111,7 @@ impl Child {
         for k in &spec.unset {
             cmd.env_remove(k);
         }
-        let child = reaper::spawn_owned(&mut cmd)?;
+        let child = reaper::spawn_owned(cmd)?;
         let pid = child.id().unwrap_or(0);
         Ok(Child {
             pid,

@@ -101,7 +101,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         });
     }
     let began = Instant::now();
-    let mut child = match reaper::spawn_owned(&mut cmd) {
+    let mut child = match reaper::spawn_owned(cmd) {
         Ok(c) => c,
         Err(e) => return format!("cannot start {}: {e}", p.argv[0]),
     };
