@@ -21,13 +21,36 @@ fn alive(pid: i32) -> bool {
     state(pid).is_some_and(|s| s != 'Z')
 }
 
+/// The fork mode the warm parent of `framework` reported ready with.
+fn fork_mode(w: &Worker, framework: &str) -> String {
+    w.log_lines()
+        .into_iter()
+        .find(|l| l["message"] == "warm parent ready" && l["framework"] == framework)
+        .and_then(|l| l["fork"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn a_warm_task_is_a_fresh_process_of_its_own_each_time_with_the_task_environment() {
-    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    // Both ways a spare becomes the worker's child: one clone(CLONE_PARENT) (the default where
+    // the architecture is known), and two forks (AGENTDISPATCH_WARM_CLONE=0, the fallback).
+    for (clone, mode) in [("1", "clone"), ("0", "double")] {
+        let w = fixture_worker(
+            Kind::Warm,
+            WorkerBuilder::new().env("AGENTDISPATCH_WARM_CLONE", clone),
+        )
+        .await;
+        assert_eq!(fork_mode(&w, "pyfixture"), mode);
+        a_warm_task_is_a_fresh_process(&w, mode).await;
+    }
+}
+
+async fn a_warm_task_is_a_fresh_process(w: &Worker, mode: &str) {
     let parent = w.warm_ready("pyfixture", 1).await;
     let mut pids = HashSet::new();
+    let mut draws = HashSet::new();
     for i in 0..4 {
-        let id = format!("fresh-{i}-{}", std::process::id());
+        let id = format!("fresh-{mode}-{i}-{}", std::process::id());
         let r = w.fixture_task(Kind::Warm, &id, "state").await;
         assert_eq!(r["ok"], true, "{r:#}");
         assert_eq!(forked_from(&r), Some(parent));
@@ -40,6 +63,12 @@ async fn a_warm_task_is_a_fresh_process_of_its_own_each_time_with_the_task_envir
         assert_eq!(s["sid"], s["pid"], "{s}");
         assert_eq!(s["ppid"], w.pid(), "{s}");
         assert_eq!(s["runs"], 1, "module state leaked between tasks: {s}");
+        // Python's at-fork hooks ran (random reseeds), and glibc knows the process's own tid.
+        assert!(
+            draws.insert(s["random"].to_string()),
+            "the same random draw twice: {s}"
+        );
+        assert_eq!(s["mainThreadReachable"], true, "{s}");
         assert_eq!(s["taskIdEnv"], id.as_str());
         assert_eq!(s["taskDirEnv"], w.task_dir(&id).to_str().unwrap());
         assert_eq!(s["fixtureEnv"], "from-manifest");
@@ -59,6 +88,7 @@ async fn a_warm_task_is_a_fresh_process_of_its_own_each_time_with_the_task_envir
     assert_eq!(w.ping().await["status"], "Healthy");
     let list = w.run(json!({"taskType":"task.list"})).await;
     assert_eq!(list["tasks"].as_array().map(Vec::len), Some(4), "{list:#}");
+
     assert!(
         eventually(Duration::from_secs(3), || zombie_children(w.pid())
             .is_empty())
@@ -466,4 +496,79 @@ async fn children_outlive_the_worker_threads_that_started_them() {
         w.run(json!({"taskType": "task.cancel", "taskId": id}))
             .await;
     }
+}
+
+/// The memory holder a warm task's fork event names.
+fn holder_of(r: &Value) -> Option<i32> {
+    events_of(r, "task.log")
+        .into_iter()
+        .find(|e| e["payload"]["warm"] == true)
+        .and_then(|e| e["payload"]["holderPid"].as_i64())
+        .map(|p| p as i32)
+}
+
+#[tokio::test]
+async fn a_warm_tasks_memory_holder_is_no_task_process_and_ends_with_the_task() {
+    // The holder shares the task's memory so that the task's exit does not wait for its
+    // tear-down; it must never count as (or outlive) the task.
+    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let id = format!("holder-{}", std::process::id());
+    let mut body = fixture(&id, "sleep 60");
+    body["async"] = json!(true);
+    assert_eq!(w.run(body).await["status"], "running");
+    let status = || w.run(json!({"taskType": "task.status", "taskId": id}));
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            holder_of(&status().await).is_some()
+        })
+        .await,
+        "no holderPid in {:#}",
+        status().await
+    );
+    let holder = holder_of(&status().await).unwrap();
+    let task = task_processes(&id);
+    assert_eq!(
+        task.len(),
+        2,
+        "the task and its holder carry the marker: {task:?}"
+    );
+    let leader = *task.iter().find(|p| **p != holder).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{holder}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_ne!(
+        fields[2],
+        leader.to_string(),
+        "the holder is in the task's group: {stat}"
+    );
+    assert_ne!(
+        fields[3],
+        leader.to_string(),
+        "the holder is in the task's session: {stat}"
+    );
+    let r = w
+        .run(json!({"taskType": "task.cancel", "taskId": id}))
+        .await;
+    assert_eq!(r["status"], "cancelled", "{r:#}");
+    let notes: Vec<&str> = events_of(&r, "task.log")
+        .into_iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        !notes.iter().any(|m| m.contains("outside")),
+        "the holder was signalled as the task's: {notes:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || state(holder).is_none()).await,
+        "the holder {holder} outlived its task ({:?})",
+        state(holder)
+    );
+    // A task that ends by itself: its holder goes too, and nothing is left to reap.
+    let r = w.fixture_task(Kind::Warm, "holder-done", "state").await;
+    let holder = holder_of(&r).expect("a holder");
+    assert!(eventually(Duration::from_secs(10), || state(holder).is_none()).await);
+    assert!(
+        eventually(Duration::from_secs(3), || zombie_children(w.pid())
+            .is_empty())
+        .await
+    );
 }

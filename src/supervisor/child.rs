@@ -72,6 +72,10 @@ pub struct Child {
     pub pipes: Option<Pipes>,
     /// How it started, for the log: `None` when spawned, the warm parent's pid when forked.
     pub forked_from: Option<u32>,
+    /// A forked child's memory holder (see the warm parent's `_Holder`), not a task process.
+    pub holder: Option<u32>,
+    /// How many bytes of `Spec::stdin` are in its stdin pipe already.
+    pub stdin_sent: usize,
 }
 
 /// Sets the parent-death signal in a freshly forked child: it is killed when the worker dies.
@@ -118,12 +122,20 @@ impl Child {
             kind: Kind::Spawned(child),
             pipes: Some(pipes),
             forked_from: None,
+            holder: None,
+            stdin_sent: 0,
         })
     }
 
     /// Adopts a process that was re-parented to the worker, whose pid the caller registered
     /// with [`reaper::Owned`] before it could be reaped.
-    pub fn adopt(pid: u32, pipes: Pipes, forked_from: u32) -> Child {
+    pub fn adopt(
+        pid: u32,
+        pipes: Pipes,
+        forked_from: u32,
+        holder: Option<u32>,
+        stdin_sent: usize,
+    ) -> Child {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         let pidfd = if fd >= 0 {
@@ -139,6 +151,8 @@ impl Child {
             kind: Kind::Adopted(pidfd),
             pipes: Some(pipes),
             forked_from: Some(forked_from),
+            holder,
+            stdin_sent,
         }
     }
 

@@ -18,6 +18,9 @@ pub struct TaskProcesses {
     pub marker: Vec<u8>,
     /// Set once the group answered ESRCH: never signal it again (the id may be reused).
     group_gone: bool,
+    /// A warm child's memory holder: it shares the task's memory (so its environment shows
+    /// the marker) but runs nothing of the task's, and ends on its own when the task does.
+    exempt: Option<i32>,
 }
 
 impl TaskProcesses {
@@ -27,7 +30,13 @@ impl TaskProcesses {
             pgid,
             marker,
             group_gone: false,
+            exempt: None,
         })
+    }
+
+    /// Leaves `pid` (a warm child's memory holder) out of the task's processes.
+    pub fn exempt(&mut self, pid: i32) {
+        self.exempt = Some(pid);
     }
 
     /// Sends `sig` to the group and to every other process of the task; returns how many
@@ -76,7 +85,7 @@ impl TaskProcesses {
         let mut seen: HashSet<i32> = HashSet::new();
         let mut found = Vec::new();
         while let Some(pid) = roots.pop() {
-            if !seen.insert(pid) {
+            if !seen.insert(pid) || self.exempt == Some(pid) {
                 continue;
             }
             if let Some(stat) = read_stat(pid) {

@@ -128,15 +128,19 @@ pub async fn run(
             Err(e) => Outcome::SpawnFailed(e),
         };
     };
+    if let Some(holder) = child.holder {
+        procs.exempt(holder as i32);
+    }
     let Pipes {
         stdin: mut stdin_pipe,
         stdout,
         stderr,
     } = pipes;
     let input = spec.stdin;
+    let sent = child.stdin_sent.min(input.len());
     tokio::spawn(async move {
         // A child that exits without reading its stdin is not an error.
-        let _ = stdin_pipe.write_all(&input).await;
+        let _ = stdin_pipe.write_all(&input[sent..]).await;
     });
     let mut stdout = Some(FramedRead::new(
         stdout,

@@ -263,6 +263,7 @@ async fn start_child(
                     "warm": true,
                     "parentPid": child.forked_from,
                     "pid": child.pid(),
+                    "holderPid": child.holder,
                     "forkMs": (fork_ms * 10.0).round() / 10.0,
                 })),
             ));

@@ -91,6 +91,9 @@ pub(super) async fn fork_on(ready: &Ready, spec: &supervisor::Spec) -> Result<Ch
     });
     let bytes =
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
+    // The envelope goes into the pipe now (as much as it holds), so that the child reads it as
+    // soon as it has its descriptors, with no wait for the supervisor.
+    let stdin_sent = pipes.stdin.try_write(&spec.stdin).unwrap_or(0);
     let _serial = ready.serial.lock().await;
     // Until the new pid is registered, no orphan is reaped: it could be this child.
     let hold = reaper::hold();
@@ -137,5 +140,8 @@ pub(super) async fn fork_on(ready: &Ready, spec: &supervisor::Spec) -> Result<Ch
     }
     reaper::Owned::lock().insert(pid);
     drop(hold);
-    Ok(Child::adopt(pid as u32, pipes, ready.pid))
+    let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
+    Ok(Child::adopt(
+        pid as u32, pipes, ready.pid, holder, stdin_sent,
+    ))
 }

@@ -148,6 +148,8 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         importMs = ready["importMs"].as_f64(),
         entrypoint = ready["entrypoint"].as_str().unwrap_or(""),
         threads,
+        fork = ready["fork"].as_str().unwrap_or("double"),
+        forkWhy = ready["forkWhy"].as_str(),
         "warm parent ready"
     );
     if threads > 1 {

@@ -11,12 +11,16 @@ The control socket (SOCK_SEQPACKET, one JSON object per message):
   worker → parent:        {"op": "fork", "taskId", "env": {…}, "cwd"} + SCM_RIGHTS [stdin, stdout, stderr]
   parent → worker:        {"ok": true, "pid"}  or  {"ok": false, "reason"}
 
-The task process is forked ahead of time (a "spare"), so a request costs a message, not a fork:
-the parent forks an intermediate, which forks the spare and exits at once, so the spare is
-re-parented to the worker (a child subreaper) and the worker can wait for it like a child it
-spawned. The spare starts its own session, arms its parent-death signal against the worker, and
-waits on a private socket. A request hands it the task's descriptors (as 0/1/2), environment and
-working directory; the parent answers with the spare's pid and forks the next spare.
+The task process is forked ahead of time (a "spare"), so a request costs a message, not a fork.
+The spare must be the worker's own child, so that the worker waits for it like a child it
+spawned and it outlives this parent. One fork does it where it can: ``clone(CLONE_PARENT)``
+makes the spare a child of this parent's parent, the worker (see ``_Cloner``). Otherwise the
+parent forks an intermediate, which forks the spare and exits at once, so the spare is
+re-parented to the worker (a child subreaper): a second copy of the whole address space, ~5 ms
+of CPU per task for a LangGraph parent. The spare starts its own session, arms its parent-death
+signal against the worker, and waits on a private socket. A request hands it the task's
+descriptors (as 0/1/2), environment and working directory; the parent answers with the spare's
+pid and forks the next spare.
 
 The parent forks only while it is single-threaded (a fork copies only the calling thread: locks
 held by another thread stay locked forever in the child); otherwise it refuses with the reason and
@@ -29,6 +33,7 @@ import atexit
 import ctypes
 import gc
 import json
+import mmap
 import os
 import signal
 import socket
@@ -38,6 +43,8 @@ from array import array
 
 WARM_FD_VAR = "AGENTDISPATCH_WARM_FD"
 MARKER_VAR = "AGENTDISPATCH_TASK_ID"
+CLONE_VAR = "AGENTDISPATCH_WARM_CLONE"  # "0": spares through an intermediate fork (see _Cloner)
+HOLDER_VAR = "AGENTDISPATCH_WARM_HOLDER"  # "0": no memory holder (see _Holder)
 _PR_SET_PDEATHSIG = 1
 _MADV_POPULATE_WRITE = 23  # Linux 5.14
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -123,6 +130,155 @@ def _preload(framework: str, run, warmup) -> str | None:
         except Exception as exc:  # noqa: BLE001
             sys.stderr.write(f"warm parent: the warm-up run failed: {type(exc).__name__}: {exc}\n")
     return spec
+
+
+class _Cloner:
+    """``fork()``, except that the child is the worker's: ``clone(CLONE_PARENT)``.
+
+    os.fork() runs Python's fork hooks around glibc's fork(); this runs the same hooks
+    (PyOS_BeforeFork, PyOS_AfterFork_Child/_Parent: the GIL and import lock re-made, the
+    ``os.register_at_fork`` callbacks, e.g. ``random`` reseeding) around the raw system call.
+    What glibc's fork() adds is its thread id cache: the child's ``struct pthread`` keeps this
+    process's tid, which glibc uses for the calling thread's own id (mutex owners, signals to
+    ``pthread_self()``). ``CLONE_CHILD_SETTID`` makes the kernel write the child's tid there, at
+    the field's offset, found once at start-up as the one place that holds the tid both here and
+    in an os.fork() child. glibc's own pthread_atfork handlers (native libraries') do not run;
+    the parent is single-threaded, so no lock they guard is held at the fork.
+
+    ``available`` is False, with ``why``, when any of it cannot be had (unknown architecture, no
+    unique offset, a failed clone): the spare is then made with two forks."""
+
+    _CLONE_PARENT = 0x00008000
+    _CLONE_CHILD_SETTID = 0x01000000
+    # (clone, gettid) system call numbers; x86_64 passes child_tid 4th, the others 5th.
+    _SYSCALLS = {"x86_64": (56, 186), "aarch64": (220, 178)}
+
+    def __init__(self):
+        self.available = False
+        self.why = ""
+        self.tid_addr = 0
+        if os.environ.get(CLONE_VAR, "1") == "0":
+            self.why = f"{CLONE_VAR}=0"
+            return
+        machine = os.uname().machine
+        if machine not in self._SYSCALLS:
+            self.why = f"no clone() call known for {machine}"
+            return
+        self.machine = machine
+        self.sys_clone, self.sys_gettid = self._SYSCALLS[machine]
+        api = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL: nothing else runs during the clone
+        self.syscall = api.syscall
+        self.syscall.restype = ctypes.c_long
+        self.syscall.argtypes = [ctypes.c_long, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        self.before, self.child, self.parent = api.PyOS_BeforeFork, api.PyOS_AfterFork_Child, api.PyOS_AfterFork_Parent
+        _LIBC.pthread_self.restype = ctypes.c_void_p
+        try:
+            offset = self._tid_offset()
+        except OSError as exc:
+            self.why = f"cannot find glibc's thread id field: {exc}"
+            return
+        if offset is None:
+            return
+        self.tid_addr = _LIBC.pthread_self() + offset
+        self.available = True
+
+    def _tids_at(self, span: int = 4096) -> set[int]:
+        """Offsets in this thread's struct pthread that hold its tid."""
+        tid = _LIBC.syscall(self.sys_gettid)
+        raw = ctypes.string_at(_LIBC.pthread_self(), span)
+        return {i for i in range(0, span - 3, 4) if int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) == tid}
+
+    def _tid_offset(self) -> int | None:
+        here = self._tids_at()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(w, json.dumps(sorted(self._tids_at())).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        both = here & set(json.loads(data or b"[]"))
+        if len(both) != 1:
+            self.why = f"glibc's thread id field is not at one offset (candidates: {sorted(both)})"
+            return None
+        return both.pop()
+
+    def fork(self) -> int:
+        """0 in the child, its pid here; raises OSError (and sets available False) on failure."""
+        flags = self._CLONE_PARENT | self._CLONE_CHILD_SETTID | int(signal.SIGCHLD)
+        tid = ctypes.c_void_p(self.tid_addr)
+        self.before()
+        if self.machine == "x86_64":
+            pid = self.syscall(self.sys_clone, flags, None, None, tid, None)
+        else:
+            pid = self.syscall(self.sys_clone, flags, None, None, None, tid)
+        if pid == 0:
+            self.child()
+            return 0
+        err = ctypes.get_errno() if pid < 0 else 0
+        self.parent()
+        if pid < 0:
+            self.available = False
+            self.why = f"clone(CLONE_PARENT) failed: {os.strerror(err) if err else 'error'}"
+            raise OSError(err, self.why)
+        return pid
+
+
+class _Holder:
+    """A process that shares the spare's address space, so that the task's exit does not wait
+    for the kernel to tear it down.
+
+    A process's exit is reported to its parent only after its memory is released, and releasing
+    a fork of a 75 MB parent (every page-table entry, every private copy) took 4-10 ms of the
+    request's path here. The holder is cloned with CLONE_VM before the spare takes a task and
+    runs no Python: its one call is pthread_mutex_lock() on a process-shared mutex that is
+    locked, with the spare's clear_child_tid pointing at the lock word. When the task exits (or
+    execs), the kernel writes 0 there and wakes the holder (set_tid_address(2)); by then the
+    task has let go of the memory, so the holder is the last user: it returns, exits and does
+    the tear-down, while the worker already has the task's exit status. It is cloned before the
+    spare's setsid and before any task descriptor exists, so it is in no task's process group
+    and holds none of its pipes; the worker is told its pid and does not count it as the task's.
+    Its signals are blocked (SIGKILL aside): no Python handler ever runs in it."""
+
+    _CLONE_VM = 0x00000100
+    _SET_TID_ADDRESS = {"x86_64": 218, "aarch64": 96}
+    _STACK = 1 << 16
+    keep: list = []  # the mutex and stack, alive as long as this process
+
+    @classmethod
+    def start(cls) -> int | None:
+        """Clone the holder; its pid, or None where this cannot be done (the task then exits as
+        any process does)."""
+        nr = cls._SET_TID_ADDRESS.get(os.uname().machine)
+        if nr is None or os.environ.get(HOLDER_VAR, "1") == "0":
+            return None
+        libc = _LIBC
+        mutex = ctypes.create_string_buffer(64)
+        attr = ctypes.create_string_buffer(64)
+        if libc.pthread_mutexattr_init(attr) or libc.pthread_mutexattr_setpshared(attr, 1) or libc.pthread_mutex_init(mutex, attr):
+            return None
+        ctypes.c_int.from_buffer(mutex).value = 1  # locked, no owner: the holder waits on it
+        stack = mmap.mmap(-1, cls._STACK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        top = ctypes.addressof(ctypes.c_char.from_buffer(stack)) + cls._STACK - 64
+        clone = libc.clone
+        clone.restype = ctypes.c_int
+        clone.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        lock = ctypes.cast(libc.pthread_mutex_lock, ctypes.c_void_p)
+        every = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, every)
+        try:
+            pid = clone(lock, top, cls._CLONE_VM | int(signal.SIGCHLD), ctypes.addressof(mutex))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if pid <= 0:
+            return None
+        libc.syscall(ctypes.c_long(nr), ctypes.c_void_p(ctypes.addressof(mutex)))
+        cls.keep = [mutex, stack, attr]
+        return pid
 
 
 class _Spare:
@@ -234,6 +390,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
     if os.getppid() != worker_pid:  # the worker died before prctl took effect
         os._exit(0)
     slot = marker_slot()
+    cloner = _Cloner()  # before the imports: its probe forks this process once
     sock = socket.socket(fileno=int(os.environ.pop(WARM_FD_VAR)))
     sock.set_inheritable(False)
     # Nothing here reports on stdout; SIGTERM ends the parent (and its spare) at once.
@@ -250,14 +407,17 @@ def serve(framework: str, run=None, warmup=None) -> None:
         "entrypoint": entrypoint,
         "threads": len(thread_names()),
         "importMs": round((time.monotonic() - started) * 1000, 1),
+        "fork": "clone" if cloner.available else "double",
     }
+    if not cloner.available:
+        ready["forkWhy"] = cloner.why
     sock.send(json.dumps(ready).encode())
     spare = None
     learning = _Learning()
     while True:
         if spare is None and len(thread_names()) == 1:
             learning.collect()
-            spare = _fork_spare(sock, slot, worker_pid, learning)
+            spare = _fork_spare(sock, slot, worker_pid, learning, cloner)
             if spare is None:  # in the spare: it was given a task
                 return
         try:
@@ -299,9 +459,15 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
             f"Python: {python}); fork is unsafe",
         }, None
     learn = learning.wants_more()
+    holder = None
     try:
-        socket.send_fds(spare.conn, [json.dumps({**request, "learn": learn}).encode()], fds)
-        ok = spare.conn.recv(16) == b"ok"
+        # The spare says it is alive (and names its holder) when it starts: normally long ago.
+        hello = spare.conn.recv(64).split()
+        ok = hello[:1] == [b"spare"]
+        if ok and len(hello) > 1 and hello[1].isdigit():
+            holder = int(hello[1])
+        if ok:
+            socket.send_fds(spare.conn, [json.dumps({**request, "learn": learn}).encode()], fds)
     except (OSError, ValueError):
         ok = False
     _close(fds)
@@ -311,11 +477,14 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
         spare.conn.close()
     if not ok:
         return {"ok": False, "reason": f"its spare process {spare.pid} is gone"}, None
-    return {"ok": True, "pid": spare.pid}, None
+    reply = {"ok": True, "pid": spare.pid}
+    if holder is not None:
+        reply["holder"] = holder
+    return reply, None
 
 
-def _fork_spare(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | None:
-    """Fork the next spare (through an intermediate, so it re-parents to the worker).
+def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Cloner) -> _Spare | None:
+    """Fork the next spare, as the worker's child.
 
     In the parent: the spare. In the spare, once it has been given a task: None."""
     for stream in (sys.stdout, sys.stderr):  # nothing buffered here may reach a task's pipes
@@ -323,6 +492,58 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | No
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
+    if cloner.available:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = cloner.fork()
+        except OSError as exc:
+            sys.stderr.write(f"warm parent: {exc.strerror}; forking spares through an intermediate from now on\n")
+            ours.close()
+            theirs.close()
+        else:
+            if pid == 0:
+                _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(None, worker_pid))
+                return None
+            theirs.close()
+            return _Spare(pid, ours)
+    return _fork_spare_twice(sock, slot, worker_pid, learning)
+
+
+def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, report_w=None) -> None:
+    """In a new spare: drop the parent's channels, become the worker's, copy the hot pages, and
+    wait for a task. Returns only with a task; never returns into the parent's loop."""
+    try:
+        ours.close()
+        sock.close()
+        for conn in learning.pending:
+            conn.close()
+        # Before setsid, so that it is in no task's process group; and not with the intermediate,
+        # whose report pipe it would hold open.
+        holder = _Holder.start() if report_w is None else None
+        become()
+        theirs.send(b"spare" if holder is None else f"spare {holder}".encode())
+        # The parent's layout, for a task that reports what it wrote (the first few only).
+        layout = _writable_private_ranges() if learning.wants_more() else []
+        _prefault(learning.ranges)
+        if report_w is not None:
+            os.write(report_w, f"{os.getpid()}\n".encode())
+            os.close(report_w)
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            if report_w is not None:
+                os.write(report_w, f"error {type(exc).__name__}: {exc}\n".encode())
+            else:
+                sys.stderr.write(f"warm parent: a spare did not start: {type(exc).__name__}: {exc}\n")
+        finally:
+            os._exit(127)
+    try:
+        _wait_for_task(theirs, slot, layout)
+    except BaseException:  # noqa: BLE001
+        os._exit(127)
+
+
+def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | None:
+    """Fork the next spare through an intermediate, so that it re-parents to the worker."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     report_r, report_w = os.pipe()
     middle = os.fork()
@@ -332,23 +553,10 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | No
             if os.fork() != 0:
                 os._exit(0)
             os.close(report_r)
-            ours.close()
-            sock.close()
-            for conn in learning.pending:
-                conn.close()
-            _become_spare(middle_pid, worker_pid)
-            # The parent's layout, for a task that reports what it wrote (the first few only).
-            layout = _writable_private_ranges() if learning.wants_more() else []
-            _prefault(learning.ranges)
-            os.write(report_w, f"{os.getpid()}\n".encode())
-            os.close(report_w)
-            _wait_for_task(theirs, slot, layout)
-            return None
-        except BaseException as exc:  # noqa: BLE001 - never return into the parent's loop
-            try:
-                os.write(report_w, f"error {type(exc).__name__}: {exc}\n".encode())
-            finally:
-                os._exit(127)
+        except BaseException:  # noqa: BLE001
+            os._exit(127)
+        _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(middle_pid, worker_pid), report_w)
+        return None
     os.close(report_w)
     theirs.close()
     chunks = []
@@ -364,14 +572,16 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | No
     return _Spare(int(text), ours)
 
 
-def _become_spare(middle_pid: int, worker_pid: int) -> None:
-    """Own session; once re-parented to the worker, die with it."""
+def _become_spare(middle_pid: int | None, worker_pid: int) -> None:
+    """Own session; once the worker's child (at once when cloned, after the intermediate's exit
+    otherwise), die with it."""
     os.setsid()
-    deadline = time.monotonic() + 5
-    while os.getppid() == middle_pid and time.monotonic() < deadline:
-        time.sleep(0.0002)
+    if middle_pid is not None:
+        deadline = time.monotonic() + 5
+        while os.getppid() == middle_pid and time.monotonic() < deadline:
+            time.sleep(0.0002)
     _die_with_parent()
-    if os.getppid() != worker_pid:  # not re-parented to the worker (or it died): useless
+    if os.getppid() != worker_pid:  # not the worker's child (or it died): useless
         os._exit(0)
 
 
@@ -396,11 +606,9 @@ def _wait_for_task(conn: socket.socket, slot, layout) -> None:
         if cwd:
             os.chdir(cwd)
     except OSError as exc:
-        conn.send(b"ok")
         sys.stderr.write(f"warm child: cannot enter {cwd}: {exc}\n")
         sys.stderr.flush()
         os._exit(127)
-    conn.send(b"ok")
     if request.get("learn"):
         atexit.register(_report_pages, conn, layout)
     else:
