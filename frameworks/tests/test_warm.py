@@ -126,3 +126,48 @@ def test_a_bad_request_and_a_threaded_parent_are_refused_with_a_reason():
     assert "fixture-bg" in reply["reason"] and "fork is unsafe" in reply["reason"], reply
     out.close()
     threaded.close()
+
+
+def test_spares_copy_ahead_the_pages_most_learners_wrote():
+    sys.path.insert(0, str(REPO / "frameworks" / "_shared"))
+    from agentdispatch import warm
+
+    page = warm._PAGE
+    learning = warm._Learning()
+    base = 1 << 30
+    reports = [
+        [[base, 4]],  # pages 0-3
+        [[base + page, 4]],  # pages 1-4
+        [[base + 2 * page, 1], [base + 9 * page, 1], ["bogus", 1]],  # pages 2 and 9
+    ]
+    ends = []
+    for report in reports:
+        assert learning.wants_more()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        learning.pending.append(ours)
+        theirs.send(json.dumps(report).encode())
+        ends.append(theirs)
+    assert not learning.wants_more()
+    learning.collect()
+    assert learning.reports == 3 and not learning.pending
+    # Written by at least two of the three: pages 1-3 (0, 4 and 9 by one only).
+    assert learning.ranges == [(base + page, 3)]
+
+
+def test_both_fork_modes_give_the_callers_own_child_and_name_a_holder():
+    for clone, mode in (("1", "clone"), ("0", "double")):
+        parent = Parent({"AGENTDISPATCH_WARM_CLONE": clone})
+        assert parent.ready["fork"] == mode, parent.ready
+        reply, out = parent.fork(f"py-{mode}", "state")
+        assert reply["ok"] is True, reply
+        state = json.loads(result_of(out)["output"])
+        assert state["ppid"] == os.getpid() and state["mainThreadReachable"] is True
+        os.waitpid(reply["pid"], 0)
+        holder = reply.get("holder")
+        if mode == "clone":
+            # It shares the task's memory and ends with it: it is our child now (subreaper).
+            assert isinstance(holder, int), reply
+            os.waitpid(holder, 0)
+        else:
+            assert holder is None, reply  # no holder beside the intermediate's report pipe
+        parent.close()

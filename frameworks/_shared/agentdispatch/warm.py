@@ -53,7 +53,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 # told otherwise. Set only when the user did not set them; forked tasks inherit one BLAS thread.
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Tasks whose written pages are reported back (see _Learning); the union is pre-faulted in spares.
-LEARN_TASKS = 2
+LEARN_TASKS = 3
+# A page is copied in advance when at least this many of the learners wrote it: pages only one
+# task wrote (its own allocations, its own data) are copied for nothing by every other task.
+LEARN_QUORUM = 2
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.getenv.restype = ctypes.c_void_p
 _LIBC.getenv.argtypes = [ctypes.c_char_p]
@@ -295,14 +298,15 @@ class _Learning:
     A forked task pays a copy-on-write fault for every page of the parent it writes (reference
     counts touch thousands: ~1,600 pages and ~12 ms for the LangGraph example here). The first
     LEARN_TASKS tasks report, as they exit, which pages of the parent's writable mappings they hold
-    privately (/proc/self/pagemap "exclusively mapped"); later spares copy those pages in advance
-    with one madvise(MADV_POPULATE_WRITE) per range, before any task is theirs. What the reports
+    privately (/proc/self/pagemap "exclusively mapped"); later spares copy the pages that at
+    least LEARN_QUORUM of them wrote in advance, with one madvise(MADV_POPULATE_WRITE) per
+    range, before any task is theirs. What the reports
     say only chooses pages to copy early: a bogus range costs a failed madvise, nothing more."""
 
     def __init__(self):
         self.pending: list[socket.socket] = []  # learners' channels, open until they report
         self.reports = 0
-        self.hot: set[int] = set()  # page addresses
+        self.seen: dict[int, int] = {}  # page address -> how many learners wrote it
         self.ranges: list[tuple[int, int]] = []
 
     def wants_more(self) -> bool:
@@ -328,8 +332,16 @@ class _Learning:
             self.reports += 1
             for pair in pairs:
                 if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int) for x in pair):
-                    self.hot.update(range(pair[0], pair[0] + pair[1] * _PAGE, _PAGE))
-            self.ranges = _merge(self.hot)
+                    for page in range(pair[0], pair[0] + min(pair[1], 1 << 20) * _PAGE, _PAGE):
+                        self.seen[page] = self.seen.get(page, 0) + 1
+            quorum = min(LEARN_QUORUM, self.reports)
+            hot = [page for page, n in self.seen.items() if n >= quorum]
+            self.ranges = _merge(hot)
+            if self.reports == LEARN_TASKS:
+                sys.stderr.write(
+                    f"warm parent: {len(hot)} pages written by at least {quorum} of the first "
+                    f"{LEARN_TASKS} tasks ({len(self.seen)} by any) are copied ahead in each spare\n"
+                )
 
 
 def _merge(pages) -> list[tuple[int, int]]:
