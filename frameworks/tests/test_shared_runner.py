@@ -247,6 +247,16 @@ def test_main_lingering_thread_does_not_keep_runner_alive(tmp_path):
     assert run.returncode == 0 and run.seconds < 10 and run.events[-1]["output"] == "done", run.describe()
 
 
+def test_main_hanging_atexit_handler_is_cut_at_the_exit_grace(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        import atexit, time
+        def run(r):
+            atexit.register(time.sleep, 60)
+            return "done"
+    """, env={"AGENTDISPATCH_EXIT_GRACE_SECONDS": "0.5"})
+    assert run.returncode == 0 and run.seconds < 10 and run.events[-1]["output"] == "done", run.describe()
+
+
 def test_main_sigterm_logs_and_exits_143(tmp_path):
     script = write_module(tmp_path, "sleepy_runner", f"""
         import sys, time
