@@ -80,7 +80,7 @@ scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
 step "build"
 build_json=$LOGS/build.json
 mkdir -p "$LOGS"
-rm -f "$LOGS"/*.log "$LOGS"/*.status
+rm -f "$LOGS"/*.log "$LOGS"/*.status "$LOGS"/*.cpu
 if ! cargo build --locked --all-targets; then
   echo "test: the build failed; nothing was run" >&2
   exit 1
@@ -118,19 +118,22 @@ if ((${#left_out[@]})); then
   pytest_args+=(frameworks/tests/test_shared_runner.py frameworks/tests/test_warm.py)
 fi
 
-run_suite() { # name, command…: runs it, writes its log and exit status
+run_suite() { # name, command…: runs it, writes its log and exit status, wall and CPU seconds
   local name=$1
   shift
-  local started=$SECONDS
-  "$@" >"$LOGS/$name.log" 2>&1
-  local rc=$?
-  echo "$rc $((SECONDS - started))" >"$LOGS/$name.status"
+  local started=$SECONDS rc cpu
+  # CPU: user + system of the suite and all its descendants, orphans included (scripts/cputime.py).
+  python3 scripts/cputime.py "$LOGS/$name.cpu" "$@" >"$LOGS/$name.log" 2>&1
+  rc=$?
+  cpu=$(awk '{ printf "%.0f", $1 + $2 }' "$LOGS/$name.cpu")
+  echo "$rc $((SECONDS - started)) $cpu" >"$LOGS/$name.status"
   if ((rc == 0)); then echo "  passed  $name ($((SECONDS - started)) s)"; else echo "  FAILED  $name ($((SECONDS - started)) s)"; fi
 }
 
 step "tests (${JOBS:-$(($(nproc) + 1))} suites at once; logs in target/test-logs/)"
 jobs_max=${JOBS:-$(($(nproc) + 1))}
 started_all=$SECONDS
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 # The pytest and client suites start first: they are long and mostly wait on child processes.
 declare -a queue=()
 queue+=("python-frameworks"$'\t'"scripts/test-frameworks.sh ${pytest_args[*]}")
@@ -154,18 +157,24 @@ done
 wait
 
 # --- one summary ------------------------------------------------------------------------------
-step "summary ($((SECONDS - started_all)) s of tests)"
+load_after=$(cut -d' ' -f1 /proc/loadavg)
+total_cpu=0
+for entry in "${queue[@]}"; do
+  read -r _ _ cpu <"$LOGS/${entry%%$'\t'*}.status" 2>/dev/null && total_cpu=$((total_cpu + ${cpu:-0}))
+done
+step "summary ($((SECONDS - started_all)) s of tests, $total_cpu s of CPU; load $load_before before, $load_after after)"
+echo "  (wall and CPU seconds per suite; CPU is user + system of the suite and every process it started)"
 failed=0
 for entry in "${queue[@]}"; do
   name=${entry%%$'\t'*}
-  read -r rc secs <"$LOGS/$name.status" 2>/dev/null || { rc=1 secs='?'; }
+  read -r rc secs cpu <"$LOGS/$name.status" 2>/dev/null || { rc=1 secs='?' cpu='?'; }
   counts=$(grep -E '^test result:|[0-9]+ (passed|failed)|^# (pass|fail|tests) ' "$LOGS/$name.log" 2>/dev/null |
     tail -3 | tr '\n' ' ' | sed -E 's/test result: //; s/; [0-9]+ measured//; s/finished in [0-9.]+s//; s/  +/ /g')
   if [[ $rc == 0 ]]; then
-    printf '  ok      %-24s %4s s  %s\n' "$name" "$secs" "$counts"
+    printf '  ok      %-24s %4s s %4s s CPU  %s\n' "$name" "$secs" "$cpu" "$counts"
   else
     failed=$((failed + 1))
-    printf '  FAILED  %-24s %4s s  %s\n' "$name" "$secs" "$counts"
+    printf '  FAILED  %-24s %4s s %4s s CPU  %s\n' "$name" "$secs" "$cpu" "$counts"
   fi
 done
 if ((${#left_out[@]})); then
