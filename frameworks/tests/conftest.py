@@ -11,16 +11,29 @@ It runs ``frameworks/<name>/runner.py`` the way the worker does (SPEC §6): the 
 ``framework.json`` (``command[0]`` with a "/" resolved against the folder), the folder as working
 directory, the manifest's env, one JSON envelope line on stdin, a new process group.
 A missing ``.venv`` fails the tests with the set-up command to run; it never skips them.
+
+Warm or cold, as the worker starts a task: by default a test's runner is a process forked by the
+framework's warm parent (README "The warm-parent protocol"), one per framework for the whole test
+session, driven here as the worker drives it (this process is a child subreaper, so the task
+processes are its children); so the framework's imports are paid once per framework, not once per
+test. ``cold=True`` starts a fresh interpreter instead: for what only a fresh one shows (an audit
+hook loaded at start-up, what the imports themselves write), and so that every framework has cold
+tests too (``test_runs_offline``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +47,8 @@ sys.path.insert(0, str(SHARED))  # unit tests import the agentdispatch package d
 
 EVENT_TYPES = {"task.progress", "task.log", "task.heartbeat", "task.result"}
 STEPS = {"model_turn", "tool_call", "tool_result", "final_answer"}
-RUN_TIMES: dict[str, list[float]] = {}  # framework → seconds per hello-world run (for the summary)
+RUN_TIMES: dict[tuple[str, str], list[float]] = {}  # (framework, "cold"/"warm") → seconds per run
+PR_SET_CHILD_SUBREAPER = 36
 
 # Loaded through PYTHONPATH: logs every network look-up/connection and process start to the file
 # named by AGENTDISPATCH_AUDIT_LOG, after a first "loaded" line that proves the hook was active.
@@ -71,10 +85,17 @@ def framework_command(name: str) -> list[str]:
     return command
 
 
-def framework_env(name: str, task_dir: Path, extra: dict | None = None) -> dict:
+def base_env(name: str) -> dict:
+    """This process's environment without the worker's variables, plus the manifest's env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTDISPATCH_", "PYTHONPATH"))}
     env.update(manifest(name).get("env", {}))
-    env.update({"AGENTDISPATCH_TASK_ID": "test-task", "AGENTDISPATCH_TASK_DIR": str(task_dir), "PYTHONUNBUFFERED": "1"})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def framework_env(name: str, task_dir: Path, extra: dict | None = None) -> dict:
+    env = base_env(name)
+    env.update({"AGENTDISPATCH_TASK_ID": "test-task", "AGENTDISPATCH_TASK_DIR": str(task_dir)})
     env.update(extra or {})
     return env
 
@@ -108,6 +129,7 @@ class Run:
     stdout: str
     stderr: str
     seconds: float
+    cold: bool = False
     events: list = field(default_factory=list)
 
     def steps(self, step: str | None = None) -> list[tuple[int, dict]]:
@@ -128,18 +150,162 @@ class Run:
         return lines[-1] if lines else ""
 
     def describe(self) -> str:
-        return f"exit {self.returncode}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr[-4000:]}"
+        how = "cold" if self.cold else "forked by the warm parent"
+        return f"{how}, exit {self.returncode}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr[-4000:]}"
+
+
+class WarmTask:
+    """A task process forked by a warm parent, with the parts of ``subprocess.Popen`` the tests
+    use. It is re-parented to this process (a child subreaper), which waits for it."""
+
+    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int):
+        self.pid = pid
+        self.returncode = None
+        self.stdin = os.fdopen(stdin, "w")
+        self.stdout = os.fdopen(stdout)
+        self.stderr = os.fdopen(stderr)
+        self._pidfd = os.pidfd_open(pid)  # readable once the process has ended
+
+    def poll(self):
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.wait()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(f"warm task {self.pid}", timeout)
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            os.close(self._pidfd)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Both pipes to their end, then the exit, as Popen's."""
+        texts: dict[str, str] = {}
+        readers = [threading.Thread(target=lambda k=k, f=f: texts.__setitem__(k, f.read()), daemon=True)
+                   for k, f in (("out", self.stdout), ("err", self.stderr))]
+        for reader in readers:
+            reader.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        left = lambda: None if deadline is None else max(0.0, deadline - time.monotonic())  # noqa: E731
+        for reader in readers:
+            reader.join(left())
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(f"warm task {self.pid}", timeout)
+        self.wait(left())
+        return texts["out"], texts["err"]
+
+
+class WarmParent:
+    """``name``'s runner as a warm parent, driven as the worker drives one (README "The
+    warm-parent protocol"): a SOCK_SEQPACKET socket as AGENTDISPATCH_WARM_FD, a ready message
+    once the framework is imported, then a fork request per task with its stdin, stdout, stderr."""
+
+    def __init__(self, name: str):
+        self.name = name
+        command = framework_command(name)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"warm-parent-{name}-", suffix=".log")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = theirs.fileno()
+        # As the worker does: the task id variable is a placeholder each task writes its id over.
+        self.env = {**base_env(name), "AGENTDISPATCH_WARM_FD": str(fd), "AGENTDISPATCH_TASK_ID": "_" * 128}
+        started = time.monotonic()
+        self.proc = subprocess.Popen(command, cwd=FRAMEWORKS / name, env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(fd,))
+        theirs.close()
+        self.sock = ours
+        self.sock.settimeout(300)  # the framework's imports, on a loaded machine
+        self.ready = self._receive("its ready message")
+        self.start_seconds = time.monotonic() - started
+        if self.ready.get("type") != "ready" or self.ready.get("threads") != 1:
+            self.fail(f"not a ready single-threaded parent: {self.ready}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+    def fail(self, what: str):
+        pytest.fail(f"{self.name} warm parent: {what}\n--- its output ---\n{self.output()}", pytrace=False)
+
+    def _receive(self, what: str) -> dict:
+        try:
+            data = self.sock.recv(65536)
+        except OSError as exc:
+            self.fail(f"no {what}: {exc}")
+        if not data:
+            self.fail(f"closed its socket before {what} (exit {self.proc.poll()})")
+        return json.loads(data)
+
+    def fork(self, env: dict, cwd: Path) -> WarmTask:
+        """A task process with exactly ``env`` as its environment and ``cwd`` as its directory."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        request = {"op": "fork", "taskId": env.get("AGENTDISPATCH_TASK_ID", ""), "env": env,
+                   "unset": sorted(set(self.env) - set(env)), "cwd": str(cwd)}
+        socket.send_fds(self.sock, [json.dumps(request).encode()], [in_r, out_w, err_w])
+        for f in (in_r, out_w, err_w):
+            os.close(f)
+        reply = self._receive("a fork reply")
+        if not reply.get("ok"):
+            for f in (in_w, out_r, err_r):
+                os.close(f)
+            self.fail(f"refused a fork: {reply}")
+        return WarmTask(reply["pid"], in_w, out_r, err_r)
+
+    def close(self) -> int:
+        self.sock.close()  # the end of the channel ends the parent
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self.log.close()
+
+
+WARM_PARENTS: dict[str, WarmParent] = {}
+
+
+def warm_parent(name: str) -> WarmParent:
+    """The test session's warm parent of ``name``, started on first use."""
+    if name not in WARM_PARENTS:
+        WARM_PARENTS[name] = WarmParent(name)
+    return WARM_PARENTS[name]
+
+
+def pytest_configure(config):
+    # Forked task processes are re-parented to the nearest child subreaper: this process, as the
+    # worker is for its tasks (the warm parent's spares check it and refuse to serve otherwise).
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise RuntimeError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for parent in WARM_PARENTS.values():
+        parent.close()
 
 
 def start_framework(name: str, tmp_path: Path, instruction: str = "hello world", *, input: dict | None = None,
-                    env: dict | None = None) -> subprocess.Popen:
+                    env: dict | None = None, cold: bool = False) -> subprocess.Popen | WarmTask:
+    """The runner on one envelope: forked by the framework's warm parent, or with ``cold`` a
+    fresh interpreter; either way in its own session and process group, like the worker's."""
     task_dir = tmp_path / "task"
     task_dir.mkdir(exist_ok=True)
-    proc = subprocess.Popen(
-        framework_command(name), cwd=FRAMEWORKS / name, env=framework_env(name, task_dir, env),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group, like the worker does
-    )
+    task_env = framework_env(name, task_dir, env)
+    if cold:
+        proc = subprocess.Popen(
+            framework_command(name), cwd=FRAMEWORKS / name, env=task_env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,  # its own process group, like the worker does
+        )
+    else:
+        proc = warm_parent(name).fork(task_env, FRAMEWORKS / name)
     proc.stdin.write(envelope(name, instruction, task_dir, input) + "\n")
     proc.stdin.close()
     proc.stdin = None  # so that communicate() does not flush the closed pipe
@@ -147,15 +313,19 @@ def start_framework(name: str, tmp_path: Path, instruction: str = "hello world",
 
 
 def run_framework(name: str, tmp_path: Path, instruction: str = "hello world", *, input: dict | None = None,
-                  env: dict | None = None, timeout: float = 180) -> Run:
+                  env: dict | None = None, timeout: float = 180, cold: bool = False) -> Run:
+    if not cold:
+        warm_parent(name)  # started (and timed) on its own
     started = time.monotonic()
-    proc = start_framework(name, tmp_path, instruction, input=input, env=env)
+    proc = start_framework(name, tmp_path, instruction, input=input, env=env, cold=cold)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     finally:
         kill_group(proc.pid)
-    run = Run(proc.returncode, stdout, stderr, time.monotonic() - started)
+    run = Run(proc.returncode, stdout, stderr, time.monotonic() - started, cold=cold)
     run.events = parse_events(stdout)
+    if run.returncode == 0 and instruction == "hello world":
+        RUN_TIMES.setdefault((name, "cold" if cold else "warm"), []).append(run.seconds)
     return run
 
 
@@ -218,7 +388,6 @@ class FrameworkContract:
     def test_hello_world_streams_steps_then_result(self, tmp_path):
         run = run_framework(self.framework, tmp_path)
         assert run.returncode == 0, run.describe()
-        RUN_TIMES.setdefault(self.framework, []).append(run.seconds)
         results = run.results
         assert len(results) == 1, run.describe()
         result_index, result = results[0]
@@ -271,8 +440,8 @@ class FrameworkContract:
             assert proc.returncode == 143, proc.returncode
             assert "cancelled by SIGTERM" in rest, rest
             assert not [e for e in parse_events(rest) if e["type"] == "task.result"]
-            time.sleep(0.2)
-            assert group_members(proc.pid) == [], "processes left behind"
+            assert eventually(lambda: group_members(proc.pid) == [], 2), \
+                f"processes left behind: {group_members(proc.pid)}"
         finally:
             kill_group(proc.pid)
             if proc.poll() is None:
@@ -280,16 +449,32 @@ class FrameworkContract:
                 proc.wait()
 
     def test_runs_offline(self, tmp_path):
+        # Cold: the hook loads at interpreter start-up, before the framework's imports.
         hook_dir, log = tmp_path / "audit", tmp_path / "audit.log"
         write_module(hook_dir, "sitecustomize", AUDIT_SITECUSTOMIZE)
-        run = run_framework(self.framework, tmp_path, env={"PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log)})
+        run = run_framework(self.framework, tmp_path, env={"PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log)},
+                            cold=True)
         assert run.returncode == 0, run.describe()
+        assert run.results and run.results[-1][1]["output"] == "Shouted: HELLO WORLD", run.describe()
         lines = log.read_text().splitlines()
         assert lines[:1] == ["# audit hook loaded"], lines
         assert lines[1:] == [], "network or process calls:\n" + "\n".join(lines[1:])
 
 
+def eventually(condition, within: float) -> bool:
+    """Whether ``condition()`` holds within ``within`` seconds (checked every 10 ms)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def pytest_terminal_summary(terminalreporter):
     if RUN_TIMES:
-        timings = ", ".join(f"{name} {min(t):.2f}s" for name, t in sorted(RUN_TIMES.items()))
-        terminalreporter.write_line(f"hello-world run time per framework (wall, incl. start-up): {timings}")
+        timings = ", ".join(f"{name} {kind} {min(t):.2f}s" for (name, kind), t in sorted(RUN_TIMES.items()))
+        terminalreporter.write_line(f"hello-world run time (wall; cold: incl. start-up and imports): {timings}")
+    if WARM_PARENTS:
+        starts = ", ".join(f"{name} {p.start_seconds:.2f}s" for name, p in sorted(WARM_PARENTS.items()))
+        terminalreporter.write_line(f"warm parents, start to ready (the imports, once per framework): {starts}")

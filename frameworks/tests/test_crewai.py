@@ -24,7 +24,8 @@ class TestCrewai(FrameworkContract):
     def test_writes_under_the_task_folder_not_home(self, tmp_path):
         home = tmp_path / "home"
         home.mkdir()
-        run = run_framework(self.framework, tmp_path, env={"HOME": str(home)})
+        # Cold: what the imports write counts too (a warm parent imported with its own HOME).
+        run = run_framework(self.framework, tmp_path, env={"HOME": str(home)}, cold=True)
         assert run.returncode == 0, run.describe()
         assert list(home.iterdir()) == [], "crewai wrote into $HOME"
         assert (tmp_path / "task" / "crewai" / "storage").is_dir(), run.describe()

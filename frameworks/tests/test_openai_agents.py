@@ -32,7 +32,7 @@ class TestOpenaiAgents(FrameworkContract):
         write_module(hook_dir, "sitecustomize", AUDIT_SITECUSTOMIZE)
         run = run_framework(self.framework, tmp_path, input={"entrypoint": "plain_agent:agent"}, env={
             "AGENTDISPATCH_APP_DIR": str(app), "PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log),
-            "OPENAI_API_KEY": "sk-test-not-a-key"})
+            "OPENAI_API_KEY": "sk-test-not-a-key"}, cold=True)  # the hook loads at start-up
         assert run.returncode == 0, run.describe()
         assert run.results[0][1]["output"] == "Shouted: HELLO WORLD", run.describe()
         assert log.read_text().splitlines()[1:] == [], log.read_text()
