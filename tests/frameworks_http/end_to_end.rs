@@ -1,5 +1,7 @@
 //! Each framework, cold and warm: the hello-world steps streamed over SSE as they happen, a
-//! cancel and a deadline leaving no process behind, no network or process start.
+//! cancel and a deadline leaving no process behind, no network or process start; warm, also a
+//! conversation per session (sessions.rs) on the same worker and then on a restarted one, so that
+//! a framework's imports are paid by one cold task per test and one warm parent per worker.
 
 use super::*;
 
@@ -14,8 +16,9 @@ pub(crate) struct Also {
 }
 
 /// Everything about one framework, on one worker whose Python children carry the audit hook:
-/// the streamed hello-world run, a cancel during the slow tool, what `also` asks, and then
-/// the audit log.
+/// the streamed hello-world run, a cancel during the slow tool, what `also` asks, warm the
+/// first turns of a conversation, and then the audit log; warm, the conversation then goes on
+/// on a restarted worker (audited too).
 pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
     require_venv(name);
     let warm = match kind {
@@ -39,17 +42,24 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
         AUDIT_SITECUSTOMIZE.trim_start(),
     )
     .unwrap();
+    let session_dir = tempfile::tempdir().unwrap();
+    let start = |log: &Path| {
+        WorkerBuilder::new()
+            .env(
+                "AGENTDISPATCH_FRAMEWORKS_DIR",
+                frameworks_dir().to_str().unwrap(),
+            )
+            .env(
+                "AGENTDISPATCH_SESSION_DIR",
+                session_dir.path().to_str().unwrap(),
+            )
+            .env("PYTHONPATH", audit.path().to_str().unwrap())
+            .env("AGENTDISPATCH_AUDIT_LOG", log.to_str().unwrap())
+            .env("AGENTDISPATCH_WARM", warm)
+            .start()
+    };
     let log = audit.path().join("audit.log");
-    let w = WorkerBuilder::new()
-        .env(
-            "AGENTDISPATCH_FRAMEWORKS_DIR",
-            frameworks_dir().to_str().unwrap(),
-        )
-        .env("PYTHONPATH", audit.path().to_str().unwrap())
-        .env("AGENTDISPATCH_AUDIT_LOG", log.to_str().unwrap())
-        .env("AGENTDISPATCH_WARM", warm)
-        .start()
-        .await;
+    let w = start(&log).await;
     if kind == Kind::Warm {
         w.warm_ready(name, 1).await;
     }
@@ -186,12 +196,36 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
         );
     }
 
-    // 5. Offline: the hook ran in every interpreter (warm: the parent, whose forks inherit it)
+    // 5. Warm: a conversation per session, on this worker (sessions.rs).
+    if kind == Kind::Warm {
+        sessions::conversation_before_restart(&w, name).await;
+    }
+
+    // 6. Offline: the hook ran in every interpreter (warm: the parent, whose forks inherit it)
     // and saw no network or process start.
     if kind == Kind::Warm {
         pythons = 1;
     }
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_offline(name, &log, pythons);
+    assert_still_serving(&w).await;
+    if kind == Kind::Cold {
+        return;
+    }
+
+    // 7. Warm: the conversation goes on on a new worker with the same session folder.
+    drop(w);
+    let log = audit.path().join("audit-after-restart.log");
+    let w = start(&log).await;
+    w.warm_ready(name, 1).await;
+    sessions::conversation_after_restart(&w, name, session_dir.path()).await;
+    assert_offline(name, &log, 1);
+}
+
+/// The audit log shows the hook loaded in at least `pythons` interpreters and no network or
+/// process call.
+#[track_caller]
+fn assert_offline(name: &str, log: &Path, pythons: usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     let loaded = text
         .lines()
         .filter(|l| l.starts_with("# audit hook loaded"))
@@ -206,7 +240,6 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
         "{name}: network or process calls during the runs:\n{}",
         calls.join("\n")
     );
-    assert_still_serving(&w).await;
 }
 
 #[tokio::test]
@@ -215,7 +248,8 @@ async fn langchain_cold_streams_steps_cancels_cleanly_and_stays_offline() {
 }
 
 #[tokio::test]
-async fn langchain_warm_streams_steps_cancels_cleanly_and_stays_offline() {
+async fn langchain_warm_streams_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
+) {
     framework_end_to_end("langchain", Kind::Warm, Also::default()).await;
 }
 
@@ -233,7 +267,8 @@ async fn langgraph_cold_streams_steps_cancels_cleanly_times_out_and_stays_offlin
 }
 
 #[tokio::test]
-async fn langgraph_warm_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
+async fn langgraph_warm_streams_steps_cancels_cleanly_times_out_stays_offline_and_keeps_a_conversation_per_session(
+) {
     framework_end_to_end(
         "langgraph",
         Kind::Warm,
@@ -251,7 +286,8 @@ async fn crewai_cold_streams_steps_cancels_cleanly_and_stays_offline() {
 }
 
 #[tokio::test]
-async fn crewai_warm_streams_steps_cancels_cleanly_and_stays_offline() {
+async fn crewai_warm_streams_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
+) {
     framework_end_to_end("crewai", Kind::Warm, Also::default()).await;
 }
 
@@ -269,7 +305,8 @@ async fn strands_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_offl
 }
 
 #[tokio::test]
-async fn strands_warm_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+async fn strands_warm_streams_steps_cancels_cleanly_also_over_sse_stays_offline_and_keeps_a_conversation_per_session(
+) {
     framework_end_to_end(
         "strands",
         Kind::Warm,
@@ -287,7 +324,8 @@ async fn openai_agents_cold_streams_steps_cancels_cleanly_and_stays_offline() {
 }
 
 #[tokio::test]
-async fn openai_agents_warm_streams_steps_cancels_cleanly_and_stays_offline() {
+async fn openai_agents_warm_streams_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
+) {
     framework_end_to_end("openai-agents", Kind::Warm, Also::default()).await;
 }
 
@@ -305,7 +343,8 @@ async fn pydantic_ai_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_
 }
 
 #[tokio::test]
-async fn pydantic_ai_warm_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+async fn pydantic_ai_warm_streams_steps_cancels_cleanly_also_over_sse_stays_offline_and_keeps_a_conversation_per_session(
+) {
     framework_end_to_end(
         "pydantic-ai",
         Kind::Warm,

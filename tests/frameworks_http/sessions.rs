@@ -1,4 +1,5 @@
-//! A conversation per session (`contextId`), for each framework that keeps one.
+//! A conversation per session (`contextId`), for each framework that keeps one: run by each
+//! framework's warm end-to-end test (end_to_end.rs), on its worker and then on a restarted one.
 
 use super::*;
 
@@ -15,56 +16,57 @@ pub(crate) fn session_file(name: &str, key: &str) -> PathBuf {
     })
 }
 
-/// A conversation with `name`'s example agent through the real binary (warm): turn 2 sees turn
-/// 1, another session sees nothing, the session holds across a worker restart, two concurrent
-/// turns run one after the other in order, and a corrupt session file fails naming the file.
-pub(crate) async fn conversation(name: &str) {
-    require_venv(name);
-    let sessions = tempfile::tempdir().unwrap();
-    let start = || {
-        WorkerBuilder::new()
-            .env(
-                "AGENTDISPATCH_FRAMEWORKS_DIR",
-                frameworks_dir().to_str().unwrap(),
-            )
-            .env(
-                "AGENTDISPATCH_SESSION_DIR",
-                sessions.path().to_str().unwrap(),
-            )
-            .env("AGENTDISPATCH_WARM", name)
-            .start()
-    };
-    let say = |session: &str, id: String| {
-        json!({"taskId": id, "framework": name, "sessionId": session,
-               "input": {"instruction": "hello world"}})
-    };
-    let answer = |earlier: usize| match earlier {
+/// What `name`'s example agent answers in a session with `earlier` turns before this one.
+fn answer(earlier: usize) -> String {
+    match earlier {
         0 => ANSWER.to_string(),
         n => format!("{ANSWER} (earlier turns: {n})"),
-    };
-    let a = format!("conv-{name}-{}", std::process::id());
-    {
-        let w = start().await;
-        w.warm_ready(name, 1).await;
-        for earlier in 0..2 {
-            let r = w.run(say(&a, unique_id(&format!("{name}-turn")))).await;
-            assert_eq!(
-                r["output"],
-                answer(earlier),
-                "{name} turn {}: {r:#}",
-                earlier + 1
-            );
-        }
-        let r = w
-            .run(say("someone-else", unique_id(&format!("{name}-other"))))
-            .await;
-        assert_eq!(r["output"], ANSWER, "{name}: another session: {r:#}");
     }
-    // A new worker (the microVM resumed): the conversation is on disk.
-    let w = start().await;
-    w.warm_ready(name, 1).await;
+}
+
+fn say(name: &str, session: &str, id: String) -> Value {
+    json!({"taskId": id, "framework": name, "sessionId": session,
+           "input": {"instruction": "hello world"}})
+}
+
+/// The session of a conversation that [`conversation_before_restart`] begins and
+/// [`conversation_after_restart`] goes on with.
+pub(crate) fn conversation_id(name: &str) -> String {
+    format!("conv-{name}-{}", std::process::id())
+}
+
+/// A conversation with `name`'s example agent through the real binary, on a worker with a
+/// session folder: turn 2 sees turn 1, another session sees nothing.
+pub(crate) async fn conversation_before_restart(w: &Worker, name: &str) {
+    let a = conversation_id(name);
+    for earlier in 0..2 {
+        let r = w
+            .run(say(name, &a, unique_id(&format!("{name}-turn"))))
+            .await;
+        assert_eq!(
+            r["output"],
+            answer(earlier),
+            "{name} turn {}: {r:#}",
+            earlier + 1
+        );
+    }
     let r = w
-        .run(say(&a, unique_id(&format!("{name}-after-restart"))))
+        .run(say(
+            name,
+            "someone-else",
+            unique_id(&format!("{name}-other")),
+        ))
+        .await;
+    assert_eq!(r["output"], ANSWER, "{name}: another session: {r:#}");
+}
+
+/// The same conversation on a new worker with the same session folder (the microVM resumed):
+/// the conversation is on disk, two concurrent turns run one after the other in order, and a
+/// corrupt session file fails naming the file.
+pub(crate) async fn conversation_after_restart(w: &Worker, name: &str, sessions: &Path) {
+    let a = conversation_id(name);
+    let r = w
+        .run(say(name, &a, unique_id(&format!("{name}-after-restart"))))
         .await;
     assert_eq!(r["output"], answer(2), "{name} after a restart: {r:#}");
     // Two at once in one session: one after the other, in the order they came.
@@ -73,7 +75,7 @@ pub(crate) async fn conversation(name: &str) {
         unique_id(&format!("{name}-c2")),
     ];
     for id in &ids {
-        let mut body = say(&a, id.clone());
+        let mut body = say(name, &a, id.clone());
         body["async"] = json!(true);
         assert_eq!(w.run(body).await["status"], "running");
     }
@@ -88,14 +90,11 @@ pub(crate) async fn conversation(name: &str) {
     }
     // A corrupt session file: a clear error naming it, and the worker serves on.
     let broken = format!("broken-{name}");
-    let file = sessions
-        .path()
-        .join(&broken)
-        .join(session_file(name, &broken));
+    let file = sessions.join(&broken).join(session_file(name, &broken));
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, "this is not what the framework wrote").unwrap();
     let r = w
-        .run(say(&broken, unique_id(&format!("{name}-broken"))))
+        .run(say(name, &broken, unique_id(&format!("{name}-broken"))))
         .await;
     assert_eq!(r["ok"], false, "{name}: {r:#}");
     let error = r["error"].as_str().unwrap();
@@ -103,35 +102,5 @@ pub(crate) async fn conversation(name: &str) {
         error.contains(&broken) && error.contains("session"),
         "{name}: the error does not name the session file: {error}"
     );
-    assert_still_serving(&w).await;
-}
-
-#[tokio::test]
-async fn langgraph_keeps_a_conversation_per_session() {
-    conversation("langgraph").await;
-}
-
-#[tokio::test]
-async fn langchain_keeps_a_conversation_per_session() {
-    conversation("langchain").await;
-}
-
-#[tokio::test]
-async fn strands_keeps_a_conversation_per_session() {
-    conversation("strands").await;
-}
-
-#[tokio::test]
-async fn openai_agents_keeps_a_conversation_per_session() {
-    conversation("openai-agents").await;
-}
-
-#[tokio::test]
-async fn pydantic_ai_keeps_a_conversation_per_session() {
-    conversation("pydantic-ai").await;
-}
-
-#[tokio::test]
-async fn crewai_keeps_a_conversation_per_session() {
-    conversation("crewai").await;
+    assert_still_serving(w).await;
 }
