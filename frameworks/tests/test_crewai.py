@@ -24,7 +24,8 @@ class TestCrewai(FrameworkContract):
     def test_writes_under_the_task_folder_not_home(self, tmp_path):
         home = tmp_path / "home"
         home.mkdir()
-        # Cold: what the imports write counts too (a warm parent imported with its own HOME).
+        # Cold: crewai makes its storage folder as it is imported (from CREWAI_STORAGE_DIR, which
+        # the runner sets first), and a warm parent has imported it before any task.
         run = run_framework(self.framework, tmp_path, env={"HOME": str(home)}, cold=True)
         assert run.returncode == 0, run.describe()
         assert list(home.iterdir()) == [], "crewai wrote into $HOME"
