@@ -11,9 +11,13 @@ use serde_json::{json, Value};
 const CAP: usize = 256 * 1024;
 /// The answer's own fields, artifacts and JSON escaping, beyond the cap.
 const ENVELOPE: usize = 64 * 1024;
-const LINES: u64 = 40_000;
+/// Enough for output and events each to pass the cap three times over, and for ~10 pages of
+/// `afterSeq` paging. More proves nothing more here: paging a task from its folder reads the
+/// log from its start for every page (`events::read_log`), so its cost grows with the square of
+/// the lines (40,000 took ~10 s of a debug worker's CPU).
+const LINES: u64 = 8_000;
 
-/// 40,000 stdout lines of ~100 bytes (4 MB): output and events each alone pass the cap.
+/// `LINES` stdout lines of ~100 bytes (800 KB): output and events each alone pass the cap.
 fn flood(id: &str) -> Value {
     let cmd = format!(
         "python3 -c \"import sys\nfor i in range({LINES}): sys.stdout.write('%08d ' % i + 'y' * 90 + '\\n')\""
