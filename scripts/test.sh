@@ -89,11 +89,14 @@ cargo test --locked --no-run --message-format=json >"$build_json" 2>"$LOGS/build
   { cat "$LOGS/build.err" >&2; die "building the test binaries failed"; }
 
 # --- the suites -------------------------------------------------------------------------------
-# name<TAB>command, longest first so that they finish together.
-suites=$(python3 - "$build_json" <<'EOF'
-import json, sys
-binaries = []
-for line in open(sys.argv[1]):
+# name<TAB>command: each Rust test binary, the doc tests, the pytest suite one file per framework
+# (each file runs through its own warm parent, so they run side by side) and one for the shared
+# helper's files, each A2A client suite on its own.
+suites=$(python3 - "$build_json" "${SIX[*]}" "${chosen[*]}" <<'EOF'
+import glob, json, sys
+build_json, six, chosen = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+suites = {}
+for line in open(build_json):
     try:
         m = json.loads(line)
     except ValueError:
@@ -101,22 +104,33 @@ for line in open(sys.argv[1]):
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         kind = m["target"]["kind"][0]
         name = m["target"]["name"] if kind == "test" else f"unit-{kind}"
-        binaries.append((name, m["executable"]))
-slow = ["frameworks_http", "hostile", "faults", "supervision", "warm", "packaging", "long_running", "sessions"]
-binaries.sort(key=lambda b: slow.index(b[0]) if b[0] in slow else len(slow))
-for name, exe in binaries:
-    print(f"rust-{name}\t{exe}")
+        suites[f"rust-{name}"] = m["executable"]
+suites["rust-doc"] = "cargo test --locked --doc"
+framework_files = {f"frameworks/tests/test_{n.replace('-', '_')}.py": n for n in six}
+shared = []
+for path in sorted(glob.glob("frameworks/tests/test_*.py")):
+    if path not in framework_files:
+        shared.append(path)
+    elif framework_files[path] in chosen:
+        suites[f"python-{framework_files[path]}"] = f"scripts/test-frameworks.sh -q {path}"
+suites["python-shared"] = "scripts/test-frameworks.sh -q " + " ".join(shared)
+for client in ("py-v1", "py-v03", "js"):
+    suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
+# Longest first (wall on a loaded 2-core machine, from the summary), so that the last to start
+# are short and the suites end together; the others follow in any order.
+longest = ["rust-frameworks_http", "python-crewai", "rust-caps", "rust-faults", "rust-hostile",
+           "clients-py-v1", "clients-py-v03", "python-openai-agents", "rust-connections",
+           "rust-packaging", "rust-supervision", "rust-readme", "clients-js", "rust-sessions",
+           "rust-reference", "rust-children", "rust-warm"]
+order = [n for n in longest if n in suites] + [n for n in suites if n not in longest]
+for name in order:
+    print(f"{name}\t{suites[name]}")
 EOF
 )
 skip_args=()
 for name in "${left_out[@]}"; do
   skip_args+=(--skip "${name//-/_}_")
 done
-pytest_args=(-q)
-if ((${#left_out[@]})); then
-  for name in "${chosen[@]}"; do pytest_args+=("frameworks/tests/test_${name//-/_}.py"); done
-  pytest_args+=(frameworks/tests/test_shared_runner.py frameworks/tests/test_warm.py)
-fi
 
 run_suite() { # name, command…: runs it, writes its log and exit status, wall and CPU seconds
   local name=$1
@@ -134,14 +148,10 @@ step "tests (${JOBS:-$(($(nproc) + 1))} suites at once; logs in target/test-logs
 jobs_max=${JOBS:-$(($(nproc) + 1))}
 started_all=$SECONDS
 load_before=$(cut -d' ' -f1 /proc/loadavg)
-# The pytest and client suites start first: they are long and mostly wait on child processes.
 declare -a queue=()
-queue+=("python-frameworks"$'\t'"scripts/test-frameworks.sh ${pytest_args[*]}")
-queue+=("clients-a2a"$'\t'"scripts/test-clients.sh")
 while IFS= read -r line; do
   [[ -n $line ]] && queue+=("$line")
 done <<<"$suites"
-queue+=("rust-doc"$'\t'"cargo test --locked --doc")
 for entry in "${queue[@]}"; do
   name=${entry%%$'\t'*}
   command=${entry#*$'\t'}
