@@ -450,15 +450,21 @@ class FrameworkContract:
 
     def test_runs_offline(self, tmp_path):
         # Cold: the hook loads at interpreter start-up, before the framework's imports.
-        hook_dir, log = tmp_path / "audit", tmp_path / "audit.log"
+        hook_dir, log, home = tmp_path / "audit", tmp_path / "audit.log", tmp_path / "home"
         write_module(hook_dir, "sitecustomize", AUDIT_SITECUSTOMIZE)
-        run = run_framework(self.framework, tmp_path, env={"PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log)},
-                            cold=True)
+        home.mkdir()
+        run = run_framework(self.framework, tmp_path, cold=True, env={
+            "PYTHONPATH": str(hook_dir), "AGENTDISPATCH_AUDIT_LOG": str(log), "HOME": str(home)})
         assert run.returncode == 0, run.describe()
         assert run.results and run.results[-1][1]["output"] == "Shouted: HELLO WORLD", run.describe()
         lines = log.read_text().splitlines()
         assert lines[:1] == ["# audit hook loaded"], lines
         assert lines[1:] == [], "network or process calls:\n" + "\n".join(lines[1:])
+        self.check_cold_run(run, tmp_path, home)
+
+    def check_cold_run(self, run: Run, tmp_path: Path, home: Path) -> None:
+        """A framework's own checks of its cold run (test_runs_offline's, with ``home`` as $HOME):
+        what only a fresh interpreter shows, checked on the one such run rather than another."""
 
 
 def eventually(condition, within: float) -> bool:
