@@ -118,10 +118,11 @@ for client in ("py-v1", "py-v03", "js"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
 # Longest first (wall on a loaded 2-core machine, from the summary), so that the last to start
 # are short and the suites end together; the others follow in any order.
-longest = ["rust-frameworks_http", "python-crewai", "rust-caps", "rust-faults", "rust-hostile",
-           "clients-py-v1", "clients-py-v03", "python-openai-agents", "rust-connections",
-           "rust-packaging", "rust-supervision", "rust-readme", "clients-js", "rust-sessions",
-           "rust-reference", "rust-children", "rust-warm"]
+longest = ["rust-frameworks_http", "python-crewai", "clients-py-v1", "clients-py-v03",
+           "rust-hostile", "python-openai-agents", "rust-faults", "rust-connections", "rust-readme",
+           "rust-packaging", "rust-supervision", "clients-js", "python-langchain",
+           "python-langgraph", "rust-caps", "rust-sessions", "rust-children", "rust-warm",
+           "python-pydantic-ai", "python-strands", "python-shared"]
 order = [n for n in longest if n in suites] + [n for n in suites if n not in longest]
 for name in order:
     print(f"{name}\t{suites[name]}")
@@ -157,8 +158,10 @@ for entry in "${queue[@]}"; do
   command=${entry#*$'\t'}
   while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n; done
   if [[ $name == rust-frameworks_http ]]; then
+    # The longest suite, and its tests mostly wait on their Python children: 4 at once rather
+    # than one per core, so that it keeps its share of the cores while the other suites run.
     # shellcheck disable=SC2086 # the command is a path plus words
-    run_suite "$name" $command "${skip_args[@]}" &
+    run_suite "$name" $command --test-threads=4 "${skip_args[@]}" &
   else
     # shellcheck disable=SC2086
     run_suite "$name" $command &
