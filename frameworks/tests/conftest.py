@@ -158,8 +158,9 @@ class WarmTask:
     """A task process forked by a warm parent, with the parts of ``subprocess.Popen`` the tests
     use. It is re-parented to this process (a child subreaper), which waits for it."""
 
-    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int):
+    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int, holder: int | None = None):
         self.pid = pid
+        self.holder = holder  # shares the task's memory and exits right after it (README)
         self.returncode = None
         self.stdin = os.fdopen(stdin, "w")
         self.stdout = os.fdopen(stdout)
@@ -178,7 +179,25 @@ class WarmTask:
             _, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
             os.close(self._pidfd)
+            self._reap_holder()
         return self.returncode
+
+    def _reap_holder(self) -> None:
+        """The memory holder, orphaned by the task's exit, is re-parented here: wait for it."""
+        if self.holder is None:
+            return
+        try:
+            pidfd = os.pidfd_open(self.holder)
+        except ProcessLookupError:
+            return
+        try:
+            if not select.select([pidfd], [], [], 10)[0]:
+                raise AssertionError(f"the memory holder {self.holder} outlived its task by 10 s")
+            os.waitpid(self.holder, 0)
+        except ChildProcessError:
+            pass  # not ours (already reaped, or never re-parented here)
+        finally:
+            os.close(pidfd)
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
@@ -258,7 +277,7 @@ class WarmParent:
             for f in (in_w, out_r, err_r):
                 os.close(f)
             self.fail(f"refused a fork: {reply}")
-        return WarmTask(reply["pid"], in_w, out_r, err_r)
+        return WarmTask(reply["pid"], in_w, out_r, err_r, reply.get("holder"))
 
     def close(self) -> int:
         self.sock.close()  # the end of the channel ends the parent
