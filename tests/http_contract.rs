@@ -231,11 +231,19 @@ async fn session_and_request_ids_reach_logs_events_and_the_child() {
     assert!(out.contains("AGENTDISPATCH_TASK_DIR="));
     assert_eq!(r["events"][0]["payload"]["sessionId"], "sess-42");
     let task_id = r["taskId"].as_str().unwrap().to_string();
+    // Logged before the answer, but read from the worker's stdout by another thread of this test:
+    // it may land just after the answer does.
+    let finished = |l: &Value| l["message"] == "task finished" && l["taskId"] == task_id.as_str();
+    assert!(
+        eventually(Duration::from_secs(5), || w
+            .log_lines()
+            .iter()
+            .any(finished))
+        .await,
+        "task end logged"
+    );
     let logs = w.log_lines();
-    let end = logs
-        .iter()
-        .find(|l| l["message"] == "task finished" && l["taskId"] == task_id.as_str())
-        .expect("task end logged");
+    let end = logs.iter().find(|l| finished(l)).unwrap();
     assert_eq!(end["sessionId"], "sess-42");
     assert_eq!(end["requestId"], "req-7");
     for key in ["timestamp", "level", "target"] {
