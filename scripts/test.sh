@@ -118,10 +118,10 @@ for client in ("py-v1", "py-v03", "js"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
 # Longest first (wall on a loaded 2-core machine, from the summary), so that the last to start
 # are short and the suites end together; the others follow in any order.
-longest = ["rust-frameworks_http", "python-crewai", "clients-py-v1", "clients-py-v03",
-           "rust-hostile", "python-openai-agents", "rust-faults", "rust-connections", "rust-readme",
-           "rust-packaging", "rust-supervision", "clients-js", "python-langchain",
-           "python-langgraph", "rust-caps", "rust-sessions", "rust-children", "rust-warm",
+longest = ["rust-frameworks_http", "python-crewai", "python-openai-agents", "rust-hostile",
+           "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
+           "rust-supervision", "rust-packaging", "rust-readme", "clients-js", "python-langchain",
+           "python-langgraph", "rust-children", "rust-sessions", "rust-caps",
            "python-pydantic-ai", "python-strands", "python-shared"]
 order = [n for n in longest if n in suites] + [n for n in suites if n not in longest]
 for name in order:

@@ -100,14 +100,16 @@ async fn a_child_that_closes_stdout_and_hangs_on_is_stopped_at_its_deadline() {
     assert!(task_processes("mute").is_empty());
 }
 
-/// Seconds the flood lasts: 5 here (a longer one proves nothing more in a test run); the soak
-/// and `AGENTDISPATCH_FLOOD_SECONDS=60 cargo test --test faults flood` run the minute.
+/// Seconds the flood lasts: 2 here, ~200,000 lines (a longer one proves nothing more in a test
+/// run: every line is still counted on disk and the pings still paced every 100 ms; each second
+/// costs ~1.5 s of a debug worker's and the child's CPU); the soak and
+/// `AGENTDISPATCH_FLOOD_SECONDS=60 cargo test --test faults flood` run the minute.
 fn flood_seconds() -> u64 {
     std::env::var("AGENTDISPATCH_FLOOD_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|s| *s > 0)
-        .unwrap_or(5)
+        .unwrap_or(2)
 }
 
 #[tokio::test]
