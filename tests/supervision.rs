@@ -341,7 +341,7 @@ async fn cold_and_warm_a_term_ignoring_shell_and_its_sleeps_are_killed_at_the_de
             kind,
             &id,
             "trap '' TERM; sleep 100 & sleep 100 & echo started; while true; do sleep 1; done",
-            Some(1),
+            Some(3),
         )
         .await;
         assert_eq!(r["status"], "timed_out", "{kind:?}: {r:#}");

@@ -32,6 +32,31 @@ def private_home(runner):
     os.environ.setdefault("CREWAI_STORAGE_DIR", os.path.join(base, "storage"))
     os.environ["HOME"] = os.path.join(base, "home")
     os.makedirs(os.environ["HOME"], exist_ok=True)
+    repoint_storage()
+
+
+# CrewAI modules that compute a storage path once, at import, from $HOME and CREWAI_STORAGE_DIR.
+# Forked from a warm parent, a task finds them computed for the parent's environment: a RAG
+# store there would be shared by every task and live outside the task folder. (module, subfolder)
+IMPORT_TIME_PATHS = (
+    ("crewai.rag.chromadb.constants", ""),
+    ("crewai.rag.chromadb.config", ""),
+    ("crewai.rag.qdrant.constants", "qdrant"),
+    ("crewai.rag.qdrant.config", "qdrant"),
+)
+
+
+def repoint_storage():
+    """Recompute the import-time storage paths of the CrewAI modules already loaded."""
+    loaded = [(sys.modules.get(name), sub) for name, sub in IMPORT_TIME_PATHS]
+    loaded = [(m, sub) for m, sub in loaded if m is not None and hasattr(m, "DEFAULT_STORAGE_PATH")]
+    if not loaded:
+        return
+    from crewai_core.paths import db_storage_path
+
+    base = db_storage_path()
+    for module, sub in loaded:
+        module.DEFAULT_STORAGE_PATH = os.path.join(base, sub) if sub else base
 
 
 def watch(runner, bus):

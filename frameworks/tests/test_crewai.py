@@ -1,5 +1,6 @@
 """Runner contract tests for frameworks/crewai (shared tests in conftest.py), plus CrewAI specifics."""
 
+import json
 import signal
 import time
 
@@ -27,6 +28,26 @@ class TestCrewai(FrameworkContract):
         # imported it before any task.
         assert list(home.iterdir()) == [], "crewai wrote into $HOME"
         assert (tmp_path / "task" / "crewai" / "storage").is_dir(), run.describe()
+
+    def test_import_time_storage_paths_are_the_tasks_own(self, tmp_path):
+        # CrewAI computes its RAG stores' paths once, at import: forked from a warm parent, a task
+        # would find the parent's $HOME in them (one store for every task, outside its folder).
+        app = tmp_path / "app"
+        write_module(app, "storage_probe", """
+            import json, os, sys
+            from example_agent import agent
+
+            names = ("crewai.rag.chromadb.constants", "crewai.rag.chromadb.config")
+            paths = {n: getattr(sys.modules.get(n), "DEFAULT_STORAGE_PATH", None) for n in names}
+            with open(os.path.join(os.environ["AGENTDISPATCH_TASK_DIR"], "paths.json"), "w") as f:
+                json.dump(paths, f)
+        """)
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "storage_probe:agent"},
+                            env={"AGENTDISPATCH_APP_DIR": str(app)})
+        assert run.returncode == 0, run.describe()
+        paths = json.loads((tmp_path / "task" / "paths.json").read_text())
+        for name, path in paths.items():
+            assert path and path.startswith(str(tmp_path / "task" / "crewai")), (name, paths)
 
     def test_killed_run_never_reports_success(self, tmp_path):
         # CrewAI's telemetry installs SIGTERM handlers that raise SystemExit(0) once the tool
