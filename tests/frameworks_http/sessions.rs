@@ -1,5 +1,5 @@
 //! A conversation per session (`contextId`), for each framework that keeps one: run by each
-//! framework's warm end-to-end test (end_to_end.rs), on its worker and then on a restarted one.
+//! framework's warm end-to-end test (end_to_end.rs), on its worker: every turn a fresh process.
 
 use super::*;
 
@@ -60,9 +60,9 @@ pub(crate) async fn conversation_before_restart(w: &Worker, name: &str) {
     assert_eq!(r["output"], ANSWER, "{name}: another session: {r:#}");
 }
 
-/// The same conversation on a new worker with the same session folder (the microVM resumed):
-/// the conversation is on disk, two concurrent turns run one after the other in order, and a
-/// corrupt session file fails naming the file.
+/// The same conversation goes on (in a new process, as every turn): the conversation is on
+/// disk, two concurrent turns run one after the other in order, and a corrupt session file
+/// fails naming the file.
 pub(crate) async fn conversation_after_restart(w: &Worker, name: &str, sessions: &Path) {
     let a = conversation_id(name);
     let r = w
