@@ -21,12 +21,15 @@
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
+//! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
+//!   a task's cgroup killed whole and removed, earlier workers' trees cleaned at start-up.
 //! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
 //! - [`cli`]: the `run` and `frameworks` subcommands.
 
 pub mod artifacts;
+pub mod cgroup;
 pub mod cli;
 pub mod command;
 pub mod config;
