@@ -92,6 +92,8 @@ pub struct Worker {
     retained: Mutex<Retained>,
     /// This worker's tree of task cgroups, where cgroup v2 is writable.
     pub cgroups: Option<cgroup::TaskCgroups>,
+    /// Hands the memory of tasks that left memory back to the system.
+    trimmer: crate::memory::Trimmer,
 }
 
 #[derive(Default)]
@@ -154,20 +156,25 @@ impl Worker {
         let shutdown = CancellationToken::new();
         let cgroups = start_cgroups(cfg.task_cgroups);
         let warm = warm::Pool::new(&cfg, &frameworks, shutdown.child_token());
-        Arc::new(Worker {
-            cfg: Arc::new(cfg),
-            frameworks: Arc::new(frameworks),
-            tasks: Mutex::new(HashMap::new()),
-            busy: Mutex::new(Busy {
-                running: 0,
-                since: unix_now(),
-            }),
-            shutdown,
-            tracker: TaskTracker::new(),
-            warm,
-            sessions: Arc::default(),
-            retained: Mutex::default(),
-            cgroups,
+        Arc::new_cyclic(|me: &std::sync::Weak<Worker>| {
+            let me = me.clone();
+            let trimmer = crate::memory::Trimmer::start(move || me.upgrade().map(|w| w.ping()));
+            Worker {
+                cfg: Arc::new(cfg),
+                frameworks: Arc::new(frameworks),
+                tasks: Mutex::new(HashMap::new()),
+                busy: Mutex::new(Busy {
+                    running: 0,
+                    since: unix_now(),
+                }),
+                shutdown,
+                tracker: TaskTracker::new(),
+                warm,
+                sessions: Arc::default(),
+                retained: Mutex::default(),
+                cgroups,
+                trimmer,
+            }
         })
     }
 
@@ -329,6 +336,8 @@ impl Worker {
                         r.bytes -= size;
                     }
                 }
+                drop(r);
+                w.trimmer.freed();
             }
         });
     }
@@ -355,6 +364,8 @@ impl Worker {
                     tasks.remove(&old);
                 }
             }
+            drop(tasks);
+            self.trimmer.freed();
         }
     }
 
