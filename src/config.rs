@@ -94,6 +94,8 @@ pub struct Config {
     pub session_dir: PathBuf,
     /// What of the worker's environment a child sees (`AGENTDISPATCH_CHILD_ENV`).
     pub child_env: ChildEnv,
+    /// Whether each task gets a cgroup of its own (`AGENTDISPATCH_TASK_CGROUPS`).
+    pub task_cgroups: crate::cgroup::Mode,
 }
 
 /// `AGENTDISPATCH_CHILD_ENV`: what of the worker's environment a child inherits.
@@ -348,6 +350,17 @@ impl Config {
             session_dir: PathBuf::from(
                 get("AGENTDISPATCH_SESSION_DIR").unwrap_or("/tmp/agentdispatch-sessions"),
             ),
+            task_cgroups: match get("AGENTDISPATCH_TASK_CGROUPS") {
+                None => crate::cgroup::Mode::Auto,
+                Some(v) if v.eq_ignore_ascii_case("auto") => crate::cgroup::Mode::Auto,
+                Some(v) if v.eq_ignore_ascii_case("off") => crate::cgroup::Mode::Off,
+                Some(v) => {
+                    return Err(ConfigError::new(
+                        "AGENTDISPATCH_TASK_CGROUPS",
+                        format!("{v:?} is neither \"auto\" nor \"off\""),
+                    ))
+                }
+            },
         })
     }
 }
@@ -378,6 +391,9 @@ mod tests {
         assert_eq!(c.max_concurrent_tasks, 8);
         assert_eq!(c.default_timeout, Duration::from_secs(900));
         assert!(c.command_allowlist.is_empty());
+        assert_eq!(c.task_cgroups, crate::cgroup::Mode::Auto);
+        let off = cfg(&[("AGENTDISPATCH_TASK_CGROUPS", "OFF")]).unwrap();
+        assert_eq!(off.task_cgroups, crate::cgroup::Mode::Off);
     }
 
     #[test]
@@ -401,6 +417,7 @@ mod tests {
             ("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "0"),
             ("AGENTDISPATCH_HOST", "nowhere"),
             ("AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS", "soon"),
+            ("AGENTDISPATCH_TASK_CGROUPS", "on"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -21,18 +21,23 @@
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
+//! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
+//!   a task's cgroup killed whole and removed, earlier workers' trees cleaned at start-up.
+//! - [`memory`]: freed memory handed back to the system after tasks leave memory.
 //! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
 //! - [`cli`]: the `run` and `frameworks` subcommands.
 
 pub mod artifacts;
+pub mod cgroup;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod events;
 pub mod frameworks;
 pub mod http;
+pub mod memory;
 pub mod protocol;
 pub mod reaper;
 pub mod sessions;

@@ -191,7 +191,9 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
     let mut cfg = cfg;
     cfg.warm = agentdispatch_worker::config::WarmPolicy::None;
     let worker = Worker::new(cfg, reg);
-    let result = cli::run(worker, payload, args.json).await?;
+    let result = cli::run(worker.clone(), payload, args.json).await;
+    worker.release_cgroups();
+    let result = result?;
     if !args.json {
         cli::print_summary(&result);
     }
@@ -244,6 +246,7 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
     if tokio::time::timeout(left, server).await.is_err() {
         tracing::warn!("open connections did not close within the shutdown grace; exiting anyway");
     }
+    worker.release_cgroups();
     tracing::info!(elapsedMs = began.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

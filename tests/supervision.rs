@@ -211,7 +211,10 @@ async fn as_pid_1_in_a_fresh_pid_namespace_the_worker_reaps_orphans() {
     if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
         panic!("this test needs root for unshare --pid (CI runs as root)");
     }
+    // Without task cgroups: the unmarked orphan below must outlive its task (a task cgroup
+    // would kill it with the task), so that PID 1's own reaping of it is what is tested.
     let mut w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_TASK_CGROUPS", "off")
         .wrapper(&["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"])
         .start()
         .await;

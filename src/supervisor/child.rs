@@ -7,7 +7,7 @@
 //! with the [`reaper`] so that nothing else reaps it.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 
 use super::Spec;
+use crate::cgroup::Cgroup;
 use crate::reaper;
 
 /// The child's ends of its three pipes: stdin (read end), stdout and stderr (write ends).
@@ -76,6 +77,18 @@ pub struct Child {
     pub holder: Option<u32>,
     /// How many bytes of `Spec::stdin` are in its stdin pipe already.
     pub stdin_sent: usize,
+    /// The task's cgroup, when it has one (taken by the supervisor).
+    pub cgroup: Option<Cgroup>,
+}
+
+/// Moves a freshly forked child into its task's cgroup by writing `0` (itself) to the cgroup's
+/// open `cgroup.procs`, before it runs a line of its own. A failure is not the child's: it runs
+/// anyway, and the supervisor sees it is not in the cgroup.
+fn enter_cgroup(procs: RawFd) {
+    // SAFETY: write(2) on a descriptor the parent opened, from a buffer that outlives the call.
+    unsafe {
+        libc::write(procs, b"0".as_ptr().cast(), 1);
+    }
 }
 
 /// Sets the parent-death signal in a freshly forked child: it is killed when the worker dies.
@@ -90,8 +103,8 @@ fn die_with_parent() -> io::Result<()> {
 
 impl Child {
     /// Spawns `spec.argv` without a shell in a new process group, on fresh pipes, with the
-    /// parent-death signal set.
-    pub fn spawn(spec: &Spec) -> io::Result<Child> {
+    /// parent-death signal set, in `cgroup` when given (it enters it before it execs).
+    pub fn spawn(spec: &Spec, cgroup: Option<Cgroup>) -> io::Result<Child> {
         let (ends, pipes) = pipes()?;
         let mut cmd = Command::new(&spec.argv[0]);
         if let Some(base) = &spec.base_env {
@@ -105,9 +118,15 @@ impl Child {
             .stderr(Stdio::from(ends.stderr))
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: the closure only calls prctl, which is async-signal-safe.
+        let procs = cgroup.as_ref().map(Cgroup::procs_fd);
+        // SAFETY: the closure only calls write and prctl, which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(die_with_parent);
+            cmd.pre_exec(move || {
+                if let Some(fd) = procs {
+                    enter_cgroup(fd);
+                }
+                die_with_parent()
+            });
         }
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
@@ -124,7 +143,18 @@ impl Child {
             forked_from: None,
             holder: None,
             stdin_sent: 0,
+            cgroup,
         })
+    }
+
+    /// Moves an adopted child into the task's cgroup. Only for a child that has not run its
+    /// own code yet: a warm child waits for its envelope on stdin, so this is called after
+    /// the fork answer and before the supervisor writes the envelope. On an error the child
+    /// runs without a cgroup, as everywhere cgroups are not writable.
+    pub fn enter_cgroup(&mut self, cgroup: Cgroup) -> io::Result<()> {
+        cgroup.add(self.pid)?;
+        self.cgroup = Some(cgroup);
+        Ok(())
     }
 
     /// Adopts a process that was re-parented to the worker, whose pid the caller registered
@@ -153,6 +183,7 @@ impl Child {
             forked_from: Some(forked_from),
             holder,
             stdin_sent,
+            cgroup: None,
         }
     }
 

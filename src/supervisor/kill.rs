@@ -1,6 +1,8 @@
-//! Finding and signalling every process of a task: its process group, its descendants, and
+//! Finding and signalling every process of a task: its process group, its descendants,
 //! orphans re-parented to the worker (a child subreaper) that carry the task's marker in their
-//! environment — which catches a grandchild that called `setsid` and left the group.
+//! environment — which catches a grandchild that called `setsid` and left the group — and,
+//! where the task has one, every process in its cgroup, which catches the rest (a grandchild
+//! that also dropped the marker).
 
 use std::collections::HashSet;
 use std::fs;
@@ -9,8 +11,10 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::cgroup::Cgroup;
+
 /// The processes of one task.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TaskProcesses {
     /// The leader's pid, which is also the process group id (> 1, checked at spawn).
     pub pgid: i32,
@@ -21,16 +25,28 @@ pub struct TaskProcesses {
     /// A warm child's memory holder: it shares the task's memory (so its environment shows
     /// the marker) but runs nothing of the task's, and ends on its own when the task does.
     exempt: Option<i32>,
+    /// The task's cgroup, when the leader is in one.
+    cgroup: Option<Cgroup>,
+}
+
+/// What one [`TaskProcesses::signal_all`] reached outside the process group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stragglers {
+    /// Processes signalled outside the group.
+    pub total: usize,
+    /// Of those, the ones only the cgroup knew of (no marker, not a descendant).
+    pub by_cgroup: usize,
 }
 
 impl TaskProcesses {
     /// Tracks the group led by `pgid`; `None` when the id is not safe to signal.
-    pub fn new(pgid: i32, marker: Vec<u8>) -> Option<Self> {
+    pub fn new(pgid: i32, marker: Vec<u8>, cgroup: Option<Cgroup>) -> Option<Self> {
         (pgid > 1).then_some(TaskProcesses {
             pgid,
             marker,
             group_gone: false,
             exempt: None,
+            cgroup,
         })
     }
 
@@ -39,9 +55,14 @@ impl TaskProcesses {
         self.exempt = Some(pid);
     }
 
-    /// Sends `sig` to the group and to every other process of the task; returns how many
-    /// processes outside the group were signalled.
-    pub fn signal_all(&mut self, sig: Signal, leader_alive: bool) -> usize {
+    /// The task's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Sends `sig` to the group and to every other process of the task (SIGKILL: the whole
+    /// cgroup at once too); says how many processes outside the group were signalled.
+    pub fn signal_all(&mut self, sig: Signal, leader_alive: bool) -> Stragglers {
         if !self.group_gone {
             match killpg(Pid::from_raw(self.pgid), sig) {
                 Err(Errno::ESRCH) => self.group_gone = true,
@@ -49,13 +70,32 @@ impl TaskProcesses {
                 Ok(()) => {}
             }
         }
-        let mut stragglers = 0;
-        for pid in self.outside_group(leader_alive) {
-            if kill(Pid::from_raw(pid), sig).is_ok() {
-                stragglers += 1;
+        let mut out = Stragglers::default();
+        let mut outside = self.outside_group(leader_alive);
+        let known = outside.len();
+        if let Some(cg) = &self.cgroup {
+            for pid in cg.pids() {
+                let in_group = read_stat(pid).is_some_and(|s| s.pgid == self.pgid);
+                if !in_group && !outside.contains(&pid) {
+                    outside.push(pid);
+                }
             }
         }
-        stragglers
+        for (i, pid) in outside.into_iter().enumerate() {
+            if kill(Pid::from_raw(pid), sig).is_ok() {
+                out.total += 1;
+                if i >= known {
+                    out.by_cgroup += 1;
+                }
+            }
+        }
+        if sig == Signal::SIGKILL {
+            // Also whatever forked since the list was read.
+            if let Some(cg) = &self.cgroup {
+                cg.kill();
+            }
+        }
+        out
     }
 
     /// Whether any process of the task is left.
@@ -66,7 +106,16 @@ impl TaskProcesses {
                 _ => return true,
             }
         }
-        !self.outside_group(leader_alive).is_empty()
+        self.cgroup.as_ref().is_some_and(Cgroup::populated)
+            || !self.outside_group(leader_alive).is_empty()
+    }
+
+    /// Removes the task's cgroup (once nothing is left in it); the error says why not.
+    pub fn remove_cgroup(&mut self) -> std::io::Result<()> {
+        match self.cgroup.as_mut() {
+            Some(cg) => cg.remove(),
+            None => Ok(()),
+        }
     }
 
     /// Live descendants of the leader and marked orphans of the worker (with their
@@ -175,9 +224,9 @@ mod tests {
 
     #[test]
     fn refuses_unsafe_group_ids() {
-        assert!(TaskProcesses::new(0, vec![]).is_none());
-        assert!(TaskProcesses::new(1, vec![]).is_none());
-        assert!(TaskProcesses::new(2, vec![]).is_some());
+        assert!(TaskProcesses::new(0, vec![], None).is_none());
+        assert!(TaskProcesses::new(1, vec![], None).is_none());
+        assert!(TaskProcesses::new(2, vec![], None).is_some());
     }
 
     #[test]

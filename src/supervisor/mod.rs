@@ -118,7 +118,14 @@ pub async fn run(
         return Outcome::SpawnFailed(std::io::Error::other("the child's pipes were taken"));
     };
     let marker = format!("{}={}", spec.marker.0, spec.marker.1).into_bytes();
-    let Some(mut procs) = TaskProcesses::new(pid as i32, marker) else {
+    let mut cgroup = child.cgroup.take();
+    if let Some(cg) = cgroup.take_if(|cg| !cg.holds(pid)) {
+        obs.note(format!(
+            "the task's process {pid} is not in its cgroup {}; its processes are found by process group, descendants and AGENTDISPATCH_TASK_ID only",
+            cg.dir().display()
+        ));
+    }
+    let Some(mut procs) = TaskProcesses::new(pid as i32, marker, cgroup) else {
         // Cannot happen for a fresh child; refuse to signal an unsafe group.
         child.start_kill();
         let status = child.wait().await;
@@ -170,6 +177,14 @@ pub async fn run(
     let mut drain_until: Option<TokioInstant> = None;
     let mut wait_error: Option<std::io::Error> = None;
     let far = TokioInstant::now() + Duration::from_secs(86400 * 365);
+    // What a stop signals, for the notes.
+    let whom = match procs.cgroup() {
+        Some(cg) => format!(
+            "process group {pid} and cgroup {}",
+            cg.dir().file_name().unwrap_or_default().to_string_lossy()
+        ),
+        None => format!("process group {pid}"),
+    };
 
     loop {
         if exit.is_some() && stdout.is_none() && stderr.is_none() {
@@ -184,14 +199,14 @@ pub async fn run(
             }
             _ = cancel.cancelled(), if stop.is_none() && exit.is_none() => {
                 stop = Some(Outcome::Cancelled);
-                obs.note(format!("cancelled: SIGTERM to process group {pid}"));
+                obs.note(format!("cancelled: SIGTERM to {whom}"));
                 procs.signal_all(Signal::SIGTERM, true);
                 kill_at = Some(TokioInstant::now() + spec.kill_grace);
             }
             _ = sleep_until(deadline), if stop.is_none() && exit.is_none() => {
                 stop = Some(Outcome::TimedOut);
                 obs.note(format!(
-                    "deadline of {}ms passed: SIGTERM to process group {pid}",
+                    "deadline of {}ms passed: SIGTERM to {whom}",
                     spec.deadline.as_millis()
                 ));
                 procs.signal_all(Signal::SIGTERM, true);
@@ -199,7 +214,7 @@ pub async fn run(
             }
             _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
                 kill_at = None;
-                obs.note(format!("grace of {}ms passed: SIGKILL to process group {pid}", spec.kill_grace.as_millis()));
+                obs.note(format!("grace of {}ms passed: SIGKILL to {whom}", spec.kill_grace.as_millis()));
                 procs.signal_all(Signal::SIGKILL, exit.is_none());
             }
             status = child.wait(), if exit.is_none() => {
@@ -214,8 +229,15 @@ pub async fn run(
                 }
                 // The leader is gone: whatever it left behind is killed now.
                 let left = procs.signal_all(Signal::SIGKILL, false);
-                if left > 0 {
-                    obs.note(format!("killed {left} process(es) left behind outside process group {pid}"));
+                if left.total > 0 {
+                    let mut note = format!("killed {} process(es) left behind outside process group {pid}", left.total);
+                    if left.by_cgroup > 0 {
+                        note.push_str(&format!(
+                            " ({} found only through the task's cgroup: no AGENTDISPATCH_TASK_ID, not a descendant)",
+                            left.by_cgroup
+                        ));
+                    }
+                    obs.note(note);
                 }
                 kill_at = None;
                 drain_until = Some(TokioInstant::now() + DRAIN_BOUND);
@@ -266,6 +288,9 @@ pub async fn run(
         }
         procs.signal_all(Signal::SIGKILL, false);
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Err(e) = procs.remove_cgroup() {
+        obs.note(format!("the task's cgroup cannot be removed: {e}"));
     }
     match (stop, wait_error) {
         (Some(outcome), _) => outcome,

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::artifacts;
+use crate::cgroup;
 use crate::config::Config;
 use crate::events::EventSink;
 use crate::frameworks;
@@ -89,6 +90,10 @@ pub struct Worker {
     pub sessions: Arc<crate::sessions::Sessions>,
     /// Finished tasks in memory, oldest first, with what each holds (bytes, roughly).
     retained: Mutex<Retained>,
+    /// This worker's tree of task cgroups, where cgroup v2 is writable.
+    pub cgroups: Option<cgroup::TaskCgroups>,
+    /// Hands the memory of tasks that left memory back to the system.
+    trimmer: crate::memory::Trimmer,
 }
 
 #[derive(Default)]
@@ -100,6 +105,38 @@ struct Retained {
 /// Memory that finished tasks may hold together; past it the oldest leave memory first (their
 /// folders stay, and answer for them).
 const MAX_RETAINED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Sets up the task cgroups and says, once, whether tasks get one and why not.
+fn start_cgroups(mode: cgroup::Mode) -> Option<cgroup::TaskCgroups> {
+    match cgroup::TaskCgroups::start(mode) {
+        Ok((cgroups, stale)) => {
+            if !stale.trees.is_empty() {
+                tracing::info!(
+                    trees = stale.trees.len(),
+                    killed = stale.killed,
+                    "removed the task cgroups of earlier workers that were killed"
+                );
+            }
+            for left in &stale.left {
+                tracing::warn!("cannot remove the task cgroups of an earlier worker: {left}");
+            }
+            tracing::info!(
+                taskCgroups = true,
+                cgroup = %cgroups.tree().display(),
+                "each task runs in a cgroup of its own"
+            );
+            Some(cgroups)
+        }
+        Err(reason) => {
+            tracing::info!(
+                taskCgroups = false,
+                reason = %reason,
+                "tasks run without a cgroup of their own: {reason}"
+            );
+            None
+        }
+    }
+}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -113,24 +150,52 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Worker {
-    /// A worker with no tasks.
+    /// A worker with no tasks. Makes its tree of task cgroups (where it can; it says so in
+    /// the log either way) before any child, a warm parent included, is started.
     pub fn new(cfg: Config, frameworks: frameworks::Registry) -> Arc<Self> {
         let shutdown = CancellationToken::new();
+        let cgroups = start_cgroups(cfg.task_cgroups);
         let warm = warm::Pool::new(&cfg, &frameworks, shutdown.child_token());
-        Arc::new(Worker {
-            cfg: Arc::new(cfg),
-            frameworks: Arc::new(frameworks),
-            tasks: Mutex::new(HashMap::new()),
-            busy: Mutex::new(Busy {
-                running: 0,
-                since: unix_now(),
-            }),
-            shutdown,
-            tracker: TaskTracker::new(),
-            warm,
-            sessions: Arc::default(),
-            retained: Mutex::default(),
+        Arc::new_cyclic(|me: &std::sync::Weak<Worker>| {
+            let me = me.clone();
+            let trimmer = crate::memory::Trimmer::start(move || me.upgrade().map(|w| w.ping()));
+            Worker {
+                cfg: Arc::new(cfg),
+                frameworks: Arc::new(frameworks),
+                tasks: Mutex::new(HashMap::new()),
+                busy: Mutex::new(Busy {
+                    running: 0,
+                    since: unix_now(),
+                }),
+                shutdown,
+                tracker: TaskTracker::new(),
+                warm,
+                sessions: Arc::default(),
+                retained: Mutex::default(),
+                cgroups,
+                trimmer,
+            }
         })
+    }
+
+    /// A new cgroup for `task`'s processes; `None` without task cgroups, or (said in the
+    /// task's log) when this one cannot be made.
+    pub fn task_cgroup(&self, task: &Task) -> Option<cgroup::Cgroup> {
+        let cgroups = self.cgroups.as_ref()?;
+        match cgroups.create(&task.id) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                task_log!(warn, task, error = %e, "cannot create the task's cgroup; it runs without one");
+                None
+            }
+        }
+    }
+
+    /// Removes this worker's tree of task cgroups (at exit, after the tasks ended).
+    pub fn release_cgroups(&self) {
+        if let Some(c) = &self.cgroups {
+            c.release();
+        }
     }
 
     /// `/ping`: whether any task runs, and the unix second the answer last changed.
@@ -271,6 +336,8 @@ impl Worker {
                         r.bytes -= size;
                     }
                 }
+                drop(r);
+                w.trimmer.freed();
             }
         });
     }
@@ -297,6 +364,8 @@ impl Worker {
                     tasks.remove(&old);
                 }
             }
+            drop(tasks);
+            self.trimmer.freed();
         }
     }
 

@@ -236,7 +236,7 @@ async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending 
         Vec::new(),
         payload.timeout,
     );
-    let child = Child::spawn(&spec);
+    let child = Child::spawn(&spec, worker.task_cgroup(task));
     supervise(worker, task, spec, child, false).await
 }
 
@@ -249,8 +249,12 @@ async fn start_child(
     spec: &supervisor::Spec,
 ) -> std::io::Result<Child> {
     let asked = std::time::Instant::now();
-    match worker.warm.fork(framework, spec).await {
-        Ok(child) => {
+    // With a task cgroup the child must not run before it is moved there (what it forks before
+    // stays outside): its envelope then waits for the move instead of going ahead of the fork.
+    let early_envelope = worker.cgroups.is_none();
+    match worker.warm.fork(framework, spec, early_envelope).await {
+        Ok(mut child) => {
+            warm_child_into_cgroup(worker, task, &mut child);
             let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
             task.events.emit_now(&EventDraft::new(
                 EventType::Log,
@@ -279,7 +283,29 @@ async fn start_child(
         }
         Err(Fallback::NotWarm) => {}
     }
-    Child::spawn(spec)
+    Child::spawn(spec, worker.task_cgroup(task))
+}
+
+/// Moves a child forked by a warm parent into the task's cgroup: right after the fork answer,
+/// before the supervisor writes the envelope to its stdin (it runs none of the task's code
+/// before it reads it). A spawned child enters its cgroup itself, before it execs.
+fn warm_child_into_cgroup(worker: &Worker, task: &Task, child: &mut Child) {
+    let Some(cgroup) = worker.task_cgroup(task) else {
+        return;
+    };
+    let dir = cgroup.dir().to_path_buf();
+    if let Err(e) = child.enter_cgroup(cgroup) {
+        task_log!(warn, task, pid = child.pid(), error = %e, "cannot move the warm child into the task's cgroup; it runs without one");
+        task.events.emit_now(&EventDraft::new(
+            EventType::Log,
+            format!(
+                "the task's process {} cannot enter its cgroup {}: {e}",
+                child.pid(),
+                dir.display()
+            ),
+            Some(json!({"source": "worker"})),
+        ));
+    }
 }
 
 fn spec_for(

@@ -74,7 +74,11 @@ pub(super) enum ForkError {
 
 /// Asks a ready parent to fork the task's child with `spec`'s pipes and environment, and
 /// adopts the child it names once `/proc` shows it is the worker's.
-pub(super) async fn fork_on(ready: &Ready, spec: &supervisor::Spec) -> Result<Child, ForkError> {
+pub(super) async fn fork_on(
+    ready: &Ready,
+    spec: &supervisor::Spec,
+    early_envelope: bool,
+) -> Result<Child, ForkError> {
     let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
     let mut env: serde_json::Map<String, Value> = spec
         .env
@@ -93,7 +97,11 @@ pub(super) async fn fork_on(ready: &Ready, spec: &supervisor::Spec) -> Result<Ch
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
     // The envelope goes into the pipe now (as much as it holds), so that the child reads it as
     // soon as it has its descriptors, with no wait for the supervisor.
-    let stdin_sent = pipes.stdin.try_write(&spec.stdin).unwrap_or(0);
+    let stdin_sent = if early_envelope {
+        pipes.stdin.try_write(&spec.stdin).unwrap_or(0)
+    } else {
+        0
+    };
     let _serial = ready.serial.lock().await;
     // Until the new pid is registered, no orphan is reaped: it could be this child.
     let hold = reaper::hold();

@@ -216,7 +216,14 @@ impl Pool {
     }
 
     /// Has `name`'s warm parent fork the child described by `spec`; otherwise says why not.
-    pub async fn fork(&self, name: &str, spec: &supervisor::Spec) -> Result<Child, Fallback> {
+    /// With `early_envelope`, the envelope goes into the child's stdin before the request, so
+    /// that it reads it at once; otherwise the supervisor writes it later.
+    pub async fn fork(
+        &self,
+        name: &str,
+        spec: &supervisor::Spec,
+        early_envelope: bool,
+    ) -> Result<Child, Fallback> {
         let Some(p) = self.parents.get(name) else {
             return Err(Fallback::NotWarm);
         };
@@ -262,7 +269,7 @@ impl Pool {
                 }
             }
         };
-        match fork_on(&ready, spec).await {
+        match fork_on(&ready, spec, early_envelope).await {
             Ok(child) => Ok(child),
             Err(ForkError::Refused(reason)) => Err(Fallback::Cold(format!(
                 "the warm parent of {name} did not fork: {reason}; this task runs cold"
