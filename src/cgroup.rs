@@ -386,8 +386,10 @@ fn remove_stale_trees(home: &Path) -> Stale {
             continue;
         }
         let tree = entry.path();
-        if populated(&tree.join(WORKER_LEAF)) {
-            continue; // its worker is alive
+        // Its worker is alive: in its leaf, or still making the tree (a worker starting beside
+        // this one has made the tree but not moved in yet: killing the tree then killed it).
+        if populated(&tree.join(WORKER_LEAF)) || owner_alive(name) {
+            continue;
         }
         match kill_tree(&tree) {
             Ok(killed) => {
@@ -400,6 +402,15 @@ fn remove_stale_trees(home: &Path) -> Stale {
         }
     }
     stale
+}
+
+/// Whether the worker whose pid a tree's name carries still runs (a reused pid keeps a dead
+/// tree until that process ends: a tree left, never a live worker killed).
+fn owner_alive(name: &str) -> bool {
+    name.strip_prefix(TREE_PREFIX)
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Kills every process in the tree (except the worker itself), waits for them to exit and
