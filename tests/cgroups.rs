@@ -169,11 +169,7 @@ async fn the_start_up_line_says_whether_tasks_get_cgroups_and_the_worker_is_in_i
         .env("AGENTDISPATCH_TASK_CGROUPS", "off")
         .start()
         .await;
-    let line = off
-        .log_lines()
-        .into_iter()
-        .find(|l| l.get("taskCgroups").is_some())
-        .unwrap();
+    let line = cgroups_line(&off);
     assert_eq!(line["taskCgroups"], false, "{line}");
     assert_eq!(line["reason"], "AGENTDISPATCH_TASK_CGROUPS=off", "{line}");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", off.pid())).unwrap();
@@ -393,11 +389,7 @@ async fn on_a_read_only_cgroup2_tasks_run_as_before_and_the_worker_says_why() {
         ])
         .start()
         .await;
-    let line = w
-        .log_lines()
-        .into_iter()
-        .find(|l| l.get("taskCgroups").is_some())
-        .unwrap();
+    let line = cgroups_line(&w);
     assert_eq!(line["taskCgroups"], false, "{line}");
     assert!(
         line["reason"].as_str().unwrap().contains("read-only"),
@@ -408,4 +400,12 @@ async fn on_a_read_only_cgroup2_tasks_run_as_before_and_the_worker_says_why() {
         .await;
     assert_eq!(r["output"], "ok\n", "{r:#}");
     assert_eq!(r["status"], "succeeded");
+}
+
+/// The start-up log line that says whether tasks get cgroups.
+fn cgroups_line(w: &Worker) -> Value {
+    w.log_lines()
+        .into_iter()
+        .find(|l| l.get("taskCgroups").is_some())
+        .expect("a taskCgroups line at start-up")
 }

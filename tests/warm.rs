@@ -21,21 +21,22 @@ fn alive(pid: i32) -> bool {
     state(pid).is_some_and(|s| s != 'Z')
 }
 
-/// The fork mode the warm parent of `framework` reported ready with.
-fn fork_mode(w: &Worker, framework: &str) -> String {
+/// The field `key` of the `warm parent ready` line of `framework`.
+fn ready_field(w: &Worker, framework: &str, key: &str) -> Option<String> {
     w.log_lines()
         .into_iter()
         .find(|l| l["message"] == "warm parent ready" && l["framework"] == framework)
-        .and_then(|l| l["fork"].as_str().map(str::to_string))
-        .unwrap_or_default()
+        .and_then(|l| l[key].as_str().map(str::to_string))
+}
+
+/// The fork mode the warm parent of `framework` reported ready with.
+fn fork_mode(w: &Worker, framework: &str) -> String {
+    ready_field(w, framework, "fork").unwrap_or_default()
 }
 
 /// Why the warm parent of `framework` makes spares with two forks, if it said.
 fn fork_why(w: &Worker, framework: &str) -> Option<String> {
-    w.log_lines()
-        .into_iter()
-        .find(|l| l["message"] == "warm parent ready" && l["framework"] == framework)
-        .and_then(|l| l["forkWhy"].as_str().map(str::to_string))
+    ready_field(w, framework, "forkWhy")
 }
 
 #[tokio::test]
