@@ -51,11 +51,47 @@ fn cgroups_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The cgroups in `tree` that tasks use: all but the one made ahead for a warm parent's idle
+/// spare, which moves itself in while it waits (README "Task cgroups"). Waits for that spare to
+/// be in it, and says if more than one such cgroup exists (one per warm parent).
+async fn cgroups_in_use(tree: &Path) -> Vec<String> {
+    let in_use = || {
+        let all = cgroups_in(tree);
+        let spares = all
+            .iter()
+            .filter(|n| holds_only_a_spare(&tree.join(n)))
+            .count();
+        assert!(spares <= 1, "more than one spare's cgroup: {all:?}");
+        all.into_iter()
+            .filter(|n| !holds_only_a_spare(&tree.join(n)))
+            .collect::<Vec<_>>()
+    };
+    // A spare's cgroup is empty for the moment between its making and the spare's move.
+    eventually(Duration::from_secs(5), || in_use() == ["worker"]).await;
+    in_use()
+}
+
+/// Whether the only processes in the cgroup `dir` are idle warm spares: they carry the marker
+/// placeholder (underscores), not a task's id.
+fn holds_only_a_spare(dir: &Path) -> bool {
+    let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    let pids: Vec<&str> = pids.split_whitespace().collect();
+    !pids.is_empty()
+        && pids.iter().all(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|b| *b == 0).any(|e| {
+                e.strip_prefix(b"AGENTDISPATCH_TASK_ID=")
+                    .is_some_and(|v| !v.is_empty() && v.iter().all(|b| *b == b'_'))
+            })
+        })
+}
+
 /// Writes the escapee scripts into `dir`; returns the shell line that runs the task.
 ///
 /// The task forks twice (a subshell, then a background job), the grandchild calls `setsid`,
-/// points its descriptors at `/dev/null`, writes its pid into the task folder and execs a
-/// loop that ignores SIGTERM with `AGENTDISPATCH_TASK_ID` removed from its environment. Then
+/// points its descriptors at `/dev/null`, drops `AGENTDISPATCH_TASK_ID` from its environment,
+/// and only then writes its pid into the task folder and execs a loop that ignores SIGTERM (so
+/// that the leader cannot end while the escapee still carries the marker). Then
 /// the leader prints `spawned` and runs `then` (`true` to end at once). `first` runs before
 /// all that.
 fn escapee_task(dir: &Path, first: &str, then: &str) -> String {
@@ -71,7 +107,7 @@ fn escapee_task(dir: &Path, first: &str, then: &str) -> String {
             r#"#!/bin/sh
 {first}
 d="$AGENTDISPATCH_TASK_DIR"
-( setsid sh -c 'echo $$ > "$1/escapee.pid"; exec env -u AGENTDISPATCH_TASK_ID sh "$2"' escapee "$d" "{}" </dev/null >/dev/null 2>&1 & )
+( setsid env -u AGENTDISPATCH_TASK_ID sh -c 'echo $$ > "$1/escapee.pid"; exec sh "$2"' escapee "$d" "{}" </dev/null >/dev/null 2>&1 & )
 while [ ! -s "$d/escapee.pid" ]; do sleep 0.01; done
 echo spawned
 {then}
@@ -207,13 +243,56 @@ async fn cold_and_warm_a_double_forked_setsid_escapee_without_the_marker_is_kill
             "{kind:?}: the events do not say the cgroup found it: {notes:?}"
         );
         // Its cgroup is gone; only the worker's own leaf is left in the tree.
-        assert_eq!(cgroups_in(&tree), vec!["worker".to_string()], "{kind:?}");
+        assert_eq!(cgroups_in_use(&tree).await, ["worker"], "{kind:?}");
         assert!(
             eventually(Duration::from_secs(3), || zombie_children(w.pid())
                 .is_empty())
             .await
         );
     }
+}
+
+#[tokio::test]
+async fn a_warm_task_runs_in_the_cgroup_its_spare_entered_before_the_request() {
+    // The first warm task's process was forked before any request (no cgroup was made for it
+    // yet): the worker moves it into a cgroup named after the task. Every later one is a spare
+    // that moved itself into a cgroup made for it with the request before: the task finds
+    // itself there, and the fork event names it.
+    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    let Some(tree) = tree_of(&w) else { return };
+    let mut seen = Vec::new();
+    for n in 0..4 {
+        let id = format!("cg-ahead-{n}");
+        let r = w.run(fixture(&id, "cgroup")).await;
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+        assert!(forked_from(&r).is_some(), "not forked warm: {r:#}");
+        let fork = events_of(&r, "task.log")
+            .into_iter()
+            .find(|e| e["payload"]["warm"] == true)
+            .unwrap();
+        let name = fork["payload"]["cgroup"]
+            .as_str()
+            .expect("the fork event names the cgroup");
+        let own = r["output"].as_str().unwrap();
+        assert!(
+            own.ends_with(&format!(
+                "/{}/{name}",
+                tree.file_name().unwrap().to_string_lossy()
+            )),
+            "task {n} runs in {own}, not in the cgroup {name} its fork event names"
+        );
+        if n == 0 {
+            assert!(name.ends_with(&format!(".{id}")), "{name}");
+        } else {
+            assert!(
+                name.starts_with("task.") && name[5..].bytes().all(|b| b.is_ascii_digit()),
+                "task {n} was not in the cgroup made ahead for its spare: {name}"
+            );
+        }
+        assert!(!seen.contains(&name.to_string()), "{name} used twice");
+        seen.push(name.to_string());
+    }
+    assert_eq!(cgroups_in_use(&tree).await, ["worker"]);
 }
 
 #[tokio::test]
@@ -267,7 +346,11 @@ async fn cold_and_warm_cancel_and_deadline_kill_the_whole_cgroup() {
         let pid = escapee_pid(&w, &id).await;
         assert_unmarked(pid, &id);
         assert!(escapee_alive(pid));
-        assert_eq!(cgroups_in(&tree).len(), 2, "{kind:?}: worker and the task");
+        let tasks: Vec<String> = cgroups_in(&tree)
+            .into_iter()
+            .filter(|n| n != "worker" && !holds_only_a_spare(&tree.join(n)))
+            .collect();
+        assert_eq!(tasks.len(), 1, "{kind:?}: the task's cgroup: {tasks:?}");
         let c = w.run(json!({"taskType":"task.cancel","taskId":id})).await;
         assert_eq!(c["status"], "cancelled", "{c:#}");
         let r = w.wait_done(&id).await;
@@ -291,7 +374,7 @@ async fn cold_and_warm_cancel_and_deadline_kill_the_whole_cgroup() {
             ),
             "{kind:?}: {notes:?}"
         );
-        assert_eq!(cgroups_in(&tree), vec!["worker".to_string()], "{kind:?}");
+        assert_eq!(cgroups_in_use(&tree).await, ["worker"], "{kind:?}");
 
         // Deadline.
         let id = format!("cg-deadline-{kind:?}-{}", std::process::id());
@@ -304,7 +387,7 @@ async fn cold_and_warm_cancel_and_deadline_kill_the_whole_cgroup() {
             !escapee_alive(pid),
             "{kind:?}: the escapee survived the deadline"
         );
-        assert_eq!(cgroups_in(&tree), vec!["worker".to_string()], "{kind:?}");
+        assert_eq!(cgroups_in_use(&tree).await, ["worker"], "{kind:?}");
     }
 }
 

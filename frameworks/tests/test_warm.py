@@ -1,6 +1,6 @@
 """The warm-parent protocol of the shared helper (README "The warm-parent protocol"), driven from
 Python as a worker in another language would drive it: a SOCK_SEQPACKET socket as fd 3, a ready
-message, fork requests with three descriptors, a refusal when the parent is not single-threaded,
+message, fork requests with three descriptors (and the next task's cgroup.procs as a fourth), a refusal when the parent is not single-threaded,
 exit at the end of the channel. The test process is a child subreaper, as the worker is, so the
 forked task processes are re-parented to it."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -50,13 +51,15 @@ class Parent:
         self.sock.settimeout(30)
         self.ready = json.loads(self.sock.recv(65536))
 
-    def fork(self, task_id: str, instruction: str):
-        """Ask for a task process; returns (reply, stdout reader, its stdin writer)."""
+    def fork(self, task_id: str, instruction: str, cgroup: int | None = None):
+        """Ask for a task process (with ``cgroup`` as the fourth descriptor: the next task's
+        cgroup.procs); returns (reply, stdout reader)."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         request = {"op": "fork", "taskId": task_id, "env": {"AGENTDISPATCH_TASK_ID": task_id}, "cwd": str(FIXTURE)}
-        socket.send_fds(self.sock, [json.dumps(request).encode()], [in_r, out_w, err_w])
+        fds = [in_r, out_w, err_w] + ([cgroup] if cgroup is not None else [])
+        socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
         for f in (in_r, out_w, err_w):
             os.close(f)
         reply = json.loads(self.sock.recv(65536))
@@ -172,3 +175,32 @@ def test_both_fork_modes_give_the_callers_own_child_and_name_a_holder():
         else:
             assert holder is None, reply  # no holder beside the intermediate's report pipe
         parent.close()
+
+
+def test_the_next_spare_writes_0_to_the_fourth_descriptor_and_nothing_else_keeps_it():
+    # With task cgroups the worker sends the next task's cgroup.procs along with a request; the
+    # spare forked after it moves itself in ("0") before it is ready. A pipe stands in for
+    # cgroup.procs: "0" arrives, and the end of the pipe comes once the parent and the spare
+    # closed it (the task that spare becomes, still running, holds no copy).
+    parent = Parent()
+    r, w = os.pipe()
+    reply, out = parent.fork("py-cg-1", "state", cgroup=w)
+    os.close(w)
+    assert reply["ok"] is True, reply
+    assert result_of(out)["type"] == "task.result"
+    os.waitpid(reply["pid"], 0)
+    reply2, out2 = parent.fork("py-cg-2", "sleep 2")
+    assert reply2["ok"] is True, reply2
+    got, ended, deadline = b"", False, time.monotonic() + 10
+    while not ended and time.monotonic() < deadline:
+        if select.select([r], [], [], 0.1)[0]:
+            chunk = os.read(r, 64)
+            ended = not chunk  # the end of the pipe: every copy of its write end is closed
+            got += chunk
+    assert ended, f"the pipe did not end (read {got!r}): a process keeps the descriptor"
+    os.close(r)
+    assert got == b"0"
+    assert Path(f"/proc/{reply2['pid']}").exists(), "the task ended before the pipe did"
+    assert result_of(out2)["output"] == "slept"
+    os.waitpid(reply2["pid"], 0)
+    parent.close()

@@ -249,12 +249,22 @@ async fn start_child(
     spec: &supervisor::Spec,
 ) -> std::io::Result<Child> {
     let asked = std::time::Instant::now();
-    // With a task cgroup the child must not run before it is moved there (what it forks before
-    // stays outside): its envelope then waits for the move instead of going ahead of the fork.
-    let early_envelope = worker.cgroups.is_none();
-    match worker.warm.fork(framework, spec, early_envelope).await {
+    match worker
+        .warm
+        .fork(framework, spec, worker.cgroups.as_ref())
+        .await
+    {
         Ok(mut child) => {
-            warm_child_into_cgroup(worker, task, &mut child);
+            if child.cgroup.is_none() {
+                warm_child_into_cgroup(worker, task, &mut child);
+            }
+            let cgroup = child.cgroup.as_ref().map(|cg| {
+                cg.dir()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            });
             let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
             task.events.emit_now(&EventDraft::new(
                 EventType::Log,
@@ -268,6 +278,7 @@ async fn start_child(
                     "parentPid": child.forked_from,
                     "pid": child.pid(),
                     "holderPid": child.holder,
+                    "cgroup": cgroup,
                     "forkMs": (fork_ms * 10.0).round() / 10.0,
                 })),
             ));

@@ -11,6 +11,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::{Ready, FORK_TIMEOUT};
+use crate::cgroup::TaskCgroups;
 use crate::reaper;
 use crate::supervisor::{self, Child};
 
@@ -74,10 +75,16 @@ pub(super) enum ForkError {
 
 /// Asks a ready parent to fork the task's child with `spec`'s pipes and environment, and
 /// adopts the child it names once `/proc` shows it is the worker's.
+///
+/// With task `cgroups`, the request carries a fourth descriptor: `cgroup.procs` of a new
+/// cgroup for the parent's next spare, which writes `0` to it (moves itself in) before it says
+/// it is ready. Moving a process waits for an RCU grace period (6-20 ms when moves are far
+/// apart), so it happens while the spare waits, not on a request's path. The child named by
+/// the answer is normally the spare given the previous request's cgroup: it is the task's.
 pub(super) async fn fork_on(
     ready: &Ready,
     spec: &supervisor::Spec,
-    early_envelope: bool,
+    cgroups: Option<&TaskCgroups>,
 ) -> Result<Child, ForkError> {
     let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
     let mut env: serde_json::Map<String, Value> = spec
@@ -95,21 +102,32 @@ pub(super) async fn fork_on(
     });
     let bytes =
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
+    let mut pending = ready.serial.lock().await;
+    let next = cgroups.and_then(|c| match c.create("") {
+        Ok(cg) => Some(cg),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create a cgroup for the warm parent's next spare");
+            None
+        }
+    });
     // The envelope goes into the pipe now (as much as it holds), so that the child reads it as
-    // soon as it has its descriptors, with no wait for the supervisor.
-    let stdin_sent = if early_envelope {
+    // soon as it has its descriptors, with no wait for the supervisor. With task cgroups only
+    // when the spare is already in its own (it must not run before it is in its cgroup).
+    let stdin_sent = if cgroups.is_none() || pending.is_some() {
         pipes.stdin.try_write(&spec.stdin).unwrap_or(0)
     } else {
         0
     };
-    let _serial = ready.serial.lock().await;
     // Until the new pid is registered, no orphan is reaped: it could be this child.
     let hold = reaper::hold();
-    let fds = [
+    let mut fds = vec![
         ends.stdin.as_raw_fd(),
         ends.stdout.as_raw_fd(),
         ends.stderr.as_raw_fd(),
     ];
+    if let Some(cg) = &next {
+        fds.push(cg.procs_fd());
+    }
     ready
         .conn
         .send(&bytes, &fds)
@@ -148,8 +166,12 @@ pub(super) async fn fork_on(
     }
     reaper::Owned::lock().insert(pid);
     drop(hold);
+    // The previous request's cgroup is this child's if it moved in; otherwise (the parent's
+    // first spare, a failed move) the caller moves it, and the unused cgroup is removed.
+    let cgroup = pending.take().filter(|cg| cg.holds(pid as u32));
+    *pending = next;
     let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
-    Ok(Child::adopt(
-        pid as u32, pipes, ready.pid, holder, stdin_sent,
-    ))
+    let mut child = Child::adopt(pid as u32, pipes, ready.pid, holder, stdin_sent);
+    child.cgroup = cgroup;
+    Ok(child)
 }

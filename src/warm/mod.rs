@@ -8,7 +8,8 @@
 //! (`AGENTDISPATCH_WARM_FD=3`). Messages, one JSON object each:
 //! - parent → worker, once: `{"type":"ready","pid","entrypoint","threads","importMs"}`;
 //! - worker → parent: `{"op":"fork","taskId","env":{…},"cwd"}` with the task's stdin, stdout
-//!   and stderr pipe ends attached (`SCM_RIGHTS`);
+//!   and stderr pipe ends attached (`SCM_RIGHTS`), and with task cgroups a fourth: the
+//!   `cgroup.procs` of a cgroup for the parent's next spare, which moves itself in ahead;
 //! - parent → worker: `{"ok":true,"pid"}` or `{"ok":false,"reason"}`.
 //!
 //! Whenever a warm child cannot be had (not started yet, starting, restarting, refused), the
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use channel::{fork_on, Conn, ForkError};
 use parent::keep_running;
 
+use crate::cgroup::{Cgroup, TaskCgroups};
 use crate::config::{Config, WarmPolicy};
 use crate::frameworks::{Launch, Registry};
 use crate::supervisor::{self, Child};
@@ -82,8 +84,9 @@ enum Status {
 struct Ready {
     pid: u32,
     conn: Conn,
-    /// Serialises fork requests on the channel.
-    serial: tokio::sync::Mutex<()>,
+    /// Serialises fork requests on the channel; holds the cgroup made for the parent's next
+    /// spare (given with the last request), which the spare enters before it is handed a task.
+    serial: tokio::sync::Mutex<Option<Cgroup>>,
     /// Cancelled when a request found this parent's channel broken: it is killed and restarted.
     /// One per parent process, so that a late failure never touches its successor.
     broken: CancellationToken,
@@ -216,13 +219,14 @@ impl Pool {
     }
 
     /// Has `name`'s warm parent fork the child described by `spec`; otherwise says why not.
-    /// With `early_envelope`, the envelope goes into the child's stdin before the request, so
-    /// that it reads it at once; otherwise the supervisor writes it later.
+    /// With task `cgroups`, each request also hands the parent a new cgroup for its next spare,
+    /// which moves itself in while it waits; the child comes back in its cgroup when it took
+    /// the one made for it, and without one otherwise (the caller moves it).
     pub async fn fork(
         &self,
         name: &str,
         spec: &supervisor::Spec,
-        early_envelope: bool,
+        cgroups: Option<&TaskCgroups>,
     ) -> Result<Child, Fallback> {
         let Some(p) = self.parents.get(name) else {
             return Err(Fallback::NotWarm);
@@ -269,7 +273,7 @@ impl Pool {
                 }
             }
         };
-        match fork_on(&ready, spec, early_envelope).await {
+        match fork_on(&ready, spec, cgroups).await {
             Ok(child) => Ok(child),
             Err(ForkError::Refused(reason)) => Err(Fallback::Cold(format!(
                 "the warm parent of {name} did not fork: {reason}; this task runs cold"

@@ -159,7 +159,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
     p.status.send_replace(Status::Ready(Arc::new(Ready {
         pid,
         conn,
-        serial: tokio::sync::Mutex::new(()),
+        serial: tokio::sync::Mutex::new(None),
         broken: broken.clone(),
     })));
     tokio::select! {

@@ -9,6 +9,8 @@ a cold child: it reads the envelope on stdin and writes the protocol on stdout.
 The control socket (SOCK_SEQPACKET, one JSON object per message):
   parent → worker, once:  {"type": "ready", "pid", "entrypoint", "threads", "importMs"}
   worker → parent:        {"op": "fork", "taskId", "env": {…}, "cwd"} + SCM_RIGHTS [stdin, stdout, stderr]
+                          (+ the next task's cgroup.procs, with task cgroups: the next spare
+                          moves itself in before it says it is ready)
   parent → worker:        {"ok": true, "pid"}  or  {"ok": false, "reason"}
 
 The task process is forked ahead of time (a "spare"), so a request costs a message, not a fork.
@@ -426,18 +428,26 @@ def serve(framework: str, run=None, warmup=None) -> None:
     sock.send(json.dumps(ready).encode())
     spare = None
     learning = _Learning()
+    cgroup = None  # the next spare's cgroup.procs, from the last fork request
     while True:
         if spare is None and len(thread_names()) == 1:
             learning.collect()
-            spare = _fork_spare(sock, slot, worker_pid, learning, cloner)
+            spare = _fork_spare(sock, slot, worker_pid, learning, cloner, cgroup)
             if spare is None:  # in the spare: it was given a task
                 return
+            if cgroup is not None:
+                _close([cgroup])
+                cgroup = None
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
         except InterruptedError:
             continue
         if not msg:
             os._exit(0)  # the worker closed the channel
+        if len(fds) == 4:
+            if cgroup is not None:
+                _close([cgroup])
+            cgroup = fds.pop()
         reply, spare = _assign(msg, fds, spare, learning)
         sock.send(json.dumps(reply).encode())
 
@@ -495,8 +505,9 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
     return reply, None
 
 
-def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Cloner) -> _Spare | None:
-    """Fork the next spare, as the worker's child.
+def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Cloner, cgroup: int | None) -> _Spare | None:
+    """Fork the next spare, as the worker's child; it moves itself into the cgroup whose
+    ``cgroup.procs`` is open as ``cgroup``, when the worker gave one.
 
     In the parent: the spare. In the spare, once it has been given a task: None."""
     for stream in (sys.stdout, sys.stderr):  # nothing buffered here may reach a task's pipes
@@ -514,16 +525,17 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Clone
             theirs.close()
         else:
             if pid == 0:
-                _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(None, worker_pid))
+                _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(None, worker_pid), cgroup)
                 return None
             theirs.close()
             return _Spare(pid, ours)
-    return _fork_spare_twice(sock, slot, worker_pid, learning)
+    return _fork_spare_twice(sock, slot, worker_pid, learning, cgroup)
 
 
-def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, report_w=None) -> None:
-    """In a new spare: drop the parent's channels, become the worker's, copy the hot pages, and
-    wait for a task. Returns only with a task; never returns into the parent's loop."""
+def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, cgroup, report_w=None) -> None:
+    """In a new spare: drop the parent's channels, become the worker's, enter the next task's
+    cgroup, copy the hot pages, and wait for a task. Returns only with a task; never returns
+    into the parent's loop."""
     try:
         ours.close()
         sock.close()
@@ -533,6 +545,15 @@ def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, report_w=
         # whose report pipe it would hold open.
         holder = _Holder.start() if report_w is None else None
         become()
+        # Moving a process into a cgroup waits for an RCU grace period (6-20 ms here when moves
+        # are far apart): done now, ahead of the task, not on its request's path. After the
+        # holder's clone, which stays out of the task's cgroup.
+        if cgroup is not None:
+            try:
+                os.write(cgroup, b"0")
+            except OSError as exc:
+                sys.stderr.write(f"warm parent: a spare cannot enter its task's cgroup ({exc}); the worker moves it\n")
+            os.close(cgroup)
         theirs.send(b"spare" if holder is None else f"spare {holder}".encode())
         # The parent's layout, for a task that reports what it wrote (the first few only).
         layout = _writable_private_ranges() if learning.wants_more() else []
@@ -554,7 +575,7 @@ def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, report_w=
         os._exit(127)
 
 
-def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning) -> _Spare | None:
+def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning, cgroup: int | None) -> _Spare | None:
     """Fork the next spare through an intermediate, so that it re-parents to the worker."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     report_r, report_w = os.pipe()
@@ -567,7 +588,7 @@ def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning) -> _Spar
             os.close(report_r)
         except BaseException:  # noqa: BLE001
             os._exit(127)
-        _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(middle_pid, worker_pid), report_w)
+        _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(middle_pid, worker_pid), cgroup, report_w)
         return None
     os.close(report_w)
     theirs.close()
