@@ -177,11 +177,11 @@ def test_both_fork_modes_give_the_callers_own_child_and_name_a_holder():
         parent.close()
 
 
-def test_the_next_spare_writes_0_to_the_fourth_descriptor_and_nothing_else_keeps_it():
+def test_the_next_spare_is_moved_through_the_fourth_descriptor_and_nothing_keeps_it():
     # With task cgroups the worker sends the next task's cgroup.procs along with a request; the
-    # spare forked after it moves itself in ("0") before it is ready. A pipe stands in for
-    # cgroup.procs: "0" arrives, and the end of the pipe comes once the parent and the spare
-    # closed it (the task that spare becomes, still running, holds no copy).
+    # parent writes the pid of the spare forked after it there before it reads the next request.
+    # A pipe stands in for cgroup.procs: the next task's pid arrives, and the end of the pipe
+    # comes once the parent and the spare closed it (that task, still running, holds no copy).
     parent = Parent()
     r, w = os.pipe()
     reply, out = parent.fork("py-cg-1", "state", cgroup=w)
@@ -199,7 +199,7 @@ def test_the_next_spare_writes_0_to_the_fourth_descriptor_and_nothing_else_keeps
             got += chunk
     assert ended, f"the pipe did not end (read {got!r}): a process keeps the descriptor"
     os.close(r)
-    assert got == b"0"
+    assert got == str(reply2["pid"]).encode()
     assert Path(f"/proc/{reply2['pid']}").exists(), "the task ended before the pipe did"
     assert result_of(out2)["output"] == "slept"
     os.waitpid(reply2["pid"], 0)

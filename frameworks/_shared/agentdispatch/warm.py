@@ -10,7 +10,7 @@ The control socket (SOCK_SEQPACKET, one JSON object per message):
   parent → worker, once:  {"type": "ready", "pid", "entrypoint", "threads", "importMs"}
   worker → parent:        {"op": "fork", "taskId", "env": {…}, "cwd"} + SCM_RIGHTS [stdin, stdout, stderr]
                           (+ the next task's cgroup.procs, with task cgroups: the next spare
-                          moves itself in before it says it is ready)
+                          is moved in before the next request is read)
   parent → worker:        {"ok": true, "pid"}  or  {"ok": false, "reason"}
 
 The task process is forked ahead of time (a "spare"), so a request costs a message, not a fork.
@@ -292,6 +292,26 @@ class _Spare:
     def __init__(self, pid: int, conn: socket.socket):
         self.pid = pid
         self.conn = conn
+        self.hello: list[bytes] | None = None  # what it said when it started, once read
+
+    def greeting(self) -> list[bytes]:
+        """The spare's first message (``spare [<holder pid>]``), sent once it started its holder
+        and its session; waits for it the first time."""
+        if self.hello is None:
+            self.hello = self.conn.recv(64).split()
+        return self.hello
+
+    def enter(self, cgroup: int) -> None:
+        """Move the spare into the cgroup whose ``cgroup.procs`` is open as ``cgroup``.
+
+        A move waits for an RCU grace period (6-20 ms here when moves are far apart): done now,
+        while the spare copies its pages and before the next request is read, not on a
+        request's path. After the spare's hello: its holder, cloned before it, stays out."""
+        try:
+            if self.greeting()[:1] == [b"spare"]:
+                os.write(cgroup, str(self.pid).encode())
+        except OSError as exc:
+            sys.stderr.write(f"warm parent: spare {self.pid} cannot enter its task's cgroup ({exc}); the worker moves it\n")
 
 
 class _Learning:
@@ -436,6 +456,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
             if spare is None:  # in the spare: it was given a task
                 return
             if cgroup is not None:
+                spare.enter(cgroup)
                 _close([cgroup])
                 cgroup = None
         try:
@@ -484,7 +505,7 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
     holder = None
     try:
         # The spare says it is alive (and names its holder) when it starts: normally long ago.
-        hello = spare.conn.recv(64).split()
+        hello = spare.greeting()
         ok = hello[:1] == [b"spare"]
         if ok and len(hello) > 1 and hello[1].isdigit():
             holder = int(hello[1])
@@ -506,8 +527,8 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
 
 
 def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Cloner, cgroup: int | None) -> _Spare | None:
-    """Fork the next spare, as the worker's child; it moves itself into the cgroup whose
-    ``cgroup.procs`` is open as ``cgroup``, when the worker gave one.
+    """Fork the next spare, as the worker's child (``cgroup``, the cgroup.procs it is to enter,
+    is only closed in it: the parent moves it, see ``_Spare.enter``).
 
     In the parent: the spare. In the spare, once it has been given a task: None."""
     for stream in (sys.stdout, sys.stderr):  # nothing buffered here may reach a task's pipes
@@ -533,27 +554,19 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Clone
 
 
 def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, cgroup, report_w=None) -> None:
-    """In a new spare: drop the parent's channels, become the worker's, enter the next task's
-    cgroup, copy the hot pages, and wait for a task. Returns only with a task; never returns
-    into the parent's loop."""
+    """In a new spare: drop the parent's channels, become the worker's, say so, copy the hot
+    pages, and wait for a task. Returns only with a task; never returns into the parent's loop."""
     try:
         ours.close()
         sock.close()
+        if cgroup is not None:
+            os.close(cgroup)
         for conn in learning.pending:
             conn.close()
         # Before setsid, so that it is in no task's process group; and not with the intermediate,
         # whose report pipe it would hold open.
         holder = _Holder.start() if report_w is None else None
         become()
-        # Moving a process into a cgroup waits for an RCU grace period (6-20 ms here when moves
-        # are far apart): done now, ahead of the task, not on its request's path. After the
-        # holder's clone, which stays out of the task's cgroup.
-        if cgroup is not None:
-            try:
-                os.write(cgroup, b"0")
-            except OSError as exc:
-                sys.stderr.write(f"warm parent: a spare cannot enter its task's cgroup ({exc}); the worker moves it\n")
-            os.close(cgroup)
         theirs.send(b"spare" if holder is None else f"spare {holder}".encode())
         # The parent's layout, for a task that reports what it wrote (the first few only).
         layout = _writable_private_ranges() if learning.wants_more() else []
