@@ -1,8 +1,45 @@
 """Runner contract tests for frameworks/langgraph (fixtures and tests in conftest.py)."""
 
-from conftest import ALL_STEPS, FrameworkContract
+from conftest import ALL_STEPS, FrameworkContract, run_framework, write_module
+
+WRITER_AGENT = """
+from langgraph.config import get_stream_writer
+from langgraph.graph import START, MessagesState, StateGraph
+
+
+def node(state: MessagesState):
+    get_stream_writer()({"stage": "halfway", "n": 1})
+    return {"messages": [{"role": "ai", "content": "done"}]}
+
+
+builder = StateGraph(MessagesState)
+builder.add_node("node", node)
+builder.add_edge(START, "node")
+agent = builder.compile()
+"""
 
 
 class TestLanggraph(FrameworkContract):
     framework = "langgraph"
     expected_steps = ALL_STEPS
+
+    def test_custom_stream_data_becomes_progress_only_when_asked(self, tmp_path):
+        # AGENTDISPATCH_LANGGRAPH_CUSTOM=1 adds LangGraph's "custom" stream mode: what a node
+        # writes with get_stream_writer() arrives as a progress event before the result; without
+        # it the same graph runs the same, and no such event is sent.
+        app = tmp_path / "app"
+        write_module(app, "writer_agent", WRITER_AGENT)
+        for asked in (True, False):
+            env = {"AGENTDISPATCH_APP_DIR": str(app)}
+            if asked:
+                env["AGENTDISPATCH_LANGGRAPH_CUSTOM"] = "1"
+            run = run_framework(self.framework, tmp_path, input={"entrypoint": "writer_agent:agent"}, env=env)
+            assert run.returncode == 0, run.describe()
+            assert run.results[0][1]["output"] == "done", run.describe()
+            custom = [(i, e) for i, e in enumerate(run.events)
+                      if e["type"] == "task.progress" and e.get("message") == "custom"]
+            if asked:
+                assert [e["payload"] for _, e in custom] == [{"stage": "halfway", "n": 1}], run.describe()
+                assert custom[0][0] < run.results[0][0]
+            else:
+                assert custom == [], run.describe()
