@@ -375,6 +375,71 @@ async fn as_pid_1_a_warm_worker_runs_tasks_and_leaves_nothing_on_sigterm() {
     );
 }
 
+/// Whether the kernel may back memory with transparent huge pages at all.
+fn thp_possible() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|t| !t.contains("[never]"))
+}
+
+/// AnonHugePages of a process, in kB.
+fn anon_huge_kb(pid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_warm_parents_heap_goes_to_huge_pages_and_its_tasks_still_copy_only_what_they_write() {
+    // 48 MB of the parent's heap in 2 MB pages: a spare's clone copies an entry per huge page,
+    // and a task that writes into one gets its own copy of only the 4 KB it wrote.
+    let expected: u64 = (0..48u64).map(|i| 2 * (i % 251)).sum();
+    for huge in ["1", "0"] {
+        let w = fixture_worker(
+            Kind::Warm,
+            WorkerBuilder::new()
+                .env("FIXTURE_BIG_HEAP", "48")
+                .env("AGENTDISPATCH_WARM_HUGE", huge),
+        )
+        .await;
+        let parent = w.warm_ready("pyfixture", 1).await;
+        let said = w
+            .log_lines()
+            .into_iter()
+            .find(|l| l["message"] == "warm parent ready")
+            .and_then(|l| l["hugeMB"].as_f64())
+            .expect("the ready line says how much is in huge pages");
+        if huge == "0" {
+            assert_eq!(said, 0.0);
+        } else if thp_possible() {
+            assert!(said >= 16.0, "only {said} MB in huge pages");
+            assert!(
+                anon_huge_kb(parent) >= 16 * 1024,
+                "{}",
+                anon_huge_kb(parent)
+            );
+        } else {
+            eprintln!("SKIPPED: transparent huge pages are off here; only the tasks were checked");
+        }
+        for i in 0..3 {
+            let r = w
+                .fixture_task(Kind::Warm, &format!("huge-{huge}-{i}"), "heap")
+                .await;
+            assert_eq!(r["ok"], true, "{r:#}");
+            let s = output_json(&r);
+            assert_eq!(s["blocks"], 48);
+            assert_eq!(s["sum"].as_u64(), Some(expected), "{s}");
+            // Its own copies: the pages it and the runner wrote, far from the 48 MB it shares.
+            assert!(
+                s["privateDirtyKb"].as_u64().unwrap() < 24 * 1024,
+                "huge={huge}: the task holds {s} of its own"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_starts_from_there() {
     let w = fixture_worker(

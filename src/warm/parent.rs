@@ -150,6 +150,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         threads,
         fork = ready["fork"].as_str().unwrap_or("double"),
         forkWhy = ready["forkWhy"].as_str(),
+        hugeMB = ready["hugeMB"].as_f64(),
         "warm parent ready"
     );
     if threads > 1 {

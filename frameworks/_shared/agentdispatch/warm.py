@@ -47,8 +47,11 @@ WARM_FD_VAR = "AGENTDISPATCH_WARM_FD"
 MARKER_VAR = "AGENTDISPATCH_TASK_ID"
 CLONE_VAR = "AGENTDISPATCH_WARM_CLONE"  # "0": spares through an intermediate fork (see _Cloner)
 HOLDER_VAR = "AGENTDISPATCH_WARM_HOLDER"  # "0": no memory holder (see _Holder)
+HUGE_VAR = "AGENTDISPATCH_WARM_HUGE"  # "0": the parent's memory stays in 4 KB pages (see _collapse_heap)
 _PR_SET_PDEATHSIG = 1
 _MADV_POPULATE_WRITE = 23  # Linux 5.14
+_MADV_COLLAPSE = 25  # Linux 6.1
+_MADV_NOHUGEPAGE = 15
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 # Native thread pools that start at import would make the parent unsafe to fork (a fork copies
 # only the calling thread): OpenBLAS (numpy, which crewai imports) starts cores-1 threads unless
@@ -414,6 +417,38 @@ def _prefault(ranges) -> None:
         madvise(start, count * _PAGE, _MADV_POPULATE_WRITE)
 
 
+def _collapse_heap() -> int:
+    """Back the parent's anonymous memory with huge pages where whole 2 MB runs of it are in use
+    (MADV_COLLAPSE, Linux 6.1); returns how many bytes are huge-page-backed now.
+
+    Every spare's clone copies one page-table entry per 4 KB page of the parent (~14,000 for a
+    LangGraph parent) and every task's tear-down drops them again; a huge page is one entry
+    either way. A task that writes into one still copies only the 4 KB it touches (the kernel
+    splits the mapping in the task). MADV_NOHUGEPAGE after it keeps new memory in these
+    mappings in 4 KB pages, so that a task's own allocations stay small. Where the kernel has no
+    MADV_COLLAPSE or THP is off, the calls fail and nothing changes."""
+    madvise = _LIBC.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    huge = 2 << 20
+    with open("/proc/self/maps") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        parts = line.split()
+        name = parts[5] if len(parts) > 5 else ""
+        if parts[1][:2] != "rw" or parts[1][3] != "p" or name not in ("", "[heap]"):
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        start, end = (lo + huge - 1) // huge * huge, hi // huge * huge
+        if end > start:
+            madvise(start, end - start, _MADV_COLLAPSE)
+            madvise(lo, hi - lo, _MADV_NOHUGEPAGE)
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def serve(framework: str, run=None, warmup=None) -> None:
     """Be a warm parent; return only in a task process."""
     started = time.monotonic()
@@ -435,6 +470,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
     # touch (and so copy) every page of the parent's heap.
     gc.collect()
     gc.freeze()
+    huge = _collapse_heap() if os.environ.get(HUGE_VAR, "1") != "0" else 0
     ready = {
         "type": "ready",
         "pid": os.getpid(),
@@ -442,6 +478,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
         "threads": len(thread_names()),
         "importMs": round((time.monotonic() - started) * 1000, 1),
         "fork": "clone" if cloner.available else "double",
+        "hugeMB": round(huge / (1 << 20), 1),
     }
     if not cloner.available:
         ready["forkWhy"] = cloner.why
