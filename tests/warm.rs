@@ -440,6 +440,63 @@ async fn a_warm_parents_heap_goes_to_huge_pages_and_its_tasks_still_copy_only_wh
     }
 }
 
+/// How many pages the spare of the warm task `id` copied ahead, from the fork event in its
+/// task folder.
+fn pages_ahead(w: &Worker, id: &str) -> u64 {
+    std::fs::read_to_string(w.task_dir(id).join("events.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "task.log" && e["payload"]["warm"] == true)
+        .and_then(|e| e["payload"]["pagesAhead"].as_u64())
+        .unwrap_or_else(|| panic!("{id}: no pagesAhead in a fork event"))
+}
+
+#[tokio::test]
+async fn a_spare_copies_pages_ahead_only_for_a_task_likely_to_run_alone() {
+    // A spare forked after a request that ran alone copies the learnt pages before its task;
+    // one forked after a request that had other tasks beside it copies none (they would sit idle
+    // in it while the others run).
+    let w = fixture_worker(Kind::Warm, WorkerBuilder::new()).await;
+    w.warm_ready("pyfixture", 1).await;
+    // The first three tasks learn (their spares had nothing to copy yet); the spare made after
+    // the fourth request, which ran alone, copies what they wrote.
+    for i in 0..4 {
+        let r = w
+            .fixture_task(Kind::Warm, &format!("ahead-learn-{i}"), "state")
+            .await;
+        assert_eq!(r["ok"], true, "{r:#}");
+    }
+    w.fixture_task(Kind::Warm, "ahead-alone", "state").await;
+    assert!(pages_ahead(&w, "ahead-alone") > 0);
+    // Three tasks at once: the spares made after the second and third requests copy nothing.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("ahead-busy-{i}");
+        let mut body = fixture(&id, "sleep 4");
+        body["async"] = json!(true);
+        assert_eq!(w.run(body).await["status"], "running");
+        ids.push(id);
+    }
+    w.fixture_task(Kind::Warm, "ahead-beside", "state").await;
+    assert_eq!(pages_ahead(&w, "ahead-beside"), 0);
+    let mut ahead = Vec::new();
+    for id in &ids {
+        let r = w.wait_done(id).await;
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+        ahead.push(pages_ahead(&w, id));
+    }
+    assert!(
+        ahead[0] > 0,
+        "the first ran alone when its spare was made: {ahead:?}"
+    );
+    assert_eq!(ahead[2], 0, "{ahead:?}");
+    // Alone again: copied ahead again (the spare after the next request that runs alone).
+    w.fixture_task(Kind::Warm, "ahead-again-0", "state").await;
+    w.fixture_task(Kind::Warm, "ahead-again-1", "state").await;
+    assert!(pages_ahead(&w, "ahead-again-1") > 0);
+}
+
 #[tokio::test]
 async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_starts_from_there() {
     let w = fixture_worker(

@@ -79,6 +79,9 @@ pub struct Child {
     pub stdin_sent: usize,
     /// The task's cgroup, when it has one (taken by the supervisor).
     pub cgroup: Option<Cgroup>,
+    /// For a warm child: how many of its parent's pages its spare copied before it was given
+    /// the task, as the warm parent said.
+    pub pages_ahead: Option<u64>,
 }
 
 /// Moves a freshly forked child into its task's cgroup by writing `0` (itself) to the cgroup's
@@ -144,6 +147,7 @@ impl Child {
             holder: None,
             stdin_sent: 0,
             cgroup,
+            pages_ahead: None,
         })
     }
 
@@ -184,6 +188,7 @@ impl Child {
             holder,
             stdin_sent,
             cgroup: None,
+            pages_ahead: None,
         }
     }
 

@@ -198,6 +198,11 @@ impl Worker {
         }
     }
 
+    /// How many tasks run now (this one included, for a task that is starting).
+    pub fn running_tasks(&self) -> usize {
+        lock(&self.busy).running
+    }
+
     /// `/ping`: whether any task runs, and the unix second the answer last changed.
     pub fn ping(&self) -> (bool, u64) {
         let b = lock(&self.busy);

@@ -249,9 +249,10 @@ async fn start_child(
     spec: &supervisor::Spec,
 ) -> std::io::Result<Child> {
     let asked = std::time::Instant::now();
+    let busy = worker.running_tasks() > 1;
     match worker
         .warm
-        .fork(framework, spec, worker.cgroups.as_ref())
+        .fork(framework, spec, worker.cgroups.as_ref(), busy)
         .await
     {
         Ok(mut child) => {
@@ -279,6 +280,7 @@ async fn start_child(
                     "pid": child.pid(),
                     "holderPid": child.holder,
                     "cgroup": cgroup,
+                    "pagesAhead": child.pages_ahead,
                     "forkMs": (fork_ms * 10.0).round() / 10.0,
                 })),
             ));

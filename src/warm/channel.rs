@@ -85,6 +85,7 @@ pub(super) async fn fork_on(
     ready: &Ready,
     spec: &supervisor::Spec,
     cgroups: Option<&TaskCgroups>,
+    busy: bool,
 ) -> Result<Child, ForkError> {
     let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
     let mut env: serde_json::Map<String, Value> = spec
@@ -99,6 +100,7 @@ pub(super) async fn fork_on(
         "env": env,
         "unset": spec.unset,
         "cwd": spec.cwd,
+        "busy": busy,
     });
     let bytes =
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
@@ -173,5 +175,6 @@ pub(super) async fn fork_on(
     let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
     let mut child = Child::adopt(pid as u32, pipes, ready.pid, holder, stdin_sent);
     child.cgroup = cgroup;
+    child.pages_ahead = reply["pagesAhead"].as_u64();
     Ok(child)
 }

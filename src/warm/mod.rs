@@ -221,12 +221,14 @@ impl Pool {
     /// Has `name`'s warm parent fork the child described by `spec`; otherwise says why not.
     /// With task `cgroups`, each request also hands the parent a new cgroup for its next spare,
     /// which moves itself in while it waits; the child comes back in its cgroup when it took
-    /// the one made for it, and without one otherwise (the caller moves it).
+    /// the one made for it, and without one otherwise (the caller moves it). `busy` says that
+    /// other tasks run beside this one (the parent's next spare then copies no pages ahead).
     pub async fn fork(
         &self,
         name: &str,
         spec: &supervisor::Spec,
         cgroups: Option<&TaskCgroups>,
+        busy: bool,
     ) -> Result<Child, Fallback> {
         let Some(p) = self.parents.get(name) else {
             return Err(Fallback::NotWarm);
@@ -273,7 +275,7 @@ impl Pool {
                 }
             }
         };
-        match fork_on(&ready, spec, cgroups).await {
+        match fork_on(&ready, spec, cgroups, busy).await {
             Ok(child) => Ok(child),
             Err(ForkError::Refused(reason)) => Err(Fallback::Cold(format!(
                 "the warm parent of {name} did not fork: {reason}; this task runs cold"

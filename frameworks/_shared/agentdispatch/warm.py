@@ -486,10 +486,11 @@ def serve(framework: str, run=None, warmup=None) -> None:
     spare = None
     learning = _Learning()
     cgroup = None  # the next spare's cgroup.procs, from the last fork request
+    busy = False  # whether other tasks ran beside the last one
     while True:
         if spare is None and len(thread_names()) == 1:
             learning.collect()
-            spare = _fork_spare(sock, slot, worker_pid, learning, cloner, cgroup)
+            spare = _fork_spare(sock, slot, worker_pid, learning, cloner, cgroup, not busy)
             if spare is None:  # in the spare: it was given a task
                 return
             if cgroup is not None:
@@ -506,7 +507,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
             if cgroup is not None:
                 _close([cgroup])
             cgroup = fds.pop()
-        reply, spare = _assign(msg, fds, spare, learning)
+        reply, spare, busy = _assign(msg, fds, spare, learning)
         sock.send(json.dumps(reply).encode())
 
 
@@ -519,14 +520,16 @@ def _close(fds) -> None:
 
 
 def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learning):
-    """Hand the request to the spare; returns (reply, the spare left: always None once used)."""
+    """Hand the request to the spare; returns (reply, the spare left: always None once used,
+    whether the worker said other tasks run beside this one)."""
     try:
         request = json.loads(msg)
     except ValueError:
         request = {}
+    busy = request.get("busy") is True
     if request.get("op") != "fork" or len(fds) != 3:
         _close(fds)
-        return {"ok": False, "reason": f"bad request: op {request.get('op')!r} with {len(fds)} descriptors"}, spare
+        return {"ok": False, "reason": f"bad request: op {request.get('op')!r} with {len(fds)} descriptors"}, spare, busy
     if spare is None:
         import threading
 
@@ -537,15 +540,19 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
             "ok": False,
             "reason": f"the warm parent has {len(threads)} threads (OS: {', '.join(threads)}; "
             f"Python: {python}); fork is unsafe",
-        }, None
+        }, None, busy
     learn = learning.wants_more()
     holder = None
+    ahead = 0
     try:
-        # The spare says it is alive (and names its holder) when it starts: normally long ago.
+        # The spare says it is alive, names its holder (0: none) and how many pages it copies
+        # ahead, when it starts: normally long ago.
         hello = spare.greeting()
         ok = hello[:1] == [b"spare"]
-        if ok and len(hello) > 1 and hello[1].isdigit():
+        if ok and len(hello) > 1 and hello[1].isdigit() and int(hello[1]) > 0:
             holder = int(hello[1])
+        if ok and len(hello) > 2 and hello[2].isdigit():
+            ahead = int(hello[2])
         if ok:
             socket.send_fds(spare.conn, [json.dumps({**request, "learn": learn}).encode()], fds)
     except (OSError, ValueError):
@@ -556,14 +563,15 @@ def _assign(msg: bytes, fds: list[int], spare: _Spare | None, learning: _Learnin
     else:
         spare.conn.close()
     if not ok:
-        return {"ok": False, "reason": f"its spare process {spare.pid} is gone"}, None
-    reply = {"ok": True, "pid": spare.pid}
+        return {"ok": False, "reason": f"its spare process {spare.pid} is gone"}, None, busy
+    reply = {"ok": True, "pid": spare.pid, "pagesAhead": ahead}
     if holder is not None:
         reply["holder"] = holder
-    return reply, None
+    return reply, None, busy
 
 
-def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Cloner, cgroup: int | None) -> _Spare | None:
+def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Cloner, cgroup: int | None,
+                prefault: bool = True) -> _Spare | None:
     """Fork the next spare, as the worker's child (``cgroup``, the cgroup.procs it is to enter,
     is only closed in it: the parent moves it, see ``_Spare.enter``).
 
@@ -583,14 +591,15 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Clone
             theirs.close()
         else:
             if pid == 0:
-                _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(None, worker_pid), cgroup)
+                _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(None, worker_pid), cgroup,
+                            prefault=prefault)
                 return None
             theirs.close()
             return _Spare(pid, ours)
-    return _fork_spare_twice(sock, slot, worker_pid, learning, cgroup)
+    return _fork_spare_twice(sock, slot, worker_pid, learning, cgroup, prefault)
 
 
-def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, cgroup, report_w=None) -> None:
+def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, cgroup, report_w=None, prefault=True) -> None:
     """In a new spare: drop the parent's channels, become the worker's, say so, copy the hot
     pages, and wait for a task. Returns only with a task; never returns into the parent's loop."""
     try:
@@ -604,10 +613,14 @@ def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, cgroup, r
         # whose report pipe it would hold open.
         holder = _Holder.start() if report_w is None else None
         become()
-        theirs.send(b"spare" if holder is None else f"spare {holder}".encode())
+        # Copy the learnt pages ahead only for a task likely to run alone: with other tasks
+        # running, the copies would sit idle in this spare (memory) and take CPU from them; the
+        # task then copies what it writes as it writes it.
+        ahead = learning.ranges if prefault else []
+        theirs.send(f"spare {holder or 0} {sum(count for _, count in ahead)}".encode())
         # The parent's layout, for a task that reports what it wrote (the first few only).
         layout = _writable_private_ranges() if learning.wants_more() else []
-        _prefault(learning.ranges)
+        _prefault(ahead)
         if report_w is not None:
             os.write(report_w, f"{os.getpid()}\n".encode())
             os.close(report_w)
@@ -625,7 +638,8 @@ def _spare_life(sock, ours, theirs, slot, learning: _Learning, become, cgroup, r
         os._exit(127)
 
 
-def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning, cgroup: int | None) -> _Spare | None:
+def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning, cgroup: int | None,
+                      prefault: bool = True) -> _Spare | None:
     """Fork the next spare through an intermediate, so that it re-parents to the worker."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     report_r, report_w = os.pipe()
@@ -638,7 +652,8 @@ def _fork_spare_twice(sock, slot, worker_pid: int, learning: _Learning, cgroup: 
             os.close(report_r)
         except BaseException:  # noqa: BLE001
             os._exit(127)
-        _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(middle_pid, worker_pid), cgroup, report_w)
+        _spare_life(sock, ours, theirs, slot, learning, lambda: _become_spare(middle_pid, worker_pid), cgroup, report_w,
+                    prefault)
         return None
     os.close(report_w)
     theirs.close()
