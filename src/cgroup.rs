@@ -173,6 +173,15 @@ impl Cgroup {
         &self.dir
     }
 
+    /// The cgroup's name in its tree (`task.<n>[.<taskId>]`).
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// The open `cgroup.procs`, for a forked child to write `0` to (itself) before it execs.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
@@ -546,24 +555,16 @@ mod tests {
         assert_eq!(m[1].root, "/docker/abc");
         assert_eq!(m[1].point, PathBuf::from("/sys/fs/cgroup x"));
         assert!(m[1].read_only);
-        assert_eq!(
-            m[0].dir_of("/"),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(
-            m[0].dir_of("/a/b"),
-            Some(PathBuf::from("/sys/fs/cgroup/unified/a/b"))
-        );
-        assert_eq!(
-            m[1].dir_of("/docker/abc"),
-            Some(PathBuf::from("/sys/fs/cgroup x"))
-        );
-        assert_eq!(
-            m[1].dir_of("/docker/abc/t"),
-            Some(PathBuf::from("/sys/fs/cgroup x/t"))
-        );
-        assert_eq!(m[1].dir_of("/docker/abcd"), None);
-        assert_eq!(m[1].dir_of("/other"), None);
+        for (mount, path, dir) in [
+            (0, "/", Some("/sys/fs/cgroup/unified")),
+            (0, "/a/b", Some("/sys/fs/cgroup/unified/a/b")),
+            (1, "/docker/abc", Some("/sys/fs/cgroup x")),
+            (1, "/docker/abc/t", Some("/sys/fs/cgroup x/t")),
+            (1, "/docker/abcd", None),
+            (1, "/other", None),
+        ] {
+            assert_eq!(m[mount].dir_of(path), dir.map(PathBuf::from), "{path}");
+        }
     }
 
     #[test]

@@ -179,10 +179,7 @@ pub async fn run(
     let far = TokioInstant::now() + Duration::from_secs(86400 * 365);
     // What a stop signals, for the notes.
     let whom = match procs.cgroup() {
-        Some(cg) => format!(
-            "process group {pid} and cgroup {}",
-            cg.dir().file_name().unwrap_or_default().to_string_lossy()
-        ),
+        Some(cg) => format!("process group {pid} and cgroup {}", cg.name()),
         None => format!("process group {pid}"),
     };
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::child::supervise;
 use super::finish::{finish, Ending};
 use super::{Task, Worker};
+use crate::cgroup::Cgroup;
 use crate::command;
 use crate::frameworks::Launch;
 use crate::sessions::{self, Ticket};
@@ -259,13 +260,7 @@ async fn start_child(
             if child.cgroup.is_none() {
                 warm_child_into_cgroup(worker, task, &mut child);
             }
-            let cgroup = child.cgroup.as_ref().map(|cg| {
-                cg.dir()
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            });
+            let cgroup = child.cgroup.as_ref().map(Cgroup::name);
             let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
             task.events.emit_now(&EventDraft::new(
                 EventType::Log,

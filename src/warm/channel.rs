@@ -77,9 +77,9 @@ pub(super) enum ForkError {
 /// adopts the child it names once `/proc` shows it is the worker's.
 ///
 /// With task `cgroups`, the request carries a fourth descriptor: `cgroup.procs` of a new
-/// cgroup for the parent's next spare, which writes `0` to it (moves itself in) before it says
-/// it is ready. Moving a process waits for an RCU grace period (6-20 ms when moves are far
-/// apart), so it happens while the spare waits, not on a request's path. The child named by
+/// cgroup for the parent's next spare, which the parent moves in as soon as that spare has
+/// started. Moving a process waits for an RCU grace period (6-20 ms when moves are far apart),
+/// so it happens while the spare waits, not on a request's path. The child named by
 /// the answer is normally the spare given the previous request's cgroup: it is the task's.
 pub(super) async fn fork_on(
     ready: &Ready,

@@ -9,7 +9,7 @@
 //! - parent → worker, once: `{"type":"ready","pid","entrypoint","threads","importMs"}`;
 //! - worker → parent: `{"op":"fork","taskId","env":{…},"cwd"}` with the task's stdin, stdout
 //!   and stderr pipe ends attached (`SCM_RIGHTS`), and with task cgroups a fourth: the
-//!   `cgroup.procs` of a cgroup for the parent's next spare, which moves itself in ahead;
+//!   `cgroup.procs` of a cgroup for the parent's next spare, moved in ahead;
 //! - parent → worker: `{"ok":true,"pid"}` or `{"ok":false,"reason"}`.
 //!
 //! Whenever a warm child cannot be had (not started yet, starting, restarting, refused), the
@@ -220,7 +220,7 @@ impl Pool {
 
     /// Has `name`'s warm parent fork the child described by `spec`; otherwise says why not.
     /// With task `cgroups`, each request also hands the parent a new cgroup for its next spare,
-    /// which moves itself in while it waits; the child comes back in its cgroup when it took
+    /// which the parent moves in while it waits; the child comes back in its cgroup when it took
     /// the one made for it, and without one otherwise (the caller moves it). `busy` says that
     /// other tasks run beside this one (the parent's next spare then copies no pages ahead).
     pub async fn fork(

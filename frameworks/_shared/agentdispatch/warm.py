@@ -65,6 +65,7 @@ LEARN_QUORUM = 2
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _LIBC.getenv.restype = ctypes.c_void_p
 _LIBC.getenv.argtypes = [ctypes.c_char_p]
+_LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def _die_with_parent() -> None:
@@ -298,8 +299,8 @@ class _Spare:
         self.hello: list[bytes] | None = None  # what it said when it started, once read
 
     def greeting(self) -> list[bytes]:
-        """The spare's first message (``spare [<holder pid>]``), sent once it started its holder
-        and its session; waits for it the first time."""
+        """The spare's first message (``spare <holder pid or 0> <pages it copies ahead>``), sent
+        once it started its holder and its session; waits for it the first time."""
         if self.hello is None:
             self.hello = self.conn.recv(64).split()
         return self.hello
@@ -380,8 +381,9 @@ def _merge(pages) -> list[tuple[int, int]]:
     return runs
 
 
-def _writable_private_ranges() -> list[tuple[int, int]]:
-    """The process's private writable mappings, except stacks and kernel pages."""
+def _writable_private_ranges(anonymous: bool = False) -> list[tuple[int, int]]:
+    """The process's private writable mappings, except stacks and kernel pages (with
+    ``anonymous``, only those backed by no file: the heap and anonymous maps)."""
     out = []
     with open("/proc/self/maps") as f:
         for line in f:
@@ -389,6 +391,8 @@ def _writable_private_ranges() -> list[tuple[int, int]]:
             perms = parts[1]
             name = parts[5] if len(parts) > 5 else ""
             if perms[1] != "w" or perms[3] != "p" or name.startswith("[") and name != "[heap]":
+                continue
+            if anonymous and name not in ("", "[heap]"):
                 continue
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
             out.append((lo, hi))
@@ -411,10 +415,8 @@ def _private_pages(ranges) -> list[tuple[int, int]]:
 
 def _prefault(ranges) -> None:
     """Copy these pages now (in a spare), so that the task does not fault on them."""
-    madvise = _LIBC.madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for start, count in ranges:
-        madvise(start, count * _PAGE, _MADV_POPULATE_WRITE)
+        _LIBC.madvise(start, count * _PAGE, _MADV_POPULATE_WRITE)
 
 
 def _collapse_heap() -> int:
@@ -427,21 +429,12 @@ def _collapse_heap() -> int:
     splits the mapping in the task). MADV_NOHUGEPAGE after it keeps new memory in these
     mappings in 4 KB pages, so that a task's own allocations stay small. Where the kernel has no
     MADV_COLLAPSE or THP is off, the calls fail and nothing changes."""
-    madvise = _LIBC.madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     huge = 2 << 20
-    with open("/proc/self/maps") as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        parts = line.split()
-        name = parts[5] if len(parts) > 5 else ""
-        if parts[1][:2] != "rw" or parts[1][3] != "p" or name not in ("", "[heap]"):
-            continue
-        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+    for lo, hi in _writable_private_ranges(anonymous=True):
         start, end = (lo + huge - 1) // huge * huge, hi // huge * huge
         if end > start:
-            madvise(start, end - start, _MADV_COLLAPSE)
-            madvise(lo, hi - lo, _MADV_NOHUGEPAGE)
+            _LIBC.madvise(start, end - start, _MADV_COLLAPSE)
+            _LIBC.madvise(lo, hi - lo, _MADV_NOHUGEPAGE)
     with open("/proc/self/smaps_rollup") as f:
         for line in f:
             if line.startswith("AnonHugePages:"):
