@@ -169,10 +169,8 @@ fn notes(r: &Value) -> Vec<String> {
 
 /// The task's `task.log` messages, from `events.ndjson` in its folder.
 fn folder_notes(w: &Worker, id: &str) -> Vec<String> {
-    std::fs::read_to_string(w.task_dir(id).join("events.ndjson"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    w.folder_events(id)
+        .into_iter()
         .filter(|e| e["type"] == "task.log")
         .filter_map(|e| e["message"].as_str().map(str::to_string))
         .collect()

@@ -442,10 +442,8 @@ async fn a_warm_parents_heap_goes_to_huge_pages_and_its_tasks_still_copy_only_wh
 
 /// The fork event's payload of the warm task `id`, from its task folder.
 fn fork_event(w: &Worker, id: &str) -> Value {
-    std::fs::read_to_string(w.task_dir(id).join("events.ndjson"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    w.folder_events(id)
+        .into_iter()
         .find(|e| e["type"] == "task.log" && e["payload"]["warm"] == true)
         .map(|e| e["payload"].clone())
         .unwrap_or_else(|| panic!("{id}: no fork event"))
@@ -501,8 +499,9 @@ async fn a_spare_copies_pages_ahead_only_for_a_task_likely_to_run_alone() {
         ids.push(id);
     }
     let forked = |id: &String| {
-        std::fs::read_to_string(w.task_dir(id).join("events.ndjson"))
-            .is_ok_and(|t| t.contains("forked from the warm parent"))
+        w.folder_events(id)
+            .iter()
+            .any(|e| e["type"] == "task.log" && e["payload"]["warm"] == true)
     };
     assert!(eventually(Duration::from_secs(20), || ids.iter().all(forked)).await);
     // A task started while those run: its spare was made after a request beside others.

@@ -371,6 +371,15 @@ impl Worker {
         self.artifacts.join(id)
     }
 
+    /// The events in a task's folder (`events.ndjson`) so far; none before it exists.
+    pub fn folder_events(&self, id: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.task_dir(id).join("events.ndjson"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// Log lines (JSON) so far.
     pub fn log_lines(&self) -> Vec<Value> {
         self.logs
