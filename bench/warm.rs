@@ -130,18 +130,38 @@ impl Server {
     }
 }
 
-/// 4 clients, `per_client` invocations each: runs per second, then the peak tree PSS in kB
-/// over a second such round. The PSS sampler reads `smaps_rollup` of every process of the tree
-/// every 20 ms (~2 ms of CPU a sample for a warm worker's tree here, more processes than the
-/// in-process server's one): measured apart so that it takes no CPU from the rate.
-async fn four_clients(s: &Server, framework: &str, per_client: usize) -> (f64, u64) {
-    let rate = four_clients_round(s, framework, per_client).await;
+/// Where the CPU went during a 4-client round.
+#[derive(Clone, Copy, Default)]
+struct RoundCpu {
+    /// CPU time of the served tree (server, everything under it, what they reaped) per run.
+    per_run_ms: f64,
+    /// The machine's busy and stolen time, as a share of all its CPUs' time over the round.
+    busy_pct: f64,
+    steal_pct: f64,
+}
+
+/// 4 clients, `per_client` invocations each: runs per second and where the CPU went, then the
+/// peak tree PSS in kB over a second such round. The PSS sampler reads `smaps_rollup` of every
+/// process of the tree every 20 ms (~2 ms of CPU a sample for a warm worker's tree here, more
+/// processes than the in-process server's one): measured apart so that it takes no CPU from
+/// the rate.
+async fn four_clients(s: &Server, framework: &str, per_client: usize) -> (f64, RoundCpu, u64) {
     let pid = s.pid();
+    let cpu0 = common::tree_cpu_seconds(pid);
+    let (busy0, idle0, steal0) = common::machine_ticks();
+    let rate = four_clients_round(s, framework, per_client).await;
+    let (busy1, idle1, steal1) = common::machine_ticks();
+    let all = ((busy1 - busy0) + (idle1 - idle0) + (steal1 - steal0)).max(1) as f64;
+    let cpu = RoundCpu {
+        per_run_ms: (common::tree_cpu_seconds(pid) - cpu0) * 1000.0 / (4 * per_client) as f64,
+        busy_pct: (busy1 - busy0) as f64 / all * 100.0,
+        steal_pct: (steal1 - steal0) as f64 / all * 100.0,
+    };
     let sampler =
         common::Sampler::every(Duration::from_millis(20), move || common::tree_pss_kb(pid));
     four_clients_round(s, framework, per_client).await;
     let peak = sampler.finish().into_iter().max().unwrap_or(0);
-    (rate, peak)
+    (rate, cpu, peak)
 }
 
 /// 4 clients, `per_client` invocations each; runs per second.
@@ -178,6 +198,7 @@ struct Served {
     p50: Duration,
     p90: Duration,
     rate: f64,
+    cpu: RoundCpu,
     first_step: Option<Duration>,
     pss_kb: u64,
 }
@@ -214,7 +235,7 @@ async fn measure(
     } else {
         None
     };
-    let (rate, pss_kb) = four_clients(s, "langgraph", per_client).await;
+    let (rate, cpu, pss_kb) = four_clients(s, "langgraph", per_client).await;
     Served {
         name,
         first_ping,
@@ -222,6 +243,7 @@ async fn measure(
         p50: percentile(&seq, 50.0),
         p90: percentile(&seq, 90.0),
         rate,
+        cpu,
         first_step,
         pss_kb,
     }
@@ -263,6 +285,15 @@ async fn langgraph_against_the_floor(runs: usize) {
             s.rate,
             s.first_step.map_or("—".into(), ms),
             s.pss_kb as f64 / 1024.0
+        );
+    }
+    println!();
+    println!("| 4 clients, served by | CPU per run (the served tree) | machine busy | stolen |");
+    println!("|---|---|---|---|");
+    for s in [&floor, &warm, &cold] {
+        println!(
+            "| {} | {:.1} ms | {:.0} % | {:.1} % |",
+            s.name, s.cpu.per_run_ms, s.cpu.busy_pct, s.cpu.steal_pct
         );
     }
     let f = floor.p50.as_secs_f64() * 1000.0;

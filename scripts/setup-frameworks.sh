@@ -10,7 +10,7 @@
 # stamp (sha256 of requirements.txt + Python version) matches is skipped, so a second run takes
 # seconds; uv's cache (UV_CACHE_DIR, default ~/.cache/uv) makes a fresh clone re-create them fast.
 #
-# Environment: PYTHON (interpreter, default python3), UV (a uv binary to use),
+# Environment: PYTHON (interpreter, default: CPython 3.12 if found, else python3), UV (a uv binary to use),
 # AGENTDISPATCH_FRAMEWORKS_DIR (default: frameworks/ of this repository).
 # uv itself, when not on PATH, is installed with pip into a tools venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/.
@@ -20,10 +20,29 @@ UV_VERSION=0.13.9
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FRAMEWORKS_DIR=${AGENTDISPATCH_FRAMEWORKS_DIR:-$ROOT/frameworks}
 TOOLS_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/tools
-PYTHON=${PYTHON:-python3}
+# The frameworks' CPython: 3.12 where the machine has it (the image's, see the Dockerfile: a warm
+# parent makes its objects immortal there, README "Warm starts"), else python3.
+PREFERRED_PYTHON=3.12
 STAMP_NAME=.agentdispatch-stamp
 
 die() { echo "setup-frameworks: $*" >&2; exit 1; }
+
+# Sets PYTHON, when unset, to CPython $PREFERRED_PYTHON: on PATH, or one that pyenv installed
+# (its shim answers only for the selected version), else to python3.
+pick_python() {
+  [[ -n ${PYTHON:-} ]] && return
+  local want="python$PREFERRED_PYTHON" root version
+  if "$want" -c '' >/dev/null 2>&1; then
+    PYTHON=$want
+    return
+  fi
+  if command -v pyenv >/dev/null 2>&1 && root=$(pyenv root 2>/dev/null) \
+    && version=$(pyenv latest "$PREFERRED_PYTHON" 2>/dev/null) && [[ -x $root/versions/$version/bin/$want ]]; then
+    PYTHON=$root/versions/$version/bin/$want
+    return
+  fi
+  PYTHON=python3
+}
 
 sha256() {
   if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -d' ' -f1
@@ -84,6 +103,7 @@ if [[ ${#NAMES[@]} == 0 ]]; then
   [[ ${#NAMES[@]} -gt 0 ]] || die "no framework with a requirements.txt in $FRAMEWORKS_DIR"
 fi
 
+pick_python
 PY_EXE=$("$PYTHON" -c 'import sys; print(sys.executable)') || die "cannot run $PYTHON"
 PY_VERSION=$("$PY_EXE" -c 'import sys; print(sys.version)')
 find_uv

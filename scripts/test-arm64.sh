@@ -22,11 +22,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/arm64
 TRIPLE=aarch64-unknown-linux-gnu
-SUITE=bookworm            # the release of the image's base (python:3.11-slim-bookworm)
+SUITE=bookworm            # the release of the image's base (python:3.12-slim-bookworm)
 GLIBC_MAX=2.36            # bookworm's glibc: the highest GLIBC_ version the binary may need
 QEMU_SUITE=trixie         # bookworm's qemu 7.2 rejects PR_SET_CHILD_SUBREAPER; trixie has 10
 CHROOT_PACKAGES=rustc-web,cargo-web,libstd-rust-web-dev:arm64,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross,ca-certificates,gcc,libc6-dev
-# The image's runtime for the arm64 tree: CPython 3.11 and a shell, from Debian's arm64 packages.
+# The image's runtime for the arm64 tree: CPython and a shell, from Debian's arm64 packages
+# (bookworm's 3.11 stands in for the image's 3.12: the warm parents run without immortal objects).
 IMAGE_PACKAGES=python3.11,libc6,libgcc-s1,dash,coreutils
 PYTHON_VERSION=3.11
 UV_VERSION=0.13.9

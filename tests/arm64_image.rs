@@ -27,7 +27,7 @@ mod common;
 /// The example agents' answer to "hello world".
 const ANSWER: &str = "Shouted: HELLO WORLD";
 
-/// PATH and LANG of the base image (`python:3.11-slim-bookworm`), which the Dockerfile inherits.
+/// PATH and LANG of the base image (`python:3.12-slim-bookworm`), which the Dockerfile inherits.
 const BASE_ENV: [(&str, &str); 2] = [
     (
         "PATH",
@@ -204,7 +204,8 @@ fn lay_out(image: &Image, root: &Path) {
             .1
             .clone()
     };
-    // The base: Debian's arm64 packages, with the names python:3.11-slim gives CPython.
+    // The base: Debian's arm64 packages, with the names python:3.12-slim gives CPython (bookworm
+    // has no 3.12: its 3.11 stands in, so warm parents run here without immortal objects).
     copy_tree(&part("AGENTDISPATCH_ARM64_ROOT"), root);
     fs::create_dir_all(root.join("usr/local/bin")).unwrap();
     for name in ["python3.11", "python3", "python"] {

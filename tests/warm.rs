@@ -664,15 +664,6 @@ async fn children_outlive_the_worker_threads_that_started_them() {
     }
 }
 
-/// The memory holder a warm task's fork event names.
-fn holder_of(r: &Value) -> Option<i32> {
-    events_of(r, "task.log")
-        .into_iter()
-        .find(|e| e["payload"]["warm"] == true)
-        .and_then(|e| e["payload"]["holderPid"].as_i64())
-        .map(|p| p as i32)
-}
-
 #[tokio::test]
 async fn a_warm_tasks_memory_holder_is_no_task_process_and_ends_with_the_task() {
     // The holder shares the task's memory so that the task's exit does not wait for its

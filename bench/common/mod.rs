@@ -350,6 +350,40 @@ pub fn cpu_seconds(pid: i32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// CPU time (user + system, in seconds) of `pid`, of the children it reaped, and of every live
+/// process under it with the children each of those reaped: a served tree's whole CPU so far.
+pub fn tree_cpu_seconds(pid: i32) -> f64 {
+    let mut total = 0;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let text = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let rest = text.rfind(')').map_or("", |i| &text[i + 2..]);
+        let f: Vec<&str> = rest.split(' ').collect();
+        // utime, stime, cutime, cstime: the 14th to 17th fields, in clock ticks (100 a second).
+        total += (11..15)
+            .filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+            .sum::<u64>();
+        todo.extend(procfs::children_with_state(p).into_iter().map(|(c, _)| c));
+    }
+    total as f64 / 100.0
+}
+
+/// The machine's CPU time from `/proc/stat`'s `cpu` line, in clock ticks: (busy, idle, steal),
+/// where busy is user + nice + system + irq + softirq and idle is idle + iowait.
+pub fn machine_ticks() -> (u64, u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(3) + at(4), at(7))
+}
+
 /// PSS of `pid` and all its descendants, in kB (`/proc/<pid>/smaps_rollup`).
 pub fn tree_pss_kb(pid: i32) -> u64 {
     let mut total = 0;

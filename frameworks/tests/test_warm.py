@@ -32,15 +32,26 @@ def subreaper():
     assert libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1
 
 
+def python_with_immortal_objects() -> str | None:
+    """A CPython 3.12+ to run the fixture's warm parent on: this one, or a framework venv's
+    (scripts/setup-frameworks.sh makes them with 3.12 where the machine has it)."""
+    candidates = [sys.executable] + sorted(str(p) for p in (REPO / "frameworks").glob("*/.venv/bin/python"))
+    for python in candidates:
+        out = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True)
+        if out.stdout.strip() == "True":
+            return python
+    return None
+
+
 class Parent:
-    def __init__(self, extra_env: dict | None = None):
+    def __init__(self, extra_env: dict | None = None, python: str | None = None):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDISPATCH_")}
         fd = theirs.fileno()  # the variable names the descriptor (the worker's is 3)
         env.update({"AGENTDISPATCH_WARM_FD": str(fd), "AGENTDISPATCH_TASK_ID": "_" * 128, "PYTHONUNBUFFERED": "1"})
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "runner.py"],
+            [python or sys.executable, "runner.py"],
             cwd=FIXTURE,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -204,3 +215,28 @@ def test_the_next_spare_is_moved_through_the_fourth_descriptor_and_nothing_keeps
     assert result_of(out2)["output"] == "slept"
     os.waitpid(reply2["pid"], 0)
     parent.close()
+
+
+def test_the_parents_objects_are_immortal_so_a_task_that_reads_them_copies_none_of_them():
+    python = python_with_immortal_objects()
+    assert python, "no CPython 3.12+ here: run scripts/setup-frameworks.sh"
+    n = 200_000  # ~20 MB of small objects in the parent
+    seen = {}
+    for immortal in ("1", "0"):
+        parent = Parent({"FIXTURE_OBJECTS": str(n), "AGENTDISPATCH_WARM_IMMORTAL": immortal}, python=python)
+        if immortal == "1":
+            assert parent.ready["immortal"] > 2 * n, parent.ready
+            assert "immortalWhy" not in parent.ready, parent.ready
+        else:
+            assert parent.ready["immortal"] == 0 and "AGENTDISPATCH_WARM_IMMORTAL=0" in parent.ready["immortalWhy"], parent.ready
+        reply, out = parent.fork(f"py-immortal-{immortal}", "touch")
+        assert reply["ok"] is True, reply
+        seen[immortal] = json.loads(result_of(out)["output"])
+        os.waitpid(reply["pid"], 0)
+        assert seen[immortal]["total"] == sum(len(str(i)) for i in range(n))
+        assert parent.close() == 0
+    # Reading every object writes its reference count, so without immortality the task copies
+    # (nearly) every page that holds one; with it, their counts stay as the parent left them.
+    assert seen["1"]["refcount"] >= 0xFFFFFFFF and seen["0"]["refcount"] < 100, seen
+    assert seen["0"]["privateDirtyKb"] > 10_000, seen
+    assert seen["1"]["privateDirtyKb"] * 3 < seen["0"]["privateDirtyKb"], seen

@@ -151,6 +151,8 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         fork = ready["fork"].as_str().unwrap_or("double"),
         forkWhy = ready["forkWhy"].as_str(),
         hugeMB = ready["hugeMB"].as_f64(),
+        immortal = ready["immortal"].as_u64(),
+        immortalWhy = ready["immortalWhy"].as_str(),
         "warm parent ready"
     );
     if threads > 1 {
