@@ -522,7 +522,7 @@ async fn a_spare_copies_pages_ahead_only_for_a_task_likely_to_run_alone() {
 }
 
 #[tokio::test]
-async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_starts_from_there() {
+async fn a_warm_up_prompt_runs_the_agent_in_the_parent_and_every_task_starts_from_there() {
     let w = fixture_worker(
         Kind::Warm,
         WorkerBuilder::new().env("AGENTDISPATCH_WARMUP_PROMPT", "state"),
@@ -532,8 +532,9 @@ async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_start
         let r = w
             .fixture_task(Kind::Warm, &format!("warmup-{i}"), "state")
             .await;
-        // The parent's warm-up run and this task's own: never another task's.
-        assert_eq!(output_json(&r)["runs"], 2, "{r:#}");
+        // The parent's three warm-up runs (AGENTDISPATCH_WARMUP_RUNS' default) and this
+        // task's own: never another task's.
+        assert_eq!(output_json(&r)["runs"], 4, "{r:#}");
     }
     // A warm-up that fails is logged, and the parent still serves.
     let w = fixture_worker(
@@ -542,6 +543,7 @@ async fn a_warm_up_prompt_runs_the_agent_once_in_the_parent_and_every_task_start
     )
     .await;
     let r = w.fixture_task(Kind::Warm, "warmup-failed", "state").await;
+    // The failed run is not tried again.
     assert_eq!(output_json(&r)["runs"], 2, "{r:#}");
     assert!(
         eventually(Duration::from_secs(5), || w

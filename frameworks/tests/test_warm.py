@@ -96,6 +96,7 @@ def test_ready_then_a_forked_task_process_of_the_callers_own():
     assert parent.ready["type"] == "ready"
     assert parent.ready["pid"] == parent.proc.pid
     assert parent.ready["threads"] == 1
+    assert parent.ready["plugged"] > 0, parent.ready
     seen = set()
     for i in range(3):
         reply, out = parent.fork(f"py-{i}", "state")
@@ -240,3 +241,40 @@ def test_the_parents_objects_are_immortal_so_a_task_that_reads_them_copies_none_
     assert seen["1"]["refcount"] >= 0xFFFFFFFF and seen["0"]["refcount"] < 100, seen
     assert seen["0"]["privateDirtyKb"] > 10_000, seen
     assert seen["1"]["privateDirtyKb"] * 3 < seen["0"]["privateDirtyKb"], seen
+
+
+def test_the_warm_up_prompt_runs_three_times_by_default_and_as_often_as_asked():
+    # The fixture's "state" counts the runs its process has seen: the parent's warm-up runs
+    # (inherited) and the task's own.
+    for runs, seen in ((None, 3), ("1", 1), ("5", 5)):
+        env = {"AGENTDISPATCH_WARMUP_PROMPT": "state"}
+        if runs is not None:
+            env["AGENTDISPATCH_WARMUP_RUNS"] = runs
+        parent = Parent(env)
+        reply, out = parent.fork(f"py-warmup-{runs}", "state")
+        assert reply["ok"] is True, reply
+        assert json.loads(result_of(out)["output"])["runs"] == seen + 1, (runs, seen)
+        os.waitpid(reply["pid"], 0)
+        assert parent.close() == 0
+
+
+def test_pymallocs_gaps_are_plugged_so_new_objects_go_to_fresh_pools():
+    # A heap with a gap in every other block (as imports and a collection leave it); after the
+    # plugs, the free blocks left in used pools are those of the pools opened since.
+    script = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from agentdispatch import warm
+keep = [str(i) * 3 for i in range(100_000)]
+del keep[::2]
+before = sum(warm.pymalloc_free()[0].values())
+plugged = warm.plug_free_blocks()
+after = sum(warm.pymalloc_free()[0].values())
+print(json.dumps({"before": before, "after": after, "plugged": plugged}))
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(REPO / "frameworks" / "_shared")],
+                         capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["before"] > 40_000, got
+    assert got["plugged"] >= got["before"], got
+    assert got["after"] * 10 < got["before"], got

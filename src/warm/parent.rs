@@ -153,6 +153,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         hugeMB = ready["hugeMB"].as_f64(),
         immortal = ready["immortal"].as_u64(),
         immortalWhy = ready["immortalWhy"].as_str(),
+        plugged = ready["plugged"].as_u64(),
         "warm parent ready"
     );
     if threads > 1 {

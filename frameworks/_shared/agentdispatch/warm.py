@@ -7,7 +7,7 @@ each task a fresh forked process. ``serve`` returns only in that process, which 
 a cold child: it reads the envelope on stdin and writes the protocol on stdout.
 
 The control socket (SOCK_SEQPACKET, one JSON object per message):
-  parent → worker, once:  {"type": "ready", "pid", "entrypoint", "threads", "importMs", "fork", "hugeMB", "immortal"}
+  parent → worker, once:  {"type": "ready", "pid", "entrypoint", "threads", "importMs", "fork", "hugeMB", "immortal", "plugged"}
   worker → parent:        {"op": "fork", "taskId", "env": {…}, "cwd"} + SCM_RIGHTS [stdin, stdout, stderr]
                           (+ the next task's cgroup.procs, with task cgroups: the next spare
                           is moved in before the next request is read)
@@ -110,11 +110,25 @@ def thread_names() -> list[str]:
 
 
 WARMUP_PROMPT_VAR = "AGENTDISPATCH_WARMUP_PROMPT"
+WARMUP_RUNS_VAR = "AGENTDISPATCH_WARMUP_RUNS"
+
+
+def warmup_runs() -> int:
+    """How many times the warm-up prompt runs (default 3, at least 1). CPython specializes an
+    instruction the second time it runs it, rewriting the code object in place: run once, the
+    agent's code would be specialized in every task instead, a write (and a page copied) per
+    code object. Three runs leave it specialized in the parent (-1.6 ms of CPU per LangGraph
+    task here, bench/README.md "Warm starts")."""
+    try:
+        return max(1, int(os.environ.get(WARMUP_RUNS_VAR, "3")))
+    except ValueError:
+        return 3
 
 
 def _preload(framework: str, run, warmup) -> str | None:
     """Import the manifest's entrypoint (and call the runner's ``warmup``) so that forked children
-    find it loaded; with AGENTDISPATCH_WARMUP_PROMPT set, also run the agent once on it.
+    find it loaded; with AGENTDISPATCH_WARMUP_PROMPT set, also run the agent on it
+    (AGENTDISPATCH_WARMUP_RUNS times, default 3).
 
     A first run does lazy work (caches, schemas, first-use imports) that every forked child would
     otherwise repeat: ~4 ms of the LangGraph example's ~11. But it runs the agent: whatever the
@@ -136,7 +150,8 @@ def _preload(framework: str, run, warmup) -> str | None:
     prompt = os.environ.get(WARMUP_PROMPT_VAR)
     if prompt and run is not None:
         try:
-            run(Runner({"instruction": prompt, "input": {}}, framework, emit=discard))
+            for _ in range(warmup_runs()):
+                run(Runner({"instruction": prompt, "input": {}}, framework, emit=discard))
         except Exception as exc:  # noqa: BLE001
             sys.stderr.write(f"warm parent: the warm-up run failed: {type(exc).__name__}: {exc}\n")
     return spec
@@ -491,6 +506,71 @@ def immortalize(roots) -> int:
     return made
 
 
+_PLUGS: list = []  # placeholders in pymalloc's free blocks, alive as long as this process
+_POOL = 16384  # pymalloc's pool size on 64-bit CPython 3.10+ (the stats name it: "* 16384 bytes")
+
+
+def pymalloc_free() -> tuple[dict[int, int], int]:
+    """pymalloc's free room, from ``sys._debugmallocstats()``: free blocks in used pools by block
+    size, and the number of unused pools in its arenas. Empty when there is no pymalloc (another
+    interpreter, PYTHONMALLOC=malloc) or its report reads otherwise."""
+    import tempfile
+
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None:
+        return {}, 0
+    with tempfile.TemporaryFile() as f:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)  # it writes to the C stderr
+            stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode("ascii", "replace")
+    avail: dict[int, int] = {}
+    unused = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and all(p.isdigit() for p in parts):  # class size pools in-use avail
+            avail[int(parts[1])] = int(parts[4])
+        elif len(parts) > 4 and parts[1:3] == ["unused", "pools"] and parts[0].isdigit() and parts[4] == str(_POOL):
+            unused = int(parts[0])
+    return avail, unused
+
+
+def plug_free_blocks() -> int:
+    """Fill pymalloc's free blocks and unused pools with placeholders; returns how many.
+
+    An object the parent or a task allocates after this lands in a fresh arena instead of in a
+    gap of a page the parent filled before it was ready: a task's new objects then cost it a
+    zero-filled page rather than a copied one of the parent, and the parent's own allocations
+    while it serves stop writing (and so copying) pages its spare shares. ~3,600 placeholders,
+    ~1.2 MB, for a LangGraph parent."""
+    avail, unused = pymalloc_free()
+    made = 0
+    for size, free in avail.items():
+        for _ in range(free):
+            # Objects of exactly that block size: object() takes 16 bytes, a float 24, a bytes
+            # object of n bytes 33 + n.
+            if size <= 16:
+                _PLUGS.append(object())
+            elif size <= 32:
+                _PLUGS.append(float(made))
+            else:
+                _PLUGS.append(bytes(size - 33))
+            made += 1
+    if avail:
+        biggest = max(avail)
+        for _ in range(unused * ((_POOL - 48) // biggest)):  # a pool's header is 48 bytes
+            _PLUGS.append(bytes(biggest - 33))
+            made += 1
+    return made
+
+
 def serve(framework: str, run=None, warmup=None) -> None:
     """Be a warm parent; return only in a task process."""
     started = time.monotonic()
@@ -517,6 +597,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
         roots = gc.get_objects()
         immortal = immortalize(roots + [sys.modules])
         del roots
+    plugged = plug_free_blocks()
     gc.freeze()
     huge = _collapse_heap() if os.environ.get(HUGE_VAR, "1") != "0" else 0
     ready = {
@@ -528,6 +609,7 @@ def serve(framework: str, run=None, warmup=None) -> None:
         "fork": "clone" if cloner.available else "double",
         "hugeMB": round(huge / (1 << 20), 1),
         "immortal": immortal,
+        "plugged": plugged,
     }
     if immortal_why is not None:
         ready["immortalWhy"] = immortal_why
