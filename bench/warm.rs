@@ -5,7 +5,9 @@
 //!    warm parent, and through the worker with a cold child per task. For each: start → first
 //!    `/ping`, sequential invocation p50/p90, agent runs/s with 4 clients, request → first
 //!    framework step over SSE (the worker only: the floor has no per-step events), and the peak
-//!    PSS of the server and every process under it while 4 clients run.
+//!    PSS of the server and every process under it while 4 clients run. The floor and the
+//!    warm worker are alive together and measured in alternating blocks (`BLOCKS`), so that a
+//!    slower or faster spell of the machine lands on both.
 //! 2. All six frameworks, cold and warm: request → first step and → result over SSE.
 //!
 //! ```sh
@@ -130,38 +132,85 @@ impl Server {
     }
 }
 
-/// Where the CPU went during a 4-client round.
+/// Where the CPU went during 4-client rounds.
 #[derive(Clone, Copy, Default)]
 struct RoundCpu {
     /// CPU time of the served tree (server, everything under it, what they reaped) per run.
     per_run_ms: f64,
-    /// The machine's busy and stolen time, as a share of all its CPUs' time over the round.
+    /// The machine's busy and stolen time, as a share of all its CPUs' time over the rounds.
     busy_pct: f64,
     steal_pct: f64,
 }
 
-/// 4 clients, `per_client` invocations each: runs per second and where the CPU went, then the
-/// peak tree PSS in kB over a second such round. The PSS sampler reads `smaps_rollup` of every
-/// process of the tree every 20 ms (~2 ms of CPU a sample for a warm worker's tree here, more
-/// processes than the in-process server's one): measured apart so that it takes no CPU from
-/// the rate.
-async fn four_clients(s: &Server, framework: &str, per_client: usize) -> (f64, RoundCpu, u64) {
+/// What 4-client rounds added up to: runs, seconds, tree CPU seconds, machine ticks.
+#[derive(Clone, Copy, Default)]
+struct Rounds {
+    runs: usize,
+    secs: f64,
+    cpu_secs: f64,
+    busy: u64,
+    idle: u64,
+    steal: u64,
+    rates: [f64; 8],
+    n: usize,
+}
+
+impl Rounds {
+    /// The median of the rounds' rates (runs/s).
+    fn rate(&self) -> f64 {
+        let mut r = self.rates[..self.n].to_vec();
+        r.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if r.is_empty() {
+            return 0.0;
+        }
+        if r.len() % 2 == 1 {
+            r[r.len() / 2]
+        } else {
+            (r[r.len() / 2 - 1] + r[r.len() / 2]) / 2.0
+        }
+    }
+
+    fn cpu(&self) -> RoundCpu {
+        let all = (self.busy + self.idle + self.steal).max(1) as f64;
+        RoundCpu {
+            per_run_ms: self.cpu_secs * 1000.0 / self.runs.max(1) as f64,
+            busy_pct: self.busy as f64 / all * 100.0,
+            steal_pct: self.steal as f64 / all * 100.0,
+        }
+    }
+}
+
+/// One 4-client round of `per_client` invocations each, added to `acc` (rate, CPU, machine).
+async fn four_clients_counted(s: &Server, framework: &str, per_client: usize, acc: &mut Rounds) {
     let pid = s.pid();
     let cpu0 = common::tree_cpu_seconds(pid);
     let (busy0, idle0, steal0) = common::machine_ticks();
+    let started = Instant::now();
     let rate = four_clients_round(s, framework, per_client).await;
+    let secs = started.elapsed().as_secs_f64();
     let (busy1, idle1, steal1) = common::machine_ticks();
-    let all = ((busy1 - busy0) + (idle1 - idle0) + (steal1 - steal0)).max(1) as f64;
-    let cpu = RoundCpu {
-        per_run_ms: (common::tree_cpu_seconds(pid) - cpu0) * 1000.0 / (4 * per_client) as f64,
-        busy_pct: (busy1 - busy0) as f64 / all * 100.0,
-        steal_pct: (steal1 - steal0) as f64 / all * 100.0,
-    };
+    acc.runs += 4 * per_client;
+    acc.secs += secs;
+    acc.cpu_secs += common::tree_cpu_seconds(pid) - cpu0;
+    acc.busy += busy1 - busy0;
+    acc.idle += idle1 - idle0;
+    acc.steal += steal1 - steal0;
+    if acc.n < acc.rates.len() {
+        acc.rates[acc.n] = rate;
+        acc.n += 1;
+    }
+}
+
+/// The peak tree PSS in kB over one 4-client round. The sampler reads `smaps_rollup` of every
+/// process of the tree every 20 ms (~2 ms of CPU a sample for a warm worker's tree here, more
+/// processes than the in-process server's one): measured apart so that it takes no CPU from
+/// the rate.
+async fn four_clients_pss(s: &Server, framework: &str, per_client: usize) -> u64 {
+    let pid = s.pid();
     let sampler =
         common::Sampler::every(Duration::from_millis(20), move || common::tree_pss_kb(pid));
     four_clients_round(s, framework, per_client).await;
-    let peak = sampler.finish().into_iter().max().unwrap_or(0);
-    (rate, cpu, peak)
+    sampler.finish().into_iter().max().unwrap_or(0)
 }
 
 /// 4 clients, `per_client` invocations each; runs per second.
@@ -203,14 +252,14 @@ struct Served {
     pss_kb: u64,
 }
 
-async fn measure(
-    name: &'static str,
-    s: &Server,
-    warm_parents: usize,
-    runs: usize,
-    per_client: usize,
-    worker: bool,
-) -> Served {
+/// How many blocks the floor's and the warm worker's sequential runs, and their 4-client
+/// rounds, are cut into: they alternate (floor, warm, warm, floor, …), so that a slower or
+/// faster spell of this shared machine lands on both rather than on one of them.
+const BLOCKS: usize = 4;
+
+/// Start → first `/ping` (and → warm parents ready), then 3 warm-up invocations: the first runs
+/// learn, import lazily, fill caches.
+async fn started(s: &Server, warm_parents: usize) -> Start {
     let http = reqwest::Client::new();
     let first_ping = s.ping_after_start(&http).await;
     let ready = if warm_parents > 0 {
@@ -218,59 +267,103 @@ async fn measure(
     } else {
         None
     };
-    // Warm-up: the first runs learn, import lazily, fill caches.
-    for _ in 0..3.min(runs) {
+    for _ in 0..3 {
         s.invoke(&http, "langgraph").await;
     }
-    let mut seq = Vec::new();
-    for _ in 0..runs {
-        seq.push(s.invoke(&http, "langgraph").await);
-    }
-    let first_step = if worker {
-        let mut steps = Vec::new();
-        for _ in 0..runs.min(50) {
-            steps.push(s.stream(&http, "langgraph").await.0);
+    (first_ping, ready)
+}
+
+/// Measures the servers together: sequential runs in `BLOCKS` alternating blocks, request →
+/// first step over SSE (the workers only), 4-client rounds alternating likewise, then one
+/// PSS round each. `runs` sequential runs and `4 × per_client` runs in 4-client rounds each.
+/// Start → first `/ping`, and → warm parents ready.
+type Start = (Duration, Option<Duration>);
+
+/// `servers`: name, server, its start figures (from [`started`], each taken before the next
+/// server was spawned), whether it is a worker.
+async fn measure_together(
+    servers: &[(&'static str, &Server, Start, bool)],
+    runs: usize,
+    per_client: usize,
+) -> Vec<Served> {
+    let http = reqwest::Client::new();
+    let order = |block: usize| -> Vec<usize> {
+        let mut o: Vec<usize> = (0..servers.len()).collect();
+        if block % 2 == 1 {
+            o.reverse();
         }
-        Some(percentile(&steps, 50.0))
-    } else {
-        None
+        o
     };
-    let (rate, cpu, pss_kb) = four_clients(s, "langgraph", per_client).await;
-    Served {
-        name,
-        first_ping,
-        ready,
-        p50: percentile(&seq, 50.0),
-        p90: percentile(&seq, 90.0),
-        rate,
-        cpu,
-        first_step,
-        pss_kb,
+    let mut seq: Vec<Vec<Duration>> = vec![Vec::new(); servers.len()];
+    for block in 0..BLOCKS {
+        for i in order(block) {
+            for _ in 0..runs.div_ceil(BLOCKS) {
+                seq[i].push(servers[i].1.invoke(&http, "langgraph").await);
+            }
+        }
     }
+    let mut first_step = vec![None; servers.len()];
+    for (i, (_, s, _, worker)) in servers.iter().enumerate() {
+        if *worker {
+            let mut steps = Vec::new();
+            for _ in 0..runs.min(50) {
+                steps.push(s.stream(&http, "langgraph").await.0);
+            }
+            first_step[i] = Some(percentile(&steps, 50.0));
+        }
+    }
+    let mut rounds = vec![Rounds::default(); servers.len()];
+    let per_round = per_client.div_ceil(BLOCKS).max(1);
+    for block in 0..BLOCKS {
+        for i in order(block) {
+            four_clients_counted(servers[i].1, "langgraph", per_round, &mut rounds[i]).await;
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (name, s, start, _)) in servers.iter().enumerate() {
+        let pss_kb = four_clients_pss(s, "langgraph", per_round).await;
+        out.push(Served {
+            name,
+            first_ping: start.0,
+            ready: start.1,
+            p50: percentile(&seq[i], 50.0),
+            p90: percentile(&seq[i], 90.0),
+            rate: rounds[i].rate(),
+            cpu: rounds[i].cpu(),
+            first_step: first_step[i],
+            pss_kb,
+        });
+    }
+    out
 }
 
 async fn langgraph_against_the_floor(runs: usize) {
-    let floor = {
-        let s = start_floor();
-        measure(
-            "`bedrock-agentcore` in-process (floor)",
-            &s,
-            0,
+    let (floor, warm) = {
+        let f = start_floor();
+        let f_start = started(&f, 0).await;
+        let w = start_worker("langgraph", "langgraph").await;
+        let w_start = started(&w, 1).await;
+        let mut both = measure_together(
+            &[
+                ("`bedrock-agentcore` in-process (floor)", &f, f_start, false),
+                ("worker, warm", &w, w_start, true),
+            ],
             runs,
             runs / 2,
-            false,
         )
-        .await
-    };
-    let warm = {
-        let s = start_worker("langgraph", "langgraph").await;
-        measure("worker, warm", &s, 1, runs, runs / 2, true).await
+        .await;
+        let warm = both.pop().unwrap();
+        (both.pop().unwrap(), warm)
     };
     let cold = {
         let s = start_worker("none", "langgraph").await;
-        measure("worker, cold", &s, 0, 5, 3, true).await
+        let start = started(&s, 0).await;
+        measure_together(&[("worker, cold", &s, start, true)], 5, 3)
+            .await
+            .pop()
+            .unwrap()
     };
-    println!("LangGraph example agent, \"hello world\"; {runs} sequential runs (cold: 5), 4 clients × {} runs (cold: 3)", runs / 2);
+    println!("LangGraph example agent, \"hello world\"; {runs} sequential runs (cold: 5), 4 clients × {} runs in {BLOCKS} rounds (cold: 3); the floor and the warm worker alternate block by block", runs / 2);
     println!();
     println!("| served by | start → first `/ping` | warm parent ready | invocation p50 | p90 | 4 clients, runs/s | request → first step (SSE) | peak PSS, 4 clients |");
     println!("|---|---|---|---|---|---|---|---|");
