@@ -27,12 +27,13 @@ STAMP_NAME=.agentdispatch-stamp
 
 die() { echo "setup-frameworks: $*" >&2; exit 1; }
 
-# Sets PYTHON, when unset, to CPython $PREFERRED_PYTHON: on PATH, or one that pyenv installed
-# (its shim answers only for the selected version), else to python3.
+# Sets PYTHON, when unset, to CPython $PREFERRED_PYTHON: on PATH (with venv and ensurepip, which a
+# tools venv needs), or one that pyenv installed (its shim answers only for the selected
+# version), else to python3.
 pick_python() {
   [[ -n ${PYTHON:-} ]] && return
   local want="python$PREFERRED_PYTHON" root version
-  if "$want" -c '' >/dev/null 2>&1; then
+  if "$want" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     PYTHON=$want
     return
   fi

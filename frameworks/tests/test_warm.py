@@ -33,11 +33,17 @@ def subreaper():
 
 
 def python_with_immortal_objects() -> str | None:
-    """A CPython 3.12+ to run the fixture's warm parent on: this one, or a framework venv's
+    """A CPython that can make objects immortal (3.12 or 3.13, 64-bit, with the GIL) to run the
+    fixture's warm parent on: this one, or a framework venv's
     (scripts/setup-frameworks.sh makes them with 3.12 where the machine has it)."""
     candidates = [sys.executable] + sorted(str(p) for p in (REPO / "frameworks").glob("*/.venv/bin/python"))
+    check = "import sys; from agentdispatch import warm; print(warm.immortal_why_not() is None)"
     for python in candidates:
-        out = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True)
+        try:
+            out = subprocess.run([python, "-c", check], capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(REPO / "frameworks" / "_shared")})
+        except OSError:  # a venv whose interpreter is gone
+            continue
         if out.stdout.strip() == "True":
             return python
     return None
@@ -220,7 +226,7 @@ def test_the_next_spare_is_moved_through_the_fourth_descriptor_and_nothing_keeps
 
 def test_the_parents_objects_are_immortal_so_a_task_that_reads_them_copies_none_of_them():
     python = python_with_immortal_objects()
-    assert python, "no CPython 3.12+ here: run scripts/setup-frameworks.sh"
+    assert python, "no CPython 3.12 or 3.13 here: run scripts/setup-frameworks.sh"
     n = 200_000  # ~20 MB of small objects in the parent
     seen = {}
     for immortal in ("1", "0"):

@@ -462,19 +462,29 @@ def immortal_why_not() -> str | None:
     """Why this interpreter cannot have objects made immortal (see ``immortalize``), or None."""
     import sysconfig
 
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
     if sys.implementation.name != "cpython" or sys.version_info < (3, 12):
-        return f"{sys.implementation.name} {sys.version_info.major}.{sys.version_info.minor} has no immortal objects (CPython 3.12+)"
+        return f"{sys.implementation.name} {version} has no immortal objects (CPython 3.12+)"
+    if sys.version_info >= (3, 14):
+        # 3.14 marks immortality differently (a count of 3 << 30, flags in the same word).
+        return f"CPython {version}: immortal objects are made only on 3.12 and 3.13"
     if sys.maxsize <= 2**32:
         return "32-bit CPython keeps immortality in the whole count"
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
         return "free-threaded CPython counts references per thread"
+    if hasattr(sys, "getobjects"):
+        return "a --with-trace-refs build puts other fields before the count"
+    probe = object()
+    if ctypes.c_ssize_t.from_address(id(probe)).value != sys.getrefcount(probe) - 1:
+        return "the reference count is not where CPython 3.12 keeps it"
     return None
 
 
-# CPython 3.12+ on 64-bit (PEP 683): an object whose reference count has its low 32 bits all set
-# is immortal: Py_INCREF and Py_DECREF leave it unwritten. CPython's own immortal objects start
-# at this value; extensions built for older stable ABIs still write the full count, and the
-# value is chosen so that they never bring it to zero.
+# CPython 3.12 and 3.13 on 64-bit (PEP 683): an object whose reference count has its low 32 bits
+# all set is immortal: Py_INCREF and Py_DECREF leave it unwritten (Py_DECREF tests the sign of
+# the low 32 bits). CPython's own immortal objects start at this value there; extensions built
+# for older stable ABIs still write the full count, and the value is chosen so that they never
+# bring it to zero.
 _IMMORTAL = 0xFFFFFFFF
 
 
@@ -498,7 +508,7 @@ def immortalize(roots) -> int:
     while stack:
         obj = stack.pop()
         count = cell.from_address(id(obj))
-        if count.value & _IMMORTAL == _IMMORTAL:
+        if count.value & _IMMORTAL >= 0x80000000:  # immortal already (_Py_IsImmortal)
             continue
         count.value = _IMMORTAL
         made += 1
@@ -514,14 +524,15 @@ def pymalloc_free() -> tuple[dict[int, int], int]:
     """pymalloc's free room, from ``sys._debugmallocstats()``: free blocks in used pools by block
     size, and the number of unused pools in its arenas. Empty when there is no pymalloc (another
     interpreter, PYTHONMALLOC=malloc) or its report reads otherwise."""
-    import tempfile
-
     stats = getattr(sys, "_debugmallocstats", None)
     if stats is None:
         return {}, 0
-    with tempfile.TemporaryFile() as f:
+    with open(os.memfd_create("mallocstats"), "w+b") as f:
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - None, or closed
+                pass
         saved = os.dup(2)
         try:
             os.dup2(f.fileno(), 2)  # it writes to the C stderr
@@ -554,16 +565,16 @@ def plug_free_blocks() -> int:
     made = 0
     for size, free in avail.items():
         for _ in range(free):
-            # Objects of exactly that block size: object() takes 16 bytes, a float 24, a bytes
-            # object of n bytes 33 + n.
+            # Objects of exactly that block size: object() takes 16 bytes, an int below 2**60
+            # of two 30-bit digits 32, a bytes object of n bytes 33 + n.
             if size <= 16:
                 _PLUGS.append(object())
             elif size <= 32:
-                _PLUGS.append(float(made))
+                _PLUGS.append((1 << 40) + made)  # an int of two digits: 32 bytes, no free list
             else:
                 _PLUGS.append(bytes(size - 33))
             made += 1
-    if avail:
+    if avail and max(avail) >= 48:
         biggest = max(avail)
         for _ in range(unused * ((_POOL - 48) // biggest)):  # a pool's header is 48 bytes
             _PLUGS.append(bytes(biggest - 33))
@@ -597,7 +608,11 @@ def serve(framework: str, run=None, warmup=None) -> None:
         roots = gc.get_objects()
         immortal = immortalize(roots + [sys.modules])
         del roots
-    plugged = plug_free_blocks()
+    try:
+        plugged = plug_free_blocks()
+    except Exception as exc:  # noqa: BLE001 - an optimisation: the parent serves without it
+        sys.stderr.write(f"warm parent: pymalloc's free blocks not plugged: {type(exc).__name__}: {exc}\n")
+        plugged = 0
     gc.freeze()
     huge = _collapse_heap() if os.environ.get(HUGE_VAR, "1") != "0" else 0
     ready = {
