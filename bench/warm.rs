@@ -143,21 +143,21 @@ struct RoundCpu {
 }
 
 /// What 4-client rounds added up to: runs, seconds, tree CPU seconds, machine ticks.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Rounds {
     runs: usize,
     cpu_secs: f64,
     busy: u64,
     idle: u64,
     steal: u64,
-    rates: [f64; 8],
-    n: usize,
+    /// Each round's runs per second.
+    rates: Vec<f64>,
 }
 
 impl Rounds {
     /// The median of the rounds' rates (runs/s).
     fn rate(&self) -> f64 {
-        let mut r = self.rates[..self.n].to_vec();
+        let mut r = self.rates.clone();
         r.sort_by(|a, b| a.partial_cmp(b).unwrap());
         if r.is_empty() {
             return 0.0;
@@ -191,10 +191,7 @@ async fn four_clients_counted(s: &Server, framework: &str, per_client: usize, ac
     acc.busy += busy1 - busy0;
     acc.idle += idle1 - idle0;
     acc.steal += steal1 - steal0;
-    if acc.n < acc.rates.len() {
-        acc.rates[acc.n] = rate;
-        acc.n += 1;
-    }
+    acc.rates.push(rate);
 }
 
 /// The peak tree PSS in kB over one 4-client round. The sampler reads `smaps_rollup` of every

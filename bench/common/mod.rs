@@ -341,31 +341,39 @@ pub fn mb(kb: u64) -> String {
 
 /// CPU time (user + system) a process has used, in seconds (`/proc/<pid>/stat`).
 pub fn cpu_seconds(pid: i32) -> f64 {
+    let t = cpu_ticks(pid);
+    (t[0] + t[1]) as f64 / 100.0
+}
+
+/// utime, stime, cutime and cstime of `pid` (the 14th to 17th fields of `/proc/<pid>/stat`), in
+/// clock ticks (100 per second on Linux); zeros when it is gone.
+fn cpu_ticks(pid: i32) -> [u64; 4] {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields resume after the command name's closing parenthesis; utime and stime are the
-    // 14th and 15th fields, in clock ticks (100 per second on Linux).
+    // Fields resume after the command name's closing parenthesis.
     let rest = text.rfind(')').map_or("", |i| &text[i + 2..]);
     let f: Vec<&str> = rest.split(' ').collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    std::array::from_fn(|i| f.get(11 + i).and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// `pid` and every live process under it.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        out.push(p);
+        todo.extend(procfs::children_with_state(p).into_iter().map(|(c, _)| c));
+    }
+    out
 }
 
 /// CPU time (user + system, in seconds) of `pid`, of the children it reaped, and of every live
 /// process under it with the children each of those reaped: a served tree's whole CPU so far.
 pub fn tree_cpu_seconds(pid: i32) -> f64 {
-    let mut total = 0;
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        let text = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let rest = text.rfind(')').map_or("", |i| &text[i + 2..]);
-        let f: Vec<&str> = rest.split(' ').collect();
-        // utime, stime, cutime, cstime: the 14th to 17th fields, in clock ticks (100 a second).
-        total += (11..15)
-            .filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
-            .sum::<u64>();
-        todo.extend(procfs::children_with_state(p).into_iter().map(|(c, _)| c));
-    }
-    total as f64 / 100.0
+    let ticks: u64 = tree(pid)
+        .into_iter()
+        .map(|p| cpu_ticks(p).iter().sum::<u64>())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// The machine's CPU time from `/proc/stat`'s `cpu` line, in clock ticks: (busy, idle, steal),
@@ -386,19 +394,15 @@ pub fn machine_ticks() -> (u64, u64, u64) {
 
 /// PSS of `pid` and all its descendants, in kB (`/proc/<pid>/smaps_rollup`).
 pub fn tree_pss_kb(pid: i32) -> u64 {
-    let mut total = 0;
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) {
-            total += text
-                .lines()
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+        .filter_map(|text| {
+            text.lines()
                 .find_map(|l| l.strip_prefix("Pss:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        todo.extend(procfs::children_with_state(p).into_iter().map(|(c, _)| c));
-    }
-    total
+        })
+        .sum()
 }
 
 /// A thread that takes a sample every `period` until [`Sampler::finish`].

@@ -80,12 +80,17 @@ def exit_now(code: int) -> None:
         atexit._run_exitfuncs()
     except Exception:  # noqa: BLE001
         pass
+    flush_std()
+    os._exit(code)
+
+
+def flush_std() -> None:
+    """Flush sys.stdout and sys.stderr, whatever they are (None, closed, replaced)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
-    os._exit(code)
 
 
 SIGNAL_HANDLERS: dict = {}  # main()'s SIGTERM/SIGINT handlers

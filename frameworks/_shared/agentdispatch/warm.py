@@ -43,6 +43,8 @@ import sys
 import time
 from array import array
 
+from .process import flush_std
+
 WARM_FD_VAR = "AGENTDISPATCH_WARM_FD"
 MARKER_VAR = "AGENTDISPATCH_TASK_ID"
 CLONE_VAR = "AGENTDISPATCH_WARM_CLONE"  # "0": spares through an intermediate fork (see _Cloner)
@@ -528,11 +530,7 @@ def pymalloc_free() -> tuple[dict[int, int], int]:
     if stats is None:
         return {}, 0
     with open(os.memfd_create("mallocstats"), "w+b") as f:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 - None, or closed
-                pass
+        flush_std()
         saved = os.dup(2)
         try:
             os.dup2(f.fileno(), 2)  # it writes to the C stderr
@@ -724,11 +722,7 @@ def _fork_spare(sock, slot, worker_pid: int, learning: _Learning, cloner: _Clone
     is only closed in it: the parent moves it, see ``_Spare.enter``).
 
     In the parent: the spare. In the spare, once it has been given a task: None."""
-    for stream in (sys.stdout, sys.stderr):  # nothing buffered here may reach a task's pipes
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
+    flush_std()  # nothing buffered here may reach a task's pipes
     if cloner.available:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
