@@ -12,7 +12,7 @@ use super::{
     error_response, json_response, json_response_sized, sse, REQUEST_HEADER, SESSION_HEADER,
 };
 use crate::task::{RequestIds, Start, Worker};
-use crate::wire::{parse_payload, PayloadError, TaskResult, TaskType};
+use crate::wire::{parse_payload, ErrorCode, PayloadError, TaskResult, TaskType};
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -49,11 +49,15 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         Ok(p) => p,
         Err(PayloadError::Invalid(msg)) => {
             tracing::info!(requestId = %ids.request_id, sessionId = ids.session_id.as_deref().unwrap_or(""), error = %msg, "invalid payload");
-            return error_response(StatusCode::BAD_REQUEST, &msg, Some("invalid_payload"));
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &msg,
+                Some(ErrorCode::InvalidPayload),
+            );
         }
         Err(e @ PayloadError::UnsupportedTaskType(_)) => {
             return answer(
-                &TaskResult::refusal("", e.to_string(), "unsupported_task_type"),
+                &TaskResult::fail(ErrorCode::UnsupportedTaskType, e.to_string()),
                 sse_header,
             );
         }

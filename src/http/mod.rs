@@ -22,6 +22,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::task::Worker;
+use crate::wire::ErrorCode;
 
 /// The header AgentCore puts the runtime session id in.
 pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
@@ -54,7 +55,7 @@ pub fn json_response_sized<T: Serialize + ?Sized>(
 }
 
 /// An error in the shape of the reference worker, with an optional `errorCode`.
-pub fn error_response(status: StatusCode, error: &str, code: Option<&str>) -> Response {
+pub fn error_response(status: StatusCode, error: &str, code: Option<ErrorCode>) -> Response {
     let mut body = json!({"ok": false, "error": error});
     if let Some(c) = code {
         body["errorCode"] = json!(c);
@@ -85,7 +86,7 @@ where
             &format!(
                 "Request body is larger than AGENTDISPATCH_MAX_PAYLOAD_BYTES ({limit} bytes)."
             ),
-            Some("invalid_payload"),
+            Some(ErrorCode::InvalidPayload),
         )
     };
     let declared = headers
@@ -102,7 +103,7 @@ where
             error_response(
                 StatusCode::BAD_REQUEST,
                 &format!("Request body could not be read: {e}"),
-                Some("invalid_payload"),
+                Some(ErrorCode::InvalidPayload),
             )
         })?;
         if buf.len() + chunk.remaining() > limit {
@@ -169,7 +170,7 @@ where
         }
         (["tasks", id], &Method::GET) => {
             let r = worker.status(id, 0);
-            let code = if r.error_code.as_deref() == Some("unknown_task") {
+            let code = if r.error_code == Some(ErrorCode::UnknownTask) {
                 StatusCode::NOT_FOUND
             } else {
                 StatusCode::OK

@@ -13,7 +13,7 @@ use warp::http::{header, HeaderMap, HeaderValue};
 use warp::reply::Response;
 
 use crate::task::{Task, Worker};
-use crate::wire::{EventJson, TaskResult};
+use crate::wire::{ErrorCode, EventJson, TaskResult};
 
 /// Bytes of events read from the sink per step.
 const STEP_BYTES: usize = 64 * 1024;
@@ -204,7 +204,7 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
             // the same as from memory.
             // (File work: off the threads that serve HTTP.)
             let result = tokio::task::block_in_place(|| worker.status(id, 0));
-            if result.error_code.as_deref() == Some("unknown_task") {
+            if result.error_code == Some(ErrorCode::UnknownTask) {
                 return super::json_response(warp::http::StatusCode::NOT_FOUND, &result);
             }
             // `status` answered from the folder, so `id` is a valid task id.

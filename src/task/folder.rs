@@ -2,12 +2,16 @@
 
 use crate::artifacts;
 use crate::events;
-use crate::wire::{Artifact, TaskResult};
+use crate::wire::{Artifact, ErrorCode, TaskResult};
 
 /// The answer for a task id nobody knows.
 pub fn unknown(id: &str) -> TaskResult {
     let shown = crate::wire::clip(id, 200);
-    TaskResult::refusal(&shown, format!("Unknown taskId: {shown}"), "unknown_task")
+    TaskResult::refusal(
+        &shown,
+        ErrorCode::UnknownTask,
+        format!("Unknown taskId: {shown}"),
+    )
 }
 
 /// A finished task's answer from its folder: `result.json`, `manifest.json`, `events.ndjson`.
@@ -24,8 +28,8 @@ pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Opti
             let id = dir.file_name()?.to_string_lossy().into_owned();
             TaskResult::refusal(
                 &id,
+                ErrorCode::Interrupted,
                 "The task was interrupted: the worker stopped while it ran. Its events are kept.",
-                "interrupted",
             )
         }
         Err(_) => return None,

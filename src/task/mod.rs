@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::events::EventSink;
 use crate::frameworks;
 use crate::warm;
-use crate::wire::{Payload, TaskResult, TaskStatus, TaskType};
+use crate::wire::{ErrorCode, Payload, TaskResult, TaskStatus, TaskType};
 
 /// Logs with the task's ids as top-level fields (`sessionId` only when one was sent).
 #[macro_export]
@@ -237,8 +237,8 @@ impl Worker {
         if self.shutdown.is_cancelled() {
             return Start::Refused(Box::new(TaskResult::refusal(
                 &id,
+                ErrorCode::ShuttingDown,
                 "The worker is shutting down; no new task is started.",
-                "shutting_down",
             )));
         }
         {
@@ -246,11 +246,11 @@ impl Worker {
             if busy.running >= self.cfg.max_concurrent_tasks {
                 return Start::Refused(Box::new(TaskResult::refusal(
                     &id,
+                    ErrorCode::AtCapacity,
                     format!(
                         "The worker is at capacity: {} tasks are running (AGENTDISPATCH_MAX_CONCURRENT_TASKS).",
                         busy.running
                     ),
-                    "at_capacity",
                 )));
             }
             busy.running += 1;

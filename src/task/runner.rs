@@ -15,7 +15,7 @@ use crate::sessions::{self, Ticket};
 use crate::supervisor::{self, Child};
 use crate::task_log;
 use crate::warm::Fallback;
-use crate::wire::{EventDraft, EventType, Payload, TaskResult, TaskStatus, TaskType};
+use crate::wire::{ErrorCode, EventDraft, EventType, Payload, TaskResult, TaskStatus, TaskType};
 
 /// Emits the first event, `accepted`, before the task is spawned, so that an async answer
 /// always holds it.
@@ -52,7 +52,7 @@ pub async fn execute(
     task_log!(info, task, taskType = payload.task_type.as_str(), label = %task.label, "task started");
 
     let ending = match dir_error {
-        Some(e) => Ending::failed(e, "artifact_write_failed"),
+        Some(e) => Ending::failed(ErrorCode::ArtifactWriteFailed, e),
         None => match payload.task_type {
             TaskType::CommandRun => run_command(worker, task, &payload).await,
             _ => match take_turn(worker, task, ticket).await {
@@ -97,7 +97,7 @@ async fn take_turn(
     tokio::select! {
         _ = ticket.wait(waiting) => Ok(Some(ticket)),
         _ = task.cancel.cancelled() => {
-            let mut e = Ending::failed(cancel_message(worker), "cancelled");
+            let mut e = Ending::failed(ErrorCode::Cancelled, cancel_message(worker));
             e.status = TaskStatus::Cancelled;
             Err(e)
         }
@@ -125,8 +125,8 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             Some(json!({"source": "worker", "framework": name, "known": known})),
         ));
         return Ending::failed(
+            ErrorCode::UnknownFramework,
             format!("Unsupported agent framework: {name}"),
-            "unknown_framework",
         );
     };
     match &fw.launch {
@@ -172,7 +172,7 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 None => None,
                 Some(id) => match sessions::prepare(&worker.cfg.session_dir, id) {
                     Ok(dir) => Some(dir),
-                    Err(e) => return Ending::failed(e, "session_unavailable"),
+                    Err(e) => return Ending::failed(ErrorCode::SessionUnavailable, e),
                 },
             };
             let envelope = json!({
@@ -207,11 +207,14 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
 
 async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
     let Some(cmd) = payload.command() else {
-        return Ending::failed("command.run requires input.command.", "invalid_command");
+        return Ending::failed(
+            ErrorCode::InvalidCommand,
+            "command.run requires input.command.",
+        );
     };
     let argv = match command::split(cmd) {
         Ok(argv) => argv,
-        Err(e) => return Ending::failed(e.to_string(), "invalid_command"),
+        Err(e) => return Ending::failed(ErrorCode::InvalidCommand, e.to_string()),
     };
     if !command::allowed(&worker.cfg.command_allowlist, &argv) {
         task.events.emit_now(&EventDraft::new(
@@ -224,8 +227,8 @@ async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending 
         ));
         task_log!(warn, task, executable = %argv[0], "command refused by the allowlist");
         return Ending::failed(
+            ErrorCode::CommandRejected,
             "Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST.",
-            "command_rejected",
         );
     }
     let spec = spec_for(

@@ -11,7 +11,7 @@ use super::stream::{rpc_line, A2aFraming};
 use super::{rpc_result, single_message_stream, RpcError};
 use crate::http::sse;
 use crate::task::{RequestIds, Start, Task, Worker};
-use crate::wire::TaskResult;
+use crate::wire::{ErrorCode, TaskResult};
 
 /// Task ids one ListTasks page holds at most, and by default.
 const MAX_PAGE: usize = 100;
@@ -63,7 +63,7 @@ pub(super) fn task_context(task: &Task) -> String {
 /// A task's answer, or -32001 when nobody knows it.
 pub(super) fn known(worker: &Worker, task_id: &str) -> Result<TaskResult, RpcError> {
     let r = worker.status(task_id, 0);
-    if r.error_code.as_deref() == Some("unknown_task") {
+    if r.error_code == Some(ErrorCode::UnknownTask) {
         return Err(RpcError::not_found(task_id));
     }
     Ok(r)
