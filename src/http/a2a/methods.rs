@@ -8,7 +8,7 @@ use warp::reply::Response;
 use super::request::message_payload;
 use super::shape::{self, Detail, Version};
 use super::stream::{rpc_line, A2aFraming};
-use super::{rpc_result, single_message_stream, RpcError};
+use super::{rpc_result, single_message_stream, RpcCode, RpcError};
 use crate::http::sse;
 use crate::task::{RequestIds, Start, Task, Worker};
 use crate::wire::{ErrorCode, TaskResult};
@@ -60,7 +60,7 @@ pub(super) fn task_context(task: &Task) -> String {
         .unwrap_or_else(|| task.id.clone())
 }
 
-/// A task's answer, or -32001 when nobody knows it.
+/// A task's answer, or `TaskNotFound` when nobody knows it.
 pub(super) fn known(worker: &Worker, task_id: &str) -> Result<TaskResult, RpcError> {
     let r = worker.status(task_id, 0);
     if r.error_code == Some(ErrorCode::UnknownTask) {
@@ -135,7 +135,7 @@ pub(super) fn get(worker: &Worker, v: Version, params: &Value) -> Result<Value, 
     Ok(shape::task(v, &r, &context_id, detail))
 }
 
-/// CancelTask / tasks/cancel: -32002 once the task has finished.
+/// CancelTask / tasks/cancel: `TaskNotCancelable` once the task has finished.
 pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Result<Value, RpcError> {
     let task_id = task_id_param(params)?;
     let running = worker.get(task_id).filter(|t| t.result().is_none());
@@ -144,7 +144,7 @@ pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Resul
         return Err(RpcError {
             task_id: Some(r.task_id.clone()),
             ..RpcError::new(
-                -32002,
+                RpcCode::TaskNotCancelable,
                 format!(
                     "Task cannot be canceled: it has already finished ({}).",
                     shape::state(r.status, v)
@@ -158,7 +158,8 @@ pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Resul
 }
 
 /// SubscribeToTask / tasks/resubscribe: the task as it is now, then its updates to the end.
-/// A finished task has no stream to join: -32004 in 1.0, -32602 in 0.3.
+/// A finished task has no stream to join: `UnsupportedOperation` in 1.0, `InvalidParams` in
+/// 0.3.
 pub(super) fn subscribe(
     worker: &Worker,
     v: Version,
@@ -173,7 +174,11 @@ pub(super) fn subscribe(
             r.task_id,
             shape::state(r.status, v)
         );
-        let code = if v == Version::V1 { -32004 } else { -32602 };
+        let code = if v == Version::V1 {
+            RpcCode::UnsupportedOperation
+        } else {
+            RpcCode::InvalidParams
+        };
         return Err(RpcError {
             task_id: Some(r.task_id.clone()),
             ..RpcError::new(code, message)
