@@ -68,7 +68,8 @@ fn send(method: &str, text: &str, framework: &str, extra: Value) -> Value {
     rpc(method, params)
 }
 
-async fn stream(w: &Worker, body: &Value) -> Vec<Value> {
+/// Posts a request whose answer is an event stream (checked), returned unread.
+async fn open_stream(w: &Worker, body: &Value) -> reqwest::Response {
     let resp = w
         .client()
         .post(format!("{}/", w.url))
@@ -77,7 +78,11 @@ async fn stream(w: &Worker, body: &Value) -> Vec<Value> {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    read_sse(resp, usize::MAX)
+    resp
+}
+
+async fn stream(w: &Worker, body: &Value) -> Vec<Value> {
+    read_sse(open_stream(w, body).await, usize::MAX)
         .await
         .into_iter()
         .map(|m| m.data)

@@ -13,16 +13,8 @@ struct Sse {
 
 impl Sse {
     async fn open(w: &Worker, body: &Value) -> Sse {
-        let resp = w
-            .client()
-            .post(format!("{}/", w.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
         Sse {
-            body: Box::pin(resp.bytes_stream()),
+            body: Box::pin(open_stream(w, body).await.bytes_stream()),
             buf: String::new(),
         }
     }
