@@ -373,6 +373,21 @@ def kill_group(pgid: int) -> None:
         pass
 
 
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """``tmp_path/app`` as AGENTDISPATCH_APP_DIR (no AGENTDISPATCH_ENTRYPOINT); sys.path is
+    restored and the modules imported meanwhile are forgotten afterwards."""
+    root = tmp_path / "app"
+    root.mkdir()
+    monkeypatch.setenv("AGENTDISPATCH_APP_DIR", str(root))
+    monkeypatch.delenv("AGENTDISPATCH_ENTRYPOINT", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield root
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
 def write_module(folder: Path, name: str, source: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.py"

@@ -11,7 +11,8 @@ from conftest import write_module
 
 
 class Agent:
-    """Stands for a framework's agent type."""
+    """Stands for a framework's agent type (its modules in the ``app`` fixture's folder import it
+    as ``from test_entrypoints import Agent``)."""
 
 
 WHAT = "a test.Agent"
@@ -21,21 +22,6 @@ def load(spec, monkeypatch, offered=None):
     monkeypatch.setenv("AGENTDISPATCH_PAYLOAD_ENTRYPOINT", spec)
     runner = adr.Runner({"input": {"entrypoint": spec}}, "test", emit=lambda _e: None)
     return runner.load_agent(expect=Agent, what=WHAT, offered=offered)
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    """An app dir as AGENTDISPATCH_APP_DIR, with ``Agent`` importable from its modules as
-    ``from test_entrypoints import Agent``; modules imported from it are forgotten afterwards."""
-    root = tmp_path / "app"
-    root.mkdir()
-    monkeypatch.setenv("AGENTDISPATCH_APP_DIR", str(root))
-    monkeypatch.delenv("AGENTDISPATCH_ENTRYPOINT", raising=False)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield root
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
 
 
 def test_a_payload_entrypoint_needs_the_workers_approval(app, monkeypatch, tmp_path):

@@ -101,18 +101,6 @@ def test_example_shout():
 
 # -- load_agent ------------------------------------------------------------------------------
 
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    """An app dir as AGENTDISPATCH_APP_DIR; modules imported from it are forgotten afterwards."""
-    monkeypatch.setenv("AGENTDISPATCH_APP_DIR", str(tmp_path))
-    monkeypatch.delenv("AGENTDISPATCH_ENTRYPOINT", raising=False)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield tmp_path
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
-
-
 def approved(monkeypatch, spec):
     """As the worker says it allowed a payload's entrypoint (test_entrypoints.py: when it did not)."""
     monkeypatch.setenv("AGENTDISPATCH_PAYLOAD_ENTRYPOINT", spec)
