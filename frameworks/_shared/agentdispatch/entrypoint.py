@@ -104,8 +104,9 @@ def _under(path: str, root: str) -> bool:
 
 def _interpreter_dirs() -> list[str]:
     """Where the interpreter's own and installed code lives: never "your code", even inside the
-    app dir (a framework folder holds its .venv)."""
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    app dir (a framework folder holds its .venv). The library folders, not the prefixes: an app
+    may well live under /usr/local."""
+    dirs = {sys.prefix} if sys.prefix != sys.base_prefix else set()  # a virtualenv, whole
     dirs.update(p for k in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_paths().get(k)))
     try:
         dirs.update(site.getsitepackages())
