@@ -49,6 +49,8 @@ pub struct Config {
     pub artifact_dir: PathBuf,
     /// The entries allowed for `command.run`.
     pub command_allowlist: Vec<crate::command::Entry>,
+    /// The entrypoints a payload may choose (`AGENTDISPATCH_ENTRYPOINT_ALLOWLIST`); empty: none.
+    pub entrypoint_allowlist: Vec<crate::entrypoints::Entry>,
     /// Framework used by `agent.run` when the payload names none.
     pub default_framework: String,
     /// Directory of framework folders, when one is configured or `./frameworks` exists.
@@ -233,6 +235,11 @@ impl Config {
             Some(v) => crate::command::parse_allowlist(v)
                 .map_err(|reason| ConfigError::new("AGENTDISPATCH_COMMAND_ALLOWLIST", reason))?,
         };
+        let entrypoint_allowlist = match get("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST") {
+            None => Vec::new(),
+            Some(v) => crate::entrypoints::parse_allowlist(v)
+                .map_err(|reason| ConfigError::new("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", reason))?,
+        };
         let frameworks_dir = match get("AGENTDISPATCH_FRAMEWORKS_DIR") {
             Some(v) => Some(PathBuf::from(v)),
             None => {
@@ -300,6 +307,7 @@ impl Config {
                 get("AGENTDISPATCH_ARTIFACT_DIR").unwrap_or("/tmp/agentdispatch-artifacts"),
             ),
             command_allowlist,
+            entrypoint_allowlist,
             default_framework: get("AGENTDISPATCH_AGENT_FRAMEWORK")
                 .unwrap_or("echo")
                 .to_string(),
@@ -391,6 +399,10 @@ mod tests {
         assert_eq!(c.max_concurrent_tasks, 8);
         assert_eq!(c.default_timeout, Duration::from_secs(900));
         assert!(c.command_allowlist.is_empty());
+        assert!(
+            c.entrypoint_allowlist.is_empty(),
+            "a payload chooses no entrypoint by default"
+        );
         assert_eq!(c.task_cgroups, crate::cgroup::Mode::Auto);
         let off = cfg(&[("AGENTDISPATCH_TASK_CGROUPS", "OFF")]).unwrap();
         assert_eq!(off.task_cgroups, crate::cgroup::Mode::Off);
@@ -418,6 +430,7 @@ mod tests {
             ("AGENTDISPATCH_HOST", "nowhere"),
             ("AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS", "soon"),
             ("AGENTDISPATCH_TASK_CGROUPS", "on"),
+            ("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", "my_agent:agent"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -19,6 +19,7 @@
 //! - [`events`]: the one event sink (buffer, live subscribers, `events.ndjson`).
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
 //! - [`command`]: `command.run` argv splitting and the allowlist.
+//! - [`entrypoints`]: which agent entrypoints a payload may choose.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
@@ -34,6 +35,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod entrypoints;
 pub mod events;
 pub mod frameworks;
 pub mod http;

@@ -174,6 +174,9 @@ fn prepare(cfg: &Config, reg: &Registry) {
     if entries.len() > 1 && entries.contains(&agentdispatch_worker::command::Entry::Any) {
         tracing::warn!("AGENTDISPATCH_COMMAND_ALLOWLIST holds * beside other entries: every command is allowed, the others are moot");
     }
+    for w in agentdispatch_worker::entrypoints::warnings(&cfg.entrypoint_allowlist) {
+        tracing::warn!("{w}");
+    }
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; escaped grandchildren may outlive their task");
     }

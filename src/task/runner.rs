@@ -168,6 +168,11 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             }
         }
         Launch::Command { argv, cwd, env } => {
+            // Before anything starts: a payload's entrypoint is code the child would import.
+            let chosen = match entrypoint_allowed(worker, task, name, payload) {
+                Ok(chosen) => chosen,
+                Err(refusal) => return Ending::failed(ErrorCode::EntrypointNotAllowed, refusal),
+            };
             let session_dir = match &task.ids.session_id {
                 None => None,
                 Some(id) => match sessions::prepare(&worker.cfg.session_dir, id) {
@@ -192,6 +197,12 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             stdin.push(b'\n');
             let timeout = payload.timeout.or(fw.timeout);
             let mut spec = spec_for(worker, task, argv.clone(), cwd.clone(), env, stdin, timeout);
+            // Always set (empty when the payload chose none), so that no value inherited from
+            // the worker's or a warm parent's environment can approve one.
+            spec.env.push((
+                crate::entrypoints::APPROVED_VAR.into(),
+                chosen.unwrap_or_default().to_string(),
+            ));
             if let Some(dir) = &session_dir {
                 spec.unset.clear();
                 spec.env.push((
@@ -202,6 +213,31 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             let child = start_child(worker, task, name, &spec).await;
             supervise(worker, task, spec, child, true).await
         }
+    }
+}
+
+/// The payload's `input.entrypoint`, when the deployment allows `framework` to run it;
+/// otherwise the refusal's message, logged (the caller answers `entrypoint_not_allowed`).
+fn entrypoint_allowed<'p>(
+    worker: &Worker,
+    task: &Task,
+    framework: &str,
+    payload: &'p Payload,
+) -> Result<Option<&'p str>, String> {
+    use crate::entrypoints;
+    let refuse = |message: String, shown: &str| {
+        task_log!(warn, task, framework, entrypoint = %crate::wire::clip(shown, 200), "entrypoint refused");
+        message
+    };
+    match entrypoints::chosen(&payload.input) {
+        Err(message) => Err(refuse(message, "")),
+        Ok(None) => Ok(None),
+        Ok(Some(spec))
+            if entrypoints::allowed(&worker.cfg.entrypoint_allowlist, framework, spec) =>
+        {
+            Ok(Some(spec))
+        }
+        Ok(Some(spec)) => Err(refuse(entrypoints::refusal(framework, spec), spec)),
     }
 }
 

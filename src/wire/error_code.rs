@@ -40,6 +40,7 @@ error_codes! {
     UnknownFramework = "unknown_framework": "`framework` names no framework the worker knows.",
     InvalidCommand = "invalid_command": "`command.run` with a missing or unparsable command.",
     CommandRejected = "command_rejected": "`AGENTDISPATCH_COMMAND_ALLOWLIST` does not allow it.",
+    EntrypointNotAllowed = "entrypoint_not_allowed": "`input.entrypoint` is not allowed by `AGENTDISPATCH_ENTRYPOINT_ALLOWLIST`.",
     SpawnFailed = "spawn_failed": "The child could not be started.",
     WaitFailed = "wait_failed": "Waiting for the child failed, so how it ended is not known.",
     ExitNonzero = "exit_nonzero": "The child exited with a non-zero code.",
