@@ -24,6 +24,7 @@
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
 //!   a task's cgroup killed whole and removed, earlier workers' trees cleaned at start-up.
 //! - [`memory`]: freed memory handed back to the system after tasks leave memory.
+//! - [`seal`]: the worker's environment, memory and inherited descriptors kept from its children.
 //! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
@@ -40,6 +41,7 @@ pub mod http;
 pub mod memory;
 pub mod protocol;
 pub mod reaper;
+pub mod seal;
 pub mod sessions;
 pub mod supervisor;
 pub mod task;
