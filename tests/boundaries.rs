@@ -6,3 +6,5 @@ mod common;
 
 #[path = "boundaries/processes.rs"]
 mod processes;
+#[path = "boundaries/sessions.rs"]
+mod sessions;
