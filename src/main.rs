@@ -230,6 +230,7 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     worker.warm.start();
+    tokio::spawn(agentdispatch_worker::retention::run(worker.clone()));
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

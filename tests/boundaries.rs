@@ -4,6 +4,8 @@
 
 mod common;
 
+#[path = "boundaries/disk.rs"]
+mod disk;
 #[path = "boundaries/processes.rs"]
 mod processes;
 #[path = "boundaries/sessions.rs"]
