@@ -100,3 +100,58 @@ async fn finished_task_folders_past_the_retention_are_deleted_and_nothing_else()
         .await;
     assert_eq!(r["status"], "cancelled", "{r}");
 }
+
+/// A small tmpfs mounted over `dir` for the test's life (the test runs as root, as the full
+/// disk test in faults.rs); lazily unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs on {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_task_that_failed_on_a_full_disk_says_so_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("art");
+    let _disk = SmallDisk::mount(&art);
+    let start = || {
+        WorkerBuilder::new()
+            .env("AGENTDISPATCH_ARTIFACT_DIR", art.to_str().unwrap())
+            .start()
+    };
+    let w = start().await;
+    let mut flood = cmd("seq 1 100000");
+    flood["taskId"] = json!("filled-the-disk");
+    let r = w.run(flood).await;
+    assert_eq!(r["errorCode"], "artifact_write_failed", "{}", r["error"]);
+    drop(w);
+    let w = start().await;
+    let r = w
+        .run(json!({"taskType": "task.status", "taskId": "filled-the-disk"}))
+        .await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["errorCode"], "artifact_write_failed", "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be written"),
+        "{r}"
+    );
+}
