@@ -30,32 +30,23 @@ pub(super) fn mark_unwritten(dir: &std::path::Path) {
 pub fn read_from_disk(dir: &std::path::Path, after_seq: u64, cap: usize) -> Option<TaskResult> {
     let mut result: TaskResult = match std::fs::read(dir.join(artifacts::RESULT_FILE)) {
         Ok(text) => serde_json::from_slice(&text).ok()?,
-        Err(_)
-            if std::fs::symlink_metadata(dir.join(UNWRITTEN_MARK))
-                .is_ok_and(|m| m.file_type().is_file()) =>
-        {
+        Err(_) => {
+            // (Files the worker writes: regular files, never links a child planted.)
+            let is_file = |name: &str| {
+                std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_file())
+            };
+            let (why, code) = if is_file(UNWRITTEN_MARK) {
+                ("The task ended but its result could not be written to its folder (the disk was full, or the folder not writable); what of its events was written is kept.", "artifact_write_failed")
+            } else if is_file(artifacts::EVENTS_FILE) {
+                // Events but no result: the worker died while the task ran (SIGKILL, OOM,
+                // microVM stop). Say so, and keep what it did.
+                ("The task was interrupted: the worker stopped while it ran. Its events are kept.", "interrupted")
+            } else {
+                return None;
+            };
             let id = dir.file_name()?.to_string_lossy().into_owned();
-            TaskResult::refusal(
-                &id,
-                "The task ended but its result could not be written to its folder (the disk was full, or the folder not writable); what of its events was written is kept.",
-                "artifact_write_failed",
-            )
+            TaskResult::refusal(&id, why, code)
         }
-        // Events but no result: the worker died while the task ran (SIGKILL, OOM, microVM
-        // stop). Say so, and keep what it did.
-        // (The worker's own log: a regular file, never a link a child planted.)
-        Err(_)
-            if std::fs::symlink_metadata(dir.join(artifacts::EVENTS_FILE))
-                .is_ok_and(|m| m.file_type().is_file()) =>
-        {
-            let id = dir.file_name()?.to_string_lossy().into_owned();
-            TaskResult::refusal(
-                &id,
-                "The task was interrupted: the worker stopped while it ran. Its events are kept.",
-                "interrupted",
-            )
-        }
-        Err(_) => return None,
     };
     if let Ok(manifest) = std::fs::read(dir.join(artifacts::MANIFEST_FILE)) {
         #[derive(serde::Deserialize)]

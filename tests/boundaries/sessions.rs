@@ -29,16 +29,8 @@ async fn get_as(w: &Worker, session: &str, path: &str) -> (u16, String) {
 
 /// An A2A call as session `session`.
 async fn rpc_as(w: &Worker, session: &str, method: &str, params: Value) -> Value {
-    w.client()
-        .post(format!("{}/", w.url))
-        .header(HEADER, session)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    w.rpc_with(body, &[(HEADER, session)]).await
 }
 
 /// An answer with the task id in it replaced, to compare with an unknown task's.

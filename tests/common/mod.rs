@@ -298,15 +298,16 @@ impl Worker {
 
     /// `POST /` with an A2A JSON-RPC body; the JSON answer.
     pub async fn rpc(&self, body: Value) -> Value {
-        self.client
-            .post(format!("{}/", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.rpc_with(body, &[]).await
+    }
+
+    /// [`Worker::rpc`] with extra headers.
+    pub async fn rpc_with(&self, body: Value, headers: &[(&str, &str)]) -> Value {
+        let mut req = self.client.post(format!("{}/", self.url)).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap().json().await.unwrap()
     }
 
     /// `GET /ping`.
