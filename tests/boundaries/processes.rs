@@ -15,6 +15,10 @@ const SECRET_VALUE: &str = "s3cret-value-of-the-worker";
 /// on recent kernels CAP_SYS_ADMIN or CAP_PERFMON: Docker keeps none of them). `setpriv` takes
 /// them out of the bounding set, so that neither the worker nor anything it starts has them.
 fn without_ptrace(b: WorkerBuilder) -> WorkerBuilder {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } != 0 {
+        return b; // a user's processes have none of them already
+    }
     b.wrapper(&[
         "setpriv",
         "--bounding-set=-sys_ptrace,-sys_admin,-perfmon",
