@@ -117,6 +117,13 @@ async fn a_session_sees_and_controls_only_its_own_tasks() {
         assert!(!r.to_string().contains("private"), "{r}");
     }
 
+    // Or named by an A2A message of another context.
+    let message = json!({"role": "ROLE_USER", "messageId": "m-1", "parts": [{"text": "again"}],
+        "taskId": "a-done", "contextId": "B"});
+    let r = rpc_as(&w, "B", "SendMessage", json!({"message": message})).await;
+    assert!(r.to_string().contains("cannot be used"), "{r}");
+    assert!(!r.to_string().contains("private"), "{r}");
+
     // Session A still has all of it, and so has a request with no session (local use).
     let mine = invoke_as(&w, "A", json!({"taskType": "task.list"})).await;
     let all = w.run(json!({"taskType": "task.list"})).await;
