@@ -84,6 +84,9 @@ pub struct Config {
     pub task_retention: Duration,
     /// Finished tasks kept in memory at most (`AGENTDISPATCH_MAX_RETAINED_TASKS`).
     pub max_retained_tasks: usize,
+    /// How long a finished task's folder stays in the artifact directory; `None`: for ever
+    /// (`AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS`, unset by default).
+    pub artifact_retention: Option<Duration>,
     /// Agent card name.
     pub agent_name: String,
     /// Agent card description.
@@ -326,6 +329,12 @@ impl Config {
             request_read_timeout: secs("AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS", 30.0)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
             max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
+            artifact_retention: match get("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS") {
+                None => None,
+                Some(v) => Some(parse_seconds(v).map_err(|reason| {
+                    ConfigError::new("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS", reason)
+                })?),
+            },
             agent_name: get("AGENTDISPATCH_AGENT_NAME")
                 .unwrap_or("AgentDispatch Worker")
                 .to_string(),

@@ -25,6 +25,8 @@
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
 //!   a task's cgroup killed whole and removed, earlier workers' trees cleaned at start-up.
 //! - [`memory`]: freed memory handed back to the system after tasks leave memory.
+//! - [`retention`]: finished task folders deleted past `AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS`.
+//! - [`seal`]: the worker's environment, memory and inherited descriptors kept from its children.
 //! - [`reaper`]: PID-1 duties: subreaper, reaping orphans without stealing tokio's children.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
@@ -42,6 +44,8 @@ pub mod http;
 pub mod memory;
 pub mod protocol;
 pub mod reaper;
+pub mod retention;
+pub mod seal;
 pub mod sessions;
 pub mod supervisor;
 pub mod task;

@@ -104,8 +104,10 @@ fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread or child exists.
+    let unsealed = agentdispatch_worker::seal::seal();
     bound_allocator();
-    match run(Cli::parse()) {
+    match run(Cli::parse(), &unsealed) {
         Ok(code) => code,
         Err(err) => {
             // The one place an error is printed: the chain on one line, then its exit status.
@@ -121,7 +123,7 @@ fn main() -> ExitCode {
 
 /// Everything the worker does for one command line; an error comes back with its context
 /// for `main` to print, and a run that completes decides its own exit status.
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_env().map_err(usage)?;
     let reg = Registry::load(&cfg).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Serve => {
             init_logging(Logs::JsonStdout, "info");
+            unsealed.iter().for_each(|w| tracing::warn!("{w}"));
             runtime.block_on(serve(cfg, reg))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 "warn",
             );
+            unsealed.iter().for_each(|w| tracing::warn!("{w}"));
             runtime.block_on(run_once(cfg, reg, args))
         }
     }
@@ -229,6 +233,7 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     worker.warm.start();
+    tokio::spawn(agentdispatch_worker::retention::run(worker.clone()));
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

@@ -64,18 +64,21 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
     };
     let stream = sse_header || payload.stream;
     let cap = worker.cfg.max_output_bytes;
+    // The session the request acts for, as a task started by it would have it.
+    let scope = ids.session_id.as_deref().or(payload.session_id.as_deref());
     match payload.task_type {
         TaskType::Status => {
             let id = payload.task_id.as_deref().unwrap_or_default();
-            answer(&worker.status(id, payload.after_seq), false)
+            answer(&worker.status(id, payload.after_seq, scope), false)
         }
         TaskType::Cancel => {
             let id = payload.task_id.as_deref().unwrap_or_default();
-            answer(&worker.cancel(id).await, false)
+            answer(&worker.cancel(id, scope).await, false)
         }
-        TaskType::List => {
-            json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
-        }
+        TaskType::List => json_response(
+            StatusCode::OK,
+            &json!({"ok": true, "tasks": worker.list(scope)}),
+        ),
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
             match worker.start(payload, ids) {

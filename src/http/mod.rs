@@ -165,11 +165,12 @@ where
             a2a::agent_card(&worker, local)
         }
         ([".well-known", "agent-card.json" | "agent.json"], _) => method_not_allowed("GET"),
-        (["tasks"], &Method::GET) => {
-            json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
-        }
+        (["tasks"], &Method::GET) => json_response(
+            StatusCode::OK,
+            &json!({"ok": true, "tasks": worker.list(session_of(&headers).as_deref())}),
+        ),
         (["tasks", id], &Method::GET) => {
-            let r = worker.status(id, 0);
+            let r = worker.status(id, 0, session_of(&headers).as_deref());
             let code = if r.error_code == Some(ErrorCode::UnknownTask) {
                 StatusCode::NOT_FOUND
             } else {
@@ -185,6 +186,17 @@ where
             None,
         ),
     }
+}
+
+/// The session a request acts for: AgentCore's session header, when sent (see
+/// `task::Scope`).
+pub(crate) fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// The warp filter serving every route; `local` is the address bound (the agent card's

@@ -196,14 +196,15 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let cap = worker.cfg.max_output_bytes;
-    match worker.get(id) {
+    let scope = super::session_of(headers);
+    match worker.get_in(id, scope.as_deref()) {
         Some(task) => task_stream(task, after, cap),
         None => {
             // Not in memory: replay from the folder, or say it is unknown (404, as /tasks/{id}).
             // The last message is the answer from the folder with every event (up to the cap),
             // the same as from memory.
             // (File work: off the threads that serve HTTP.)
-            let result = tokio::task::block_in_place(|| worker.status(id, 0));
+            let result = tokio::task::block_in_place(|| worker.status(id, 0, scope.as_deref()));
             if result.error_code == Some(ErrorCode::UnknownTask) {
                 return super::json_response(warp::http::StatusCode::NOT_FOUND, &result);
             }

@@ -7,7 +7,7 @@
 //! with the [`reaper`] so that nothing else reaps it.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -75,6 +75,9 @@ pub struct Child {
     pub forked_from: Option<u32>,
     /// A forked child's memory holder (see the warm parent's `_Holder`), not a task process.
     pub holder: Option<u32>,
+    /// The holder as a pidfd, opened while it could not yet have been reaped: signalled once
+    /// the task's leader is reaped (see [`Child::kill_holder`]).
+    pub holder_pidfd: Option<OwnedFd>,
     /// How many bytes of `Spec::stdin` are in its stdin pipe already.
     pub stdin_sent: usize,
     /// The task's cgroup, when it has one (taken by the supervisor).
@@ -145,6 +148,7 @@ impl Child {
             pipes: Some(pipes),
             forked_from: None,
             holder: None,
+            holder_pidfd: None,
             stdin_sent: 0,
             cgroup,
             pages_ahead: None,
@@ -161,6 +165,14 @@ impl Child {
         Ok(())
     }
 
+    /// A pidfd for `pid`, when the kernel has them.
+    pub fn pidfd(pid: u32) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
     /// Adopts a process that was re-parented to the worker, whose pid the caller registered
     /// with [`reaper::Owned`] before it could be reaped.
     pub fn adopt(
@@ -170,25 +182,40 @@ impl Child {
         holder: Option<u32>,
         stdin_sent: usize,
     ) -> Child {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        let pidfd = if fd >= 0 {
-            // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let pidfd = Child::pidfd(pid).and_then(|owned| {
             // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
             unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }.ok()
-        } else {
-            None
-        };
+        });
         Child {
             pid,
             kind: Kind::Adopted(pidfd),
             pipes: Some(pipes),
             forked_from: Some(forked_from),
             holder,
+            holder_pidfd: None,
             stdin_sent,
             cgroup: None,
             pages_ahead: None,
+        }
+    }
+
+    /// SIGKILL to the memory holder, once the task's leader is reaped. A holder exits by itself
+    /// right after its task; one the task stopped (SIGSTOP) or otherwise kept from waking
+    /// would hold the task's whole address space, outside the task's cgroup, until the worker
+    /// stops. Through its pidfd: never another process that took a reused pid.
+    pub fn kill_holder(&mut self) {
+        let Some(fd) = self.holder_pidfd.take() else {
+            return;
+        };
+        // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo and no flags.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
         }
     }
 

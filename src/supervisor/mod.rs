@@ -130,6 +130,7 @@ pub async fn run(
         child.start_kill();
         let status = child.wait().await;
         reaper::release(pid as i32);
+        child.kill_holder();
         return match status {
             Ok(s) => Outcome::Exited(s),
             Err(e) => Outcome::SpawnFailed(e),
@@ -216,6 +217,7 @@ pub async fn run(
             }
             status = child.wait(), if exit.is_none() => {
                 reaper::release(pid as i32);
+                child.kill_holder();
                 match status {
                     Ok(s) => exit = Some(s),
                     Err(e) => {

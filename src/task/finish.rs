@@ -96,7 +96,10 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         .and_then(|_| artifacts::describe(&result_path));
         match written {
             Ok(a) => artifacts.insert(0, a),
-            Err(e) => fail_write(&mut result, &result_path, e),
+            Err(e) => {
+                fail_write(&mut result, &result_path, e);
+                super::folder::mark_unwritten(&task.dir);
+            }
         }
         let manifest_path = task.dir.join(artifacts::MANIFEST_FILE);
         let manifest = serde_json::to_vec_pretty(&json!({ "artifacts": artifacts }))

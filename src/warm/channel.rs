@@ -167,13 +167,23 @@ pub(super) async fn fork_on(
         )));
     }
     reaper::Owned::lock().insert(pid);
+    // The holder's pidfd before the hold ends: until then no orphan is reaped, so the pid is
+    // still the holder's (a child of the task, or re-parented to the worker if the task
+    // already ended).
+    let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
+    let holder_pidfd = holder
+        .filter(|h| {
+            let ppid = supervisor::kill::read_stat(*h as i32).map(|s| s.ppid);
+            ppid == Some(pid) || ppid == Some(me)
+        })
+        .and_then(Child::pidfd);
     drop(hold);
     // The previous request's cgroup is this child's if it moved in; otherwise (the parent's
     // first spare, a failed move) the caller moves it, and the unused cgroup is removed.
     let cgroup = pending.take().filter(|cg| cg.holds(pid as u32));
     *pending = next;
-    let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
     let mut child = Child::adopt(pid as u32, pipes, ready.pid, holder, stdin_sent);
+    child.holder_pidfd = holder_pidfd;
     child.cgroup = cgroup;
     child.pages_ahead = reply["pagesAhead"].as_u64();
     Ok(child)

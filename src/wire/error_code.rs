@@ -53,6 +53,7 @@ error_codes! {
     AtCapacity = "at_capacity": "As many tasks as allowed are running; nothing was started.",
     ShuttingDown = "shutting_down": "The worker is shutting down; nothing was started.",
     UnknownTask = "unknown_task": "No task has this id, in memory or on disk.",
+    TaskIdUnavailable = "task_id_unavailable": "The `taskId` belongs to another session's task.",
     Interrupted = "interrupted": "The worker stopped while the task ran; its events are kept.",
 }
 

@@ -10,7 +10,7 @@ use super::shape::{self, Detail, Version};
 use super::stream::{rpc_line, A2aFraming};
 use super::{rpc_result, single_message_stream, RpcCode, RpcError};
 use crate::http::sse;
-use crate::task::{RequestIds, Start, Task, Worker};
+use crate::task::{RequestIds, Scope, Start, Task, Worker};
 use crate::wire::{ErrorCode, TaskResult};
 
 /// Task ids one ListTasks page holds at most, and by default.
@@ -61,8 +61,8 @@ pub(super) fn task_context(task: &Task) -> String {
 }
 
 /// A task's answer, or `TaskNotFound` when nobody knows it.
-pub(super) fn known(worker: &Worker, task_id: &str) -> Result<TaskResult, RpcError> {
-    let r = worker.status(task_id, 0);
+pub(super) fn known(worker: &Worker, task_id: &str, scope: Scope) -> Result<TaskResult, RpcError> {
+    let r = worker.status(task_id, 0, scope);
     if r.error_code == Some(ErrorCode::UnknownTask) {
         return Err(RpcError::not_found(task_id));
     }
@@ -124,23 +124,35 @@ pub(super) async fn send(
 }
 
 /// GetTask / tasks/get.
-pub(super) fn get(worker: &Worker, v: Version, params: &Value) -> Result<Value, RpcError> {
+pub(super) fn get(
+    worker: &Worker,
+    v: Version,
+    params: &Value,
+    scope: Scope,
+) -> Result<Value, RpcError> {
     let task_id = task_id_param(params)?;
     let detail = Detail {
         history: history_length(params.get("historyLength"))?,
         artifacts: true,
     };
-    let r = known(worker, task_id)?;
+    let r = known(worker, task_id, scope)?;
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, detail))
 }
 
 /// CancelTask / tasks/cancel: `TaskNotCancelable` once the task has finished.
-pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Result<Value, RpcError> {
+pub(super) async fn cancel(
+    worker: &Worker,
+    v: Version,
+    params: &Value,
+    scope: Scope<'_>,
+) -> Result<Value, RpcError> {
     let task_id = task_id_param(params)?;
-    let running = worker.get(task_id).filter(|t| t.result().is_none());
+    let running = worker
+        .get_in(task_id, scope)
+        .filter(|t| t.result().is_none());
     if running.is_none() {
-        let r = known(worker, task_id)?;
+        let r = known(worker, task_id, scope)?;
         return Err(RpcError {
             task_id: Some(r.task_id.clone()),
             ..RpcError::new(
@@ -152,7 +164,7 @@ pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Resul
             )
         });
     }
-    let r = worker.cancel(task_id).await;
+    let r = worker.cancel(task_id, scope).await;
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, Detail::default()))
 }
@@ -165,10 +177,14 @@ pub(super) fn subscribe(
     v: Version,
     id: &Value,
     params: &Value,
+    scope: Scope,
 ) -> Result<Response, RpcError> {
     let task_id = task_id_param(params)?;
-    let Some(task) = worker.get(task_id).filter(|t| t.result().is_none()) else {
-        let r = known(worker, task_id)?;
+    let Some(task) = worker
+        .get_in(task_id, scope)
+        .filter(|t| t.result().is_none())
+    else {
+        let r = known(worker, task_id, scope)?;
         let message = format!(
             "Task {} has already finished ({}); there is no stream to subscribe to.",
             r.task_id,
@@ -226,7 +242,7 @@ fn task_stream(
 
 /// ListTasks (1.0): the tasks in memory, most recently updated first, filtered by `contextId`
 /// and `status`, in pages of `pageSize` (the `pageToken` is where the next page starts).
-pub(super) fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
+pub(super) fn list(worker: &Worker, params: &Value, scope: Scope) -> Result<Value, RpcError> {
     let context = params
         .get("contextId")
         .and_then(Value::as_str)
@@ -274,7 +290,7 @@ pub(super) fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
         artifacts: params.get("includeArtifacts") == Some(&Value::Bool(true)),
     };
     let mut matching: Vec<Arc<Task>> = worker
-        .list()
+        .list(scope)
         .into_iter()
         .filter(|s| status.is_none_or(|st| shape::state(s.status, Version::V1) == st))
         .filter_map(|s| worker.get(&s.task_id))

@@ -131,14 +131,17 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         header(headers, SESSION_HEADER),
     );
     let streaming = matches!(op, Op::Stream | Op::Subscribe);
+    // Get, cancel, subscribe and list see only the session header's tasks, when it is sent.
+    let scope = ids.session_id.clone();
+    let scope = scope.as_deref();
     let answer = match op {
         Op::Send | Op::Stream => send(&worker, v, &id, &params, ids, streaming).await,
-        Op::Get => get(&worker, v, &params).map(|t| rpc_result(&id, t)),
-        Op::Cancel => cancel(&worker, v, &params)
+        Op::Get => get(&worker, v, &params, scope).map(|t| rpc_result(&id, t)),
+        Op::Cancel => cancel(&worker, v, &params, scope)
             .await
             .map(|t| rpc_result(&id, t)),
-        Op::Subscribe => subscribe(&worker, v, &id, &params),
-        Op::List => list(&worker, &params).map(|t| rpc_result(&id, t)),
+        Op::Subscribe => subscribe(&worker, v, &id, &params, scope),
+        Op::List => list(&worker, &params, scope).map(|t| rpc_result(&id, t)),
         Op::PushConfig => Err(RpcError::new(
             RpcCode::PushNotificationNotSupported,
             "Push notifications are not supported by this agent.",
