@@ -121,7 +121,7 @@ suites["python-aws"] = "scripts/test-aws.sh"
 # Longest first (wall on a loaded 2-core machine, from the summary), so that the last to start
 # are short and the suites end together; the others follow in any order.
 longest = ["rust-frameworks_http", "python-crewai", "python-openai-agents", "rust-hostile",
-           "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
+           "python-aws", "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
            "rust-supervision", "rust-packaging", "rust-readme", "clients-js", "python-langchain",
            "python-langgraph", "rust-children", "rust-sessions", "rust-caps",
            "python-pydantic-ai", "python-strands", "python-shared"]
