@@ -5,7 +5,7 @@
 //! visits could post to it (a `text/plain` body needs no CORS preflight) or reach it through
 //! DNS rebinding (a name of the page's that resolves to 127.0.0.1). As MCP's specification
 //! asks of local servers, such a worker answers only requests whose `Host` is a loopback name
-//! or address with its port, and whose `Origin`, when sent, is a loopback one.
+//! or address, and whose `Origin`, when sent, is a loopback one.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -54,7 +54,7 @@ pub fn loopback_only(local: SocketAddr, headers: &HeaderMap) -> Option<Response>
     // A client with no Host (HTTP/1.0) is no browser: browsers always send one.
     if let Some(host) = headers.get(header::HOST) {
         let text = host.to_str().unwrap_or("");
-        if !authority_is_loopback(text, Some(local.port())) {
+        if !authority_is_loopback(text) {
             return refuse(
                 "Host",
                 &String::from_utf8_lossy(host.as_bytes()),
@@ -71,7 +71,7 @@ pub fn loopback_only(local: SocketAddr, headers: &HeaderMap) -> Option<Response>
         let authority = text
             .strip_prefix("http://")
             .or_else(|| text.strip_prefix("https://"));
-        if !authority.is_some_and(|a| authority_is_loopback(a, None)) {
+        if !authority.is_some_and(authority_is_loopback) {
             return refuse(
                 "Origin",
                 &String::from_utf8_lossy(origin.as_bytes()),
@@ -83,28 +83,19 @@ pub fn loopback_only(local: SocketAddr, headers: &HeaderMap) -> Option<Response>
     None
 }
 
-/// Whether `authority` (`host[:port]`) names this machine's loopback; with `port`, on that
-/// port when one is given (a browser always gives the page's port unless it is the scheme's
-/// default, so a page elsewhere cannot send a bare loopback name to another port).
-fn authority_is_loopback(authority: &str, port: Option<u16>) -> bool {
-    let (host, given) = match authority.strip_prefix('[') {
+/// Whether `authority` (`host[:port]`) names this machine's loopback, on any port: what
+/// stops DNS rebinding is the name (a page's own name, resolving to 127.0.0.1, is not one of
+/// these), and a local proxy or port forward to the worker (another port) stays usable.
+fn authority_is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
-            Some((h, tail)) => (h, tail.strip_prefix(':')),
-            None => return false,
+            Some((h, tail)) if tail.is_empty() || tail.starts_with(':') => h,
+            _ => return false,
         },
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
+        None => authority.rsplit_once(':').map_or(authority, |(h, _port)| h),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    let port_ok = match (port, given) {
-        (None, _) => true,
-        (Some(want), Some(p)) => p.parse::<u16>() == Ok(want),
-        (Some(_), None) => true,
-    };
-    loopback && port_ok
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -112,19 +103,29 @@ mod tests {
     use super::authority_is_loopback as ok;
 
     #[test]
-    fn loopback_authorities_with_the_port() {
-        assert!(ok("127.0.0.1:8080", Some(8080)));
-        assert!(ok("LOCALHOST:8080", Some(8080)));
-        assert!(ok("[::1]:8080", Some(8080)));
-        assert!(ok("127.1.2.3:8080", Some(8080)));
-        assert!(ok("localhost", Some(80)));
-        assert!(ok("127.0.0.1", Some(8080)));
-        assert!(!ok("127.0.0.1:8081", Some(8080)));
-        assert!(!ok("evil.example:8080", Some(8080)));
-        assert!(!ok("localhost.evil.example:8080", Some(8080)));
-        assert!(!ok("[::1", Some(8080)));
-        assert!(!ok("0.0.0.0:8080", Some(8080)));
-        assert!(ok("localhost:3000", None));
-        assert!(!ok("null", None));
+    fn loopback_authorities() {
+        for good in [
+            "127.0.0.1:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+            "127.1.2.3:8080",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "localhost.evil.example:8080",
+            "[::1",
+            "[::1]x",
+            "0.0.0.0:8080",
+            "10.0.0.1",
+            "null",
+            "",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
     }
 }

@@ -141,7 +141,7 @@ async fn a_loopback_worker_answers_only_loopback_hosts_and_origins() {
     let port = w.port;
     for (header, value) in [
         ("host", format!("evil.example:{port}")),
-        ("host", format!("127.0.0.1:{}", port.wrapping_add(1))),
+        ("host", format!("10.0.0.1:{port}")),
         ("origin", "http://evil.example".to_string()),
         ("origin", "null".to_string()),
     ] {
