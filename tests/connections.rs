@@ -26,12 +26,21 @@ fn read_to_close(mut s: TcpStream) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// A raw `GET /ping` on a new connection; the answer, once the worker closes it.
-fn raw_ping(port: u16) -> String {
-    let mut s = connect(port);
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+/// A raw `GET /ping` on a new connection, answered 200 within a minute (else fails, saying
+/// `when`); the answer.
+async fn ping_answered(port: u16, when: &str) -> String {
+    let ping = tokio::task::spawn_blocking(move || {
+        let mut s = connect(port);
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        read_to_close(s)
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(60), ping)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to /ping {when}"))
         .unwrap();
-    read_to_close(s)
+    assert!(answer.starts_with("HTTP/1.1 200"), "{when}: {answer}");
+    answer
 }
 
 #[tokio::test]
@@ -53,12 +62,7 @@ async fn past_the_connection_limit_ping_is_answered_and_other_requests_get_503()
         .collect();
     let port = w.port;
     // Past the limit, the health check is answered...
-    let ping = tokio::task::spawn_blocking(move || raw_ping(port));
-    let answer = tokio::time::timeout(Duration::from_secs(60), ping)
-        .await
-        .expect("a ping past the limit is answered")
-        .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = ping_answered(port, "past the limit").await;
     assert!(answer.contains("Healthy"), "{answer}");
     assert!(
         w.log_lines().iter().any(|l| l["message"]
@@ -86,12 +90,7 @@ async fn past_the_connection_limit_ping_is_answered_and_other_requests_get_503()
     // its small reserve, each reserve place freed after a short read timeout), and a ping
     // behind them all is still answered.
     let idle: Vec<TcpStream> = (0..300).map(|_| connect(w.port)).collect();
-    let ping = tokio::task::spawn_blocking(move || raw_ping(port));
-    let answer = tokio::time::timeout(Duration::from_secs(60), ping)
-        .await
-        .expect("a ping behind 300 idle connections is answered")
-        .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    ping_answered(port, "behind 300 idle connections").await;
     assert!(
         fd_count(w.pid()) <= before + 8 + 64 + 4,
         "descriptors grew past the limit and reserve: {} then {}",
@@ -117,13 +116,7 @@ async fn http2_with_prior_knowledge_is_refused_and_cannot_hold_places() {
         s
     };
     let held: Vec<TcpStream> = (0..200).map(|_| open(w.port)).collect();
-    let port = w.port;
-    let ping = tokio::task::spawn_blocking(move || raw_ping(port));
-    let answer = tokio::time::timeout(Duration::from_secs(60), ping)
-        .await
-        .expect("/ping is answered with 200 HTTP/2 connections attempted")
-        .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    ping_answered(w.port, "with 200 HTTP/2 connections attempted").await;
     // Each is closed by the worker (HTTP/1.1 only), after at most an HTTP/1 error answer.
     let closed = tokio::task::spawn_blocking(move || {
         held.into_iter()

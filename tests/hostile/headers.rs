@@ -176,3 +176,41 @@ async fn a_loopback_worker_answers_only_loopback_hosts_and_origins() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_fork_request_too_large_for_the_warm_parent_fails_its_task_not_the_parent() {
+    // pyfixture with 240 KB of environment from its manifest: more than one control-channel
+    // message holds (~208 KB), though each value is within what exec allows.
+    let dir = tempfile::tempdir().unwrap();
+    let fw = dir.path().join("pyfixture");
+    std::fs::create_dir(&fw).unwrap();
+    let from = fixture_frameworks().join("pyfixture");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(from.join("framework.json")).unwrap()).unwrap();
+    // The runner where it is (it finds the shared helper from there).
+    manifest["command"] = json!(["python3", from.join("runner.py")]);
+    manifest["env"]["BIG_ONE"] = json!("a".repeat(120_000));
+    manifest["env"]["BIG_TWO"] = json!("b".repeat(120_000));
+    std::fs::write(fw.join("framework.json"), manifest.to_string()).unwrap();
+    let w = WorkerBuilder::new()
+        .fixtures(Kind::Warm)
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", dir.path().to_str().unwrap())
+        .start()
+        .await;
+    let parent = w.warm_ready("pyfixture", 1).await;
+    let r = w.run(fixture("too-large", "hi")).await;
+    assert_eq!(r["status"], "failed", "{r:#}");
+    assert_eq!(r["errorCode"], "spawn_failed");
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("fork request") && error.contains("65536"),
+        "{error}"
+    );
+    // The parent was not taken for broken: the same one, never restarted.
+    let restarted = |l: &Value| {
+        l["message"] == "warm parent ready" && l["pid"].as_u64() != Some(parent)
+            || l.to_string().contains("failed a fork request")
+    };
+    assert!(!w.log_lines().iter().any(restarted), "the parent restarted");
+    assert!(state(parent as i32).is_some(), "the parent is gone");
+}
