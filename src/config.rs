@@ -80,6 +80,8 @@ pub struct Config {
     /// A request's headers, then its body, must arrive within this
     /// (`AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS`).
     pub request_read_timeout: Duration,
+    /// Live event streams of one task at most (`AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK`).
+    pub max_subscribers_per_task: usize,
     /// How long a finished task stays in memory (its folder stays on disk).
     pub task_retention: Duration,
     /// Finished tasks kept in memory at most (`AGENTDISPATCH_MAX_RETAINED_TASKS`).
@@ -327,6 +329,7 @@ impl Config {
             shutdown_grace: secs("AGENTDISPATCH_SHUTDOWN_GRACE_SECONDS", 10.0)?,
             max_connections: count("AGENTDISPATCH_MAX_CONNECTIONS", 1024)?,
             request_read_timeout: secs("AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS", 30.0)?,
+            max_subscribers_per_task: count("AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK", 32)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
             max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
             artifact_retention: match get("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS") {

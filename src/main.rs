@@ -59,6 +59,9 @@ fn init_logging(logs: Logs, default_level: &str) {
             .with_span_list(false)
             .with_env_filter(filter())
     };
+    if !matches!(logs, Logs::Human) {
+        log_panics_as_json();
+    }
     match logs {
         Logs::JsonStdout => json().with_writer(std::io::stdout).init(),
         Logs::JsonStderr => json().with_writer(std::io::stderr).init(),
@@ -68,6 +71,35 @@ fn init_logging(logs: Logs, default_level: &str) {
             .with_writer(std::io::stderr)
             .init(),
     }
+}
+
+/// A panic (a bug, in the worker or a library: it ends only the connection or task it
+/// happened in) is logged as one JSON line like any other, not as the default hook's text and
+/// multi-line backtrace, which would break a log reader that expects one object a line.
+fn log_panics_as_json() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        // Captured only when RUST_BACKTRACE asks for it; one JSON string either way.
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(panic = %message, location, thread, backtrace = %backtrace, "panicked");
+        } else {
+            tracing::error!(panic = %message, location, thread, "panicked");
+        }
+    }));
 }
 
 /// Keeps large buffers (a 10 MB answer, output, a read-back of events) in their own

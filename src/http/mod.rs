@@ -2,6 +2,7 @@
 //! method and path, so that 404 and 405 answers are exact and every error is JSON.
 
 mod a2a;
+mod guard;
 #[doc(hidden)]
 pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
@@ -119,7 +120,7 @@ where
     Ok(buf.freeze())
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     let mut resp = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("Method not allowed. Use {allow}."),
@@ -149,6 +150,14 @@ where
         .filter(|s| !s.is_empty())
         .collect();
     let limit = worker.cfg.max_payload_bytes;
+    if let Some(refused) = guard::loopback_only(local, &headers) {
+        return refused;
+    }
+    if method == Method::POST {
+        if let Some(refused) = guard::id_headers(&headers) {
+            return refused;
+        }
+    }
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),

@@ -122,8 +122,14 @@ pub fn framed_stream(
     first: Vec<Bytes>,
     mut framing: impl Framing,
 ) -> Response {
+    let place = match task.subscribers.join() {
+        Ok(place) => place,
+        Err(max) => return too_many_subscribers(&task.id, max),
+    };
     let (tx, rx) = mpsc::channel(STEPS_BUFFERED);
     tokio::spawn(async move {
+        // The place is held while the stream is: until the end, or the client leaves.
+        let _place = place;
         for m in first {
             if tx.send(Ok(m)).await.is_err() {
                 return;
@@ -186,6 +192,17 @@ pub fn framed_stream(
         }
     });
     sse_response(rx)
+}
+
+/// The 429 for a stream past a task's subscriber limit.
+fn too_many_subscribers(id: &str, max: usize) -> Response {
+    super::error_response(
+        warp::http::StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "Task {id} already has {max} live event streams (AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK); retry when one ends, or ask with task.status and afterSeq."
+        ),
+        Some(ErrorCode::TooManySubscribers),
+    )
 }
 
 /// `GET /tasks/{id}/events`: live, resumable with `Last-Event-ID`.

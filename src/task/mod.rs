@@ -286,6 +286,7 @@ impl Worker {
             started: Instant::now(),
             dir,
             cancel: self.shutdown.child_token(),
+            subscribers: handle::Subscribers::new(self.cfg.max_subscribers_per_task),
             done: watch::channel(None).0,
         });
         tasks.insert(id, task.clone());

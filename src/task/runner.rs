@@ -253,15 +253,16 @@ async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending 
         Err(e) => return Ending::failed(ErrorCode::InvalidCommand, e.to_string()),
     };
     if !command::allowed(&worker.cfg.command_allowlist, &argv) {
+        // The caller's text, in an event and a log line: clipped, as every caller value.
+        let executable = crate::wire::clip(&argv[0], 200);
         task.events.emit_now(&EventDraft::new(
             EventType::Log,
             format!(
-                "command refused: {} is not allowed by AGENTDISPATCH_COMMAND_ALLOWLIST",
-                argv[0]
+                "command refused: {executable} is not allowed by AGENTDISPATCH_COMMAND_ALLOWLIST"
             ),
-            Some(json!({"executable": argv[0], "refused": true})),
+            Some(json!({"executable": executable, "refused": true})),
         ));
-        task_log!(warn, task, executable = %argv[0], "command refused by the allowlist");
+        task_log!(warn, task, executable = %executable, "command refused by the allowlist");
         return Ending::failed(
             ErrorCode::CommandRejected,
             "Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST.",
@@ -328,6 +329,7 @@ async fn start_child(
                 Some(json!({"source": "worker", "warm": false, "reason": reason})),
             ));
         }
+        Err(Fallback::Fail(reason)) => return Err(std::io::Error::other(reason)),
         Err(Fallback::NotWarm) => {}
     }
     Child::spawn(spec, worker.task_cgroup(task))

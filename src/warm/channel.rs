@@ -65,8 +65,16 @@ impl Conn {
     }
 }
 
+/// Longest fork request sent: well under what one `SOCK_SEQPACKET` message may hold (the
+/// socket's send buffer, ~208 KiB by default), so that no request fails to send, which would
+/// look like a broken channel and restart the parent. The environment is the worker's own
+/// settings and ids bounded at 1 KiB each: a request past this is the task's fault.
+pub(super) const MAX_FORK_REQUEST: usize = 64 * 1024;
+
 /// Why a fork request gave no child.
 pub(super) enum ForkError {
+    /// The request is larger than [`MAX_FORK_REQUEST`]: the task fails, the parent is fine.
+    TooLarge(usize),
     /// The parent answered no (e.g. it is not single-threaded).
     Refused(String),
     /// The channel failed: the parent is stuck or gone.
@@ -104,6 +112,9 @@ pub(super) async fn fork_on(
     });
     let bytes =
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
+    if bytes.len() > MAX_FORK_REQUEST {
+        return Err(ForkError::TooLarge(bytes.len()));
+    }
     let mut pending = ready.serial.lock().await;
     let next = cgroups.and_then(|c| match c.create("") {
         Ok(cg) => Some(cg),

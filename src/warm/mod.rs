@@ -111,6 +111,8 @@ pub enum Fallback {
     NotWarm,
     /// It has one, but not now: start cold, and log why.
     Cold(String),
+    /// The task cannot start at all (warm or cold): it fails, saying why.
+    Fail(String),
 }
 
 /// Every warm parent of the worker.
@@ -279,6 +281,10 @@ impl Pool {
             Ok(child) => Ok(child),
             Err(ForkError::Refused(reason)) => Err(Fallback::Cold(format!(
                 "the warm parent of {name} did not fork: {reason}; this task runs cold"
+            ))),
+            Err(ForkError::TooLarge(n)) => Err(Fallback::Fail(format!(
+                "its fork request for the warm parent of {name} is {n} bytes, more than {} (its environment is too large)",
+                channel::MAX_FORK_REQUEST
             ))),
             Err(ForkError::Channel(e)) => {
                 ready.broken.cancel();

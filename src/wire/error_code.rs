@@ -54,6 +54,11 @@ error_codes! {
     ShuttingDown = "shutting_down": "The worker is shutting down; nothing was started.",
     UnknownTask = "unknown_task": "No task has this id, in memory or on disk.",
     TaskIdUnavailable = "task_id_unavailable": "The `taskId` belongs to another session's task.",
+    InvalidHeader = "invalid_header": "An id header is too long or holds control characters (HTTP 400).",
+    ForbiddenHost = "forbidden_host": "A loopback worker got a non-loopback `Host` (HTTP 403).",
+    ForbiddenOrigin = "forbidden_origin": "A loopback worker got a non-loopback `Origin` (HTTP 403).",
+    TooManyConnections = "too_many_connections": "Past the connection limit; only `/ping` is answered (HTTP 503).",
+    TooManySubscribers = "too_many_subscribers": "The task has as many live event streams as allowed (HTTP 429).",
     Interrupted = "interrupted": "The worker stopped while the task ran; its events are kept.",
 }
 

@@ -16,7 +16,7 @@ pub mod result;
 pub use error_code::ErrorCode;
 pub use event::{to_raw, EventDraft, EventJson, EventPayload, EventRef, EventType, Stream};
 pub use payload::{
-    clip, kind_of, parse_payload, payload_from_value, valid_task_id, Payload, PayloadError,
-    TaskType, MAX_SESSION_ID,
+    clip, id_problem, kind_of, parse_payload, payload_from_value, valid_task_id, Payload,
+    PayloadError, TaskType, MAX_SESSION_ID,
 };
 pub use result::{Artifact, ResultRecord, TaskResult, TaskStatus};
