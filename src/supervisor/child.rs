@@ -97,19 +97,10 @@ fn enter_cgroup(procs: RawFd) {
     }
 }
 
-/// Sets the parent-death signal in a freshly forked child: it is killed when the worker dies.
-fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only changes this process's own attribute.
-    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    if r == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 impl Child {
     /// Spawns `spec.argv` without a shell in a new process group, on fresh pipes, with the
-    /// parent-death signal set, in `cgroup` when given (it enters it before it execs).
+    /// parent-death signal set ([`reaper::spawn_owned`]), in `cgroup` when given (it enters it
+    /// before it execs).
     pub fn spawn(spec: &Spec, cgroup: Option<Cgroup>) -> io::Result<Child> {
         let (ends, pipes) = pipes()?;
         let mut cmd = Command::new(&spec.argv[0]);
@@ -125,14 +116,14 @@ impl Child {
             .process_group(0)
             .kill_on_drop(true);
         let procs = cgroup.as_ref().map(Cgroup::procs_fd);
-        // SAFETY: the closure only calls write and prctl, which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some(fd) = procs {
+        if let Some(fd) = procs {
+            // SAFETY: the closure only calls write, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
                     enter_cgroup(fd);
-                }
-                die_with_parent()
-            });
+                    Ok(())
+                });
+            }
         }
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
