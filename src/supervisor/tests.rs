@@ -69,45 +69,41 @@ fn gone(pid: u32) -> bool {
 /// A script whose processes ignore SIGTERM (an ignored signal stays ignored across exec).
 const DEAF: &str = "trap '' TERM; echo ready; exec sleep 30";
 
-#[tokio::test]
-async fn a_child_that_ignores_term_on_cancel_is_killed_after_the_grace() {
-    let spec = spec("cancel", DEAF, LONG);
+/// Runs [`DEAF`] until `deadline` or, with `cancel`, until its first line cancels it; checks
+/// that SIGTERM was sent with `why`, SIGKILL after the grace, and that the child is gone.
+async fn stop_a_deaf_child(name: &str, deadline: Duration, cancel: bool, why: &str) -> Outcome {
+    let spec = spec(name, DEAF, deadline);
     let child = Child::spawn(&spec, None);
-    let cancel = CancellationToken::new();
+    let token = CancellationToken::new();
     let mut rec = Record {
-        cancel_on_line: Some(cancel.clone()),
+        cancel_on_line: cancel.then(|| token.clone()),
         ..Record::default()
     };
-    let outcome = supervise(spec, child, cancel, &mut rec, BOUNDS).await;
-    assert!(matches!(outcome, Outcome::Cancelled), "{outcome:?}");
+    let outcome = supervise(spec, child, token, &mut rec, BOUNDS).await;
     let pid = rec.started.unwrap();
     assert_eq!(
         rec.notes,
         [
-            format!("cancelled: SIGTERM to process group {pid}"),
+            format!("{why}: SIGTERM to process group {pid}"),
             format!("grace of 10ms passed: SIGKILL to process group {pid}"),
         ]
     );
     assert!(gone(pid));
+    outcome
+}
+
+#[tokio::test]
+async fn a_child_that_ignores_term_on_cancel_is_killed_after_the_grace() {
+    let outcome = stop_a_deaf_child("cancel", LONG, true, "cancelled").await;
+    assert!(matches!(outcome, Outcome::Cancelled), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn the_deadline_stops_a_child_the_same_way() {
     // Long enough for `sh` to set its trap first, even on a loaded machine.
-    let spec = spec("deadline", DEAF, Duration::from_millis(500));
-    let child = Child::spawn(&spec, None);
-    let mut rec = Record::default();
-    let outcome = supervise(spec, child, CancellationToken::new(), &mut rec, BOUNDS).await;
+    let deadline = Duration::from_millis(500);
+    let outcome = stop_a_deaf_child("deadline", deadline, false, "deadline of 500ms passed").await;
     assert!(matches!(outcome, Outcome::TimedOut), "{outcome:?}");
-    let pid = rec.started.unwrap();
-    assert_eq!(
-        rec.notes,
-        [
-            format!("deadline of 500ms passed: SIGTERM to process group {pid}"),
-            format!("grace of 10ms passed: SIGKILL to process group {pid}"),
-        ]
-    );
-    assert!(gone(pid));
 }
 
 #[tokio::test]
