@@ -13,6 +13,8 @@
 //! - [`http`]: warp routes (`/ping`, `/invocations`, `/tasks`, A2A), JSON errors, SSE.
 //! - [`task`]: the task registry (busy state, capacity, idempotent ids, status, cancel, list)
 //!   and the runner that turns a payload into a supervised run and a result.
+//! - [`child`]: a task's child process: what to run, its pipes, spawned (without a shell, in
+//!   its own process group) or adopted from a warm parent, waited for.
 //! - [`supervisor`]: one child in its own process group, read top to bottom as one loop over
 //!   its `Phase` (running, stopping, exited, settling): both pipes as one line stream,
 //!   heartbeats, deadline and cancel (one stop: TERM → grace → KILL), stragglers and escapees
@@ -41,6 +43,7 @@
 
 pub mod artifacts;
 pub mod cgroup;
+pub mod child;
 pub mod cli;
 pub mod command;
 pub mod config;

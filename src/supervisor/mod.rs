@@ -1,15 +1,13 @@
-//! One supervised child: spawned without a shell in its own process group, both pipes read
-//! concurrently line by line, a heartbeat timer, a deadline, cancellation, and the stop
-//! sequence (SIGTERM to the group, the grace period, SIGKILL), after which no process of the
-//! child is left and every one is reaped.
+//! One supervised child (spawned or forked by a warm parent, see [`crate::child`]) in its own
+//! process group: both pipes read concurrently line by line, a heartbeat timer, a deadline,
+//! cancellation, and the stop sequence (SIGTERM to the group, the grace period, SIGKILL),
+//! after which no process of the child is left and every one is reaped.
 //!
 //! The supervisor knows nothing of payloads or events: it reports to an [`Observer`].
 
-pub mod child;
 pub mod kill;
 pub mod lines;
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -24,38 +22,11 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::child::{Child, Pipes, Spec};
 use crate::reaper;
 use crate::wire::Stream;
-pub use child::{Child, Pipes};
 use kill::TaskProcesses;
 pub use lines::Line;
-
-/// What to run and how to watch it.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    /// Program and arguments (no shell).
-    pub argv: Vec<String>,
-    /// Working directory.
-    pub cwd: Option<PathBuf>,
-    /// Environment added to the worker's own.
-    pub env: Vec<(String, String)>,
-    /// Variables of the worker's environment the child must not see.
-    pub unset: Vec<String>,
-    /// When set, the child's environment starts from these instead of the worker's.
-    pub base_env: Option<Vec<(String, String)>>,
-    /// `NAME=value` set in the child's environment and looked for in escaped processes.
-    pub marker: (String, String),
-    /// Bytes written to stdin before it is closed.
-    pub stdin: Vec<u8>,
-    /// When to stop the child.
-    pub deadline: Duration,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
-    /// SIGTERM → SIGKILL grace.
-    pub kill_grace: Duration,
-    /// Longest line kept whole.
-    pub max_line: usize,
-}
 
 /// A heartbeat's facts.
 #[derive(Debug, Clone, Copy)]

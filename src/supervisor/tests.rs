@@ -166,7 +166,7 @@ async fn a_failed_wait_is_reported_and_the_process_is_still_killed() {
     // A process that is not the worker's child cannot be waited for: adopted as if a warm
     // parent had forked it, its wait fails. It leads a session (and group) of its own, so the
     // supervisor's kills reach it and nothing else.
-    let (ends, pipes) = child::pipes().unwrap();
+    let (ends, pipes) = crate::child::pipes().unwrap();
     let mut outer = std::process::Command::new("sh")
         .args(["-c", "setsid sleep 30 >/dev/null & echo $!"])
         .stdout(std::process::Stdio::piped())

@@ -12,7 +12,7 @@ use tokio::io::Interest;
 
 use super::{Ready, FORK_TIMEOUT};
 use crate::cgroup::TaskCgroups;
-use crate::supervisor::{self, Child};
+use crate::child::{self, Child, Spec};
 use crate::{procfs, reaper};
 
 /// The worker's end of a control channel.
@@ -83,11 +83,11 @@ pub(super) enum ForkError {
 /// the answer is normally the spare given the previous request's cgroup: it is the task's.
 pub(super) async fn fork_on(
     ready: &Ready,
-    spec: &supervisor::Spec,
+    spec: &Spec,
     cgroups: Option<&TaskCgroups>,
     busy: bool,
 ) -> Result<Child, ForkError> {
-    let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
+    let (ends, pipes) = child::pipes().map_err(ForkError::Channel)?;
     let mut env: serde_json::Map<String, Value> = spec
         .env
         .iter()

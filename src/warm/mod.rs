@@ -33,9 +33,9 @@ use channel::{fork_on, Conn, ForkError};
 use parent::keep_running;
 
 use crate::cgroup::{Cgroup, TaskCgroups};
+use crate::child::{Child, Spec};
 use crate::config::{Config, WarmPolicy};
 use crate::frameworks::{Launch, Registry};
-use crate::supervisor::{self, Child};
 
 /// Environment variable naming the warm parent's control socket descriptor.
 pub const WARM_FD_VAR: &str = "AGENTDISPATCH_WARM_FD";
@@ -226,7 +226,7 @@ impl Pool {
     pub async fn fork(
         &self,
         name: &str,
-        spec: &supervisor::Spec,
+        spec: &Spec,
         cgroups: Option<&TaskCgroups>,
         busy: bool,
     ) -> Result<Child, Fallback> {
