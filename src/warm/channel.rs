@@ -12,8 +12,8 @@ use tokio::io::Interest;
 
 use super::{Ready, FORK_TIMEOUT};
 use crate::cgroup::TaskCgroups;
-use crate::reaper;
-use crate::supervisor::{self, Child};
+use crate::child::{self, Child, Spec};
+use crate::{procfs, reaper};
 
 /// The worker's end of a control channel.
 pub(super) struct Conn(AsyncFd<OwnedFd>);
@@ -91,11 +91,11 @@ pub(super) enum ForkError {
 /// the answer is normally the spare given the previous request's cgroup: it is the task's.
 pub(super) async fn fork_on(
     ready: &Ready,
-    spec: &supervisor::Spec,
+    spec: &Spec,
     cgroups: Option<&TaskCgroups>,
     busy: bool,
 ) -> Result<Child, ForkError> {
-    let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
+    let (ends, pipes) = child::pipes().map_err(ForkError::Channel)?;
     let mut env: serde_json::Map<String, Value> = spec
         .env
         .iter()
@@ -167,7 +167,7 @@ pub(super) async fn fork_on(
         )));
     };
     let me = std::process::id() as i32;
-    let parent = supervisor::kill::read_stat(pid).map(|s| s.ppid);
+    let parent = procfs::read_stat(pid).map(|s| s.ppid);
     if parent != Some(me) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -184,14 +184,14 @@ pub(super) async fn fork_on(
     let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
     let holder_pidfd = holder
         .filter(|h| {
-            let ppid = supervisor::kill::read_stat(*h as i32).map(|s| s.ppid);
+            let ppid = procfs::read_stat(*h as i32).map(|s| s.ppid);
             ppid == Some(pid) || ppid == Some(me)
         })
         .and_then(Child::pidfd);
     drop(hold);
-    // The previous request's cgroup is this child's if it moved in; otherwise (the parent's
-    // first spare, a failed move) the caller moves it, and the unused cgroup is removed.
-    let cgroup = pending.take().filter(|cg| cg.holds(pid as u32));
+    // The previous request's cgroup is this child's if its spare moved in; the caller checks
+    // (the parent's first spare had none, a move can fail).
+    let cgroup = pending.take();
     *pending = next;
     let mut child = Child::adopt(pid as u32, pipes, ready.pid, holder, stdin_sent);
     child.holder_pidfd = holder_pidfd;
