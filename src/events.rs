@@ -242,6 +242,51 @@ impl EventSink {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
+/// Below this many bytes a log is scanned rather than searched.
+const SCAN_BYTES: u64 = 64 * 1024;
+
+/// A line start in a log whose events are in `seq` order, at or before the first event with
+/// `seq > after`: a binary search over byte offsets that reads a few lines, so a page deep in a
+/// large log (`afterSeq` near its end) costs no scan of everything before it. A line that does
+/// not parse sends the search left (more to scan, never an event missed).
+fn seek_after(file: &mut File, after: u64) -> u64 {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return 0;
+    };
+    // `lo` is a line start whose event, and so every one before, has `seq <= after`.
+    let (mut lo, mut hi) = (0u64, len);
+    while hi - lo > SCAN_BYTES {
+        let mid = lo + (hi - lo) / 2;
+        match line_after(file, mid) {
+            Some((start, seq)) if seq <= after && start < hi => lo = start,
+            _ => hi = mid,
+        }
+    }
+    lo
+}
+
+/// The first line starting after byte `pos` (`pos > 0`): its offset and `seq`.
+fn line_after(file: &mut File, pos: u64) -> Option<(u64, u64)> {
+    file.seek(SeekFrom::Start(pos - 1)).ok()?;
+    let mut reader = BufReader::new(file).take(MAX_LINE_BYTES);
+    let mut skipped = Vec::new();
+    let n = reader.read_until(b'\n', &mut skipped).ok()?;
+    if skipped.last() != Some(&b'\n') {
+        return None;
+    }
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).ok()?;
+    let seq = serde_json::from_slice::<SeqOnly>(line.strip_suffix(b"\n")?)
+        .ok()?
+        .seq;
+    Some((pos - 1 + n as u64, seq))
+}
+
 /// Longest line read back from a log: events the worker writes are far smaller; a longer one
 /// (a file a child wrote) ends the page instead of being read into memory whole.
 const MAX_LINE_BYTES: u64 = 64 << 20;
@@ -250,16 +295,16 @@ const MAX_LINE_BYTES: u64 = 64 << 20;
 /// `offset` (the start of a line), up to `max` bytes; also the offset to read the next page from
 /// (past the last whole line read; a line still being written is left).
 pub fn read_page(mut file: File, offset: u64, after: u64, max: usize) -> (Since, u64) {
-    #[derive(serde::Deserialize)]
-    struct SeqOnly {
-        seq: u64,
-    }
     let mut events = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
-    let mut pos = offset;
-    if offset > 0 && file.seek(SeekFrom::Start(offset)).is_err() {
-        return (Since::default(), pos);
+    let mut pos = if after > 0 {
+        offset.max(seek_after(&mut file, after))
+    } else {
+        offset
+    };
+    if pos > 0 && file.seek(SeekFrom::Start(pos)).is_err() {
+        return (Since::default(), offset);
     }
     let mut reader = BufReader::new(file);
     let mut line = String::new();
@@ -346,6 +391,11 @@ mod tests {
         }
         sink.flush();
         assert_eq!(seqs(&sink.since(3000, 100).events), vec![3001]);
+        // From the start of the file (a task read back from its folder): searched, not scanned.
+        let (deep, _) = read_page(File::open(&path).unwrap(), 0, 4990, usize::MAX);
+        assert_eq!(seqs(&deep.events), (4991..=5000).collect::<Vec<_>>());
+        let (all, _) = read_page(File::open(&path).unwrap(), 0, 0, usize::MAX);
+        assert_eq!(seqs(&all.events), (1..=5000).collect::<Vec<_>>());
         assert_eq!(seqs(&sink.since(1023, 100).events), vec![1024]);
         assert_eq!(seqs(&sink.since(1024, 100).events), vec![1025]);
         let capped = sink.since(0, 100);
