@@ -303,7 +303,8 @@ pub fn read_page(mut file: File, offset: u64, after: u64, max: usize) -> (Since,
     } else {
         offset
     };
-    if pos > 0 && file.seek(SeekFrom::Start(pos)).is_err() {
+    // Always: the search above moved the file's position, also when it settled on byte 0.
+    if file.seek(SeekFrom::Start(pos)).is_err() {
         return (Since::default(), offset);
     }
     let mut reader = BufReader::new(file);
@@ -394,6 +395,9 @@ mod tests {
         // From the start of the file (a task read back from its folder): searched, not scanned.
         let (deep, _) = read_page(File::open(&path).unwrap(), 0, 4990, usize::MAX);
         assert_eq!(seqs(&deep.events), (4991..=5000).collect::<Vec<_>>());
+        // A page near the start of a large log: the search ends at byte 0, where reading starts.
+        let (early, _) = read_page(File::open(&path).unwrap(), 0, 64, usize::MAX);
+        assert_eq!(seqs(&early.events), (65..=5000).collect::<Vec<_>>());
         let (all, _) = read_page(File::open(&path).unwrap(), 0, 0, usize::MAX);
         assert_eq!(seqs(&all.events), (1..=5000).collect::<Vec<_>>());
         assert_eq!(seqs(&sink.since(1023, 100).events), vec![1024]);
