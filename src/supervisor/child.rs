@@ -73,7 +73,7 @@ pub struct Child {
     pub pipes: Option<Pipes>,
     /// How it started, for the log: `None` when spawned, the warm parent's pid when forked.
     pub forked_from: Option<u32>,
-    /// A forked child's memory holder (see the warm parent's `_Holder`), not a task process.
+    /// A forked child's memory holder (the warm parent's `native.Holder`), not a task process.
     pub holder: Option<u32>,
     /// How many bytes of `Spec::stdin` are in its stdin pipe already.
     pub stdin_sent: usize,
