@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -122,3 +123,23 @@ def test_a_real_cpython_311_gets_every_trick_but_immortal_objects():
     assert runtime.startswith("CPython 3.11."), runtime
     assert tricks == ["clone", "holder", "plugs", "huge", "learn"], (runtime, off)
     assert off == {"immortal": "cpython 3.11 has no immortal objects (CPython 3.12+)"}
+
+
+def test_reading_glibcs_thread_record_stops_where_its_mapping_ends():
+    # The warm parent looks for its thread id in the first 4 KB of its struct pthread, which may
+    # lie near the end of its mapping: a read past it killed the parent with SIGSEGV at start-up.
+    # Here a readable page followed by one that is not, and a read from 8 bytes before the end.
+    script = """
+import ctypes, mmap, sys
+sys.path.insert(0, sys.argv[1])
+from agentdispatch.warm.native import LIBC, PAGE, mapped_bytes
+LIBC.mmap.restype = ctypes.c_void_p
+LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+base = LIBC.mmap(None, 2 * PAGE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+assert LIBC.mprotect(base + PAGE, PAGE, 0) == 0  # PROT_NONE
+ctypes.memmove(base + PAGE - 8, b"12345678", 8)
+print(mapped_bytes(base + PAGE - 8, 4096).decode())
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(SHARED)], capture_output=True, text=True)
+    assert (out.returncode, out.stdout.strip()) == (0, "12345678"), out

@@ -54,6 +54,21 @@ def write_marker(slot, task_id: str) -> None:
     ctypes.memmove(addr, data + b"\0" * (size - len(data)), size)
 
 
+def mapped_bytes(addr: int, span: int) -> bytes:
+    """Up to ``span`` bytes from ``addr``, stopping where its mapping ends.
+
+    The main thread's struct pthread may lie near the end of the mapping that holds it (ld.so
+    allocates it with the static TLS; where, depends on the layout): reading a fixed span past
+    it faulted, and the warm parent died of SIGSEGV at start-up now and then, before it was
+    ready (seen as "the warm parent was restarted" in tests/warm/tasks.rs)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split(None, 1)[0].split("-"))
+            if lo <= addr < hi:
+                return ctypes.string_at(addr, min(span, hi - addr))
+    return b""
+
+
 class Cloner:
     """``fork()``, except that the child is the worker's: ``clone(CLONE_PARENT)``.
 
@@ -104,10 +119,11 @@ class Cloner:
         self.available = True
 
     def _tids_at(self, span: int = 4096) -> set[int]:
-        """Offsets in this thread's struct pthread that hold its tid."""
+        """Offsets in this thread's struct pthread that hold its tid (within its first ``span``
+        bytes, as far as they are mapped)."""
         tid = LIBC.syscall(self.sys_gettid)
-        raw = ctypes.string_at(LIBC.pthread_self(), span)
-        return {i for i in range(0, span - 3, 4) if int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) == tid}
+        raw = mapped_bytes(LIBC.pthread_self(), span)
+        return {i for i in range(0, len(raw) - 3, 4) if int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) == tid}
 
     def _tid_offset(self) -> int | None:
         here = self._tids_at()
