@@ -5,7 +5,10 @@
 //!    idle (the floor), then while 4 clients keep hostile tasks running — a child that leaves a
 //!    FIFO, a 6 GB sparse file, a hard link and a symlink in its folder and declares them with
 //!    5,000 more artifacts; a child that floods stdout; a `setsid` escapee holding stdout.
-//! 2. Worker RSS after 100 echo requests with a 20 MB prompt each (4 clients), against its idle
+//! 2. `/ping` the same way while 1,000 connections that opened with the HTTP/2 preface and
+//!    1,000 event-stream subscribers of one running task are held open, then while 4 clients
+//!    send requests with a 300 KB request-id header (issue 21, findings 3 and 5).
+//! 3. Worker RSS after 100 echo requests with a 20 MB prompt each (4 clients), against its idle
 //!    RSS.
 //!
 //! ```sh
@@ -45,7 +48,7 @@ async fn start() -> Server {
     let mut cmd = common::worker_command();
     cmd.env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path().join("artifacts"))
         .env("AGENTDISPATCH_FRAMEWORK_COMMAND_HOSTILE", &script)
-        .env("AGENTDISPATCH_COMMAND_ALLOWLIST", "sh,yes")
+        .env("AGENTDISPATCH_COMMAND_ALLOWLIST", "sh,yes,sleep")
         .env("AGENTDISPATCH_MAX_PAYLOAD_BYTES", (32 << 20).to_string())
         .env("AGENTDISPATCH_MAX_CONCURRENT_TASKS", "16")
         .stderr(Stdio::null());
@@ -164,7 +167,9 @@ fn main() {
             ms(percentile(&hostile, 99.0)) / ms(percentile(&idle, 99.0))
         );
 
-        // 2. 100 echo requests with a 20 MB prompt, 4 clients.
+        connections(&w, &client, seconds, &idle).await;
+
+        // 3. 100 echo requests with a 20 MB prompt, 4 clients.
         let pid = w.pid();
         let idle_rss = rss_kb(pid);
         let prompt = "p".repeat(20 << 20);
@@ -198,4 +203,112 @@ fn main() {
             after as f64 / 1024.0
         );
     });
+}
+
+/// Opens `n` connections to `port`, each sending `opening`, and holds them (not reading).
+async fn hold(port: u16, n: usize, opening: &'static [u8]) -> Vec<std::net::TcpStream> {
+    tokio::task::spawn_blocking(move || {
+        (0..n)
+            .filter_map(|_| {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+                std::io::Write::write_all(&mut s, opening).ok()?;
+                Some(s)
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Phase 2: idle HTTP/2 attempts and SSE subscribers held open, then long id headers.
+async fn connections(w: &Server, client: &reqwest::Client, seconds: u64, idle: &[Duration]) {
+    let port: u16 = w
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let r = post(
+        client,
+        &w.url,
+        &json!({"taskType":"command.run","taskId":"bench-watched","async":true,
+                "input":{"command":"sleep 600","timeoutSeconds":600}}),
+    )
+    .await;
+    assert_eq!(r["status"], "running", "{r}");
+    println!("\n| phase | pings | p50 | p99 | max |\n|---|---|---|---|---|");
+    // The HTTP/2 preface and an empty SETTINGS frame, as a client with prior knowledge opens.
+    const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    const SSE: &[u8] =
+        b"GET /tasks/bench-watched/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+    let stop = Arc::new(AtomicBool::new(false));
+    let p = tokio::spawn(pinger(client.clone(), w.url.clone(), stop.clone()));
+    let h2 = hold(port, 1000, H2).await;
+    let sse = hold(port, 1000, SSE).await;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let held = p.await.unwrap();
+    row(
+        &format!(
+            "{} HTTP/2 attempts + {} SSE subscribers held open",
+            h2.len(),
+            sse.len()
+        ),
+        &held,
+    );
+    drop((h2, sse));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let p = tokio::spawn(pinger(client.clone(), w.url.clone(), stop.clone()));
+    let long = Arc::new("r".repeat(300_000));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop, long, refused) = (
+            client.clone(),
+            w.url.clone(),
+            stop.clone(),
+            long.clone(),
+            refused.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{url}/invocations"))
+                    .header("x-amzn-bedrock-agentcore-runtime-request-id", long.as_str())
+                    .json(&json!({"prompt":"x"}))
+                    .send()
+                    .await;
+                assert!(
+                    r.is_ok_and(|r| r.status() == 400),
+                    "a long id header was not a 400"
+                );
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let long_ids = p.await.unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+    row(
+        &format!(
+            "4 clients of 300 KB request-id headers ({} refused)",
+            refused.load(Ordering::Relaxed)
+        ),
+        &long_ids,
+    );
+    println!(
+        "\np99 with held connections / idle p99: {:.1}×; with long id headers: {:.1}×",
+        ms(percentile(&held, 99.0)) / ms(percentile(idle, 99.0)),
+        ms(percentile(&long_ids, 99.0)) / ms(percentile(idle, 99.0))
+    );
+    post(
+        client,
+        &w.url,
+        &json!({"taskType":"task.cancel","taskId":"bench-watched"}),
+    )
+    .await;
 }

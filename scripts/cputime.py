@@ -12,7 +12,6 @@ that ends up orphaned becomes its child, is reaped here, and counts. OUT_FILE ge
 import ctypes
 import os
 import resource
-import subprocess
 import sys
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -24,7 +23,16 @@ def main() -> int:
         sys.exit("usage: cputime.py OUT_FILE COMMAND [ARGS…]")
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.stderr.write(f"cputime: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}\n")
-    main_pid = subprocess.Popen(command).pid
+    # posix_spawnp, not subprocess.Popen: a Popen object that is dropped at once reaps its child
+    # in __del__ when the child has already ended (a test binary with no tests, on a loaded
+    # machine), and the loop below then found no child and reported exit status 1.
+    try:
+        main_pid = os.posix_spawnp(command[0], command, os.environ)
+    except OSError as e:
+        sys.stderr.write(f"cputime: cannot run {command[0]}: {e}\n")
+        with open(out, "w") as f:
+            f.write("0.00 0.00\n")
+        return 127
     status = 1
     while True:  # reap the command and whatever is re-parented here until the command has ended
         try:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
 #
-#   scripts/setup-clients.sh [--force]
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws …]      (default: all four)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
 #   py-v03/    a venv with a2a-sdk 0.3.x and pytest (tests/clients/python/requirements-v03.txt)
 #   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
+#   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
+#              (tests/aws/requirements.txt)
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -22,13 +24,15 @@ PYTHON=${PYTHON:-python3}
 NPM=${NPM:-npm}
 STAMP_NAME=.agentdispatch-stamp
 FORCE=0
+NAMES=()
 
 die() { echo "setup-clients: $*" >&2; exit 1; }
 
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -50,8 +54,8 @@ fi
 PY_EXE=$("$PYTHON" -c 'import sys; print(sys.executable)') || die "cannot run $PYTHON"
 PY_VERSION=$("$PY_EXE" -c 'import sys; print(sys.version)')
 
-venv() { # venv NAME REQUIREMENTS
-  local dir=$CLIENTS/$1 req=$2 stamp started
+venv() { # venv NAME REQUIREMENTS MODULES: MODULES (comma-separated) must import afterwards
+  local dir=$CLIENTS/$1 req=$2 modules=$3 stamp started
   stamp=$({ cat "$req"; echo "$PY_VERSION"; } | sha256)
   if fresh "$dir" "$stamp"; then
     echo "$1: up to date ($dir)"
@@ -67,7 +71,7 @@ venv() { # venv NAME REQUIREMENTS
     "$PY_EXE" -m venv "$dir"
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req"
   fi
-  "$dir/bin/python" -c 'import a2a, pytest' || die "$1: the venv cannot import a2a and pytest"
+  "$dir/bin/python" -c "import $modules" || die "$1: the venv cannot import $modules"
   echo "$stamp" >"$dir/$STAMP_NAME"
   echo "$1: ready in $((SECONDS - started)) s"
 }
@@ -92,6 +96,12 @@ node_modules() {
 }
 
 mkdir -p "$CLIENTS"
-venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt"
-venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt"
-node_modules
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws)
+for name in "${NAMES[@]}"; do
+  case $name in
+    py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
+    py-v03) venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt" a2a,pytest ;;
+    js) node_modules ;;
+    aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
+  esac
+done

@@ -27,7 +27,7 @@ for s in "${SUITES[@]}"; do
   esac
 done
 
-"$ROOT/scripts/setup-clients.sh" || { echo "test-clients: setup-clients.sh failed" >&2; exit 1; }
+"$ROOT/scripts/setup-clients.sh" "${SUITES[@]}" || { echo "test-clients: setup-clients.sh failed" >&2; exit 1; }
 
 WORKER=${AGENTDISPATCH_TEST_WORKER:-$ROOT/target/debug/agentdispatch-worker}
 if [[ ! -x $WORKER ]]; then

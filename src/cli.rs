@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::frameworks::{Launch, Registry};
 use crate::task::{RequestIds, Start, Worker};
-use crate::wire::{payload_from_value, Payload, TaskResult, TaskType};
+use crate::wire::{payload_from_value, ErrorCode, Payload, TaskResult, TaskType};
 
 /// What `run` was asked to do (its flags; the doc comments are its `--help`).
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -195,7 +195,7 @@ pub fn print_summary(result: &TaskResult) {
         println!(
             "failed: {} ({}) in {} ms",
             result.error.as_deref().unwrap_or("unknown error"),
-            result.error_code.as_deref().unwrap_or("-"),
+            result.error_code.map_or("-", ErrorCode::as_str),
             result.duration_ms
         );
     }

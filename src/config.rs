@@ -49,6 +49,8 @@ pub struct Config {
     pub artifact_dir: PathBuf,
     /// The entries allowed for `command.run`.
     pub command_allowlist: Vec<crate::command::Entry>,
+    /// The entrypoints a payload may choose (`AGENTDISPATCH_ENTRYPOINT_ALLOWLIST`); empty: none.
+    pub entrypoint_allowlist: Vec<crate::entrypoints::Entry>,
     /// Framework used by `agent.run` when the payload names none.
     pub default_framework: String,
     /// Directory of framework folders, when one is configured or `./frameworks` exists.
@@ -78,10 +80,15 @@ pub struct Config {
     /// A request's headers, then its body, must arrive within this
     /// (`AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS`).
     pub request_read_timeout: Duration,
+    /// Live event streams of one task at most (`AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK`).
+    pub max_subscribers_per_task: usize,
     /// How long a finished task stays in memory (its folder stays on disk).
     pub task_retention: Duration,
     /// Finished tasks kept in memory at most (`AGENTDISPATCH_MAX_RETAINED_TASKS`).
     pub max_retained_tasks: usize,
+    /// How long a finished task's folder stays in the artifact directory; `None`: for ever
+    /// (`AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS`, unset by default).
+    pub artifact_retention: Option<Duration>,
     /// Agent card name.
     pub agent_name: String,
     /// Agent card description.
@@ -233,6 +240,11 @@ impl Config {
             Some(v) => crate::command::parse_allowlist(v)
                 .map_err(|reason| ConfigError::new("AGENTDISPATCH_COMMAND_ALLOWLIST", reason))?,
         };
+        let entrypoint_allowlist = match get("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST") {
+            None => Vec::new(),
+            Some(v) => crate::entrypoints::parse_allowlist(v)
+                .map_err(|reason| ConfigError::new("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", reason))?,
+        };
         let frameworks_dir = match get("AGENTDISPATCH_FRAMEWORKS_DIR") {
             Some(v) => Some(PathBuf::from(v)),
             None => {
@@ -300,6 +312,7 @@ impl Config {
                 get("AGENTDISPATCH_ARTIFACT_DIR").unwrap_or("/tmp/agentdispatch-artifacts"),
             ),
             command_allowlist,
+            entrypoint_allowlist,
             default_framework: get("AGENTDISPATCH_AGENT_FRAMEWORK")
                 .unwrap_or("echo")
                 .to_string(),
@@ -316,8 +329,15 @@ impl Config {
             shutdown_grace: secs("AGENTDISPATCH_SHUTDOWN_GRACE_SECONDS", 10.0)?,
             max_connections: count("AGENTDISPATCH_MAX_CONNECTIONS", 1024)?,
             request_read_timeout: secs("AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS", 30.0)?,
+            max_subscribers_per_task: count("AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK", 32)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
             max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
+            artifact_retention: match get("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS") {
+                None => None,
+                Some(v) => Some(parse_seconds(v).map_err(|reason| {
+                    ConfigError::new("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS", reason)
+                })?),
+            },
             agent_name: get("AGENTDISPATCH_AGENT_NAME")
                 .unwrap_or("AgentDispatch Worker")
                 .to_string(),
@@ -391,6 +411,10 @@ mod tests {
         assert_eq!(c.max_concurrent_tasks, 8);
         assert_eq!(c.default_timeout, Duration::from_secs(900));
         assert!(c.command_allowlist.is_empty());
+        assert!(
+            c.entrypoint_allowlist.is_empty(),
+            "a payload chooses no entrypoint by default"
+        );
         assert_eq!(c.task_cgroups, crate::cgroup::Mode::Auto);
         let off = cfg(&[("AGENTDISPATCH_TASK_CGROUPS", "OFF")]).unwrap();
         assert_eq!(off.task_cgroups, crate::cgroup::Mode::Off);
@@ -418,6 +442,7 @@ mod tests {
             ("AGENTDISPATCH_HOST", "nowhere"),
             ("AGENTDISPATCH_FRAMEWORK_TIMEOUT_SECONDS", "soon"),
             ("AGENTDISPATCH_TASK_CGROUPS", "on"),
+            ("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", "my_agent:agent"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -59,6 +59,9 @@ fn init_logging(logs: Logs, default_level: &str) {
             .with_span_list(false)
             .with_env_filter(filter())
     };
+    if !matches!(logs, Logs::Human) {
+        log_panics_as_json();
+    }
     match logs {
         Logs::JsonStdout => json().with_writer(std::io::stdout).init(),
         Logs::JsonStderr => json().with_writer(std::io::stderr).init(),
@@ -68,6 +71,35 @@ fn init_logging(logs: Logs, default_level: &str) {
             .with_writer(std::io::stderr)
             .init(),
     }
+}
+
+/// A panic (a bug, in the worker or a library: it ends only the connection or task it
+/// happened in) is logged as one JSON line like any other, not as the default hook's text and
+/// multi-line backtrace, which would break a log reader that expects one object a line.
+fn log_panics_as_json() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        // Captured only when RUST_BACKTRACE asks for it; one JSON string either way.
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(panic = %message, location, thread, backtrace = %backtrace, "panicked");
+        } else {
+            tracing::error!(panic = %message, location, thread, "panicked");
+        }
+    }));
 }
 
 /// Keeps large buffers (a 10 MB answer, output, a read-back of events) in their own
@@ -104,8 +136,10 @@ fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread or child exists.
+    let unsealed = agentdispatch_worker::seal::seal();
     bound_allocator();
-    match run(Cli::parse()) {
+    match run(Cli::parse(), &unsealed) {
         Ok(code) => code,
         Err(err) => {
             // The one place an error is printed: the chain on one line, then its exit status.
@@ -121,7 +155,7 @@ fn main() -> ExitCode {
 
 /// Everything the worker does for one command line; an error comes back with its context
 /// for `main` to print, and a run that completes decides its own exit status.
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_env().map_err(usage)?;
     let reg = Registry::load(&cfg).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,6 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Serve => {
             init_logging(Logs::JsonStdout, "info");
+            unsealed.iter().for_each(|w| tracing::warn!("{w}"));
             runtime.block_on(serve(cfg, reg))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -147,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 "warn",
             );
+            unsealed.iter().for_each(|w| tracing::warn!("{w}"));
             runtime.block_on(run_once(cfg, reg, args))
         }
     }
@@ -173,6 +209,9 @@ fn prepare(cfg: &Config, reg: &Registry) {
     }
     if entries.len() > 1 && entries.contains(&agentdispatch_worker::command::Entry::Any) {
         tracing::warn!("AGENTDISPATCH_COMMAND_ALLOWLIST holds * beside other entries: every command is allowed, the others are moot");
+    }
+    for w in agentdispatch_worker::entrypoints::warnings(&cfg.entrypoint_allowlist) {
+        tracing::warn!("{w}");
     }
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; escaped grandchildren may outlive their task");
@@ -226,6 +265,7 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     worker.warm.start();
+    tokio::spawn(agentdispatch_worker::retention::run(worker.clone()));
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

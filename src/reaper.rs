@@ -14,7 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::supervisor::kill::{children_of, read_stat};
+use crate::procfs::{children_of, read_stat};
 
 static OWNED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 /// While above zero, no orphan is reaped: a warm parent is forking a child that is about to be
@@ -55,14 +55,20 @@ impl Owned {
     }
 }
 
-/// Spawns `cmd` with its pid registered as tokio's before the reaper can see it exit.
+/// Spawns `cmd` with its pid registered as tokio's before the reaper can see it exit, and with
+/// the parent-death signal set (SIGKILL when the worker dies), after `cmd`'s own pre-exec steps.
+/// Every child of the worker (task children, warm parents) is spawned here.
 ///
 /// The fork happens on one thread that lives as long as the worker. A child's parent-death
 /// signal fires when the *thread* that forked it exits, not the process (prctl(2)), and tokio
 /// threads do exit: a runtime thread that ran `block_in_place` goes back to the blocking pool,
 /// which ends idle threads after 10 s. Spawned from there, warm parents and long cold tasks were
 /// SIGKILLed some seconds after a burst of tasks.
-pub fn spawn_owned(cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+pub fn spawn_owned(mut cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    // SAFETY: the closure only calls prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(die_with_parent);
+    }
     let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
     let (reply, answer) = std::sync::mpsc::sync_channel(1);
     let job: SpawnJob = Box::new(move || {
@@ -76,6 +82,21 @@ pub fn spawn_owned(cmd: tokio::process::Command) -> std::io::Result<tokio::proce
     answer
         .recv()
         .map_err(|_| std::io::Error::other("the spawning thread is gone"))?
+}
+
+/// Sets the parent-death signal in a freshly forked child: it is killed when the worker dies.
+fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only changes this process's own attribute.
+    let r = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_SET_PDEATHSIG,
+            nix::libc::SIGKILL as nix::libc::c_ulong,
+        )
+    };
+    if r == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 type SpawnJob = Box<dyn FnOnce() + Send>;

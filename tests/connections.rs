@@ -1,6 +1,7 @@
 //! Callers that hold connections (SPEC §8, issue "hostile children and callers" #5), through the
-//! real binary: a connection limit (past it, connections wait in the backlog and are served
-//! once one closes), headers and bodies that must arrive within the read timeout, and SSE
+//! real binary: a connection limit (past it, /ping is still answered and other requests get a
+//! 503 naming it), HTTP/1.1 only (an HTTP/2 connection cannot sit idle holding a place),
+//! a limit on one task's live event streams, headers and bodies that must arrive within the read timeout, and SSE
 //! subscribers that never read, which cost a bounded buffer each.
 
 mod common;
@@ -9,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{eventually, fd_count, status_kb, WorkerBuilder};
+use common::{eventually_async, fd_count, status_kb, WorkerBuilder};
 use serde_json::{json, Value};
 
 fn connect(port: u16) -> TcpStream {
@@ -25,8 +26,25 @@ fn read_to_close(mut s: TcpStream) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// A raw `GET /ping` on a new connection, answered 200 within a minute (else fails, saying
+/// `when`); the answer.
+async fn ping_answered(port: u16, when: &str) -> String {
+    let ping = tokio::task::spawn_blocking(move || {
+        let mut s = connect(port);
+        s.write_all(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        read_to_close(s)
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(60), ping)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to /ping {when}"))
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{when}: {answer}");
+    answer
+}
+
 #[tokio::test]
-async fn past_the_connection_limit_connections_wait_and_are_served_when_one_closes() {
+async fn past_the_connection_limit_ping_is_answered_and_other_requests_get_503() {
     let w = WorkerBuilder::new()
         .env("AGENTDISPATCH_MAX_CONNECTIONS", "8")
         .env("AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS", "120")
@@ -34,56 +52,85 @@ async fn past_the_connection_limit_connections_wait_and_are_served_when_one_clos
         .await;
     let before = fd_count(w.pid());
     // 8 connections that send half a request and hold on (the kind that stopped /ping).
-    let mut slow: Vec<TcpStream> = (0..8)
+    let _slow: Vec<TcpStream> = (0..8)
         .map(|_| {
             let mut s = connect(w.port);
-            s.write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")
+            s.write_all(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 .unwrap();
             s
         })
         .collect();
+    let port = w.port;
+    // Past the limit, the health check is answered...
+    let answer = ping_answered(port, "past the limit").await;
+    assert!(answer.contains("Healthy"), "{answer}");
     assert!(
-        eventually(Duration::from_secs(20), || w.log_lines().iter().any(|l| l
-            ["message"]
+        w.log_lines().iter().any(|l| l["message"]
             .as_str()
-            .is_some_and(
-                |m| m.contains("AGENTDISPATCH_MAX_CONNECTIONS reached")
-            )))
-        .await,
+            .is_some_and(|m| m.contains("AGENTDISPATCH_MAX_CONNECTIONS reached"))),
         "the limit is logged"
     );
-    // 200 more connect (the kernel's backlog takes them) but are not accepted: the worker's
-    // descriptors do not grow with them.
-    let waiting: Vec<TcpStream> = (0..200).map(|_| connect(w.port)).collect();
-    let port = w.port;
-    let ping = tokio::task::spawn_blocking(move || {
+    // ...and anything else is refused, naming the limit.
+    let refused = tokio::task::spawn_blocking(move || {
         let mut s = connect(port);
-        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        s.write_all(
+            b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        .unwrap();
         read_to_close(s)
-    });
-    // Not a synchronisation: a ping answered at any time before the slow ones close is the
-    // failure; on a slow machine this pause can only miss it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await
+    .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(
-        !ping.is_finished(),
-        "a connection past the limit was served"
+        refused.contains("AGENTDISPATCH_MAX_CONNECTIONS (8)"),
+        "{refused}"
     );
+    // 300 more connect and send nothing: the worker's descriptors stay bounded (the limit and
+    // its small reserve, each reserve place freed after a short read timeout), and a ping
+    // behind them all is still answered.
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect(w.port)).collect();
+    ping_answered(port, "behind 300 idle connections").await;
     assert!(
-        fd_count(w.pid()) <= before + 8 + 2,
-        "descriptors grew past the limit: {} then {}",
+        fd_count(w.pid()) <= before + 8 + 64 + 4,
+        "descriptors grew past the limit and reserve: {} then {}",
         before,
         fd_count(w.pid())
     );
-    // Closing the slow ones frees their places: the queued connections are served, the ping too.
-    slow.clear();
-    drop(waiting);
-    let answer = tokio::time::timeout(Duration::from_secs(60), ping)
+    drop(idle);
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_refused_and_cannot_hold_places() {
+    // The limit the finding used: five idle HTTP/2 connections made every /ping time out.
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_CONNECTIONS", "5")
+        .start()
+        .await;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // The preface and an empty SETTINGS frame, as an HTTP/2 client opens with; then idle.
+    let open = |port| {
+        let mut s = connect(port);
+        s.write_all(PREFACE).unwrap();
+        s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+        s
+    };
+    let held: Vec<TcpStream> = (0..200).map(|_| open(w.port)).collect();
+    ping_answered(w.port, "with 200 HTTP/2 connections attempted").await;
+    // Each is closed by the worker (HTTP/1.1 only), after at most an HTTP/1 error answer.
+    let closed = tokio::task::spawn_blocking(move || {
+        held.into_iter()
+            .map(read_to_close)
+            .filter(|a| {
+                !a.starts_with("HTTP/1.1 4") && !a.starts_with("HTTP/1.1 5") && !a.is_empty()
+            })
+            .count()
+    });
+    let odd = tokio::time::timeout(Duration::from_secs(60), closed)
         .await
-        .expect("the ping is served once places free up")
+        .expect("every HTTP/2 attempt is closed")
         .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("Healthy"), "{answer}");
+    assert_eq!(odd, 0, "an HTTP/2 attempt was answered with something else");
     assert_eq!(w.ping().await["status"], "Healthy");
 }
 
@@ -95,13 +142,13 @@ async fn headers_or_a_body_that_do_not_arrive_in_time_end_that_connection_only()
         .await;
     // Half the headers, then nothing: the worker closes the connection.
     let mut s = connect(w.port);
-    s.write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")
+    s.write_all(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     let headers = tokio::task::spawn_blocking(move || read_to_close(s));
     // A whole header, a tenth of the body it announced, then nothing: answered 400, naming why.
     let mut s = connect(w.port);
     s.write_all(
-        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":",
+        b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":",
     )
     .unwrap();
     let body = tokio::task::spawn_blocking(move || read_to_close(s));
@@ -154,7 +201,7 @@ async fn subscribers_that_never_read_cost_a_bounded_buffer_each() {
     let subscribers: Vec<TcpStream> = (0..30)
         .map(|_| {
             let mut s = connect(w.port);
-            s.write_all(b"GET /tasks/flood-subs/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.write_all(b"GET /tasks/flood-subs/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .unwrap();
             s
         })
@@ -189,4 +236,53 @@ async fn subscribers_that_never_read_cost_a_bounded_buffer_each() {
     );
     assert_eq!(w.ping().await["status"], "Healthy");
     drop(subscribers);
+}
+
+#[tokio::test]
+async fn one_task_has_at_most_its_limit_of_live_event_streams() {
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK", "3")
+        .start()
+        .await;
+    let r = w
+        .run(json!({"taskType":"command.run","taskId":"watched","async":true,"input":{"command":"sleep 60"}}))
+        .await;
+    assert_eq!(r["status"], "running", "{r}");
+    let follow = || {
+        w.client()
+            .get(format!("{}/tasks/watched/events", w.url))
+            .send()
+    };
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let resp = follow().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        live.push(resp);
+    }
+    // A fourth, by either route, is refused naming the limit and its variable.
+    let over = follow().await.unwrap();
+    assert_eq!(over.status(), 429);
+    let body: Value = over.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK") && error.contains('3'),
+        "{body}"
+    );
+    assert_eq!(body["errorCode"], "too_many_subscribers");
+    let (status, body) = w
+        .invoke(&json!({"taskId":"watched","taskType":"command.run","stream":true,"input":{"command":"sleep 60"}}))
+        .await;
+    assert_eq!(status, 429, "{body}");
+    // A stream that ends frees its place.
+    live.pop();
+    assert!(
+        eventually_async(Duration::from_secs(20), || async {
+            follow().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await,
+        "a place freed by a client that left is taken again"
+    );
+    assert_eq!(w.ping().await["status"], "HealthyBusy");
+    w.run(json!({"taskType":"task.cancel","taskId":"watched"}))
+        .await;
 }

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 // framework's name first, as scripts/test.sh's `--skip <framework>_` filters expect).
 #[path = "frameworks_http/end_to_end.rs"]
 mod end_to_end;
+#[path = "frameworks_http/entrypoints.rs"]
+mod entrypoints;
 #[path = "frameworks_http/failures.rs"]
 mod failures;
 #[path = "frameworks_http/listing.rs"]

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 mod callers;
 #[path = "hostile/children.rs"]
 mod children;
+#[path = "hostile/headers.rs"]
+mod headers;
 
 /// A raw request line, as a hostile client sends it (no client-side path normalisation).
 pub(crate) fn raw_get(w: &Worker, path: &str) -> String {
@@ -22,7 +24,7 @@ pub(crate) fn raw_get(w: &Worker, path: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();

@@ -253,3 +253,64 @@ async fn the_bring_your_own_framework_commands_run_as_written() {
     assert!(stdout.matches("HELLO WORLD").count() >= 2, "{stdout}");
     assert!(stdout.contains("data: "), "the SSE answer\n{stdout}");
 }
+
+/// The codes in the README's error-code table. Its shape: a heading `## Error codes` (or
+/// `### Error codes`), then, before any other heading, a Markdown table: a header row, a
+/// `|---|…` row, and one row per code whose first cell is the code in backticks
+/// (`` | `spawn_failed` | … | ``; the other columns are free). The table ends at the first line
+/// that does not start with `|`.
+fn readme_error_codes(text: &str) -> Vec<String> {
+    let mut lines = text.lines();
+    lines
+        .by_ref()
+        .find(|l| matches!(l.trim_end(), "## Error codes" | "### Error codes"))
+        .expect("README.md has no heading `## Error codes` (or `### Error codes`)");
+    let mut table = lines
+        .skip_while(|l| {
+            assert!(
+                !l.starts_with('#'),
+                "no table under `Error codes` before the heading {l:?}"
+            );
+            !l.starts_with('|')
+        })
+        .take_while(|l| l.starts_with('|'));
+    table.next().expect("an `Error codes` table");
+    let separator = table.next().unwrap_or_default();
+    assert!(
+        separator.contains('-') && separator.chars().all(|c| "|-: ".contains(c)),
+        "the `Error codes` table's second row is not a `|---|` row: {separator:?}"
+    );
+    table
+        .map(|row| {
+            let first = row[1..].split('|').next().unwrap_or_default().trim();
+            first
+                .strip_prefix('`')
+                .and_then(|c| c.strip_suffix('`'))
+                .filter(|c| !c.is_empty() && !c.contains('`'))
+                .unwrap_or_else(|| panic!("a row whose first cell is not one `code`: {row:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_exactly_the_error_codes_the_worker_answers_with() {
+    use agentdispatch_worker::wire::ErrorCode;
+    let listed = readme_error_codes(&readme());
+    let mut seen = std::collections::HashSet::new();
+    let twice: Vec<&String> = listed.iter().filter(|c| !seen.insert(*c)).collect();
+    let missing: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !seen.contains(&c.to_string()))
+        .collect();
+    let unknown: Vec<&String> = listed
+        .iter()
+        .filter(|c| ErrorCode::from_wire(c).is_none())
+        .collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty() && twice.is_empty(),
+        "README.md's `Error codes` table: missing {missing:?} (add a row each); \
+         not a code of ErrorCode (src/wire/error_code.rs) {unknown:?}; listed twice {twice:?}"
+    );
+}

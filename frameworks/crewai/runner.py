@@ -7,10 +7,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import (  # noqa: E402
-    SessionError, as_text, main, model_id_from_env, quiet_env, read_session_json, write_session_file,
+    SessionError, as_text, main, model_id_from_env, read_session_json, write_session_file,
 )
-
-quiet_env()  # CrewAI reads its telemetry switches at import time
 
 
 def default_agent():
@@ -83,6 +81,11 @@ def watch(runner, bus):
         runner.step("tool_result", tool=event.tool_name, result=str(event.error), status="error")
 
 
+def kicks_off(obj) -> bool:
+    """A Crew, Flow or Agent instance (not a class): what has a kickoff method."""
+    return not isinstance(obj, type) and callable(getattr(obj, "kickoff", None))
+
+
 def run(runner):
     private_home(runner)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -90,9 +93,7 @@ def run(runner):
     from crewai.events import crewai_event_bus
     from crewai.telemetry import Telemetry
 
-    agent = runner.load_agent(default_factory=default_agent)
-    if not hasattr(agent, "kickoff") and callable(agent):  # a factory
-        agent = agent()
+    agent = runner.load_agent(default_factory=default_agent, expect=kicks_off, what="a crewai Crew, Flow or Agent")
     # CrewAI's telemetry (when on) installs SIGTERM/SIGINT handlers: a telemetry flush, then SystemExit(0)
     # when no handler was there. Create its singleton now, then put the helper's back (report, exit 143
     # at once), so that a killed run never looks successful.
@@ -114,8 +115,7 @@ def run(runner):
         output = agent.kickoff(runner.instruction)
     crewai_event_bus.flush()
     text = getattr(output, "raw", output)
-    text = text if isinstance(text, str) else str(text)
-    runner.step("final_answer", text=text)
+    text = runner.final_answer(text if isinstance(text, str) else str(text))
     if path:
         turns = [*earlier, {"instruction": runner.instruction, "output": text}]
         write_session_file(path, json.dumps(turns, ensure_ascii=False).encode())

@@ -9,9 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch import as_text, check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
-
-quiet_env()
+from agentdispatch import as_text, check_sqlite, main, model_id_from_env  # noqa: E402
 
 
 def default_agent():
@@ -43,9 +41,7 @@ async def stream(runner, agent):
             runner.step("tool_result", tool=ev["name"], result=as_text(data.get("output")))
         elif kind == "on_chain_end" and not ev.get("parent_ids"):
             output = data.get("output")
-    text = final_text(output)
-    runner.step("final_answer", text=text)
-    return text
+    return runner.final_answer(final_text(output))
 
 
 async def in_session(runner, agent):
@@ -63,7 +59,9 @@ async def in_session(runner, agent):
 
 
 def run(runner):
-    agent = runner.load_agent(default_factory=default_agent)
+    from langchain_core.runnables import Runnable
+
+    agent = runner.load_agent(default_factory=default_agent, expect=Runnable, what="a LangChain Runnable")
     return asyncio.run(in_session(runner, agent))
 
 

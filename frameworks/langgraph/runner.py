@@ -12,9 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch import as_text, check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
-
-quiet_env()
+from agentdispatch import as_text, check_sqlite, main, model_id_from_env  # noqa: E402
 
 
 def default_agent():
@@ -68,7 +66,9 @@ def stream_modes() -> list[str]:
 
 
 def run(runner):
-    graph = runner.load_agent(default_factory=default_agent)
+    from langgraph.pregel import Pregel
+
+    graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph")
     inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     graph = with_session(runner, graph, config)
@@ -83,9 +83,7 @@ def run(runner):
                 for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
                     report(runner, message)
     messages = state.get("messages") if isinstance(state, dict) else None
-    text = as_text(messages[-1] if messages else state)
-    runner.step("final_answer", text=text)
-    return text
+    return runner.final_answer(messages[-1] if messages else state)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch import check_sqlite, main, model_id_from_env, quiet_env  # noqa: E402
-
-quiet_env()  # OPENAI_AGENTS_DISABLE_TRACING=1 unless the user configured tracing
+from agentdispatch import check_sqlite, main, model_id_from_env  # noqa: E402
 
 
 def default_agent():
@@ -66,14 +64,11 @@ async def stream(runner, agent):
 def run(runner):
     from agents import Agent
 
-    agent = runner.load_agent(default_factory=default_agent)
-    if not isinstance(agent, Agent) and callable(agent):  # a factory
-        agent = agent()
+    agent = runner.load_agent(default_factory=default_agent, expect=Agent, what="an agents.Agent")
     result = asyncio.run(stream(runner, agent))
     output = result.final_output
     output = output if isinstance(output, str) else json.dumps(output, default=str)
-    runner.step("final_answer", text=output, agent=result.last_agent.name)
-    return output
+    return runner.final_answer(output, agent=result.last_agent.name)
 
 
 if __name__ == "__main__":

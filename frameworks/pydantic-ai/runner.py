@@ -11,10 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import (  # noqa: E402
-    as_text, main, model_id_from_env, quiet_env, read_session_json, write_session_file,
+    as_text, main, model_id_from_env, read_session_json, write_session_file,
 )
-
-quiet_env()
 
 
 def default_agent():
@@ -52,12 +50,14 @@ async def stream(runner, agent):
                 output = ev.result.output
                 if path:
                     write_session_file(path, ModelMessagesTypeAdapter.dump_json(ev.result.all_messages()))
-    runner.step("final_answer", text=as_text(output))
-    return output if isinstance(output, str) else as_text(output)
+    return runner.final_answer(output)
 
 
 def run(runner):
-    return asyncio.run(stream(runner, runner.load_agent(default_factory=default_agent)))
+    from pydantic_ai.agent import AbstractAgent
+
+    agent = runner.load_agent(default_factory=default_agent, expect=AbstractAgent, what="a pydantic_ai.Agent")
+    return asyncio.run(stream(runner, agent))
 
 
 if __name__ == "__main__":

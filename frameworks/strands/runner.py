@@ -5,9 +5,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-from agentdispatch import SessionError, as_text, main, model_id_from_env, quiet_env  # noqa: E402
-
-quiet_env()
+from agentdispatch import SessionError, as_text, main, model_id_from_env  # noqa: E402
 
 
 def default_agent():
@@ -65,16 +63,14 @@ def attach(agent, manager):
 def run(runner):
     from strands import Agent
 
-    agent = runner.load_agent(default_factory=default_agent)
     manager = session_manager(runner)
-    if not isinstance(agent, Agent) and callable(agent):  # a factory
-        agent = agent(session_manager=manager) if manager else agent()
-    elif manager:
+    # An Agent, or a factory of your own that returns one (given session_manager= if it takes it).
+    agent = runner.load_agent(default_factory=default_agent, expect=Agent, what="a strands.Agent",
+                              offered={"session_manager": manager} if manager else None)
+    if manager and getattr(agent, "_session_manager", None) is not manager:
         attach(agent, manager)
     result = asyncio.run(stream(runner, agent))
-    output = str(result).strip()
-    runner.step("final_answer", text=output, stopReason=result.stop_reason)
-    return output
+    return runner.final_answer(str(result).strip(), stopReason=result.stop_reason)
 
 
 if __name__ == "__main__":

@@ -313,10 +313,14 @@ def pytest_sessionfinish(session, exitstatus):
 def start_framework(name: str, tmp_path: Path, instruction: str = "hello world", *, input: dict | None = None,
                     env: dict | None = None, cold: bool = False) -> subprocess.Popen | WarmTask:
     """The runner on one envelope: forked by the framework's warm parent, or with ``cold`` a
-    fresh interpreter; either way in its own session and process group, like the worker's."""
+    fresh interpreter; either way in its own session and process group, like the worker's. An
+    ``input.entrypoint`` comes approved, as from a worker whose allowlist has it, unless ``env``
+    sets AGENTDISPATCH_PAYLOAD_ENTRYPOINT itself."""
     task_dir = tmp_path / "task"
     task_dir.mkdir(exist_ok=True)
     task_env = framework_env(name, task_dir, env)
+    if (input or {}).get("entrypoint"):  # as the worker says it allowed the payload's entrypoint
+        task_env.setdefault("AGENTDISPATCH_PAYLOAD_ENTRYPOINT", input["entrypoint"])
     if cold:
         proc = subprocess.Popen(
             framework_command(name), cwd=FRAMEWORKS / name, env=task_env,
@@ -367,6 +371,21 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """``tmp_path/app`` as AGENTDISPATCH_APP_DIR (no AGENTDISPATCH_ENTRYPOINT); sys.path is
+    restored and the modules imported meanwhile are forgotten afterwards."""
+    root = tmp_path / "app"
+    root.mkdir()
+    monkeypatch.setenv("AGENTDISPATCH_APP_DIR", str(root))
+    monkeypatch.delenv("AGENTDISPATCH_ENTRYPOINT", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield root
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
 
 
 def write_module(folder: Path, name: str, source: str) -> Path:
@@ -435,6 +454,49 @@ class FrameworkContract:
                             env={"AGENTDISPATCH_APP_DIR": str(app)})
         assert run.returncode != 0, run.describe()
         assert "agent construction failed: 42" in run.last_stderr_line, run.describe()
+
+    def test_a_factory_of_your_own_returning_the_agent_runs(self, tmp_path):
+        app = tmp_path / "app"
+        module, _, attr = manifest(self.framework)["env"]["AGENTDISPATCH_ENTRYPOINT"].partition(":")
+        write_module(app, "agent_factory", f"""
+            import importlib
+            def build():  # the example agent, from the runner's folder (on sys.path)
+                return getattr(importlib.import_module({module!r}), {attr!r})
+        """)
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "agent_factory:build"},
+                            env={"AGENTDISPATCH_APP_DIR": str(app)})
+        assert run.returncode == 0, run.describe()
+        assert run.results[0][1]["output"] == "Shouted: HELLO WORLD", run.describe()
+
+    def test_a_function_returning_no_agent_fails_saying_what_was_expected(self, tmp_path):
+        app = tmp_path / "app"
+        write_module(app, "not_an_agent", "def build():\n    return 42\n")
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "not_an_agent:build"},
+                            env={"AGENTDISPATCH_APP_DIR": str(app)})
+        assert run.returncode == 1 and not run.results, run.describe()
+        line = run.last_stderr_line
+        assert "'not_an_agent:build' is a function returning an int, expected" in line, run.describe()
+        assert line.endswith("or a factory returning one"), run.describe()
+
+    def test_a_library_function_is_never_called_even_when_allowed(self, tmp_path):
+        # cgi.print_environ prints the whole environment: called as a "factory", it would put
+        # the worker's secrets into the task's stderr (and so into its answer).
+        canary = "canary-" + os.urandom(6).hex()
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "cgi:print_environ"},
+                            env={"AGENTDISPATCH_TEST_SECRET": canary})
+        assert run.returncode == 1 and not run.results, run.describe()
+        assert canary not in run.stdout + run.stderr, run.describe()
+        assert "'cgi:print_environ' is the function cgi.print_environ from outside your code" in run.last_stderr_line
+
+    def test_a_payload_entrypoint_the_worker_did_not_allow_is_not_imported(self, tmp_path):
+        app = tmp_path / "app"
+        marker = tmp_path / "imported"
+        write_module(app, "unapproved", f"open({str(marker)!r}, 'w').close()\nagent = None\n")
+        run = run_framework(self.framework, tmp_path, input={"entrypoint": "unapproved:agent"},
+                            env={"AGENTDISPATCH_APP_DIR": str(app), "AGENTDISPATCH_PAYLOAD_ENTRYPOINT": ""})
+        assert run.returncode == 1 and not run.results, run.describe()
+        assert "was not allowed by the worker" in run.last_stderr_line, run.describe()
+        assert not marker.exists(), "the module was imported"
 
     def test_sigterm_mid_slow_tool_exits_quickly_and_leaves_no_process(self, tmp_path):
         proc = start_framework(self.framework, tmp_path, "please be slow")

@@ -101,23 +101,17 @@ def test_example_shout():
 
 # -- load_agent ------------------------------------------------------------------------------
 
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    """An app dir as AGENTDISPATCH_APP_DIR; modules imported from it are forgotten afterwards."""
-    monkeypatch.setenv("AGENTDISPATCH_APP_DIR", str(tmp_path))
-    monkeypatch.delenv("AGENTDISPATCH_ENTRYPOINT", raising=False)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield tmp_path
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+def approved(monkeypatch, spec):
+    """As the worker says it allowed a payload's entrypoint (test_entrypoints.py: when it did not)."""
+    monkeypatch.setenv("AGENTDISPATCH_PAYLOAD_ENTRYPOINT", spec)
+    return {"input": {"entrypoint": spec}}
 
 
-def test_load_agent_from_input_entrypoint(app):
+def test_load_agent_from_input_entrypoint(app, monkeypatch):
     write_module(app, "ad_agent_a", "class Box:\n    agent = object()\nagent = 'the agent'\n")
-    r, _ = collecting_runner({"input": {"entrypoint": "ad_agent_a:agent"}})
+    r, _ = collecting_runner(approved(monkeypatch, "ad_agent_a:agent"))
     assert r.load_agent() == "the agent"
-    r, _ = collecting_runner({"input": {"entrypoint": "ad_agent_a:Box.agent"}})
+    r, _ = collecting_runner(approved(monkeypatch, "ad_agent_a:Box.agent"))
     assert r.load_agent() is sys.modules["ad_agent_a"].Box.agent
 
 
@@ -125,7 +119,7 @@ def test_input_entrypoint_wins_over_env(app, monkeypatch):
     write_module(app, "ad_agent_b", "one = 1\ntwo = 2\n")
     monkeypatch.setenv("AGENTDISPATCH_ENTRYPOINT", "ad_agent_b:one")
     assert collecting_runner({})[0].load_agent() == 1
-    assert collecting_runner({"input": {"entrypoint": "ad_agent_b:two"}})[0].load_agent() == 2
+    assert collecting_runner(approved(monkeypatch, "ad_agent_b:two"))[0].load_agent() == 2
 
 
 def test_load_agent_default_factory_and_none(app, monkeypatch):
@@ -147,12 +141,12 @@ def test_load_agent_default_factory_and_none(app, monkeypatch):
     ("ad_agent_raises:agent", "failed: RuntimeError: construction failed"),
     ("ad_agent_bad_import:agent", "failed: No module named 'ad_dependency_missing'"),
 ])
-def test_load_agent_errors(app, spec, message):
+def test_load_agent_errors(app, monkeypatch, spec, message):
     write_module(app, "ad_agent_c", "agent = 1\n")
     write_module(app, "ad_agent_raises", "raise RuntimeError('construction failed')\n")
     write_module(app, "ad_agent_bad_import", "import ad_dependency_missing\n")
     with pytest.raises(adr.EntrypointError, match=message):
-        collecting_runner({"input": {"entrypoint": spec}})[0].load_agent()
+        collecting_runner(approved(monkeypatch, spec))[0].load_agent()
 
 
 # -- main(): the process plumbing ------------------------------------------------------------

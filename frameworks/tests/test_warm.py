@@ -156,7 +156,10 @@ def test_spares_copy_ahead_the_pages_most_learners_wrote():
 
     page = pages.PAGE
     learning = pages.Learning()
-    base = 1 << 30
+    # Reports name pages of the parent's own writable memory (here: this process's, from malloc:
+    # an mmap of Python's own may carry a name, which such a range does not have).
+    ours = ctypes.create_string_buffer(17 * page)
+    base = ctypes.addressof(ours) + page - ctypes.addressof(ours) % page
     reports = [
         [[base, 4]],  # pages 0-3
         [[base + page, 4]],  # pages 1-4
@@ -174,6 +177,20 @@ def test_spares_copy_ahead_the_pages_most_learners_wrote():
     assert learning.reports == 3 and not learning.pending
     # Written by at least two of the three: pages 1-3 (0, 4 and 9 by one only).
     assert learning.ranges == [(base + page, 3)]
+
+
+def test_a_learners_report_counts_only_pages_the_parent_has():
+    # A task's report once made the parent count 1.36 GB of page addresses: whatever it says,
+    # only pages inside the parent's writable mappings count, each once.
+    sys.path.insert(0, str(REPO / "frameworks" / "_shared"))
+    from agentdispatch.warm import pages as warm
+
+    page = warm.PAGE
+    layout = [(1 << 30, (1 << 30) + 8 * page), (1 << 32, (1 << 32) + 2 * page)]
+    hostile = [[0, 1 << 60], [1 << 30, 10**30], [(1 << 30) + 3, 2], [(1 << 32) - page, 2], [5, -7], [True, 1]]
+    hostile += [[1 << 40, 1 << 20]] * 100_000
+    pages = warm.pages_of_ours(hostile, layout)
+    assert pages == {(1 << 30) + i * page for i in range(8)} | {1 << 32, (1 << 32) + page}
 
 
 def test_both_fork_modes_give_the_callers_own_child_and_name_a_holder():

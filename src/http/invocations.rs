@@ -12,7 +12,7 @@ use super::{
     error_response, json_response, json_response_sized, sse, REQUEST_HEADER, SESSION_HEADER,
 };
 use crate::task::{RequestIds, Start, Worker};
-use crate::wire::{parse_payload, PayloadError, TaskResult, TaskType};
+use crate::wire::{parse_payload, ErrorCode, PayloadError, TaskResult, TaskType};
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -49,29 +49,36 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         Ok(p) => p,
         Err(PayloadError::Invalid(msg)) => {
             tracing::info!(requestId = %ids.request_id, sessionId = ids.session_id.as_deref().unwrap_or(""), error = %msg, "invalid payload");
-            return error_response(StatusCode::BAD_REQUEST, &msg, Some("invalid_payload"));
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &msg,
+                Some(ErrorCode::InvalidPayload),
+            );
         }
         Err(e @ PayloadError::UnsupportedTaskType(_)) => {
             return answer(
-                &TaskResult::refusal("", e.to_string(), "unsupported_task_type"),
+                &TaskResult::fail(ErrorCode::UnsupportedTaskType, e.to_string()),
                 sse_header,
             );
         }
     };
     let stream = sse_header || payload.stream;
     let cap = worker.cfg.max_output_bytes;
+    // The session the request acts for, as a task started by it would have it.
+    let scope = ids.session_id.as_deref().or(payload.session_id.as_deref());
     match payload.task_type {
         TaskType::Status => {
             let id = payload.task_id.as_deref().unwrap_or_default();
-            answer(&worker.status(id, payload.after_seq), false)
+            answer(&worker.status(id, payload.after_seq, scope), false)
         }
         TaskType::Cancel => {
             let id = payload.task_id.as_deref().unwrap_or_default();
-            answer(&worker.cancel(id).await, false)
+            answer(&worker.cancel(id, scope).await, false)
         }
-        TaskType::List => {
-            json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
-        }
+        TaskType::List => json_response(
+            StatusCode::OK,
+            &json!({"ok": true, "tasks": worker.list(scope)}),
+        ),
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
             match worker.start(payload, ids) {

@@ -2,6 +2,7 @@
 //! method and path, so that 404 and 405 answers are exact and every error is JSON.
 
 mod a2a;
+mod guard;
 #[doc(hidden)]
 pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
@@ -22,6 +23,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::task::Worker;
+use crate::wire::ErrorCode;
 
 /// The header AgentCore puts the runtime session id in.
 pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
@@ -54,7 +56,7 @@ pub fn json_response_sized<T: Serialize + ?Sized>(
 }
 
 /// An error in the shape of the reference worker, with an optional `errorCode`.
-pub fn error_response(status: StatusCode, error: &str, code: Option<&str>) -> Response {
+pub fn error_response(status: StatusCode, error: &str, code: Option<ErrorCode>) -> Response {
     let mut body = json!({"ok": false, "error": error});
     if let Some(c) = code {
         body["errorCode"] = json!(c);
@@ -85,7 +87,7 @@ where
             &format!(
                 "Request body is larger than AGENTDISPATCH_MAX_PAYLOAD_BYTES ({limit} bytes)."
             ),
-            Some("invalid_payload"),
+            Some(ErrorCode::InvalidPayload),
         )
     };
     let declared = headers
@@ -102,7 +104,7 @@ where
             error_response(
                 StatusCode::BAD_REQUEST,
                 &format!("Request body could not be read: {e}"),
-                Some("invalid_payload"),
+                Some(ErrorCode::InvalidPayload),
             )
         })?;
         if buf.len() + chunk.remaining() > limit {
@@ -118,7 +120,7 @@ where
     Ok(buf.freeze())
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     let mut resp = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("Method not allowed. Use {allow}."),
@@ -148,6 +150,14 @@ where
         .filter(|s| !s.is_empty())
         .collect();
     let limit = worker.cfg.max_payload_bytes;
+    if let Some(refused) = guard::loopback_only(local, &headers) {
+        return refused;
+    }
+    if method == Method::POST {
+        if let Some(refused) = guard::id_headers(&headers) {
+            return refused;
+        }
+    }
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),
@@ -164,12 +174,13 @@ where
             a2a::agent_card(&worker, local)
         }
         ([".well-known", "agent-card.json" | "agent.json"], _) => method_not_allowed("GET"),
-        (["tasks"], &Method::GET) => {
-            json_response(StatusCode::OK, &json!({"ok": true, "tasks": worker.list()}))
-        }
+        (["tasks"], &Method::GET) => json_response(
+            StatusCode::OK,
+            &json!({"ok": true, "tasks": worker.list(session_of(&headers).as_deref())}),
+        ),
         (["tasks", id], &Method::GET) => {
-            let r = worker.status(id, 0);
-            let code = if r.error_code.as_deref() == Some("unknown_task") {
+            let r = worker.status(id, 0, session_of(&headers).as_deref());
+            let code = if r.error_code == Some(ErrorCode::UnknownTask) {
                 StatusCode::NOT_FOUND
             } else {
                 StatusCode::OK
@@ -184,6 +195,17 @@ where
             None,
         ),
     }
+}
+
+/// The session a request acts for: AgentCore's session header, when sent (see
+/// `task::Scope`).
+pub(crate) fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// The warp filter serving every route; `local` is the address bound (the agent card's

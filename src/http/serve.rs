@@ -1,8 +1,14 @@
-//! The accept loop (SPEC §8): at most `AGENTDISPATCH_MAX_CONNECTIONS` open connections (past it,
-//! new ones wait in the kernel backlog: the loop stops accepting), a request's headers within
-//! `AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS`, and its body within the same time from then.
+//! The accept loop (SPEC §8): at most `AGENTDISPATCH_MAX_CONNECTIONS` open connections, a
+//! request's headers within `AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS` (an idle keep-alive
+//! connection is closed after the same time), and its body within the same time from then.
 //! warp's own server has no limit and no read timeout, and its acceptor trait is private, so
-//! the routes are served as a tower service through hyper-util, as warp itself does.
+//! the routes are served as a tower service through hyper, as warp itself does.
+//!
+//! HTTP/1.1 only: AgentCore speaks HTTP/1.1 to the container, and an HTTP/2 connection (with
+//! prior knowledge) would sit idle with no timeout at all, holding a place. Past the limit,
+//! a few connections more ([`RESERVE`]) are still accepted, each for one request read within
+//! [`RESERVE_READ_TIMEOUT`]: `/ping` is answered on them, anything else gets a 503 naming the
+//! limit, so that idle or slow connections cannot make the health check time out.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,14 +20,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
+use warp::http::{Method, StatusCode};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connections accepted past the limit, to answer `/ping` (and refuse the rest) on.
+pub const RESERVE: usize = 64;
+/// A connection past the limit sends its request within this, or is closed: the reserve is
+/// for short requests only, so that it frees up even when every connection in it is idle.
+const RESERVE_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -46,32 +59,37 @@ pub async fn run<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max = limits.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(max));
+    let reserve = Arc::new(Semaphore::new(RESERVE));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut warned = false;
-    // One connection builder for all: its settings do not change per connection.
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    // One builder per kind of place: their settings do not change per connection.
+    let mut normal = http1::Builder::new();
+    normal
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout);
+    let mut past = http1::Builder::new();
+    past.timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout.min(RESERVE_READ_TIMEOUT))
+        .keep_alive(false);
     loop {
-        // A permit first: at the limit, connections wait in the backlog, not in memory.
-        let permit = tokio::select! {
+        // A place first: when the limit and the reserve are both taken, connections wait in
+        // the backlog, not in memory.
+        // (The permit is held, and so the place taken, until the connection ends.)
+        let (place, past_limit): (OwnedSemaphorePermit, bool) = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
             p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
+                Ok(p) => (p, false),
                 Err(_) => break,
             },
-            _ = &mut shutdown => break,
+            p = reserve.clone().acquire_owned() => match p {
+                Ok(p) => (p, true),
+                Err(_) => break,
+            },
         };
-        if permits.available_permits() == 0 && !warned {
-            warned = true;
-            tracing::warn!(
-                max = limits.max_connections,
-                "AGENTDISPATCH_MAX_CONNECTIONS reached: new connections wait until one closes"
-            );
-        }
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -84,25 +102,73 @@ pub async fn run<S>(
             },
             _ = &mut shutdown => break,
         };
+        // A place within the limit may have freed while this one waited in the reserve.
+        let (place, past_limit) = match past_limit {
+            true => match permits.clone().try_acquire_owned() {
+                Ok(p) => (p, false),
+                Err(_) => (place, true),
+            },
+            false => (place, false),
+        };
+        if past_limit && !warned {
+            warned = true;
+            tracing::warn!(
+                max = limits.max_connections,
+                "AGENTDISPATCH_MAX_CONNECTIONS reached: past it only /ping is answered, other requests get 503 until a connection closes"
+            );
+        }
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let read_timeout = limits.read_timeout;
+        let over = past_limit.then_some(max);
         let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let req = req.map(|body| Deadline::new(body, read_timeout));
-            service.clone().call(req)
+            let early = refuse_early(&req, over);
+            let mut service = service.clone();
+            async move {
+                match early {
+                    Some(resp) => Ok(resp),
+                    None => service.call(req).await,
+                }
+            }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = if over.is_some() { &past } else { &normal };
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(async move {
             // A client that hangs up or is too slow ends only its own connection.
             let _ = conn.await;
-            drop(permit);
+            drop(place);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The answer to a request the routes never see: `CONNECT` and a target with no path (warp
+/// panics on those), and on a connection past the limit `max`, anything but the health check.
+fn refuse_early<B>(req: &hyper::Request<B>, over: Option<usize>) -> Option<warp::reply::Response> {
+    if req.method() == Method::CONNECT {
+        return Some(super::method_not_allowed("GET, HEAD or POST"));
+    }
+    if req.uri().path_and_query().is_none() {
+        return Some(super::error_response(
+            StatusCode::BAD_REQUEST,
+            "Bad request: the request target has no path.",
+            None,
+        ));
+    }
+    let max = over?;
+    let health = matches!(req.uri().path().trim_end_matches('/'), "/ping" | "/health");
+    if health && matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    Some(super::error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "The worker has AGENTDISPATCH_MAX_CONNECTIONS ({max}) connections open; past it only GET /ping is answered. Retry when a connection closes."
+        ),
+        Some(crate::wire::ErrorCode::TooManyConnections),
+    ))
 }
 
 /// A request body that must arrive whole by a deadline (a client trickling a body slowly

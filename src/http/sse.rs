@@ -13,7 +13,7 @@ use warp::http::{header, HeaderMap, HeaderValue};
 use warp::reply::Response;
 
 use crate::task::{Task, Worker};
-use crate::wire::{EventJson, TaskResult};
+use crate::wire::{ErrorCode, EventJson, TaskResult};
 
 /// Bytes of events read from the sink per step.
 const STEP_BYTES: usize = 64 * 1024;
@@ -122,8 +122,14 @@ pub fn framed_stream(
     first: Vec<Bytes>,
     mut framing: impl Framing,
 ) -> Response {
+    let place = match task.subscribers.join() {
+        Ok(place) => place,
+        Err(max) => return too_many_subscribers(&task.id, max),
+    };
     let (tx, rx) = mpsc::channel(STEPS_BUFFERED);
     tokio::spawn(async move {
+        // The place is held while the stream is: until the end, or the client leaves.
+        let _place = place;
         for m in first {
             if tx.send(Ok(m)).await.is_err() {
                 return;
@@ -188,6 +194,17 @@ pub fn framed_stream(
     sse_response(rx)
 }
 
+/// The 429 for a stream past a task's subscriber limit.
+fn too_many_subscribers(id: &str, max: usize) -> Response {
+    super::error_response(
+        warp::http::StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "Task {id} already has {max} live event streams (AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK); retry when one ends, or ask with task.status and afterSeq."
+        ),
+        Some(ErrorCode::TooManySubscribers),
+    )
+}
+
 /// `GET /tasks/{id}/events`: live, resumable with `Last-Event-ID`.
 pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
     let after = headers
@@ -196,15 +213,16 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let cap = worker.cfg.max_output_bytes;
-    match worker.get(id) {
+    let scope = super::session_of(headers);
+    match worker.get_in(id, scope.as_deref()) {
         Some(task) => task_stream(task, after, cap),
         None => {
             // Not in memory: replay from the folder, or say it is unknown (404, as /tasks/{id}).
             // The last message is the answer from the folder with every event (up to the cap),
             // the same as from memory.
             // (File work: off the threads that serve HTTP.)
-            let result = tokio::task::block_in_place(|| worker.status(id, 0));
-            if result.error_code.as_deref() == Some("unknown_task") {
+            let result = tokio::task::block_in_place(|| worker.status(id, 0, scope.as_deref()));
+            if result.error_code == Some(ErrorCode::UnknownTask) {
                 return super::json_response(warp::http::StatusCode::NOT_FOUND, &result);
             }
             // `status` answered from the folder, so `id` is a valid task id.

@@ -5,13 +5,13 @@
 //! that also dropped the marker).
 
 use std::collections::HashSet;
-use std::fs;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup::Cgroup;
+use crate::procfs::{children_of, environ_has, read_stat};
 
 /// The processes of one task.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ impl TaskProcesses {
             roots.push(self.pgid);
         }
         for pid in children_of(me) {
-            if pid != self.pgid && has_marker(pid, &self.marker) {
+            if pid != self.pgid && environ_has(pid, &self.marker) {
                 roots.push(pid);
             }
         }
@@ -148,96 +148,14 @@ impl TaskProcesses {
     }
 }
 
-/// The parts of `/proc/<pid>/stat` the worker uses.
-#[derive(Debug, Clone, Copy)]
-pub struct Stat {
-    /// Single-letter state (`Z` for a zombie).
-    pub state: char,
-    /// Parent pid.
-    pub ppid: i32,
-    /// Process group.
-    pub pgid: i32,
-}
-
-/// Reads `/proc/<pid>/stat`; `None` when the process is gone.
-pub fn read_stat(pid: i32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; fields resume after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
-    Some(Stat { state, ppid, pgid })
-}
-
-/// Direct children of `pid` (all its threads), from `/proc/<pid>/task/*/children`, or by
-/// scanning `/proc` when the kernel lacks that file.
-pub fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for thread in threads.flatten() {
-        match fs::read_to_string(thread.path().join("children")) {
-            Ok(text) => out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return scan_children(pid),
-            Err(_) => {}
-        }
-    }
-    out
-}
-
-fn scan_children(parent: i32) -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| read_stat(*pid).is_some_and(|s| s.ppid == parent))
-        .collect()
-}
-
-/// Whether `/proc/<pid>/environ` holds the entry `marker` exactly.
-fn has_marker(pid: i32, marker: &[u8]) -> bool {
-    fs::read(format!("/proc/{pid}/environ"))
-        .map(|env| env.split(|b| *b == 0).any(|entry| entry == marker))
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_its_own_stat() {
-        let me = std::process::id() as i32;
-        let stat = read_stat(me).unwrap();
-        assert_ne!(stat.state, 'Z');
-        assert_eq!(stat.ppid, nix::unistd::getppid().as_raw());
-        assert_eq!(stat.pgid, nix::unistd::getpgrp().as_raw());
-    }
 
     #[test]
     fn refuses_unsafe_group_ids() {
         assert!(TaskProcesses::new(0, vec![], None).is_none());
         assert!(TaskProcesses::new(1, vec![], None).is_none());
         assert!(TaskProcesses::new(2, vec![], None).is_some());
-    }
-
-    #[test]
-    fn finds_children_of_this_process() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let kids = children_of(std::process::id() as i32);
-        assert!(kids.contains(&(child.id() as i32)), "{kids:?}");
-        child.kill().unwrap();
-        child.wait().unwrap();
     }
 }

@@ -1,57 +1,32 @@
-//! One supervised child: spawned without a shell in its own process group, both pipes read
-//! concurrently line by line, a heartbeat timer, a deadline, cancellation, and the stop
-//! sequence (SIGTERM to the group, the grace period, SIGKILL), after which no process of the
-//! child is left and every one is reaped.
+//! One supervised child (spawned or forked by a warm parent, see [`crate::child`]) in its own
+//! process group: both pipes read concurrently line by line, a heartbeat timer, a deadline,
+//! cancellation, and the stop sequence (SIGTERM to the group, the grace period, SIGKILL),
+//! after which no process of the child is left and every one is reaped.
 //!
 //! The supervisor knows nothing of payloads or events: it reports to an [`Observer`].
 
-pub mod child;
 pub mod kill;
 pub mod lines;
 
-use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use futures_util::future::ready;
+use futures_util::stream;
 use futures_util::{FutureExt, StreamExt};
 use nix::sys::signal::Signal;
 use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::child::{Child, Pipes, Spec};
 use crate::reaper;
 use crate::wire::Stream;
-pub use child::{Child, Pipes};
 use kill::TaskProcesses;
 pub use lines::Line;
-
-/// What to run and how to watch it.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    /// Program and arguments (no shell).
-    pub argv: Vec<String>,
-    /// Working directory.
-    pub cwd: Option<PathBuf>,
-    /// Environment added to the worker's own.
-    pub env: Vec<(String, String)>,
-    /// Variables of the worker's environment the child must not see.
-    pub unset: Vec<String>,
-    /// When set, the child's environment starts from these instead of the worker's.
-    pub base_env: Option<Vec<(String, String)>>,
-    /// `NAME=value` set in the child's environment and looked for in escaped processes.
-    pub marker: (String, String),
-    /// Bytes written to stdin before it is closed.
-    pub stdin: Vec<u8>,
-    /// When to stop the child.
-    pub deadline: Duration,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
-    /// SIGTERM → SIGKILL grace.
-    pub kill_grace: Duration,
-    /// Longest line kept whole.
-    pub max_line: usize,
-}
 
 /// A heartbeat's facts.
 #[derive(Debug, Clone, Copy)]
@@ -95,10 +70,79 @@ pub enum Outcome {
 
 /// Lines handled before the observer is told to flush.
 const BATCH: usize = 512;
-/// How long to wait for pipes to close once every process of the task is gone or killed.
+/// How long to wait for pipes to close once every process of the task is gone or killed, and
+/// for the last processes to be gone after that.
 const DRAIN_BOUND: Duration = Duration::from_secs(2);
 /// Batches read at most, at the drain bound, from pipes whose writers are all gone.
 const DRAIN_BATCHES: usize = 4096;
+/// How often the settling phase looks again for processes of the task.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+
+/// Where one supervision is. Each phase has at most one instant it waits for, and the loop in
+/// [`run`] has one timer arm for it.
+#[derive(Debug)]
+enum Phase {
+    /// The child runs; cancel and the deadline stop it.
+    Running,
+    /// SIGTERM went to the task for `why`; SIGKILL follows at `kill_at` (`None` once sent).
+    Stopping {
+        why: Stop,
+        kill_at: Option<TokioInstant>,
+    },
+    /// The leader is gone and `status` is how the run ends; its pipes are read until they
+    /// close, or until `drain_until` at the latest.
+    Exited {
+        status: Outcome,
+        drain_until: TokioInstant,
+    },
+    /// The pipes are done with; what is left of the task is killed and reaped until nothing
+    /// is, or `until`.
+    Settling {
+        status: Outcome,
+        until: TokioInstant,
+    },
+}
+
+/// Why a running child is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Cancelled,
+    Deadline(Duration),
+}
+
+impl Phase {
+    /// The instant this phase waits for; `None` waits for something else.
+    fn wakes_at(&self, deadline: TokioInstant) -> Option<TokioInstant> {
+        match self {
+            Phase::Running => Some(deadline),
+            Phase::Stopping { kill_at, .. } => *kill_at,
+            Phase::Exited { drain_until, .. } => Some(*drain_until),
+            Phase::Settling { .. } => Some(TokioInstant::now() + SETTLE_POLL),
+        }
+    }
+
+    /// Exited with both pipes done: on to settling, for at most `bound`.
+    fn settling(self, bound: Duration) -> Phase {
+        match self {
+            Phase::Exited { status, .. } => Phase::Settling {
+                status,
+                until: TokioInstant::now() + bound,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the leader is still to be waited for.
+    fn leader_alive(&self) -> bool {
+        matches!(self, Phase::Running | Phase::Stopping { .. })
+    }
+}
+
+/// Time bounds that are not the task's own (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    drain: Duration,
+}
 
 /// Runs the child to its end. Returns only when no process of the task is left (or the drain
 /// bound passed with pipes still open from a process that could not be killed).
@@ -107,6 +151,17 @@ pub async fn run(
     child: std::io::Result<Child>,
     cancel: CancellationToken,
     obs: &mut dyn Observer,
+) -> Outcome {
+    let bounds = Bounds { drain: DRAIN_BOUND };
+    supervise(spec, child, cancel, obs, bounds).await
+}
+
+async fn supervise(
+    spec: Spec,
+    child: std::io::Result<Child>,
+    cancel: CancellationToken,
+    obs: &mut dyn Observer,
+    bounds: Bounds,
 ) -> Outcome {
     let started = Instant::now();
     let mut child = match child {
@@ -118,18 +173,12 @@ pub async fn run(
         return Outcome::SpawnFailed(std::io::Error::other("the child's pipes were taken"));
     };
     let marker = format!("{}={}", spec.marker.0, spec.marker.1).into_bytes();
-    let mut cgroup = child.cgroup.take();
-    if let Some(cg) = cgroup.take_if(|cg| !cg.holds(pid)) {
-        obs.note(format!(
-            "the task's process {pid} is not in its cgroup {}; its processes are found by process group, descendants and AGENTDISPATCH_TASK_ID only",
-            cg.dir().display()
-        ));
-    }
-    let Some(mut procs) = TaskProcesses::new(pid as i32, marker, cgroup) else {
+    let Some(mut procs) = TaskProcesses::new(pid as i32, marker, child.cgroup.take()) else {
         // Cannot happen for a fresh child; refuse to signal an unsafe group.
         child.start_kill();
         let status = child.wait().await;
         reaper::release(pid as i32);
+        child.kill_holder();
         return match status {
             Ok(s) => Outcome::Exited(s),
             Err(e) => Outcome::SpawnFailed(e),
@@ -149,14 +198,7 @@ pub async fn run(
         // A child that exits without reading its stdin is not an error.
         let _ = stdin_pipe.write_all(&input[sent..]).await;
     });
-    let mut stdout = Some(FramedRead::new(
-        stdout,
-        lines::LineDecoder::new(spec.max_line),
-    ));
-    let mut stderr = Some(FramedRead::new(
-        stderr,
-        lines::LineDecoder::new(spec.max_line),
-    ));
+    let mut lines = Some(merged_lines(stdout, stderr, spec.max_line));
 
     obs.started(pid);
     let mut last_output: Option<Instant> = None;
@@ -171,59 +213,68 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let deadline = TokioInstant::now() + spec.deadline;
-    let mut stop: Option<Outcome> = None;
-    let mut kill_at: Option<TokioInstant> = None;
-    let mut exit: Option<ExitStatus> = None;
-    let mut drain_until: Option<TokioInstant> = None;
-    let mut wait_error: Option<std::io::Error> = None;
-    let far = TokioInstant::now() + Duration::from_secs(86400 * 365);
+    let mut phase = Phase::Running;
     // What a stop signals, for the notes.
     let whom = match procs.cgroup() {
         Some(cg) => format!("process group {pid} and cgroup {}", cg.name()),
         None => format!("process group {pid}"),
     };
-
-    loop {
-        if exit.is_some() && stdout.is_none() && stderr.is_none() {
-            break;
+    // SIGTERM to the whole task, and SIGKILL after the grace: the same for cancel and deadline.
+    let begin_stop = |why: Stop, procs: &mut TaskProcesses, obs: &mut dyn Observer| {
+        obs.note(match why {
+            Stop::Cancelled => format!("cancelled: SIGTERM to {whom}"),
+            Stop::Deadline(d) => {
+                format!("deadline of {}ms passed: SIGTERM to {whom}", d.as_millis())
+            }
+        });
+        procs.signal_all(Signal::SIGTERM, true);
+        Phase::Stopping {
+            why,
+            kill_at: Some(TokioInstant::now() + spec.kill_grace),
         }
+    };
+
+    let status = loop {
+        if lines.is_none() {
+            phase = phase.settling(bounds.drain);
+        }
+        // Settling: each turn reaps, looks and kills again, until nothing of the task is left.
+        // Group members killed are our children (as a subreaper) and signals land
+        // asynchronously, so the result is only answered once no process of the task exists.
+        phase = match phase {
+            Phase::Settling { status, until } => {
+                reaper::reap_orphans();
+                if !procs.any_left(false) || TokioInstant::now() >= until {
+                    break status;
+                }
+                procs.signal_all(Signal::SIGKILL, false);
+                Phase::Settling { status, until }
+            }
+            other => other,
+        };
+        let wakes_at = phase.wakes_at(deadline);
         tokio::select! {
             biased;
             // First: a flood on the pipes never delays a heartbeat.
-            _ = ticker.tick(), if exit.is_none() => {
+            _ = ticker.tick(), if phase.leader_alive() => {
                 obs.heartbeat(heartbeat(last_output));
                 obs.flush();
             }
-            _ = cancel.cancelled(), if stop.is_none() && exit.is_none() => {
-                stop = Some(Outcome::Cancelled);
-                obs.note(format!("cancelled: SIGTERM to {whom}"));
-                procs.signal_all(Signal::SIGTERM, true);
-                kill_at = Some(TokioInstant::now() + spec.kill_grace);
+            _ = cancel.cancelled(), if matches!(phase, Phase::Running) => {
+                phase = begin_stop(Stop::Cancelled, &mut procs, obs);
             }
-            _ = sleep_until(deadline), if stop.is_none() && exit.is_none() => {
-                stop = Some(Outcome::TimedOut);
-                obs.note(format!(
-                    "deadline of {}ms passed: SIGTERM to {whom}",
-                    spec.deadline.as_millis()
-                ));
-                procs.signal_all(Signal::SIGTERM, true);
-                kill_at = Some(TokioInstant::now() + spec.kill_grace);
-            }
-            _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
-                kill_at = None;
-                obs.note(format!("grace of {}ms passed: SIGKILL to {whom}", spec.kill_grace.as_millis()));
-                procs.signal_all(Signal::SIGKILL, exit.is_none());
-            }
-            status = child.wait(), if exit.is_none() => {
+            status = child.wait(), if phase.leader_alive() => {
                 reaper::release(pid as i32);
-                match status {
-                    Ok(s) => exit = Some(s),
-                    Err(e) => {
-                        tracing::warn!(pid, error = %e, "waiting for the child failed");
-                        wait_error = Some(e);
-                        exit = Some(ExitStatus::default());
-                    }
+                child.kill_holder();
+                if let Err(e) = &status {
+                    tracing::warn!(pid, error = %e, "waiting for the child failed");
                 }
+                let status = match (&phase, status) {
+                    (Phase::Stopping { why: Stop::Cancelled, .. }, _) => Outcome::Cancelled,
+                    (Phase::Stopping { why: Stop::Deadline(_), .. }, _) => Outcome::TimedOut,
+                    (_, Ok(s)) => Outcome::Exited(s),
+                    (_, Err(e)) => Outcome::WaitFailed(e),
+                };
                 // The leader is gone: whatever it left behind is killed now.
                 let left = procs.signal_all(Signal::SIGKILL, false);
                 if left.total > 0 {
@@ -236,98 +287,100 @@ pub async fn run(
                     }
                     obs.note(note);
                 }
-                kill_at = None;
-                drain_until = Some(TokioInstant::now() + DRAIN_BOUND);
+                phase = Phase::Exited { status, drain_until: TokioInstant::now() + bounds.drain };
             }
-            _ = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
-                if procs.any_left(false) {
-                    procs.signal_all(Signal::SIGKILL, false);
-                    drain_until = Some(TokioInstant::now() + DRAIN_BOUND);
-                    continue;
-                }
-                // Every process is gone: what the pipes still buffer is the task's output
-                // (this timer can fire before the pipes were read, on a loaded machine).
-                for _ in 0..DRAIN_BATCHES {
-                    let n = drain_ready(&mut stdout, Stream::Stdout, obs)
-                        + drain_ready(&mut stderr, Stream::Stderr, obs);
-                    if n == 0 {
-                        break;
+            _ = sleep_until_some(wakes_at) => {
+                phase = match phase {
+                    Phase::Running => begin_stop(Stop::Deadline(spec.deadline), &mut procs, obs),
+                    Phase::Stopping { why, .. } => {
+                        obs.note(format!("grace of {}ms passed: SIGKILL to {whom}", spec.kill_grace.as_millis()));
+                        procs.signal_all(Signal::SIGKILL, true);
+                        Phase::Stopping { why, kill_at: None }
                     }
-                }
-                obs.flush();
-                if stdout.is_some() || stderr.is_some() {
-                    obs.note("output pipes still open after every process ended; stopped reading".into());
-                    break;
-                }
+                    Phase::Exited { status, .. } if procs.any_left(false) => {
+                        procs.signal_all(Signal::SIGKILL, false);
+                        Phase::Exited { status, drain_until: TokioInstant::now() + bounds.drain }
+                    }
+                    Phase::Exited { status, drain_until } => {
+                        // Every process is gone: what the pipes still buffer is the task's output
+                        // (this timer can fire before the pipes were read, on a loaded machine).
+                        for _ in 0..DRAIN_BATCHES {
+                            if drain_ready(&mut lines, obs) == 0 {
+                                break;
+                            }
+                        }
+                        obs.flush();
+                        if lines.take().is_some() {
+                            obs.note("output pipes still open after every process ended; stopped reading".into());
+                        }
+                        Phase::Exited { status, drain_until }
+                    }
+                    // Its turn is at the top of the loop.
+                    settling @ Phase::Settling { .. } => settling,
+                };
             }
-            line = next_line(&mut stdout) => {
-                if let Some(line) = line {
+            line = next_line(&mut lines) => {
+                if let Some((stream, line)) = line {
                     last_output = Some(Instant::now());
-                    take_batch(line, &mut stdout, Stream::Stdout, obs).await;
-                }
-            }
-            line = next_line(&mut stderr) => {
-                if let Some(line) = line {
-                    last_output = Some(Instant::now());
-                    take_batch(line, &mut stderr, Stream::Stderr, obs).await;
+                    take_batch(stream, line, &mut lines, obs).await;
                 }
             }
         }
-    }
-    // Group members killed above are our children (as a subreaper). Signals land
-    // asynchronously: reap and re-check until none is left, so that the result is only
-    // answered once no process of the task exists.
-    let settle_until = TokioInstant::now() + DRAIN_BOUND;
-    loop {
-        reaper::reap_orphans();
-        if !procs.any_left(false) || TokioInstant::now() >= settle_until {
-            break;
-        }
-        procs.signal_all(Signal::SIGKILL, false);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
     if let Err(e) = procs.remove_cgroup() {
         obs.note(format!("the task's cgroup cannot be removed: {e}"));
     }
-    match (stop, wait_error) {
-        (Some(outcome), _) => outcome,
-        (None, Some(e)) => Outcome::WaitFailed(e),
-        (None, None) => Outcome::Exited(exit.unwrap_or_default()),
-    }
+    status
 }
 
-type Lines = FramedRead<tokio::net::unix::pipe::Receiver, lines::LineDecoder>;
+/// Both pipes as one stream of lines, each with the pipe it came from. It ends when both have
+/// ended; a read error ends its pipe (the decoder itself never fails).
+type Lines = Pin<Box<dyn futures_util::Stream<Item = (Stream, Line)> + Send>>;
 
-/// A line read from `pipe`, then the lines it has ready behind it, then the thread handed
-/// back: tokio's budget counts pipe reads, not lines, so /ping and other tasks never wait
-/// behind a flood.
-async fn take_batch(first: Line, pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer) {
+fn merged_lines(stdout: pipe::Receiver, stderr: pipe::Receiver, max_line: usize) -> Lines {
+    let read = |pipe, stream| {
+        FramedRead::new(pipe, lines::LineDecoder::new(max_line))
+            .take_while(|line| ready(line.is_ok()))
+            .filter_map(move |line| ready(line.ok().map(|line| (stream, line))))
+    };
+    Box::pin(stream::select(
+        read(stdout, Stream::Stdout),
+        read(stderr, Stream::Stderr),
+    ))
+}
+
+/// A line, then the lines ready behind it, then the thread handed back: tokio's budget counts
+/// pipe reads, not lines, so /ping and other tasks never wait behind a flood.
+async fn take_batch(
+    stream: Stream,
+    first: Line,
+    lines: &mut Option<Lines>,
+    obs: &mut dyn Observer,
+) {
     obs.line(stream, first);
-    drain_ready(pipe, stream, obs);
+    drain_ready(lines, obs);
     obs.flush();
     tokio::task::yield_now().await;
 }
 
-/// The next line of a pipe; sets the pipe to `None` at its end (or on a read error).
-async fn next_line(pipe: &mut Option<Lines>) -> Option<Line> {
-    let Some(stream) = pipe.as_mut() else {
+/// The next line of either pipe; sets `lines` to `None` once both ended.
+async fn next_line(lines: &mut Option<Lines>) -> Option<(Stream, Line)> {
+    let Some(stream) = lines.as_mut() else {
         return std::future::pending().await;
     };
-    match stream.next().await {
-        Some(Ok(line)) => Some(line),
-        Some(Err(_)) | None => {
-            *pipe = None;
-            None
-        }
+    let line = stream.next().await;
+    if line.is_none() {
+        *lines = None;
     }
+    line
 }
 
 /// Hands over lines that are already buffered, up to a batch, without waiting; how many.
-fn drain_ready(pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer) -> usize {
+fn drain_ready(lines: &mut Option<Lines>, obs: &mut dyn Observer) -> usize {
     let mut n = 0;
     for _ in 0..BATCH {
-        match next_line(pipe).now_or_never() {
-            Some(Some(line)) => {
+        match next_line(lines).now_or_never() {
+            Some(Some((stream, line))) => {
                 obs.line(stream, line);
                 n += 1;
             }
@@ -336,3 +389,14 @@ fn drain_ready(pipe: &mut Option<Lines>, stream: Stream, obs: &mut dyn Observer)
     }
     n
 }
+
+/// Sleeps until `at`; forever when there is no such instant.
+async fn sleep_until_some(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@ use super::{Task, Worker};
 use crate::protocol::{self, ChildLine, ChildResult};
 use crate::supervisor::{self, Child, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
-use crate::wire::{EventDraft, EventPayload, EventType, Stream, TaskStatus};
+use crate::wire::{ErrorCode, EventDraft, EventPayload, EventType, Stream, TaskStatus};
 
 /// Stderr lines kept for the error of a failed framework.
 const STDERR_TAIL_LINES: usize = 20;
@@ -216,23 +216,23 @@ pub(super) async fn supervise(
                 error.push_str(" (create the framework's virtualenv: scripts/setup-frameworks.sh)");
             }
             ending.error = Some(error);
-            ending.error_code = Some("spawn_failed");
+            ending.error_code = Some(ErrorCode::SpawnFailed);
         }
         Outcome::WaitFailed(e) => {
             ending.error = Some(format!(
                 "Cannot tell how {program} ended: waiting for it failed: {e}"
             ));
-            ending.error_code = Some("wait_failed");
+            ending.error_code = Some(ErrorCode::WaitFailed);
         }
         Outcome::TimedOut => {
             ending.status = TaskStatus::TimedOut;
             ending.error = Some(format!("Command timed out after {deadline_ms}ms."));
-            ending.error_code = Some("timed_out");
+            ending.error_code = Some(ErrorCode::TimedOut);
         }
         Outcome::Cancelled => {
             ending.status = TaskStatus::Cancelled;
             ending.error = Some(cancel_message(worker));
-            ending.error_code = Some("cancelled");
+            ending.error_code = Some(ErrorCode::Cancelled);
         }
         Outcome::Exited(status) => {
             use std::os::unix::process::ExitStatusExt;
@@ -245,7 +245,7 @@ pub(super) async fn supervise(
                 (Some(0), _) if child_failed => {
                     ending.error =
                         Some(child_error.unwrap_or_else(|| "Framework reported a failure.".into()));
-                    ending.error_code = Some("task_failed");
+                    ending.error_code = Some(ErrorCode::TaskFailed);
                 }
                 (Some(0), _) => {
                     ending.ok = true;
@@ -264,7 +264,7 @@ pub(super) async fn supervise(
                         (true, Some(t)) => t,
                         _ => exited,
                     });
-                    ending.error_code = Some("exit_nonzero");
+                    ending.error_code = Some(ErrorCode::ExitNonzero);
                 }
                 (None, sig) => {
                     let name = sig
@@ -275,7 +275,7 @@ pub(super) async fn supervise(
                         msg = format!("{msg}\n{t}");
                     }
                     ending.error = Some(msg);
-                    ending.error_code = Some("killed");
+                    ending.error_code = Some(ErrorCode::Killed);
                 }
             }
         }

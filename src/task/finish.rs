@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 
 use super::Task;
 use crate::artifacts;
-use crate::wire::{Artifact, EventDraft, EventPayload, EventType, TaskResult, TaskStatus};
+use crate::wire::{
+    Artifact, ErrorCode, EventDraft, EventPayload, EventType, TaskResult, TaskStatus,
+};
 
 /// How the task turned out, before the folder is written.
 pub(super) struct Ending {
@@ -14,13 +16,13 @@ pub(super) struct Ending {
     pub(super) output: String,
     pub(super) result: Option<Value>,
     pub(super) error: Option<String>,
-    pub(super) error_code: Option<&'static str>,
+    pub(super) error_code: Option<ErrorCode>,
     pub(super) exit_code: Option<i32>,
     pub(super) declared: Vec<Value>,
 }
 
 impl Ending {
-    pub(super) fn failed(error: impl Into<String>, code: &'static str) -> Self {
+    pub(super) fn failed(code: ErrorCode, error: impl Into<String>) -> Self {
         Ending {
             ok: false,
             status: TaskStatus::Failed,
@@ -64,7 +66,7 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         ending.ok = false;
         ending.status = TaskStatus::Failed;
         ending.error = Some(format!("Task folder could not be written: {e}"));
-        ending.error_code = Some("artifact_write_failed");
+        ending.error_code = Some(ErrorCode::ArtifactWriteFailed);
     }
     let mut result = TaskResult {
         ok: ending.ok,
@@ -76,7 +78,7 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         events_truncated: false,
         artifacts: Vec::new(),
         error: ending.error,
-        error_code: ending.error_code.map(str::to_string),
+        error_code: ending.error_code,
         exit_code: ending.exit_code,
         duration_ms: task.started.elapsed().as_millis() as u64,
     };
@@ -94,7 +96,10 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         .and_then(|_| artifacts::describe(&result_path));
         match written {
             Ok(a) => artifacts.insert(0, a),
-            Err(e) => fail_write(&mut result, &result_path, e),
+            Err(e) => {
+                fail_write(&mut result, &result_path, e);
+                super::folder::mark_unwritten(&task.dir);
+            }
         }
         let manifest_path = task.dir.join(artifacts::MANIFEST_FILE);
         let manifest = serde_json::to_vec_pretty(&json!({ "artifacts": artifacts }))
@@ -120,7 +125,7 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
             result.ok = false;
             result.status = TaskStatus::Failed;
             result.error = Some(format!("Task folder could not be written: {e}"));
-            result.error_code = Some("artifact_write_failed".into());
+            result.error_code = Some(ErrorCode::ArtifactWriteFailed);
         }
     }
     // The events are added to an answer by Task::view, from the sink.
@@ -128,11 +133,11 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
 }
 
 fn fail_write(result: &mut TaskResult, path: &std::path::Path, e: std::io::Error) {
-    if result.error_code.as_deref() == Some("artifact_write_failed") {
+    if result.error_code == Some(ErrorCode::ArtifactWriteFailed) {
         return; // the first failure is the cause; later ones follow from it
     }
     result.ok = false;
     result.status = TaskStatus::Failed;
     result.error = Some(format!("Cannot write {}: {e}", path.display()));
-    result.error_code = Some("artifact_write_failed".into());
+    result.error_code = Some(ErrorCode::ArtifactWriteFailed);
 }

@@ -2,6 +2,7 @@
 //! has one, and the views of it that `task.status` and `task.list` answer with.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -33,6 +34,45 @@ impl RequestIds {
     }
 }
 
+/// How many live event streams follow a task, at most `max`
+/// (`AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK`): each holds a connection and a producer for as
+/// long as the task runs, so without a bound one task's subscribers take every connection.
+#[derive(Debug)]
+pub struct Subscribers {
+    live: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One live stream of a task; its place is freed when dropped.
+#[derive(Debug)]
+pub struct Subscription(Arc<AtomicUsize>);
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Subscribers {
+    /// No subscriber yet; at most `max`.
+    pub fn new(max: usize) -> Self {
+        Subscribers {
+            live: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A place for one more stream, or `Err(max)` when all are taken.
+    pub fn join(&self) -> Result<Subscription, usize> {
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map(|_| Subscription(self.live.clone()))
+            .map_err(|_| self.max)
+    }
+}
+
 /// One task, running or finished.
 pub struct Task {
     /// The task id.
@@ -53,6 +93,8 @@ pub struct Task {
     pub events: EventSink,
     /// Stops it.
     pub cancel: CancellationToken,
+    /// Its live event streams.
+    pub subscribers: Subscribers,
     /// Holds the result once the task finished; the registry sends it.
     pub(super) done: watch::Sender<Option<Arc<TaskResult>>>,
 }

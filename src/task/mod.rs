@@ -13,9 +13,11 @@ mod finish;
 mod folder;
 mod handle;
 pub mod runner;
+mod scope;
 
 pub use folder::{read_from_disk, unknown};
 pub use handle::{RequestIds, Task, TaskSummary};
+pub use scope::Scope;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,7 +33,7 @@ use crate::config::Config;
 use crate::events::EventSink;
 use crate::frameworks;
 use crate::warm;
-use crate::wire::{Payload, TaskResult, TaskStatus, TaskType};
+use crate::wire::{ErrorCode, Payload, TaskResult, TaskStatus, TaskType};
 
 /// Logs with the task's ids as top-level fields (`sessionId` only when one was sent).
 #[macro_export]
@@ -222,23 +224,28 @@ impl Worker {
         let dir = self.cfg.artifact_dir.join(&id);
         // A caller's id may name an earlier run's folder: read it without holding the registry
         // (no disk I/O under its lock: /ping and every request take it), then look again.
+        // Another session's task is neither shown nor run again under its id.
+        let scope = ids.session_id.as_deref();
         if payload.task_id.is_some() {
             if let Some(t) = self.get(&id) {
-                return Start::Existing(t);
+                return self.existing(t, scope);
             }
             if let Some(r) = read_from_disk(&dir, 0, self.cfg.max_output_bytes) {
+                if !scope::visible_on_disk(scope, &dir) {
+                    return Start::Refused(Box::new(scope::taken(&id)));
+                }
                 return Start::OnDisk(Box::new(r));
             }
         }
         let mut tasks = lock(&self.tasks);
         if let Some(t) = tasks.get(&id) {
-            return Start::Existing(t.clone());
+            return self.existing(t.clone(), scope);
         }
         if self.shutdown.is_cancelled() {
             return Start::Refused(Box::new(TaskResult::refusal(
                 &id,
+                ErrorCode::ShuttingDown,
                 "The worker is shutting down; no new task is started.",
-                "shutting_down",
             )));
         }
         {
@@ -246,11 +253,11 @@ impl Worker {
             if busy.running >= self.cfg.max_concurrent_tasks {
                 return Start::Refused(Box::new(TaskResult::refusal(
                     &id,
+                    ErrorCode::AtCapacity,
                     format!(
                         "The worker is at capacity: {} tasks are running (AGENTDISPATCH_MAX_CONCURRENT_TASKS).",
                         busy.running
                     ),
-                    "at_capacity",
                 )));
             }
             busy.running += 1;
@@ -279,6 +286,7 @@ impl Worker {
             started: Instant::now(),
             dir,
             cancel: self.shutdown.child_token(),
+            subscribers: handle::Subscribers::new(self.cfg.max_subscribers_per_task),
             done: watch::channel(None).0,
         });
         tasks.insert(id, task.clone());
@@ -299,6 +307,15 @@ impl Worker {
             worker.finish(&t, result);
         });
         Start::New(task)
+    }
+
+    /// A known task id given again: the task, when the request may see it.
+    fn existing(&self, t: Arc<Task>, scope: Scope) -> Start {
+        if scope::visible(scope, t.ids.session_id.as_deref()) {
+            Start::Existing(t)
+        } else {
+            Start::Refused(Box::new(scope::taken(&t.id)))
+        }
     }
 
     fn finish(self: &Arc<Self>, task: &Arc<Task>, mut result: TaskResult) {
@@ -379,10 +396,20 @@ impl Worker {
         lock(&self.tasks).get(id).cloned()
     }
 
-    /// `task.status`: from memory, else from the task folder.
-    pub fn status(&self, id: &str, after_seq: u64) -> TaskResult {
+    /// The task called `id`, while it is in memory and `scope` may see it.
+    pub fn get_in(&self, id: &str, scope: Scope) -> Option<Arc<Task>> {
+        self.get(id)
+            .filter(|t| scope::visible(scope, t.ids.session_id.as_deref()))
+    }
+
+    /// `task.status`: from memory, else from the task folder; a task `scope` may not see is
+    /// unknown.
+    pub fn status(&self, id: &str, after_seq: u64, scope: Scope) -> TaskResult {
         let cap = self.cfg.max_output_bytes;
         if let Some(t) = self.get(id) {
+            if !scope::visible(scope, t.ids.session_id.as_deref()) {
+                return unknown(id);
+            }
             return t.view(after_seq, cap);
         }
         // Every path built from a task id goes through here (task.status, task.cancel,
@@ -390,14 +417,17 @@ impl Worker {
         if !crate::wire::valid_task_id(id) {
             return unknown(id);
         }
-        read_from_disk(&self.cfg.artifact_dir.join(id), after_seq, cap)
-            .unwrap_or_else(|| unknown(id))
+        let dir = self.cfg.artifact_dir.join(id);
+        if !scope::visible_on_disk(scope, &dir) {
+            return unknown(id);
+        }
+        read_from_disk(&dir, after_seq, cap).unwrap_or_else(|| unknown(id))
     }
 
     /// `task.cancel`: stops the task and answers with its final state.
-    pub async fn cancel(&self, id: &str) -> TaskResult {
-        let Some(t) = self.get(id) else {
-            return self.status(id, 0);
+    pub async fn cancel(&self, id: &str, scope: Scope<'_>) -> TaskResult {
+        let Some(t) = self.get_in(id, scope) else {
+            return self.status(id, 0, scope);
         };
         if t.result().is_none() {
             task_log!(info, t, "cancel requested");
@@ -408,9 +438,13 @@ impl Worker {
         t.view(0, self.cfg.max_output_bytes)
     }
 
-    /// `task.list`: every task in memory, newest first.
-    pub fn list(&self) -> Vec<TaskSummary> {
-        let mut tasks: Vec<Arc<Task>> = lock(&self.tasks).values().cloned().collect();
+    /// `task.list`: every task in memory that `scope` may see, newest first.
+    pub fn list(&self, scope: Scope) -> Vec<TaskSummary> {
+        let mut tasks: Vec<Arc<Task>> = lock(&self.tasks)
+            .values()
+            .filter(|t| scope::visible(scope, t.ids.session_id.as_deref()))
+            .cloned()
+            .collect();
         tasks.sort_by_key(|t| std::cmp::Reverse(t.started_at));
         tasks
             .iter()

@@ -15,7 +15,7 @@ use crate::sessions::{self, Ticket};
 use crate::supervisor::{self, Child};
 use crate::task_log;
 use crate::warm::Fallback;
-use crate::wire::{EventDraft, EventType, Payload, TaskResult, TaskStatus, TaskType};
+use crate::wire::{ErrorCode, EventDraft, EventType, Payload, TaskResult, TaskStatus, TaskType};
 
 /// Emits the first event, `accepted`, before the task is spawned, so that an async answer
 /// always holds it.
@@ -52,7 +52,7 @@ pub async fn execute(
     task_log!(info, task, taskType = payload.task_type.as_str(), label = %task.label, "task started");
 
     let ending = match dir_error {
-        Some(e) => Ending::failed(e, "artifact_write_failed"),
+        Some(e) => Ending::failed(ErrorCode::ArtifactWriteFailed, e),
         None => match payload.task_type {
             TaskType::CommandRun => run_command(worker, task, &payload).await,
             _ => match take_turn(worker, task, ticket).await {
@@ -97,7 +97,7 @@ async fn take_turn(
     tokio::select! {
         _ = ticket.wait(waiting) => Ok(Some(ticket)),
         _ = task.cancel.cancelled() => {
-            let mut e = Ending::failed(cancel_message(worker), "cancelled");
+            let mut e = Ending::failed(ErrorCode::Cancelled, cancel_message(worker));
             e.status = TaskStatus::Cancelled;
             Err(e)
         }
@@ -125,8 +125,8 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             Some(json!({"source": "worker", "framework": name, "known": known})),
         ));
         return Ending::failed(
+            ErrorCode::UnknownFramework,
             format!("Unsupported agent framework: {name}"),
-            "unknown_framework",
         );
     };
     match &fw.launch {
@@ -168,11 +168,16 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             }
         }
         Launch::Command { argv, cwd, env } => {
+            // Before anything starts: a payload's entrypoint is code the child would import.
+            let chosen = match entrypoint_allowed(worker, task, name, payload) {
+                Ok(chosen) => chosen,
+                Err(refusal) => return Ending::failed(ErrorCode::EntrypointNotAllowed, refusal),
+            };
             let session_dir = match &task.ids.session_id {
                 None => None,
                 Some(id) => match sessions::prepare(&worker.cfg.session_dir, id) {
                     Ok(dir) => Some(dir),
-                    Err(e) => return Ending::failed(e, "session_unavailable"),
+                    Err(e) => return Ending::failed(ErrorCode::SessionUnavailable, e),
                 },
             };
             let envelope = json!({
@@ -192,6 +197,12 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
             stdin.push(b'\n');
             let timeout = payload.timeout.or(fw.timeout);
             let mut spec = spec_for(worker, task, argv.clone(), cwd.clone(), env, stdin, timeout);
+            // Always set (empty when the payload chose none), so that no value inherited from
+            // the worker's or a warm parent's environment can approve one.
+            spec.env.push((
+                crate::entrypoints::APPROVED_VAR.into(),
+                chosen.unwrap_or_default().to_string(),
+            ));
             if let Some(dir) = &session_dir {
                 spec.unset.clear();
                 spec.env.push((
@@ -199,33 +210,62 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                     dir.to_string_lossy().into_owned(),
                 ));
             }
-            let child = start_child(worker, task, name, &spec).await;
+            let child = start_child(worker, task, Some(name), &spec).await;
             supervise(worker, task, spec, child, true).await
         }
     }
 }
 
+/// The payload's `input.entrypoint`, when the deployment allows `framework` to run it;
+/// otherwise the refusal's message, logged (the caller answers `entrypoint_not_allowed`).
+fn entrypoint_allowed<'p>(
+    worker: &Worker,
+    task: &Task,
+    framework: &str,
+    payload: &'p Payload,
+) -> Result<Option<&'p str>, String> {
+    use crate::entrypoints;
+    let refuse = |message: String, shown: &str| {
+        task_log!(warn, task, framework, entrypoint = %crate::wire::clip(shown, 200), "entrypoint refused");
+        message
+    };
+    match entrypoints::chosen(&payload.input) {
+        Err(message) => Err(refuse(message, "")),
+        Ok(None) => Ok(None),
+        Ok(Some(spec))
+            if entrypoints::allowed(&worker.cfg.entrypoint_allowlist, framework, spec) =>
+        {
+            Ok(Some(spec))
+        }
+        Ok(Some(spec)) => Err(refuse(entrypoints::refusal(framework, spec), spec)),
+    }
+}
+
 async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
     let Some(cmd) = payload.command() else {
-        return Ending::failed("command.run requires input.command.", "invalid_command");
+        return Ending::failed(
+            ErrorCode::InvalidCommand,
+            "command.run requires input.command.",
+        );
     };
     let argv = match command::split(cmd) {
         Ok(argv) => argv,
-        Err(e) => return Ending::failed(e.to_string(), "invalid_command"),
+        Err(e) => return Ending::failed(ErrorCode::InvalidCommand, e.to_string()),
     };
     if !command::allowed(&worker.cfg.command_allowlist, &argv) {
+        // The caller's text, in an event and a log line: clipped, as every caller value.
+        let executable = crate::wire::clip(&argv[0], 200);
         task.events.emit_now(&EventDraft::new(
             EventType::Log,
             format!(
-                "command refused: {} is not allowed by AGENTDISPATCH_COMMAND_ALLOWLIST",
-                argv[0]
+                "command refused: {executable} is not allowed by AGENTDISPATCH_COMMAND_ALLOWLIST"
             ),
-            Some(json!({"executable": argv[0], "refused": true})),
+            Some(json!({"executable": executable, "refused": true})),
         ));
-        task_log!(warn, task, executable = %argv[0], "command refused by the allowlist");
+        task_log!(warn, task, executable = %executable, "command refused by the allowlist");
         return Ending::failed(
+            ErrorCode::CommandRejected,
             "Command rejected by AGENTDISPATCH_COMMAND_ALLOWLIST.",
-            "command_rejected",
         );
     }
     let spec = spec_for(
@@ -237,83 +277,117 @@ async fn run_command(worker: &Worker, task: &Task, payload: &Payload) -> Ending 
         Vec::new(),
         payload.timeout,
     );
-    let child = Child::spawn(&spec, worker.task_cgroup(task));
+    let child = start_child(worker, task, None, &spec).await;
     supervise(worker, task, spec, child, false).await
 }
 
-/// A framework's child: forked by its warm parent when it has one ready, else spawned cold,
-/// with a `task.log` saying which and, for a cold start of a warm framework, why.
+/// The task's child: forked by the warm parent of `warm` when it has one ready, else spawned
+/// cold, with a `task.log` saying which and, for a cold start of a warm framework, why; in its
+/// cgroup as [`in_its_cgroup`] decides.
 async fn start_child(
     worker: &Worker,
     task: &Task,
-    framework: &str,
+    warm: Option<&str>,
     spec: &supervisor::Spec,
 ) -> std::io::Result<Child> {
-    let asked = std::time::Instant::now();
-    let busy = worker.running_tasks() > 1;
-    match worker
-        .warm
-        .fork(framework, spec, worker.cgroups.as_ref(), busy)
-        .await
-    {
-        Ok(mut child) => {
-            if child.cgroup.is_none() {
-                warm_child_into_cgroup(worker, task, &mut child);
+    if let Some(framework) = warm {
+        let asked = std::time::Instant::now();
+        let busy = worker.running_tasks() > 1;
+        match worker
+            .warm
+            .fork(framework, spec, worker.cgroups.as_ref(), busy)
+            .await
+        {
+            Ok(mut child) => {
+                in_its_cgroup(worker, task, &mut child);
+                let cgroup = child.cgroup.as_ref().map(Cgroup::name);
+                let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
+                task.events.emit_now(&EventDraft::new(
+                    EventType::Log,
+                    format!(
+                        "forked from the warm parent {} of {framework}",
+                        child.forked_from.unwrap_or(0)
+                    ),
+                    Some(json!({
+                        "source": "worker",
+                        "warm": true,
+                        "parentPid": child.forked_from,
+                        "pid": child.pid(),
+                        "holderPid": child.holder,
+                        "cgroup": cgroup,
+                        "pagesAhead": child.pages_ahead,
+                        "forkMs": (fork_ms * 10.0).round() / 10.0,
+                    })),
+                ));
+                return Ok(child);
             }
-            let cgroup = child.cgroup.as_ref().map(Cgroup::name);
-            let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
-            task.events.emit_now(&EventDraft::new(
-                EventType::Log,
-                format!(
-                    "forked from the warm parent {} of {framework}",
-                    child.forked_from.unwrap_or(0)
-                ),
-                Some(json!({
-                    "source": "worker",
-                    "warm": true,
-                    "parentPid": child.forked_from,
-                    "pid": child.pid(),
-                    "holderPid": child.holder,
-                    "cgroup": cgroup,
-                    "pagesAhead": child.pages_ahead,
-                    "forkMs": (fork_ms * 10.0).round() / 10.0,
-                })),
-            ));
-            return Ok(child);
+            Err(Fallback::Cold(reason)) => {
+                task_log!(info, task, reason = %reason, "starting cold");
+                task.events.emit_now(&EventDraft::new(
+                    EventType::Log,
+                    format!("starting cold: {reason}"),
+                    Some(json!({"source": "worker", "warm": false, "reason": reason})),
+                ));
+            }
+            Err(Fallback::Fail(reason)) => return Err(std::io::Error::other(reason)),
+            Err(Fallback::NotWarm) => {}
         }
-        Err(Fallback::Cold(reason)) => {
-            task_log!(info, task, reason = %reason, "starting cold");
-            task.events.emit_now(&EventDraft::new(
-                EventType::Log,
-                format!("starting cold: {reason}"),
-                Some(json!({"source": "worker", "warm": false, "reason": reason})),
-            ));
-        }
-        Err(Fallback::NotWarm) => {}
     }
-    Child::spawn(spec, worker.task_cgroup(task))
+    let mut child = Child::spawn(spec, worker.task_cgroup(task))?;
+    in_its_cgroup(worker, task, &mut child);
+    Ok(child)
 }
 
-/// Moves a child forked by a warm parent into the task's cgroup: right after the fork answer,
-/// before the supervisor writes the envelope to its stdin (it runs none of the task's code
-/// before it reads it). A spawned child enters its cgroup itself, before it execs.
-fn warm_child_into_cgroup(worker: &Worker, task: &Task, child: &mut Child) {
+/// The one place that decides which cgroup a task's child runs in. A spawned child came with
+/// the task's new cgroup, which it entered itself before it exec'd; a warm child came with the
+/// cgroup its spare moved into ahead (or none, for a parent's first spare). A child that is
+/// not in the cgroup it came with keeps none (the supervisor then finds its processes by
+/// group, descendants and marker), except a warm child: it has run none of the task's code
+/// (it waits for its envelope on stdin, which the supervisor writes later), so it is moved
+/// into a new cgroup of the task's now.
+fn in_its_cgroup(worker: &Worker, task: &Task, child: &mut Child) {
+    let pid = child.pid();
+    let forked = child.forked_from.is_some();
+    if let Some(cg) = child.cgroup.take() {
+        if cg.holds(pid) {
+            child.cgroup = Some(cg);
+            return;
+        }
+        if !forked {
+            let message = format!(
+                "the task's process {pid} is not in its cgroup {}; its processes are found by process group, descendants and AGENTDISPATCH_TASK_ID only",
+                cg.dir().display()
+            );
+            task_log!(warn, task, "{message}");
+            note(task, message);
+        }
+    }
+    if !forked {
+        return;
+    }
     let Some(cgroup) = worker.task_cgroup(task) else {
         return;
     };
     let dir = cgroup.dir().to_path_buf();
     if let Err(e) = child.enter_cgroup(cgroup) {
-        task_log!(warn, task, pid = child.pid(), error = %e, "cannot move the warm child into the task's cgroup; it runs without one");
-        task.events.emit_now(&EventDraft::new(
-            EventType::Log,
+        task_log!(warn, task, pid, error = %e, "cannot move the warm child into the task's cgroup; it runs without one");
+        note(
+            task,
             format!(
-                "the task's process {} cannot enter its cgroup {}: {e}",
-                child.pid(),
+                "the task's process {pid} cannot enter its cgroup {}: {e}",
                 dir.display()
             ),
-            Some(json!({"source": "worker"})),
-        ));
+        );
     }
+}
+
+/// A `log` event of the worker's own in the task's events.
+fn note(task: &Task, message: String) {
+    task.events.emit_now(&EventDraft::new(
+        EventType::Log,
+        message,
+        Some(json!({"source": "worker"})),
+    ));
 }
 
 fn spec_for(

@@ -12,8 +12,8 @@ use tokio::io::Interest;
 use super::messages::{self, ForkRequest, Reply, Request};
 use super::{Ready, FORK_TIMEOUT};
 use crate::cgroup::TaskCgroups;
-use crate::reaper;
-use crate::supervisor::{self, Child};
+use crate::child::{self, Child, Spec};
+use crate::{procfs, reaper};
 
 /// The worker's end of a control channel.
 pub(super) struct Conn(AsyncFd<OwnedFd>);
@@ -61,8 +61,16 @@ impl Conn {
     }
 }
 
+/// Longest fork request sent: well under what one `SOCK_SEQPACKET` message may hold (the
+/// socket's send buffer, ~208 KiB by default), so that no request fails to send, which would
+/// look like a broken channel and restart the parent. The environment is the worker's own
+/// settings and ids bounded at 1 KiB each: a request past this is the task's fault.
+pub(super) const MAX_FORK_REQUEST: usize = 64 * 1024;
+
 /// Why a fork request gave no child.
 pub(super) enum ForkError {
+    /// The request is larger than [`MAX_FORK_REQUEST`]: the task fails, the parent is fine.
+    TooLarge(usize),
     /// The parent answered no (e.g. it is not single-threaded).
     Refused(String),
     /// The channel failed: the parent is stuck or gone.
@@ -79,11 +87,11 @@ pub(super) enum ForkError {
 /// the answer is normally the spare given the previous request's cgroup: it is the task's.
 pub(super) async fn fork_on(
     ready: &Ready,
-    spec: &supervisor::Spec,
+    spec: &Spec,
     cgroups: Option<&TaskCgroups>,
     busy: bool,
 ) -> Result<Child, ForkError> {
-    let (ends, pipes) = supervisor::child::pipes().map_err(ForkError::Channel)?;
+    let (ends, pipes) = child::pipes().map_err(ForkError::Channel)?;
     let mut env: std::collections::BTreeMap<String, String> = spec.env.iter().cloned().collect();
     env.insert(spec.marker.0.clone(), spec.marker.1.clone());
     let request = Request::Fork(ForkRequest {
@@ -95,6 +103,9 @@ pub(super) async fn fork_on(
     });
     let bytes =
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
+    if bytes.len() > MAX_FORK_REQUEST {
+        return Err(ForkError::TooLarge(bytes.len()));
+    }
     let mut pending = ready.serial.lock().await;
     let next = cgroups.and_then(|c| match c.create("") {
         Ok(cg) => Some(cg),
@@ -146,7 +157,7 @@ pub(super) async fn fork_on(
         } => (pid, pages_ahead, holder),
     };
     let me = std::process::id() as i32;
-    let parent = supervisor::kill::read_stat(pid).map(|s| s.ppid);
+    let parent = procfs::read_stat(pid).map(|s| s.ppid);
     if parent != Some(me) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -157,12 +168,22 @@ pub(super) async fn fork_on(
         )));
     }
     reaper::Owned::lock().insert(pid);
+    // The holder's pidfd before the hold ends: until then no orphan is reaped, so the pid is
+    // still the holder's (a child of the task, or re-parented to the worker if the task
+    // already ended).
+    let holder_pidfd = holder
+        .filter(|h| {
+            let ppid = procfs::read_stat(*h as i32).map(|s| s.ppid);
+            ppid == Some(pid) || ppid == Some(me)
+        })
+        .and_then(Child::pidfd);
     drop(hold);
-    // The previous request's cgroup is this child's if it moved in; otherwise (the parent's
-    // first spare, a failed move) the caller moves it, and the unused cgroup is removed.
-    let cgroup = pending.take().filter(|cg| cg.holds(pid as u32));
+    // The previous request's cgroup is this child's if its spare moved in; the caller checks
+    // (the parent's first spare had none, a move can fail).
+    let cgroup = pending.take();
     *pending = next;
     let mut child = Child::adopt(pid as u32, pipes, ready.pid, holder, stdin_sent);
+    child.holder_pidfd = holder_pidfd;
     child.cgroup = cgroup;
     child.pages_ahead = pages_ahead;
     Ok(child)

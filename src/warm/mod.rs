@@ -35,9 +35,9 @@ use channel::{fork_on, Conn, ForkError};
 use parent::keep_running;
 
 use crate::cgroup::{Cgroup, TaskCgroups};
+use crate::child::{Child, Spec};
 use crate::config::{Config, WarmPolicy};
 use crate::frameworks::{Launch, Registry};
-use crate::supervisor::{self, Child};
 
 /// Environment variable naming the warm parent's control socket descriptor.
 pub const WARM_FD_VAR: &str = "AGENTDISPATCH_WARM_FD";
@@ -113,6 +113,8 @@ pub enum Fallback {
     NotWarm,
     /// It has one, but not now: start cold, and log why.
     Cold(String),
+    /// The task cannot start at all (warm or cold): it fails, saying why.
+    Fail(String),
 }
 
 /// Every warm parent of the worker.
@@ -222,13 +224,13 @@ impl Pool {
 
     /// Has `name`'s warm parent fork the child described by `spec`; otherwise says why not.
     /// With task `cgroups`, each request also hands the parent a new cgroup for its next spare,
-    /// which the parent moves in while it waits; the child comes back in its cgroup when it took
-    /// the one made for it, and without one otherwise (the caller moves it). `busy` says that
+    /// which the parent moves in while it waits; the child comes back with the cgroup made for
+    /// its spare, if any, and the caller checks that it is in it. `busy` says that
     /// other tasks run beside this one (the parent's next spare then copies no pages ahead).
     pub async fn fork(
         &self,
         name: &str,
-        spec: &supervisor::Spec,
+        spec: &Spec,
         cgroups: Option<&TaskCgroups>,
         busy: bool,
     ) -> Result<Child, Fallback> {
@@ -281,6 +283,10 @@ impl Pool {
             Ok(child) => Ok(child),
             Err(ForkError::Refused(reason)) => Err(Fallback::Cold(format!(
                 "the warm parent of {name} did not fork: {reason}; this task runs cold"
+            ))),
+            Err(ForkError::TooLarge(n)) => Err(Fallback::Fail(format!(
+                "its fork request for the warm parent of {name} is {n} bytes, more than {} (its environment is too large)",
+                channel::MAX_FORK_REQUEST
             ))),
             Err(ForkError::Channel(e)) => {
                 ready.broken.cancel();

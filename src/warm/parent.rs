@@ -3,7 +3,7 @@
 //! worker.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,17 +89,9 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         cmd.current_dir(cwd);
     }
     let theirs_raw = theirs.as_fd().as_raw_fd();
-    // SAFETY: only dup2 and prctl run between fork and exec; both are async-signal-safe.
+    // SAFETY: only dup2 and fcntl run between fork and exec; both are async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(theirs_raw, WARM_FD) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || inherit_at(theirs_raw, WARM_FD));
     }
     let began = Instant::now();
     let mut child = match reaper::spawn_owned(cmd) {
@@ -182,6 +174,30 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
     }
 }
 
+/// Puts `fd` at `target` for the program a forked child execs (between fork and exec). dup2
+/// clears close-on-exec on its copy, but when `fd` is `target` already it does nothing, and
+/// the flag (set on every descriptor the worker makes) would close it at exec: it is cleared
+/// by hand then.
+fn inherit_at(fd: RawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 and fcntl on descriptors of this process, no memory passed.
+    let r = unsafe {
+        if fd == target {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags == -1 {
+                -1
+            } else {
+                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+            }
+        } else {
+            libc::dup2(fd, target)
+        }
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// SIGTERM, a short wait, then SIGKILL.
 async fn stop(child: &mut tokio::process::Child, pid: u32) -> String {
     if pid > 1 {
@@ -214,4 +230,37 @@ where
             tracing::info!(framework = %framework, pid, stream, source = "warm parent", "{line}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `fd` is closed at exec.
+    fn cloexec(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD on a descriptor of this process.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_ne!(flags, -1, "{}", io::Error::last_os_error());
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    #[test]
+    fn the_channel_survives_exec_whether_or_not_it_is_at_its_place_already() {
+        let (a, b) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (fd, other) = (a.as_raw_fd(), b.as_raw_fd());
+        assert!(cloexec(fd) && cloexec(other));
+        // At its place already: dup2 would do nothing and leave the flag set.
+        inherit_at(fd, fd).unwrap();
+        assert!(!cloexec(fd));
+        // Elsewhere: the copy at `target` is inherited (the pipe's other end stands in for a
+        // descriptor that was at the target).
+        nix::fcntl::fcntl(
+            &a,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+        inherit_at(fd, other).unwrap();
+        assert!(!cloexec(other));
+        assert!(cloexec(fd));
+    }
 }

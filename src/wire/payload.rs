@@ -111,8 +111,29 @@ pub fn clip(text: &str, max: usize) -> String {
     format!("{}… ({} bytes)", &text[..cut], text.len())
 }
 
-/// Longest session id accepted in a payload or header.
+/// Longest session id accepted in a payload or header (and request id, in a header).
 pub const MAX_SESSION_ID: usize = 1024;
+
+/// What is wrong with an id a caller sends (`sessionId`, the AgentCore id headers, an A2A
+/// `contextId`), if anything: longer than [`MAX_SESSION_ID`], or holding a control character.
+/// Such ids go into a child's environment (where a NUL cannot be) and into every log line
+/// and event of the task, so they are refused before anything uses them.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.len() > MAX_SESSION_ID {
+        return Some(format!(
+            "must be at most {MAX_SESSION_ID} bytes, got {}",
+            id.len()
+        ));
+    }
+    id.char_indices()
+        .find(|(_, c)| c.is_control())
+        .map(|(at, c)| {
+            format!(
+                "must not hold control characters (U+{:04X} at byte {at})",
+                c as u32
+            )
+        })
+}
 
 /// Whether `id` matches the task id pattern `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`.
 pub fn valid_task_id(id: &str) -> bool {
@@ -190,7 +211,8 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
         Some("task.status") => TaskType::Status,
         Some("task.cancel") => TaskType::Cancel,
         Some("task.list") => TaskType::List,
-        Some(other) => return Err(PayloadError::UnsupportedTaskType(other.to_string())),
+        // Echoed in the answer and the log: clipped, as every caller value.
+        Some(other) => return Err(PayloadError::UnsupportedTaskType(clip(other, 200))),
     };
     let task_id = match opt_str(&obj, "taskId", "taskId")? {
         None => None,
@@ -242,13 +264,10 @@ pub fn payload_from_value(value: Value) -> Result<Payload, PayloadError> {
     };
     let session_id = match opt_str(&obj, "sessionId", "sessionId")? {
         None | Some("") => None,
-        Some(s) if s.len() <= MAX_SESSION_ID => Some(s.to_string()),
-        Some(s) => {
-            return Err(invalid(format!(
-                "sessionId must be at most {MAX_SESSION_ID} bytes, got {}",
-                s.len()
-            )))
-        }
+        Some(s) => match id_problem(s) {
+            None => Some(s.to_string()),
+            Some(problem) => return Err(invalid(format!("sessionId {problem}"))),
+        },
     };
     let context = input
         .get("context")

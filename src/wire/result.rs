@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::EventJson;
+use super::{ErrorCode, EventJson};
 
 /// A task's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -91,7 +91,7 @@ pub struct TaskResult {
     pub error: Option<String>,
     /// Machine-readable cause of `error`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     /// The child's exit code, when one ran and exited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -101,11 +101,11 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
-    /// A failure answered before any task ran (no task id, no events).
-    pub fn refusal(task_id: &str, error: impl Into<String>, code: &str) -> Self {
+    /// A failure answered before any task ran: no task id, no events.
+    pub fn fail(code: ErrorCode, error: impl Into<String>) -> Self {
         TaskResult {
             ok: false,
-            task_id: task_id.to_string(),
+            task_id: String::new(),
             status: TaskStatus::Failed,
             output: Arc::from(""),
             result: None,
@@ -113,9 +113,17 @@ impl TaskResult {
             events_truncated: false,
             artifacts: Vec::new(),
             error: Some(error.into()),
-            error_code: Some(code.to_string()),
+            error_code: Some(code),
             exit_code: None,
             duration_ms: 0,
+        }
+    }
+
+    /// A failure for `task_id` with no result of its own: refused, unknown, or interrupted.
+    pub fn refusal(task_id: &str, code: ErrorCode, error: impl Into<String>) -> Self {
+        TaskResult {
+            task_id: task_id.to_string(),
+            ..TaskResult::fail(code, error)
         }
     }
 }
@@ -136,7 +144,7 @@ pub struct ResultRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_code: Option<&'a str>,
+    error_code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
     duration_ms: u64,
@@ -153,7 +161,7 @@ impl TaskResult {
             result: self.result.as_ref(),
             artifacts: with_artifacts.then_some(self.artifacts.as_slice()),
             error: self.error.as_deref(),
-            error_code: self.error_code.as_deref(),
+            error_code: self.error_code,
             exit_code: self.exit_code,
             duration_ms: self.duration_ms,
         }

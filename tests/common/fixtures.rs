@@ -130,3 +130,13 @@ pub async fn fixture_worker(kind: Kind, builder: WorkerBuilder) -> Worker {
     }
     w
 }
+
+/// The memory holder a warm task's fork event names (it shares the task's memory, so it shows
+/// the task's marker until it exits, right after the task).
+pub fn holder_of(r: &Value) -> Option<i32> {
+    events_of(r, "task.log")
+        .into_iter()
+        .find(|e| e["payload"]["warm"] == true)
+        .and_then(|e| e["payload"]["holderPid"].as_i64())
+        .map(|p| p as i32)
+}

@@ -298,15 +298,16 @@ impl Worker {
 
     /// `POST /` with an A2A JSON-RPC body; the JSON answer.
     pub async fn rpc(&self, body: Value) -> Value {
-        self.client
-            .post(format!("{}/", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.rpc_with(body, &[]).await
+    }
+
+    /// [`Worker::rpc`] with extra headers.
+    pub async fn rpc_with(&self, body: Value, headers: &[(&str, &str)]) -> Value {
+        let mut req = self.client.post(format!("{}/", self.url)).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap().json().await.unwrap()
     }
 
     /// `GET /ping`.
@@ -474,16 +475,6 @@ where
     check().await
 }
 
-/// The memory holder a warm task's fork event names (it shares the task's memory, so it shows
-/// the task's marker until it exits, right after the task).
-pub fn holder_of(r: &Value) -> Option<i32> {
-    events_of(r, "task.log")
-        .into_iter()
-        .find(|e| e["payload"]["warm"] == true)
-        .and_then(|e| e["payload"]["holderPid"].as_i64())
-        .map(|p| p as i32)
-}
-
 /// Events of a result by type.
 pub fn events_of<'a>(result: &'a Value, kind: &str) -> Vec<&'a Value> {
     result["events"]
@@ -500,17 +491,4 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::write(&p, body).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
-}
-
-/// Every descendant of `pid` (children, their children, …).
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        for (c, _) in children_with_state(p) {
-            out.push(c);
-            todo.push(c);
-        }
-    }
-    out
 }

@@ -79,3 +79,16 @@ pub fn status_kb(pid: i32, field: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Every descendant of `pid` (children, their children, …).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for (c, _) in children_with_state(p) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}

@@ -28,6 +28,7 @@ async fn a_missing_or_raising_entrypoint_fails_clearly_and_the_worker_keeps_serv
             frameworks_dir().to_str().unwrap(),
         )
         .env("AGENTDISPATCH_APP_DIR", app.path().to_str().unwrap())
+        .env("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", "langgraph=*")
         .start()
         .await;
     let run = |entrypoint: &str| json!({"framework":"langgraph","input":{"instruction":"hello world","entrypoint":entrypoint}});

@@ -5,18 +5,22 @@ writes one JSON envelope line on the child's stdin and reads NDJSON events from 
 This package does everything that is the same for every framework:
 
 * ``quiet_env()``  turns telemetry/tracing of all shipped frameworks off (unless the user set the
-  variables); call it before importing the framework.
+  variables); ``main`` calls it before anything imports the framework.
 * ``main(framework, run)`` reads the envelope, keeps the protocol stream clean (the original
   stdout is kept for NDJSON events only; ``sys.stdout`` and fd 1 go to stderr, so framework
   chatter and subprocess output can never corrupt the protocol), reports failures as a clear
   last line on stderr with exit status 1, and turns SIGTERM into a ``task.log`` line plus exit 143.
 * ``Runner`` is what ``run(runner)`` receives: the envelope fields, ``progress``/``log``/``step``
-  events, ``result`` (once), and ``load_agent`` for the user's ``module:attr`` entrypoint.
+  events, ``result`` (once), ``final_answer`` (the last step, returned as the output) and
+  ``load_agent`` for the user's ``module:attr`` entrypoint: the framework's agent, or a factory
+  of the user's own returning one (``entrypoint``'s docstring says exactly which functions count).
 
 Its modules, by concern:
 
 * ``protocol``: the stdin envelope and the NDJSON lines on the protocol fd (``STEPS``);
-* ``runner``: ``Runner``, ``EntrypointError``, ``model_id_from_env``;
+* ``runner``: ``Runner``, ``model_id_from_env``;
+* ``entrypoint``: which entrypoint a task runs (a payload's only where the worker allowed it),
+  importing it, and what a runner may call (``EntrypointError``);
 * ``child``: ``main``, the life of one runner process (failures, exit status, signals);
 * ``process``: ``quiet_env``, the protocol fd kept apart from stdout, the quick exit,
   ``reclaim_signals``;
@@ -30,16 +34,17 @@ Its modules, by concern:
 A runner looks like::
 
     import os, sys
+    # The one line a runner cannot leave to the helper: it is how the runner finds it.
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
-    from agentdispatch import main, quiet_env
-    quiet_env()
+    from agentdispatch import main
 
     def run(runner):
         import some_framework                      # imported after stdout is protected
-        agent = runner.load_agent(default_factory=build_default_agent)
+        agent = runner.load_agent(default_factory=build_default_agent,
+                                  expect=some_framework.Agent, what="a some_framework.Agent")
         for ev in agent.stream(runner.instruction):
             runner.step("tool_call", tool=ev.name, args=ev.args)
-        return final_text                          # becomes the task.result output
+        return runner.final_answer(final_text)     # the last step; becomes the task.result output
 
     if __name__ == "__main__":
         main("some-framework", run)

@@ -3,18 +3,14 @@ result, the session folder and the user's agent entrypoint."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 
-from .process import reclaim_signals
+from . import entrypoint
+from .entrypoint import EntrypointError
 from .protocol import STEPS, Emitter, clip_step_text
-from .text import jsonable
-
-
-class EntrypointError(Exception):
-    """The user's agent entrypoint is missing, malformed or cannot be imported."""
+from .text import as_text, jsonable
 
 
 def model_id_from_env() -> str:
@@ -109,20 +105,22 @@ class Runner:
     # -- the user's agent -----------------------------------------------------------------
 
     def entrypoint(self) -> str | None:
-        """``input.entrypoint`` or env ``AGENTDISPATCH_ENTRYPOINT`` (empty counts as unset)."""
-        spec = self.input.get("entrypoint") or os.environ.get("AGENTDISPATCH_ENTRYPOINT") or None
-        if spec is not None and not isinstance(spec, str):
-            raise EntrypointError(f"input.entrypoint must be a string \"module:attr\", got {spec!r}")
-        return spec
+        """``input.entrypoint`` when the worker allowed it (env ``AGENTDISPATCH_PAYLOAD_ENTRYPOINT``
+        says so), else env ``AGENTDISPATCH_ENTRYPOINT``; empty counts as unset."""
+        return entrypoint.chosen(self.input)
 
-    def load_agent(self, default_factory=None):
-        """Return the user's agent object.
+    def load_agent(self, default_factory=None, *, expect=None, what: str = "", offered: dict | None = None):
+        """Return the user's agent.
 
-        The entrypoint ``module:attr`` (attr may be dotted) comes from ``input.entrypoint`` or
-        env ``AGENTDISPATCH_ENTRYPOINT``; the module is imported with ``AGENTDISPATCH_APP_DIR``
-        (default: the working directory) first on ``sys.path``. The attribute is returned as
-        is (it is not called). Without an entrypoint, ``default_factory()`` builds the
-        production default agent; without either, EntrypointError."""
+        The entrypoint ``module:attr`` (attr may be dotted; see ``entrypoint``) is imported with
+        ``AGENTDISPATCH_APP_DIR`` (default: the working directory) first on ``sys.path``. Without
+        ``expect`` the attribute is returned as is (not called: the warm parent's preload).
+        With ``expect`` (the framework's agent type, a tuple of types, or a predicate) and
+        ``what`` (its name in errors, e.g. "a strands.Agent"), the attribute is returned when
+        it is one, or called when it is a factory of the user's own (``entrypoint.resolve``:
+        ``offered`` keyword arguments go to a factory that names them) and its result checked;
+        anything else is an EntrypointError. Without an entrypoint, ``default_factory()`` builds
+        the production default agent; without either, EntrypointError."""
         spec = self.entrypoint()
         if not spec:
             if default_factory is None:
@@ -130,30 +128,14 @@ class Runner:
                     "no agent entrypoint: set input.entrypoint or AGENTDISPATCH_ENTRYPOINT to \"module:attr\""
                 )
             return default_factory()
-        module_name, sep, attr = spec.strip().partition(":")
-        if not sep or not module_name or not attr or not all(p.isidentifier() for p in attr.split(".")):
-            raise EntrypointError(f"invalid entrypoint {spec!r}: expected \"module:attr\", e.g. \"my_agent:agent\"")
-        app_dir = os.path.abspath(os.environ.get("AGENTDISPATCH_APP_DIR") or os.getcwd())
-        if app_dir not in sys.path:
-            sys.path.insert(0, app_dir)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or ""
-            if missing == module_name or module_name.startswith(missing + "."):
-                raise EntrypointError(
-                    f"entrypoint module {module_name!r} not found (AGENTDISPATCH_APP_DIR={app_dir})"
-                ) from None
-            raise EntrypointError(f"importing entrypoint module {module_name!r} failed: {exc}") from exc
-        except Exception as exc:
-            raise EntrypointError(
-                f"importing entrypoint module {module_name!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        reclaim_signals()  # the runner, not the agent module, owns SIGTERM
-        obj = module
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise EntrypointError(f"entrypoint module {module_name!r} has no attribute {attr!r}") from None
-        return obj
+        obj = entrypoint.import_attr(spec)
+        if expect is None:
+            return obj
+        return entrypoint.resolve(obj, spec, entrypoint.kind_check(expect), what or "the framework's agent", offered)
+
+    def final_answer(self, output, **payload) -> str:
+        """Report the agent's answer as the ``final_answer`` step and return it as the task's
+        output text (``as_text`` of anything that is not a string)."""
+        text = output if isinstance(output, str) else as_text(output)
+        self.step("final_answer", text=text, **payload)
+        return text

@@ -8,10 +8,10 @@ use warp::reply::Response;
 use super::request::message_payload;
 use super::shape::{self, Detail, Version};
 use super::stream::{rpc_line, A2aFraming};
-use super::{rpc_result, single_message_stream, RpcError};
+use super::{rpc_result, single_message_stream, RpcCode, RpcError};
 use crate::http::sse;
-use crate::task::{RequestIds, Start, Task, Worker};
-use crate::wire::TaskResult;
+use crate::task::{RequestIds, Scope, Start, Task, Worker};
+use crate::wire::{ErrorCode, TaskResult};
 
 /// Task ids one ListTasks page holds at most, and by default.
 const MAX_PAGE: usize = 100;
@@ -60,10 +60,10 @@ pub(super) fn task_context(task: &Task) -> String {
         .unwrap_or_else(|| task.id.clone())
 }
 
-/// A task's answer, or -32001 when nobody knows it.
-pub(super) fn known(worker: &Worker, task_id: &str) -> Result<TaskResult, RpcError> {
-    let r = worker.status(task_id, 0);
-    if r.error_code.as_deref() == Some("unknown_task") {
+/// A task's answer, or `TaskNotFound` when nobody knows it.
+pub(super) fn known(worker: &Worker, task_id: &str, scope: Scope) -> Result<TaskResult, RpcError> {
+    let r = worker.status(task_id, 0, scope);
+    if r.error_code == Some(ErrorCode::UnknownTask) {
         return Err(RpcError::not_found(task_id));
     }
     Ok(r)
@@ -124,27 +124,39 @@ pub(super) async fn send(
 }
 
 /// GetTask / tasks/get.
-pub(super) fn get(worker: &Worker, v: Version, params: &Value) -> Result<Value, RpcError> {
+pub(super) fn get(
+    worker: &Worker,
+    v: Version,
+    params: &Value,
+    scope: Scope,
+) -> Result<Value, RpcError> {
     let task_id = task_id_param(params)?;
     let detail = Detail {
         history: history_length(params.get("historyLength"))?,
         artifacts: true,
     };
-    let r = known(worker, task_id)?;
+    let r = known(worker, task_id, scope)?;
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, detail))
 }
 
-/// CancelTask / tasks/cancel: -32002 once the task has finished.
-pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Result<Value, RpcError> {
+/// CancelTask / tasks/cancel: `TaskNotCancelable` once the task has finished.
+pub(super) async fn cancel(
+    worker: &Worker,
+    v: Version,
+    params: &Value,
+    scope: Scope<'_>,
+) -> Result<Value, RpcError> {
     let task_id = task_id_param(params)?;
-    let running = worker.get(task_id).filter(|t| t.result().is_none());
+    let running = worker
+        .get_in(task_id, scope)
+        .filter(|t| t.result().is_none());
     if running.is_none() {
-        let r = known(worker, task_id)?;
+        let r = known(worker, task_id, scope)?;
         return Err(RpcError {
             task_id: Some(r.task_id.clone()),
             ..RpcError::new(
-                -32002,
+                RpcCode::TaskNotCancelable,
                 format!(
                     "Task cannot be canceled: it has already finished ({}).",
                     shape::state(r.status, v)
@@ -152,28 +164,37 @@ pub(super) async fn cancel(worker: &Worker, v: Version, params: &Value) -> Resul
             )
         });
     }
-    let r = worker.cancel(task_id).await;
+    let r = worker.cancel(task_id, scope).await;
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, Detail::default()))
 }
 
 /// SubscribeToTask / tasks/resubscribe: the task as it is now, then its updates to the end.
-/// A finished task has no stream to join: -32004 in 1.0, -32602 in 0.3.
+/// A finished task has no stream to join: `UnsupportedOperation` in 1.0, `InvalidParams` in
+/// 0.3.
 pub(super) fn subscribe(
     worker: &Worker,
     v: Version,
     id: &Value,
     params: &Value,
+    scope: Scope,
 ) -> Result<Response, RpcError> {
     let task_id = task_id_param(params)?;
-    let Some(task) = worker.get(task_id).filter(|t| t.result().is_none()) else {
-        let r = known(worker, task_id)?;
+    let Some(task) = worker
+        .get_in(task_id, scope)
+        .filter(|t| t.result().is_none())
+    else {
+        let r = known(worker, task_id, scope)?;
         let message = format!(
             "Task {} has already finished ({}); there is no stream to subscribe to.",
             r.task_id,
             shape::state(r.status, v)
         );
-        let code = if v == Version::V1 { -32004 } else { -32602 };
+        let code = if v == Version::V1 {
+            RpcCode::UnsupportedOperation
+        } else {
+            RpcCode::InvalidParams
+        };
         return Err(RpcError {
             task_id: Some(r.task_id.clone()),
             ..RpcError::new(code, message)
@@ -221,7 +242,7 @@ fn task_stream(
 
 /// ListTasks (1.0): the tasks in memory, most recently updated first, filtered by `contextId`
 /// and `status`, in pages of `pageSize` (the `pageToken` is where the next page starts).
-pub(super) fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
+pub(super) fn list(worker: &Worker, params: &Value, scope: Scope) -> Result<Value, RpcError> {
     let context = params
         .get("contextId")
         .and_then(Value::as_str)
@@ -269,7 +290,7 @@ pub(super) fn list(worker: &Worker, params: &Value) -> Result<Value, RpcError> {
         artifacts: params.get("includeArtifacts") == Some(&Value::Bool(true)),
     };
     let mut matching: Vec<Arc<Task>> = worker
-        .list()
+        .list(scope)
         .into_iter()
         .filter(|s| status.is_none_or(|st| shape::state(s.status, Version::V1) == st))
         .filter_map(|s| worker.get(&s.task_id))

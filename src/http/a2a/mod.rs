@@ -4,12 +4,14 @@
 //! `/invocations`; the message's `contextId` is the task's session (SPEC §7.1).
 //!
 //! - [`card`]: the agent card;
+//! - [`error`]: JSON-RPC errors, their codes named;
 //! - [`methods`]: each method, in both versions;
 //! - [`request`]: a message as an `agent.run` payload;
 //! - [`shape`]: tasks, messages, updates in either version;
 //! - [`stream`]: a task's events as an A2A stream.
 
 mod card;
+mod error;
 mod methods;
 mod request;
 mod shape;
@@ -26,10 +28,11 @@ use super::sse;
 use super::{json_response, REQUEST_HEADER, SESSION_HEADER};
 use crate::task::{RequestIds, Worker};
 pub use card::agent_card;
+use error::{RpcCode, RpcError};
 use methods::{cancel, get, list, send, subscribe};
 use shape::Version;
 
-/// The methods served, for the -32601 answer.
+/// The methods served, for the `MethodNotFound` answer.
 const METHODS: &str = "A2A 1.0: SendMessage, SendStreamingMessage, GetTask, ListTasks, \
     CancelTask, SubscribeToTask; A2A 0.3: message/send, message/stream, tasks/get, \
     tasks/cancel, tasks/resubscribe";
@@ -76,58 +79,6 @@ fn operation(method: &str) -> Option<(Version, Op)> {
     })
 }
 
-/// A JSON-RPC error. In 1.0 an A2A-specific error carries a `google.rpc.ErrorInfo` in `data`.
-struct RpcError {
-    code: i64,
-    message: String,
-    task_id: Option<String>,
-}
-
-impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError {
-            code,
-            message: message.into(),
-            task_id: None,
-        }
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        RpcError::new(-32602, format!("Invalid params: {}", message.into()))
-    }
-
-    fn not_found(task_id: &str) -> Self {
-        RpcError {
-            task_id: Some(crate::wire::clip(task_id, 200)),
-            ..RpcError::new(-32001, "Task not found")
-        }
-    }
-
-    fn json(&self, v: Version, id: &Value) -> Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        let reason = match self.code {
-            -32001 => "TASK_NOT_FOUND",
-            -32002 => "TASK_NOT_CANCELABLE",
-            -32003 => "PUSH_NOTIFICATION_NOT_SUPPORTED",
-            -32004 => "UNSUPPORTED_OPERATION",
-            _ => "",
-        };
-        if v == Version::V1 && !reason.is_empty() {
-            let mut metadata = Map::new();
-            if let Some(t) = &self.task_id {
-                metadata.insert("taskId".into(), json!(t));
-            }
-            error["data"] = json!([{
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": reason,
-                "domain": "a2a-protocol.org",
-                "metadata": metadata,
-            }]);
-        }
-        json!({"jsonrpc": "2.0", "id": id, "error": error})
-    }
-}
-
 fn rpc_result(id: &Value, result: Value) -> Response {
     json_response(
         StatusCode::OK,
@@ -147,19 +98,22 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            let e = RpcError::new(-32700, format!("Parse error: {e}"));
+            let e = RpcError::new(RpcCode::ParseError, format!("Parse error: {e}"));
             return json_response(StatusCode::OK, &e.json(Version::V03, &Value::Null));
         }
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = request.get("method").and_then(Value::as_str) else {
-        let e = RpcError::new(-32600, "Invalid request: method must be a string.");
+        let e = RpcError::new(
+            RpcCode::InvalidRequest,
+            "Invalid request: method must be a string.",
+        );
         return json_response(StatusCode::OK, &e.json(Version::V03, &id));
     };
     let Some((v, op)) = operation(method) else {
         let shown = crate::wire::clip(method, 200);
         let e = RpcError::new(
-            -32601,
+            RpcCode::MethodNotFound,
             format!("Method not found: {shown}. Supported: {METHODS}."),
         );
         return json_response(StatusCode::OK, &e.json(Version::V03, &id));
@@ -177,20 +131,23 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         header(headers, SESSION_HEADER),
     );
     let streaming = matches!(op, Op::Stream | Op::Subscribe);
+    // Get, cancel, subscribe and list see only the session header's tasks, when it is sent.
+    let scope = ids.session_id.clone();
+    let scope = scope.as_deref();
     let answer = match op {
         Op::Send | Op::Stream => send(&worker, v, &id, &params, ids, streaming).await,
-        Op::Get => get(&worker, v, &params).map(|t| rpc_result(&id, t)),
-        Op::Cancel => cancel(&worker, v, &params)
+        Op::Get => get(&worker, v, &params, scope).map(|t| rpc_result(&id, t)),
+        Op::Cancel => cancel(&worker, v, &params, scope)
             .await
             .map(|t| rpc_result(&id, t)),
-        Op::Subscribe => subscribe(&worker, v, &id, &params),
-        Op::List => list(&worker, &params).map(|t| rpc_result(&id, t)),
+        Op::Subscribe => subscribe(&worker, v, &id, &params, scope),
+        Op::List => list(&worker, &params, scope).map(|t| rpc_result(&id, t)),
         Op::PushConfig => Err(RpcError::new(
-            -32003,
+            RpcCode::PushNotificationNotSupported,
             "Push notifications are not supported by this agent.",
         )),
         Op::ExtendedCard => Err(RpcError::new(
-            -32004,
+            RpcCode::UnsupportedOperation,
             "This agent has no extended agent card.",
         )),
     };

@@ -84,6 +84,12 @@ pub(super) fn message_payload(
             "params.message.contextId is longer than {MAX_CONTEXT_ID_BYTES} bytes."
         )));
     }
+    // It becomes the task's session id, in its child's environment.
+    if let Some(problem) = crate::wire::id_problem(&context_id) {
+        return Err(RpcError::invalid(format!(
+            "params.message.contextId {problem}."
+        )));
+    }
     Ok(MessageRequest {
         payload,
         context_id,

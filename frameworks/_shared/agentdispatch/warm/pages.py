@@ -3,6 +3,7 @@ copied ahead in later spares (``Learning``), and the /proc readers it needs."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import socket
 import sys
@@ -58,10 +59,8 @@ class Learning:
             if not isinstance(pairs, list):
                 continue
             self.reports += 1
-            for pair in pairs:
-                if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int) for x in pair):
-                    for page in range(pair[0], pair[0] + min(pair[1], 1 << 20) * PAGE, PAGE):
-                        self.seen[page] = self.seen.get(page, 0) + 1
+            for page in pages_of_ours(pairs, writable_private_ranges()):
+                self.seen[page] = self.seen.get(page, 0) + 1
             quorum = min(LEARN_QUORUM, self.reports)
             hot = [page for page, n in self.seen.items() if n >= quorum]
             self.ranges = merge(hot)
@@ -70,6 +69,24 @@ class Learning:
                     f"warm parent: {len(hot)} pages written by at least {quorum} of the first "
                     f"{self.tasks} tasks ({len(self.seen)} by any) are copied ahead in each spare\n"
                 )
+
+
+def pages_of_ours(pairs, layout) -> set[int]:
+    """The pages a report's (start, count) runs name inside the parent's own writable mappings,
+    each once: a report (a task's word) can make the parent count at most the pages it has."""
+    layout = sorted(layout)
+    his = [hi for _, hi in layout]
+    pages: set[int] = set()
+    for pair in pairs[: len(his) + (1 << 16)]:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(x) is int for x in pair)):
+            continue
+        start, end = pair[0], pair[0] + max(pair[1], 0) * PAGE
+        i = bisect.bisect_right(his, start)
+        while i < len(layout) and layout[i][0] < end:
+            lo = max(start, layout[i][0])
+            pages.update(range(lo - lo % PAGE, min(end, his[i]), PAGE))
+            i += 1
+    return pages
 
 
 def merge(pages) -> list[tuple[int, int]]:

@@ -1,14 +1,16 @@
-//! A task's child process as the supervisor watches it: its pid, its three pipes (created by
-//! the worker, so that a spawned child and one forked by a warm parent look the same), and a
-//! way to wait for its exit status.
+//! A task's child process as the supervisor watches it: what to run ([`Spec`]), its pid, its
+//! three pipes (created by the worker, so that a spawned child and one forked by a warm parent
+//! look the same), and a way to wait for its exit status. Its own room, so that the warm
+//! parents hand over a child without importing the supervisor.
 //!
 //! A spawned child is tokio's. An adopted child was forked by a warm parent and re-parented to
 //! the worker (a child subreaper); it is waited for through a pidfd, and its pid is registered
 //! with the [`reaper`] so that nothing else reaps it.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -18,9 +20,35 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 
-use super::Spec;
 use crate::cgroup::Cgroup;
 use crate::reaper;
+
+/// What to run, and how the supervisor watches it.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Program and arguments (no shell).
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Environment added to the worker's own.
+    pub env: Vec<(String, String)>,
+    /// Variables of the worker's environment the child must not see.
+    pub unset: Vec<String>,
+    /// When set, the child's environment starts from these instead of the worker's.
+    pub base_env: Option<Vec<(String, String)>>,
+    /// `NAME=value` set in the child's environment and looked for in escaped processes.
+    pub marker: (String, String),
+    /// Bytes written to stdin before it is closed.
+    pub stdin: Vec<u8>,
+    /// When to stop the child.
+    pub deadline: Duration,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// SIGTERM → SIGKILL grace.
+    pub kill_grace: Duration,
+    /// Longest line kept whole.
+    pub max_line: usize,
+}
 
 /// The child's ends of its three pipes: stdin (read end), stdout and stderr (write ends).
 pub struct ChildEnds {
@@ -75,6 +103,9 @@ pub struct Child {
     pub forked_from: Option<u32>,
     /// A forked child's memory holder (the warm parent's `native.Holder`), not a task process.
     pub holder: Option<u32>,
+    /// The holder as a pidfd, opened while it could not yet have been reaped: signalled once
+    /// the task's leader is reaped (see [`Child::kill_holder`]).
+    pub holder_pidfd: Option<OwnedFd>,
     /// How many bytes of `Spec::stdin` are in its stdin pipe already.
     pub stdin_sent: usize,
     /// The task's cgroup, when it has one (taken by the supervisor).
@@ -86,7 +117,7 @@ pub struct Child {
 
 /// Moves a freshly forked child into its task's cgroup by writing `0` (itself) to the cgroup's
 /// open `cgroup.procs`, before it runs a line of its own. A failure is not the child's: it runs
-/// anyway, and the supervisor sees it is not in the cgroup.
+/// anyway, and the runner (`in_its_cgroup`) sees it is not in the cgroup.
 fn enter_cgroup(procs: RawFd) {
     // SAFETY: write(2) on a descriptor the parent opened, from a buffer that outlives the call.
     unsafe {
@@ -94,19 +125,10 @@ fn enter_cgroup(procs: RawFd) {
     }
 }
 
-/// Sets the parent-death signal in a freshly forked child: it is killed when the worker dies.
-fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only changes this process's own attribute.
-    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    if r == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 impl Child {
     /// Spawns `spec.argv` without a shell in a new process group, on fresh pipes, with the
-    /// parent-death signal set, in `cgroup` when given (it enters it before it execs).
+    /// parent-death signal set ([`reaper::spawn_owned`]), in `cgroup` when given (it enters it
+    /// before it execs).
     pub fn spawn(spec: &Spec, cgroup: Option<Cgroup>) -> io::Result<Child> {
         let (ends, pipes) = pipes()?;
         let mut cmd = Command::new(&spec.argv[0]);
@@ -122,14 +144,14 @@ impl Child {
             .process_group(0)
             .kill_on_drop(true);
         let procs = cgroup.as_ref().map(Cgroup::procs_fd);
-        // SAFETY: the closure only calls write and prctl, which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some(fd) = procs {
+        if let Some(fd) = procs {
+            // SAFETY: the closure only calls write, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
                     enter_cgroup(fd);
-                }
-                die_with_parent()
-            });
+                    Ok(())
+                });
+            }
         }
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
@@ -145,6 +167,7 @@ impl Child {
             pipes: Some(pipes),
             forked_from: None,
             holder: None,
+            holder_pidfd: None,
             stdin_sent: 0,
             cgroup,
             pages_ahead: None,
@@ -161,6 +184,14 @@ impl Child {
         Ok(())
     }
 
+    /// A pidfd for `pid`, when the kernel has them.
+    pub fn pidfd(pid: u32) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
     /// Adopts a process that was re-parented to the worker, whose pid the caller registered
     /// with [`reaper::Owned`] before it could be reaped.
     pub fn adopt(
@@ -170,25 +201,40 @@ impl Child {
         holder: Option<u32>,
         stdin_sent: usize,
     ) -> Child {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        let pidfd = if fd >= 0 {
-            // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let pidfd = Child::pidfd(pid).and_then(|owned| {
             // SAFETY: an OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
             unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }.ok()
-        } else {
-            None
-        };
+        });
         Child {
             pid,
             kind: Kind::Adopted(pidfd),
             pipes: Some(pipes),
             forked_from: Some(forked_from),
             holder,
+            holder_pidfd: None,
             stdin_sent,
             cgroup: None,
             pages_ahead: None,
+        }
+    }
+
+    /// SIGKILL to the memory holder, once the task's leader is reaped. A holder exits by itself
+    /// right after its task; one the task stopped (SIGSTOP) or otherwise kept from waking
+    /// would hold the task's whole address space, outside the task's cgroup, until the worker
+    /// stops. Through its pidfd: never another process that took a reused pid.
+    pub fn kill_holder(&mut self) {
+        let Some(fd) = self.holder_pidfd.take() else {
+            return;
+        };
+        // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo and no flags.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
         }
     }
 
