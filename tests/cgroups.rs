@@ -344,10 +344,16 @@ async fn cold_and_warm_cancel_and_deadline_kill_the_whole_cgroup() {
         let pid = escapee_pid(&w, &id).await;
         assert_unmarked(pid, &id);
         assert!(escapee_alive(pid));
-        let tasks: Vec<String> = cgroups_in(&tree)
-            .into_iter()
-            .filter(|n| n != "worker" && !holds_only_a_spare(&tree.join(n)))
-            .collect();
+        let tasks = || -> Vec<String> {
+            cgroups_in(&tree)
+                .into_iter()
+                .filter(|n| n != "worker" && !holds_only_a_spare(&tree.join(n)))
+                .collect()
+        };
+        // The next spare's cgroup is empty between its making and the spare's move (a loaded
+        // machine saw it so): wait for that move, as `cgroups_in_use` does.
+        eventually(Duration::from_secs(5), || tasks().len() == 1).await;
+        let tasks = tasks();
         assert_eq!(tasks.len(), 1, "{kind:?}: the task's cgroup: {tasks:?}");
         let c = w.run(json!({"taskType":"task.cancel","taskId":id})).await;
         assert_eq!(c["status"], "cancelled", "{c:#}");
