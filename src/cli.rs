@@ -25,7 +25,7 @@ pub struct RunArgs {
     /// Command line for command.run.
     #[arg(long)]
     pub command: Option<String>,
-    /// Print events as NDJSON (the last line is the task.result event).
+    /// Print events and live text (task.delta) as NDJSON (the last line is the task.result event).
     #[arg(long)]
     pub json: bool,
     /// Session id: the conversation carries on from earlier runs of the same session.

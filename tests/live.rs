@@ -8,6 +8,8 @@ mod common;
 
 #[path = "live/a2a.rs"]
 mod a2a;
+#[path = "live/cli.rs"]
+mod cli;
 #[path = "live/flood.rs"]
 mod flood;
 
