@@ -92,20 +92,8 @@ fn string(p: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Strin
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(format!(
             "\"{key}\" must be a string, not {}",
-            json_type(&other)
+            crate::wire::kind_of(&other)
         )),
-    }
-}
-
-/// How an error names a JSON value's type.
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
