@@ -111,15 +111,21 @@ impl Messages {
         }
     }
 
-    /// Reads until a delta arrives; returns it and every message before it.
+    /// Reads until a delta arrives (within 60 s: heartbeats alone do not keep it waiting);
+    /// returns it, and adds every message before it to `seen`.
     pub async fn until_delta(&mut self, seen: &mut Vec<SseMessage>) -> SseMessage {
-        loop {
-            let m = self.next().await.expect("a delta before the stream ended");
-            if m.data["type"] == "task.delta" {
-                return m;
+        let wait = async {
+            loop {
+                let m = self.next().await.expect("a delta before the stream ended");
+                if m.data["type"] == "task.delta" {
+                    return m;
+                }
+                seen.push(m);
             }
-            seen.push(m);
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("a delta within 60 s")
     }
 }
 

@@ -4,22 +4,27 @@ use serde_json::{json, Value};
 
 use super::{go, worker, Messages};
 
-/// The next artifact update of live text (not the final output artifact).
+/// The next artifact update of live text (not the final output artifact), within 60 s.
 async fn next_piece(msgs: &mut Messages, v1: bool) -> Value {
-    loop {
-        let m = msgs.next().await.expect("a piece before the stream ended");
-        let r = &m.data["result"];
-        let u = if v1 {
-            &r["artifactUpdate"]
-        } else if r["kind"] == "artifact-update" {
-            r
-        } else {
-            continue;
-        };
-        if u["artifact"]["name"] == "message" {
-            return u.clone();
+    let wait = async {
+        loop {
+            let m = msgs.next().await.expect("a piece before the stream ended");
+            let r = &m.data["result"];
+            let u = if v1 {
+                &r["artifactUpdate"]
+            } else if r["kind"] == "artifact-update" {
+                r
+            } else {
+                continue;
+            };
+            if u["artifact"]["name"] == "message" {
+                return u.clone();
+            }
         }
-    }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("a piece within 60 s")
 }
 
 #[tokio::test]
