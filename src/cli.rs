@@ -25,7 +25,7 @@ pub struct RunArgs {
     /// Command line for command.run.
     #[arg(long)]
     pub command: Option<String>,
-    /// Print events as NDJSON (the last line is the task.result event).
+    /// Print events and live text (task.delta) as NDJSON (the last line is the task.result event).
     #[arg(long)]
     pub json: bool,
     /// Session id: the conversation carries on from earlier runs of the same session.
@@ -127,7 +127,36 @@ fn describe(e: &Shown, started: Instant) -> String {
     line
 }
 
-/// Runs one payload to its end, showing events as they happen; returns the result.
+/// Shows one event: as it is (`--json`), or in words, after ending a line of live text.
+fn show_event(
+    out: &mut impl Write,
+    e: &crate::wire::EventJson,
+    json: bool,
+    spinner: &Option<indicatif::ProgressBar>,
+    open: &mut Option<(String, &'static str)>,
+    started: Instant,
+) -> std::io::Result<()> {
+    if json {
+        return writeln!(out, "{}", e.get());
+    }
+    let Ok(ev) = serde_json::from_str::<Shown>(e.get()) else {
+        return Ok(());
+    };
+    if open.take().is_some() {
+        writeln!(out)?;
+    }
+    let line = describe(&ev, started);
+    match spinner {
+        Some(s) => {
+            s.println(line);
+            Ok(())
+        }
+        None => writeln!(out, "{line}"),
+    }
+}
+
+/// Runs one payload to its end, showing events and live text as they happen; returns the
+/// result.
 pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::Result<TaskResult> {
     let task = match worker.start(payload, RequestIds::new(None, None)).await {
         Start::New(t) | Start::Existing(t) => t,
@@ -142,23 +171,57 @@ pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::R
         s
     });
     let mut changes = task.events.subscribe();
+    let live = task.events.live();
     let mut shown = 0u64;
     let mut out = std::io::stdout().lock();
+    let mut spinner = spinner;
+    // The message whose text is being printed, on a line not ended yet.
+    let mut open: Option<(String, &'static str)> = None;
     loop {
         changes.borrow_and_update();
+        for d in live.take() {
+            // The events recorded before a piece are shown before it.
+            while shown < d.after_seq {
+                let since = task.events.since(shown, 1 << 20);
+                if since.events.is_empty() {
+                    break;
+                }
+                for e in since.events.iter().take((d.after_seq - shown) as usize) {
+                    shown += 1;
+                    show_event(&mut out, e, json, &spinner, &mut open, started)?;
+                }
+            }
+            if json {
+                writeln!(out, "{}", d.to_json(&task.id))?;
+                continue;
+            }
+            // Text is printed as it comes, on lines of its own: a spinner would redraw over it.
+            if let Some(s) = spinner.take() {
+                s.finish_and_clear();
+            }
+            let tag = match d.kind {
+                crate::live::Kind::Text => "text",
+                crate::live::Kind::Reasoning => "reasoning",
+                crate::live::Kind::ToolCall { .. } => "tool args",
+            };
+            if open
+                .as_ref()
+                .is_none_or(|(id, t)| *id != d.message_id || *t != tag)
+            {
+                if open.is_some() {
+                    writeln!(out)?;
+                }
+                let t = started.elapsed().as_secs_f64();
+                write!(out, "{t:>7.2}s {tag:<9} ")?;
+                open = Some((d.message_id.clone(), tag));
+            }
+            write!(out, "{}", d.text)?;
+        }
         let since = task.events.since(shown, 1 << 20);
         let done = since.events.is_empty() && task.result().is_some();
         for e in since.events {
             shown += 1;
-            if json {
-                writeln!(out, "{}", e.get())?;
-            } else if let Ok(ev) = serde_json::from_str::<Shown>(e.get()) {
-                let line = describe(&ev, started);
-                match &spinner {
-                    Some(s) => s.println(line),
-                    None => writeln!(out, "{line}")?,
-                }
-            }
+            show_event(&mut out, &e, json, &spinner, &mut open, started)?;
         }
         out.flush()?;
         if done {
@@ -173,6 +236,7 @@ pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::R
         }
         tokio::select! {
             _ = changes.changed() => {}
+            _ = live.ready() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }

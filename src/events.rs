@@ -1,5 +1,6 @@
 //! The event sink: the one place that numbers events and fans them out to the in-memory buffer
-//! (responses, `task.status`), live subscribers (SSE) and the task's `events.ndjson`.
+//! (responses, `task.status`), live subscribers (SSE) and the task's `events.ndjson`. Live text
+//! (deltas, [`crate::live`]) passes through it too, to live subscribers only.
 //!
 //! The buffer keeps the most recent events up to a byte cap; anything older is read back from
 //! `events.ndjson`, so a slow subscriber or a late `task.status` loses nothing.
@@ -12,8 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
+use crate::live::Delta;
 use crate::task::EventsLog;
-use crate::wire::{EventDraft, EventJson, EventRef};
+use crate::wire::{EventDraft, EventJson, EventPayload, EventRef, EventType};
 
 /// Current time as RFC 3339 UTC with milliseconds. A flood emits thousands of events per
 /// millisecond, so the text is formatted once per millisecond and per thread.
@@ -58,6 +60,7 @@ pub struct EventSink {
     cap_bytes: usize,
     state: Mutex<State>,
     last_seq: watch::Sender<u64>,
+    live: crate::live::Live,
 }
 
 /// Events after some sequence number.
@@ -88,6 +91,7 @@ impl EventSink {
                 log_error: None,
             }),
             last_seq: watch::channel(0).0,
+            live: crate::live::Live::default(),
         }
     }
 
@@ -139,7 +143,31 @@ impl EventSink {
                 st.buffer_bytes -= old.get().len();
             }
         }
+        drop(st);
+        // The step that completes a message being written carries its `messageId`: from now
+        // on the record holds that text, so a late subscriber needs no copy of it.
+        if self.live.any_open() && draft.kind == EventType::Progress {
+            if let Some(EventPayload::Value(p)) = &draft.payload {
+                if let Some(id) = p.get("messageId").and_then(serde_json::Value::as_str) {
+                    self.live.close(id);
+                }
+            }
+        }
         seq
+    }
+
+    /// Hands a piece of live text to the live subscribers, after the events recorded so far;
+    /// it is never recorded.
+    pub fn delta(&self, mut delta: Delta) {
+        delta.after_seq = self.last_seq();
+        delta.ts = now_ts();
+        self.live.push(delta);
+    }
+
+    /// A live subscriber's queue of deltas, first holding the text so far of each message
+    /// still being written.
+    pub fn live(&self) -> crate::live::Subscriber {
+        self.live.subscribe(self.last_seq())
     }
 
     /// Writes buffered log lines to disk and wakes subscribers.
@@ -165,6 +193,7 @@ impl EventSink {
 
     /// Flushes and closes `events.ndjson`; returns the first write error, if any.
     pub fn close(&self) -> Option<String> {
+        self.live.end();
         self.flush();
         let mut st = self.lock();
         st.log = None;
@@ -348,7 +377,6 @@ pub fn read_page(mut file: File, offset: u64, after: u64, max: usize) -> (Since,
 mod tests {
     use super::*;
     use crate::task::TaskFolder;
-    use crate::wire::{EventDraft, EventType};
 
     /// A sink logging to a fresh task folder `t1` under `root`; the log's path.
     fn sink_in(root: &std::path::Path, cap: usize) -> (EventSink, std::path::PathBuf) {

@@ -21,6 +21,7 @@
 //!   killed and reaped.
 //! - [`protocol`]: a child's stdout line → event or final result.
 //! - [`events`]: the one event sink (buffer, live subscribers, `events.ndjson`).
+//! - [`live`]: live text (`task.delta`): never recorded, fanned out through merging queues.
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`entrypoints`]: which agent entrypoints a payload may choose.
@@ -51,6 +52,7 @@ pub mod entrypoints;
 pub mod events;
 pub mod frameworks;
 pub mod http;
+pub mod live;
 pub mod memory;
 pub mod procfs;
 pub mod protocol;

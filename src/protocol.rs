@@ -26,6 +26,10 @@ pub struct ChildResult {
 pub enum ChildLine {
     /// An event the child emitted (`seq`, `ts`, `taskId` still to be set).
     Event(EventDraft),
+    /// A piece of live text (§4.1), not an event of the record.
+    Delta(Box<crate::live::Delta>),
+    /// A `task.delta` line that cannot be used: what is wrong with it.
+    BadDelta(String),
     /// A final result (the last one wins).
     Result(Box<ChildResult>),
     /// A JSON object that is neither: shown as a log line.
@@ -40,9 +44,15 @@ pub fn classify(line: &str) -> ChildLine {
     if !trimmed.starts_with('{') {
         return ChildLine::Text;
     }
-    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(trimmed) else {
+    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(trimmed) else {
         return ChildLine::Text;
     };
+    if obj.get("type").and_then(Value::as_str) == Some("task.delta") {
+        return match crate::live::parse(obj.remove("payload")) {
+            Ok(d) => ChildLine::Delta(Box::new(d)),
+            Err(why) => ChildLine::BadDelta(why),
+        };
+    }
     match obj.get("type").and_then(Value::as_str) {
         Some("task.result") => ChildLine::Result(Box::new(result_from(obj, true))),
         Some(t) => match EventType::from_wire(t) {
@@ -194,6 +204,21 @@ mod tests {
             panic!()
         };
         assert_eq!(r.result, Some(serde_json::json!({"a": 1})));
+    }
+
+    #[test]
+    fn delta_lines_are_deltas_or_named_refusals() {
+        let ChildLine::Delta(d) =
+            classify(r#"{"type":"task.delta","payload":{"messageId":"m-1","text":"Hel"}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!((d.message_id.as_str(), d.text.as_str()), ("m-1", "Hel"));
+        let ChildLine::BadDelta(why) = classify(r#"{"type":"task.delta","payload":{"text":"x"}}"#)
+        else {
+            panic!()
+        };
+        assert!(why.contains("messageId"), "{why}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use warp::http::{header, HeaderMap, HeaderValue};
 use warp::reply::Response;
 
+use crate::live::Delta;
 use crate::task::{Task, Worker};
 use crate::wire::{ErrorCode, EventJson, TaskResult};
 
@@ -73,6 +74,10 @@ pub trait Framing: Send + 'static {
     /// Messages for the end, given the `task.result` event's seq (also when a stream resumed
     /// at or past it) and the whole result.
     fn end(&mut self, seq: u64, result: &TaskResult) -> Vec<Bytes>;
+    /// Appends the message for a piece of live text (no `id:`: it is not in the record).
+    fn delta(&mut self, delta: &Delta, task_id: &str, out: &mut BytesMut) {
+        out.extend_from_slice(&frame(None, &delta.to_json(task_id)));
+    }
     /// After this long without a message, a comment line (`: keep-alive`), for clients that
     /// give up on a quiet stream sooner than the heartbeat interval; none by default.
     fn keep_alive(&self) -> Option<std::time::Duration> {
@@ -120,7 +125,7 @@ pub fn framed_stream(
     after: u64,
     cap: usize,
     first: Vec<Bytes>,
-    mut framing: impl Framing,
+    framing: impl Framing,
 ) -> Response {
     let place = match task.subscribers.join() {
         Ok(place) => place,
@@ -136,27 +141,38 @@ pub fn framed_stream(
             }
         }
         let mut changes = task.events.subscribe();
-        let mut sent = after;
+        // Joined before the first read of the record, so no delta falls between the two.
+        let live = task.events.live();
+        let mut s = Pump {
+            task,
+            sent: after,
+            cap,
+            framing,
+            tx,
+            batch: BytesMut::new(),
+        };
         loop {
             changes.borrow_and_update();
-            let since = task.events.since(sent, STEP_BYTES);
-            let got_any = !since.events.is_empty();
-            // One chunk per step, not per event; seq numbers are contiguous, and the
-            // serializer always writes "type" first.
-            let mut batch = BytesMut::new();
-            for e in since.events {
-                sent += 1;
-                if e.get().starts_with(r#"{"type":"task.result""#) {
-                    let result = task.answer(cap).await;
-                    for m in framing.end(sent, &result) {
-                        batch.extend_from_slice(&m);
+            // Each delta after the events recorded before it (they are in the record by now).
+            for d in live.take() {
+                while s.sent < d.after_seq {
+                    match s.events(d.after_seq).await {
+                        Pumped::Ended | Pumped::Gone => return,
+                        Pumped::Some => {}
+                        Pumped::None => break,
                     }
-                    let _ = tx.send(Ok(batch.freeze())).await;
-                    return;
+                    if s.batch.len() >= STEP_BYTES && !s.send().await {
+                        return;
+                    }
                 }
-                framing.event(sent, &e, &mut batch);
+                s.framing.delta(&d, &s.task.id, &mut s.batch);
             }
-            if !batch.is_empty() && tx.send(Ok(batch.freeze())).await.is_err() {
+            let got_any = match s.events(u64::MAX).await {
+                Pumped::Ended | Pumped::Gone => return,
+                Pumped::Some => true,
+                Pumped::None => false,
+            };
+            if !s.send().await {
                 return;
             }
             if got_any {
@@ -165,13 +181,12 @@ pub fn framed_stream(
             // Nothing after `sent` and finished: the `task.result` event lies at or before the
             // id the stream resumed from (the result is set only after that event, the last
             // one). End now, as from the folder.
-            if task.result().is_some() {
-                let result = task.answer(cap).await;
-                let mut batch = BytesMut::new();
-                for m in framing.end(task.events.last_seq(), &result) {
-                    batch.extend_from_slice(&m);
+            if s.task.result().is_some() {
+                let result = s.task.answer(s.cap).await;
+                for m in s.framing.end(s.task.events.last_seq(), &result) {
+                    s.batch.extend_from_slice(&m);
                 }
-                let _ = tx.send(Ok(batch.freeze())).await;
+                s.send().await;
                 return;
             }
             tokio::select! {
@@ -180,11 +195,12 @@ pub fn framed_stream(
                         return;
                     }
                 }
+                _ = live.ready() => {}
                 // A stream resumed past the last id hears of no new event: the end wakes it.
-                _ = task.finished() => {}
-                _ = tx.closed() => return,
-                _ = quiet_for(framing.keep_alive()) => {
-                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                _ = s.task.finished() => {}
+                _ = s.tx.closed() => return,
+                _ = quiet_for(s.framing.keep_alive()) => {
+                    if s.tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
                         return;
                     }
                 }
@@ -192,6 +208,66 @@ pub fn framed_stream(
         }
     });
     sse_response(rx)
+}
+
+/// What one read of the record gave.
+enum Pumped {
+    /// Events, framed into the batch.
+    Some,
+    /// Nothing new.
+    None,
+    /// The end was framed and sent.
+    Ended,
+    /// The client left.
+    Gone,
+}
+
+/// One stream's producer: where it is in the record, and the bytes not sent yet.
+struct Pump<F> {
+    task: Arc<Task>,
+    sent: u64,
+    cap: usize,
+    framing: F,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    batch: BytesMut,
+}
+
+impl<F: Framing> Pump<F> {
+    /// Sends the batch, if any; false when the client left.
+    async fn send(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.tx.send(Ok(self.batch.split().freeze())).await.is_ok()
+    }
+
+    /// Frames one step of the events after `sent`, up to `upto`; at `task.result`, the end.
+    async fn events(&mut self, upto: u64) -> Pumped {
+        let since = self.task.events.since(self.sent, STEP_BYTES);
+        if since.events.is_empty() {
+            return Pumped::None;
+        }
+        // Seq numbers are contiguous, and the serializer always writes "type" first.
+        for e in since.events {
+            if self.sent >= upto {
+                break;
+            }
+            self.sent += 1;
+            if e.get().starts_with(r#"{"type":"task.result""#) {
+                let result = self.task.answer(self.cap).await;
+                for m in self.framing.end(self.sent, &result) {
+                    self.batch.extend_from_slice(&m);
+                }
+                return if self.send().await {
+                    Pumped::Ended
+                } else {
+                    Pumped::Gone
+                };
+            }
+            self.framing.event(self.sent, &e, &mut self.batch);
+        }
+        Pumped::Some
+    }
 }
 
 /// The 429 for a stream past a task's subscriber limit.

@@ -18,6 +18,10 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Longest stderr line kept for that error.
 const STDERR_TAIL_LINE_BYTES: usize = 2000;
 
+/// Refused delta lines each named in a warning event; past them they are only counted (a
+/// child writing 100,000 bad lines gets a few warnings and one count, not 100,000 events).
+const BAD_DELTA_WARNINGS: u64 = 10;
+
 /// Turns what the child does into events, output and a result.
 struct ChildObserver<'a> {
     task: &'a Task,
@@ -26,6 +30,8 @@ struct ChildObserver<'a> {
     output: Output,
     result: Option<ChildResult>,
     stderr_tail: VecDeque<String>,
+    /// `task.delta` lines refused so far.
+    bad_deltas: u64,
 }
 
 /// Output text up to a cap; the rest is counted, and stays in `events.ndjson`.
@@ -68,6 +74,24 @@ impl Output {
 }
 
 impl ChildObserver<'_> {
+    /// A `task.delta` line refused: warned about, up to [`BAD_DELTA_WARNINGS`].
+    fn bad_delta(&mut self, why: &str) {
+        self.bad_deltas += 1;
+        if self.bad_deltas > BAD_DELTA_WARNINGS {
+            return;
+        }
+        let more = if self.bad_deltas == BAD_DELTA_WARNINGS {
+            " (further refused delta lines are counted at the end, not each named)"
+        } else {
+            ""
+        };
+        self.task.events.emit(&EventDraft::new(
+            EventType::Log,
+            format!("A task.delta line was refused: {why}.{more}"),
+            Some(json!({"stream": "stdout", "source": "worker", "level": "warning"})),
+        ));
+    }
+
     fn log(&self, stream: Stream, text: String, truncated: bool, invalid_utf8: bool) {
         self.task.events.emit(&EventDraft {
             kind: EventType::Log,
@@ -118,6 +142,8 @@ impl Observer for ChildObserver<'_> {
                 }
                 self.result = Some(*r);
             }
+            ChildLine::Delta(d) => self.task.events.delta(*d),
+            ChildLine::BadDelta(why) => self.bad_delta(&why),
             ChildLine::OtherJson => self.log(stream, text, truncated, invalid),
             ChildLine::Text => {
                 self.output.push(&text, newline);
@@ -173,8 +199,19 @@ pub(super) async fn supervise(
         },
         result: None,
         stderr_tail: VecDeque::new(),
+        bad_deltas: 0,
     };
     let outcome = supervisor::run(spec, child, task.cancel.clone(), &mut obs).await;
+    if obs.bad_deltas > BAD_DELTA_WARNINGS {
+        task.events.emit(&EventDraft::new(
+            EventType::Log,
+            format!(
+                "{} task.delta lines were refused in all (the first {BAD_DELTA_WARNINGS} are named above).",
+                obs.bad_deltas
+            ),
+            Some(json!({"stream": "stdout", "source": "worker", "level": "warning"})),
+        ));
+    }
     task.events.flush();
     let ChildObserver {
         output,

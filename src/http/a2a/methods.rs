@@ -240,6 +240,7 @@ fn task_stream(
         id: id.clone(),
         context_id,
         version: v,
+        begun: Default::default(),
     };
     sse::framed_stream(task, after, cap, first, framing)
 }

@@ -236,6 +236,31 @@ pub fn artifact_update(v: Version, r: &TaskResult, context_id: &str) -> Value {
     }
 }
 
+/// An update adding `artifact`'s parts to the artifact of the same id (`append`), or creating
+/// it: a piece of live text, never the last chunk.
+pub fn appended_artifact(
+    v: Version,
+    task_id: &str,
+    context_id: &str,
+    artifact: Value,
+    append: bool,
+) -> Value {
+    let mut u = json!({
+        "taskId": task_id,
+        "contextId": context_id,
+        "artifact": artifact,
+        "append": append,
+        "lastChunk": false,
+    });
+    match v {
+        Version::V1 => json!({ "artifactUpdate": u }),
+        Version::V03 => {
+            u["kind"] = json!("artifact-update");
+            u
+        }
+    }
+}
+
 /// The reference worker's `message/send` answer (0.3, blocking): a message whose text is the
 /// output, or the error of a failed run, with `metadata.ok/events/artifacts/error`.
 pub fn reference_answer(r: &TaskResult, context_id: &str) -> Value {

@@ -1,12 +1,16 @@
 //! A task's events as an A2A stream: each `data:` a whole JSON-RPC response holding a status
-//! update (a progress event's message becomes the status message), then the output artifact
-//! and the terminal status, after which the stream closes.
+//! update (a progress event's message becomes the status message), live text as artifact
+//! updates appended to one artifact per message, then the output artifact and the terminal
+//! status, after which the stream closes.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
+use std::collections::HashSet;
+
 use super::shape::{self, Version};
 use crate::http::sse::{self, Framing};
+use crate::live::{Delta, Kind};
 use crate::wire::{EventJson, TaskResult};
 
 /// A comment line after this long without a message.
@@ -25,6 +29,9 @@ pub struct A2aFraming {
     pub context_id: String,
     /// The version asked for.
     pub version: Version,
+    /// Artifacts of live text this stream has begun: the first piece of each creates it,
+    /// the rest are appended to it (an SDK ignores an append to an artifact it has not seen).
+    pub begun: HashSet<String>,
 }
 
 impl Framing for A2aFraming {
@@ -53,6 +60,33 @@ impl Framing for A2aFraming {
             false,
             json!({ "event": ev }),
         );
+        out.extend_from_slice(&sse::frame(None, &rpc_line(&self.id, &update)));
+    }
+
+    /// A piece of live text: appended to one artifact per message (and kind), so that a
+    /// client's task ends up holding the text as written.
+    fn delta(&mut self, d: &Delta, task_id: &str, out: &mut BytesMut) {
+        let (artifact_id, name) = match &d.kind {
+            Kind::Text => (format!("{task_id}-message-{}", d.message_id), "message"),
+            Kind::Reasoning => (format!("{task_id}-reasoning-{}", d.message_id), "reasoning"),
+            Kind::ToolCall { tool_call_id, .. } => {
+                (format!("{task_id}-tool-call-{tool_call_id}"), "tool_call")
+            }
+        };
+        let append = !self.begun.insert(artifact_id.clone());
+        let mut metadata = json!({"messageId": d.message_id, "afterSeq": d.after_seq});
+        if let Kind::ToolCall { tool_call_id, tool } = &d.kind {
+            metadata["toolCallId"] = json!(tool_call_id);
+            metadata["tool"] = json!(tool);
+        }
+        let artifact = json!({
+            "artifactId": artifact_id,
+            "name": name,
+            "parts": [shape::text_part(&d.text, self.version)],
+            "metadata": metadata,
+        });
+        let update =
+            shape::appended_artifact(self.version, task_id, &self.context_id, artifact, append);
         out.extend_from_slice(&sse::frame(None, &rpc_line(&self.id, &update)));
     }
 

@@ -174,3 +174,33 @@ def unknown_keys(raw, known, path=""):
         for i, (a, b) in enumerate(zip(raw, known)):
             out += unknown_keys(a, b, f"{path}[{i}]")
     return out
+
+
+def talker(folder, pieces):
+    """A framework child whose model writes `pieces` of message `m-1` as live text (`task.delta`),
+    each after the test created `go<i>` in `folder` (it saw piece i arrive), then the step that
+    closes the message and the result. Returns the worker environment that makes it the default
+    framework."""
+    path = os.path.join(str(folder), "talker.py")
+    with open(path, "w") as f:
+        f.write(f"""#!/usr/bin/env python3
+import json, os, sys, time
+def out(o):
+    sys.stdout.write(json.dumps(o) + "\\n")
+    sys.stdout.flush()
+pieces = {json.dumps(pieces)}
+for i, p in enumerate(pieces):
+    out({{"type": "task.delta", "payload": {{"messageId": "m-1", "text": p}}}})
+    while not os.path.exists(os.path.join({json.dumps(str(folder))}, "go%d" % i)):
+        time.sleep(0.01)
+text = "".join(pieces)
+out({{"type": "task.progress", "message": "model_turn", "payload": {{"messageId": "m-1", "text": text}}}})
+out({{"type": "task.result", "output": text}})
+""")
+    os.chmod(path, 0o755)
+    return {"AGENTDISPATCH_FRAMEWORK_COMMAND_TALKER": path, "AGENTDISPATCH_AGENT_FRAMEWORK": "talker"}
+
+
+def go(folder, i):
+    """Lets the talker write the piece after piece `i`."""
+    open(os.path.join(str(folder), f"go{i}"), "w").close()

@@ -33,7 +33,7 @@ from a2a.types import (
     TextPart,
 )
 
-from conftest import unknown_keys
+from conftest import Worker, go, talker, unknown_keys
 
 RESPONSE_MODEL = {
     "message/send": SendMessageResponse,
@@ -285,3 +285,34 @@ def test_one_context_id_throughout_and_a_follow_up_continues_the_session(worker)
         await client.close()
 
     run(go())
+
+
+def test_live_text_arrives_as_artifact_updates_appended_to_one_artifact(tmp_path):
+    w = Worker(talker(tmp_path, ["Hel", "lo, ", "world"]))
+
+    async def go_on():
+        client = await connect(w.url)
+        pieces, final = [], None
+        async for e in client.send_message(message("hi")):
+            if not isinstance(e, tuple):
+                continue
+            task, u = e
+            if isinstance(u, TaskArtifactUpdateEvent) and u.artifact.name == "message":
+                pieces.append((bool(u.append), text_of(u.artifact.parts), u.artifact.artifact_id))
+                # The next piece is written only once this one arrived.
+                go(tmp_path, len(pieces) - 1)
+            final = task.model_copy(deep=True)
+        await client.close()
+        return pieces, final
+
+    try:
+        pieces, final = run(go_on())
+    finally:
+        w.stop()
+        w.tmp.cleanup()
+    assert [(a, t) for a, t, _ in pieces] == [(False, "Hel"), (True, "lo, "), (True, "world")]
+    assert len({i for _, _, i in pieces}) == 1
+    # The SDK's task holds the text as written, beside the output artifact.
+    [art] = [a for a in final.artifacts if a.name == "message"]
+    assert "".join(p.root.text for p in art.parts) == "Hello, world"
+    assert final.status.state == TaskState.completed

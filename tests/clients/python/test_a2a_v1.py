@@ -16,6 +16,8 @@ from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.types import a2a_pb2 as pb
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError, UnsupportedOperationError
 
+from conftest import Worker, go, talker
+
 RESULT_MODEL = {
     "SendMessage": pb.SendMessageResponse,
     "SendStreamingMessage": pb.StreamResponse,
@@ -272,3 +274,29 @@ def test_one_context_id_throughout_and_a_follow_up_continues_the_session(worker)
         await client.close()
 
     run(go())
+
+
+def test_live_text_arrives_as_artifact_updates_appended_to_one_artifact(tmp_path):
+    w = Worker(talker(tmp_path, ["Hel", "lo, ", "world"]))
+
+    async def go_on():
+        client = await create_client(w.url)
+        pieces, kinds = [], []
+        async for e in client.send_message(message("hi")):
+            kinds.append(kind(e))
+            if kind(e) == "artifact_update" and e.artifact_update.artifact.name == "message":
+                u = e.artifact_update
+                pieces.append((u.append, text_of(u.artifact.parts), u.artifact.artifact_id))
+                # The next piece is written only once this one arrived.
+                go(tmp_path, len(pieces) - 1)
+        await client.close()
+        return pieces, kinds
+
+    try:
+        pieces, kinds = run(go_on())
+    finally:
+        w.stop()
+        w.tmp.cleanup()
+    assert [(a, t) for a, t, _ in pieces] == [(False, "Hel"), (True, "lo, "), (True, "world")]
+    assert len({i for _, _, i in pieces}) == 1
+    assert kinds[-2:] == ["artifact_update", "status_update"]
