@@ -4,8 +4,8 @@ import json
 import signal
 import time
 
-from conftest import FrameworkContract, group_members, kill_group, parse_events, run_framework, start_framework, \
-    write_module
+from conftest import FrameworkContract, group_members, is_step, kill_group, parse_events, run_framework, \
+    start_framework, write_module
 
 
 class TestCrewai(FrameworkContract):
@@ -66,11 +66,10 @@ class TestCrewai(FrameworkContract):
         proc = start_framework(self.framework, tmp_path, "please be slow",
                                input={"entrypoint": "exit_zero_agent:agent"}, env={"AGENTDISPATCH_APP_DIR": str(app)})
         try:
-            deadline, seen = time.monotonic() + 120, ""
-            while '"tool_call"' not in seen and time.monotonic() < deadline:
+            deadline, line = time.monotonic() + 120, ""
+            while not is_step(line, "tool_call") and time.monotonic() < deadline:
                 line = proc.stdout.readline()
                 assert line, f"ended before the tool call: {proc.stderr.read()[-2000:]}"
-                seen += line
             time.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)

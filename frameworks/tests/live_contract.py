@@ -1,0 +1,112 @@
+"""The live-text tests every framework runner passes (SPEC §4.1), part of ``FrameworkContract``.
+
+The example agents' offline models write their answers in pieces (``agentdispatch.examples``);
+the runner must hand each piece on as a ``task.delta`` line as its framework's own streaming API
+gives it out, and close each message with a step carrying the same ``messageId``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+
+from conftest import Run, kill_group, parse_lines, run_framework, start_framework
+
+PIECE_GATE_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_GATE"
+ANSWER_PIECES = ["Shouted: ", "HELLO ", "WORLD"]  # how the example models write the answer
+
+
+def check_live_text(run: Run) -> None:
+    """Each model message streamed before the step that closes it, its deltas adding up to that
+    step's text; the answer in several deltas; tool calls' ids and argument pieces consistent."""
+    lines = run.lines
+    turns = [(i, e["payload"]) for i, e in enumerate(lines)
+             if e["type"] == "task.progress" and (e.get("payload") or {}).get("step") == "model_turn"]
+    assert turns, run.describe()
+    ids = [t.get("messageId") for _, t in turns]
+    assert all(ids) and len(set(ids)) == len(ids), f"model_turn messageIds {ids}\n{run.describe()}"
+    for i, turn in turns:
+        pieces = run.deltas(turn["messageId"])
+        assert all(j < i for j, _ in pieces), f"a delta of {turn['messageId']} after its model_turn\n{run.describe()}"
+        assert "".join(p["text"] for _, p in pieces) == turn["text"], run.describe()
+    last = turns[-1][1]
+    assert len(run.deltas(last["messageId"])) > 1, f"the answer came in one piece\n{run.describe()}"
+    final = run.steps("final_answer")[-1][1]
+    assert (final.get("messageId"), final["text"]) == (last["messageId"], last["text"]), run.describe()
+    calls, outs = run.steps("tool_call"), run.steps("tool_result")
+    assert [c.get("toolCallId") for _, c in calls] == [o.get("toolCallId") for _, o in outs], run.describe()
+    for _, call in calls:
+        assert call.get("toolCallId"), f"a tool_call without toolCallId\n{run.describe()}"
+        pieces = [p for _, p in run.deltas(kind="tool_call") if p["toolCallId"] == call["toolCallId"]]
+        assert pieces, f"the call's arguments were not streamed\n{run.describe()}"
+        assert json.loads("".join(p["argsDelta"] for p in pieces)) == call["args"], run.describe()
+        assert {p.get("tool") for p in pieces} == {call["tool"]}, run.describe()
+
+
+class LiveTextContract:
+    framework: str = ""
+
+    def test_the_answer_streams_in_deltas_that_add_up_to_each_message(self, tmp_path):
+        run = run_framework(self.framework, tmp_path)
+        assert run.returncode == 0, run.describe()
+        check_live_text(run)
+        answer = run.steps("final_answer")[-1][1]["messageId"]
+        assert [p["text"] for _, p in run.deltas(answer)] == ANSWER_PIECES, run.describe()
+
+    def test_each_piece_is_out_before_the_model_writes_the_next(self, tmp_path):
+        # The model waits for a line on the gate FIFO before each piece of its answer but the
+        # first; this test writes that line only once it has read a text delta on the runner's
+        # stdout. A runner that collects the text (or waits for the turn's end) never gets the
+        # second piece: the run stalls and the test fails on its wait.
+        gate = tmp_path / "gate"
+        os.mkfifo(gate)
+        gate_fd = os.open(gate, os.O_RDWR)  # both ends: opening never blocks, the data stays
+        proc = start_framework(self.framework, tmp_path, env={PIECE_GATE_VAR: str(gate)})
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put(None)], daemon=True).start()
+        seen, texts = [], 0
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=120)
+                except queue.Empty:
+                    raise AssertionError(
+                        f"nothing more on stdout for 120 s after {texts} text delta(s): the model is waiting "
+                        f"for the previous piece to be seen; lines so far:\n{''.join(seen)}") from None
+                if line is None:
+                    break
+                seen.append(line)
+                event = json.loads(line)
+                if event.get("type") == "task.delta" and event["payload"].get("kind", "text") == "text":
+                    texts += 1
+                    os.write(gate_fd, b"\n")  # let the model write its next piece
+            proc.wait(timeout=60)
+            run = Run(proc.returncode, "".join(seen), proc.stderr.read(), 0.0)
+            run.lines = parse_lines(run.stdout)
+            run.events = [e for e in run.lines if e["type"] != "task.delta"]
+            assert run.returncode == 0, run.describe()
+            check_live_text(run)
+            answer = run.steps("final_answer")[-1][1]["messageId"]
+            assert [p["text"] for _, p in run.deltas(answer)] == ANSWER_PIECES, run.describe()
+        finally:
+            kill_group(proc.pid)
+            os.close(gate_fd)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def test_a_long_piece_is_cut_into_deltas_under_the_line_limit(self, tmp_path):
+        # One 12 KB word: the model writes it as one piece (and the call's arguments carry it
+        # too); with a 4 KiB line limit each delta line must fit, and the pieces still add up.
+        word = "abc" * 4000
+        run = run_framework(self.framework, tmp_path, word, env={"AGENTDISPATCH_MAX_LINE_BYTES": "4096"})
+        assert run.returncode == 0, run.describe()
+        check_live_text(run)
+        deltas = [line for line in run.stdout.splitlines() if json.loads(line)["type"] == "task.delta"]
+        assert max(len(line.encode()) for line in deltas) <= 4096, run.describe()
+        answer = run.steps("final_answer")[-1][1]
+        assert answer["text"] == f"Shouted: {word.upper()}", run.describe()
+        assert len(run.deltas(answer["messageId"])) > 4, run.describe()  # 12 KB in pieces of at most 1 KiB
+
