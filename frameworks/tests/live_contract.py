@@ -15,6 +15,7 @@ import threading
 from conftest import Run, kill_group, parse_lines, run_framework, start_framework
 
 PIECE_GATE_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_GATE"
+PIECE_DELAY_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS"
 ANSWER_PIECES = ["Shouted: ", "HELLO ", "WORLD"]  # how the example models write the answer
 
 
@@ -49,7 +50,8 @@ class LiveTextContract:
     framework: str = ""
 
     def test_the_answer_streams_in_deltas_that_add_up_to_each_message(self, tmp_path):
-        run = run_framework(self.framework, tmp_path)
+        # A slow model (a pause before each piece) streams the same pieces.
+        run = run_framework(self.framework, tmp_path, env={PIECE_DELAY_VAR: "5"})
         assert run.returncode == 0, run.describe()
         check_live_text(run)
         answer = run.steps("final_answer")[-1][1]["messageId"]

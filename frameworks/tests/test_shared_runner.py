@@ -185,6 +185,13 @@ def test_example_pieces_add_up():
     assert adr.example_pieces("one") == ["one"]
 
 
+def test_piece_pause_sleeps_the_piece_delay(monkeypatch):
+    monkeypatch.setenv("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", "30")
+    started = time.monotonic()
+    adr.piece_pause(0)
+    assert time.monotonic() - started >= 0.03
+
+
 def test_piece_pause_waits_for_a_line_on_the_gate(tmp_path, monkeypatch):
     # Before every piece but the first, the example models wait for one line on the gate FIFO.
     gate = tmp_path / "gate"
