@@ -5,6 +5,8 @@
 //!    idle (the floor), then while 4 clients keep hostile tasks running — a child that leaves a
 //!    FIFO, a 6 GB sparse file, a hard link and a symlink in its folder and declares them with
 //!    5,000 more artifacts; a child that floods stdout; a `setsid` escapee holding stdout.
+//!    Then while 4 clients read back task folders whose `result.json` / `events.ndjson` are
+//!    FIFOs (`task.status`, `GET /tasks/{id}/events`): each gets an error answer at once.
 //! 2. `/ping` the same way while 1,000 connections that opened with the HTTP/2 preface and
 //!    1,000 event-stream subscribers of one running task are held open, then while 4 clients
 //!    send requests with a 300 KB request-id header (issue 21, findings 3 and 5).
@@ -98,6 +100,87 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
         .unwrap_or_default()
 }
 
+/// Plants `<ART>/fifo-result/result.json` and `<ART>/fifo-log/events.ndjson` (beside a real
+/// result) as FIFOs; 4 clients read them back for `seconds` (`task.status`, `GET
+/// /tasks/{id}/events`), each answer an error naming the file. The `/ping` latencies during it
+/// and the reads made.
+async fn fifo_reads(w: &Server, client: &reqwest::Client, seconds: u64) -> (Vec<Duration>, u64) {
+    let art = w
+        .tmp
+        .as_ref()
+        .expect("the worker's folder")
+        .path()
+        .join("artifacts");
+    let real = post(client, &w.url, &json!({"taskId":"real","prompt":"x"})).await;
+    assert_eq!(real["ok"], true, "{real}");
+    let fifo = |path: std::path::PathBuf| {
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
+    };
+    std::fs::create_dir_all(art.join("fifo-result")).unwrap();
+    fifo(art.join("fifo-result/result.json"));
+    std::fs::create_dir_all(art.join("fifo-log")).unwrap();
+    std::fs::copy(
+        art.join("real/result.json"),
+        art.join("fifo-log/result.json"),
+    )
+    .unwrap();
+    fifo(art.join("fifo-log/events.ndjson"));
+    let clients = (0..4).map(|n| {
+        let (client, url) = (client.clone(), w.url.clone());
+        move || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let text = if n % 2 == 0 {
+                    let body = json!({"taskType":"task.status","taskId":"fifo-result"});
+                    post(&client, &url, &body).await.to_string()
+                } else {
+                    let r = client
+                        .get(format!("{url}/tasks/fifo-log/events"))
+                        .send()
+                        .await;
+                    r.expect("an answer").text().await.unwrap_or_default()
+                };
+                assert!(text.contains("artifact_read_failed"), "{text}");
+            }
+        }
+    });
+    under_load(client, &w.url, seconds, clients.collect()).await
+}
+
+/// Runs each of `clients` (a request, made again and again) for `seconds` while one more
+/// client pings: the `/ping` latencies, sorted, and the requests made.
+async fn under_load<F, Fut>(
+    client: &reqwest::Client,
+    url: &str,
+    seconds: u64,
+    clients: Vec<F>,
+) -> (Vec<Duration>, u64)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let p = tokio::spawn(pinger(client.clone(), url.to_string(), stop.clone()));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for request in clients {
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                request().await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let times = p.await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (times, done.load(Ordering::Relaxed))
+}
+
 fn main() {
     let mut seconds = 15u64;
     let mut args = std::env::args().skip(1);
@@ -132,40 +215,34 @@ fn main() {
         row("idle (floor)", &idle);
 
         // 1b. Hostile tasks, 4 clients, one kind each, back to back.
-        let stop = Arc::new(AtomicBool::new(false));
-        let p = tokio::spawn(pinger(client.clone(), w.url.clone(), stop.clone()));
-        let done = Arc::new(AtomicU64::new(0));
         let kinds = [
             json!({"framework":"hostile"}),
             json!({"taskType":"command.run","input":{"command":"sh -c 'yes | head -c 50000000'"}}),
             json!({"taskType":"command.run","input":{"command":"sh -c 'setsid sh -c \"sleep 30\" & echo started'"}}),
             json!({"framework":"hostile"}),
         ];
-        let mut clients = Vec::new();
-        for body in kinds {
-            let (client, url, stop, done) = (client.clone(), w.url.clone(), stop.clone(), done.clone());
-            clients.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
+        let clients = kinds.map(|body| {
+            let (client, url) = (client.clone(), w.url.clone());
+            move || {
+                let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                async move {
                     let r = post(&client, &url, &body).await;
                     assert!(r["status"].is_string(), "{r}");
-                    done.fetch_add(1, Ordering::Relaxed);
                 }
-            }));
+            }
+        });
+        let (hostile, done) = under_load(&client, &w.url, seconds, clients.into()).await;
+        row(&format!("4 clients of hostile tasks ({done} tasks)"), &hostile);
+
+        // 1c. Read-backs of folders with FIFOs, 4 clients.
+        let (fifo, reads) = fifo_reads(&w, &client, seconds).await;
+        row(&format!("4 clients reading FIFO folders back ({reads} reads)"), &fifo);
+        for (what, t) in [("hostile tasks run", &hostile), ("FIFO folders are read back", &fifo)] {
+            println!(
+                "\np99 while {what} / idle p99: {:.1}×",
+                ms(percentile(t, 99.0)) / ms(percentile(&idle, 99.0))
+            );
         }
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let hostile = p.await.unwrap();
-        for c in clients {
-            c.await.unwrap();
-        }
-        row(
-            &format!("4 clients of hostile tasks ({} tasks)", done.load(Ordering::Relaxed)),
-            &hostile,
-        );
-        println!(
-            "\np99 while hostile tasks run / idle p99: {:.1}×",
-            ms(percentile(&hostile, 99.0)) / ms(percentile(&idle, 99.0))
-        );
 
         connections(&w, &client, seconds, &idle).await;
 
@@ -258,21 +335,12 @@ async fn connections(w: &Server, client: &reqwest::Client, seconds: u64, idle: &
     );
     drop((h2, sse));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let p = tokio::spawn(pinger(client.clone(), w.url.clone(), stop.clone()));
     let long = Arc::new("r".repeat(300_000));
-    let refused = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (client, url, stop, long, refused) = (
-            client.clone(),
-            w.url.clone(),
-            stop.clone(),
-            long.clone(),
-            refused.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+    let clients = (0..4).map(|_| {
+        let (client, url, long) = (client.clone(), w.url.clone(), long.clone());
+        move || {
+            let (client, url, long) = (client.clone(), url.clone(), long.clone());
+            async move {
                 let r = client
                     .post(format!("{url}/invocations"))
                     .header("x-amzn-bedrock-agentcore-runtime-request-id", long.as_str())
@@ -283,21 +351,12 @@ async fn connections(w: &Server, client: &reqwest::Client, seconds: u64, idle: &
                     r.is_ok_and(|r| r.status() == 400),
                     "a long id header was not a 400"
                 );
-                refused.fetch_add(1, Ordering::Relaxed);
             }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let long_ids = p.await.unwrap();
-    for c in clients {
-        c.await.unwrap();
-    }
+        }
+    });
+    let (long_ids, refused) = under_load(client, &w.url, seconds, clients.collect()).await;
     row(
-        &format!(
-            "4 clients of 300 KB request-id headers ({} refused)",
-            refused.load(Ordering::Relaxed)
-        ),
+        &format!("4 clients of 300 KB request-id headers ({refused} refused)"),
         &long_ids,
     );
     println!(

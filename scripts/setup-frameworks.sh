@@ -27,22 +27,11 @@ STAMP_NAME=.agentdispatch-stamp
 
 die() { echo "setup-frameworks: $*" >&2; exit 1; }
 
-# Sets PYTHON, when unset, to CPython $PREFERRED_PYTHON: on PATH (with venv and ensurepip, which a
-# tools venv needs), or one that pyenv installed (its shim answers only for the selected
-# version), else to python3.
+# Sets PYTHON, when unset, to CPython $PREFERRED_PYTHON (scripts/find-python.sh: on PATH or
+# installed by pyenv), else to python3.
 pick_python() {
   [[ -n ${PYTHON:-} ]] && return
-  local want="python$PREFERRED_PYTHON" root version
-  if "$want" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    PYTHON=$want
-    return
-  fi
-  if command -v pyenv >/dev/null 2>&1 && root=$(pyenv root 2>/dev/null) \
-    && version=$(pyenv latest "$PREFERRED_PYTHON" 2>/dev/null) && [[ -x $root/versions/$version/bin/$want ]]; then
-    PYTHON=$root/versions/$version/bin/$want
-    return
-  fi
-  PYTHON=python3
+  PYTHON=$("$ROOT/scripts/find-python.sh" "$PREFERRED_PYTHON") || PYTHON=python3
 }
 
 sha256() {

@@ -114,6 +114,11 @@ for path in sorted(glob.glob("frameworks/tests/test_*.py")):
     elif framework_files[path] in chosen:
         suites[f"python-{framework_files[path]}"] = f"scripts/test-frameworks.sh -q {path}"
 suites["python-shared"] = "scripts/test-frameworks.sh -q " + " ".join(shared)
+# The warm parent's tests once more on CPython 3.13 (python-shared runs them on the tools venv's
+# Python: 3.12 where scripts/setup-frameworks.sh found one): its tricks are gated by version.
+# Only the fixture framework (stdlib only), no framework venv.
+warm_tests = " ".join(p for p in shared if p.startswith("frameworks/tests/test_warm"))
+suites["python-warm-3.13"] = "env PYTHON_VERSION=3.13 scripts/test-frameworks.sh -q " + warm_tests
 for client in ("py-v1", "py-v03", "js"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
 # docs/agentcore.md and scripts/agentcore-deploy.sh against the AWS CLI's model (no account).
@@ -124,7 +129,7 @@ longest = ["rust-frameworks_http", "python-crewai", "python-openai-agents", "rus
            "python-aws", "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
            "rust-supervision", "rust-packaging", "rust-readme", "clients-js", "python-langchain",
            "python-langgraph", "rust-children", "rust-sessions", "rust-caps",
-           "python-pydantic-ai", "python-strands", "python-shared"]
+           "python-pydantic-ai", "python-strands", "python-shared", "python-warm-3.13"]
 order = [n for n in longest if n in suites] + [n for n in suites if n not in longest]
 for name in order:
     print(f"{name}\t{suites[name]}")

@@ -1,8 +1,9 @@
-//! The task folder: atomic `result.json` and `manifest.json`, artifact metadata (size, SHA-256,
-//! kind, content type), files the child wrote, and the artifacts it declared.
+//! A task's artifacts: their metadata (size, SHA-256, kind, content type), the files the child
+//! wrote in its folder, and the artifacts it declared. (The folder itself, and the worker's own
+//! files in it, are `task::TaskFolder`'s.)
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -11,52 +12,12 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::Artifact;
 
-/// The result file's name.
-pub const RESULT_FILE: &str = "result.json";
-/// The manifest file's name.
-pub const MANIFEST_FILE: &str = "manifest.json";
-/// The event log's name.
-pub const EVENTS_FILE: &str = "events.ndjson";
-
 /// Most files listed from a task folder (a child writing thousands gets the first ones).
 const MAX_LISTED: usize = 1000;
 /// Most artifacts a child may declare; the rest are dropped with a warning.
 pub const MAX_DECLARED: usize = 1000;
 /// Largest file hashed; a bigger one is described without `sha256`, and says so.
 const MAX_HASHED: u64 = 64 * 1024 * 1024;
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers see the old
-/// content or the new, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |w| w.write_all(bytes))
-}
-
-/// [`write_atomic`] with the content written by `fill` (through a buffer), so a large value
-/// is serialized straight to the file instead of to memory first.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    // A name a child cannot plant a link at beforehand, created only if it does not exist.
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        let mut f = std::io::BufWriter::new(file);
-        fill(&mut f)?;
-        f.flush()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
 
 /// `kind` and `contentType` from a file name's extension.
 fn kind_and_type(path: &str) -> (&'static str, &'static str) {
@@ -147,10 +108,10 @@ pub fn merge_unique(list: &mut Vec<Artifact>, more: Vec<Artifact>) {
     }
 }
 
-/// Files the child wrote in `dir` (recursively, sorted), less the worker's own files; `skip`
-/// is told of every entry that is not a regular file or a folder (FIFOs, sockets, devices,
+/// Files the child wrote in `dir` (recursively, sorted), less the worker's own files (`ours`,
+/// at the top level, and names starting with a dot); `skip` is told of every entry that is not a regular file or a folder (FIFOs, sockets, devices,
 /// symlinks: never opened, never followed).
-pub fn written_files(dir: &Path, skip: &mut dyn FnMut(String)) -> Vec<PathBuf> {
+pub fn written_files(dir: &Path, ours: &[&str], skip: &mut dyn FnMut(String)) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -173,12 +134,8 @@ pub fn written_files(dir: &Path, skip: &mut dyn FnMut(String)) -> Vec<PathBuf> {
                 let top_level = d == dir;
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                let ours = top_level
-                    && (name == RESULT_FILE
-                        || name == MANIFEST_FILE
-                        || name == EVENTS_FILE
-                        || name.starts_with('.'));
-                if !ours {
+                let own = top_level && (ours.contains(&&*name) || name.starts_with('.'));
+                if !own {
                     out.push(path);
                 }
             }
@@ -284,7 +241,7 @@ mod tests {
     fn describes_size_and_digest() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.json");
-        write_atomic(&p, b"{}").unwrap();
+        std::fs::write(&p, b"{}").unwrap();
         let a = describe(&p).unwrap();
         assert_eq!(a.size_bytes, Some(2));
         assert_eq!(a.kind, "json");
@@ -292,7 +249,6 @@ mod tests {
             a.sha256.as_deref(),
             Some("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
         );
-        assert!(!dir.path().join(".a.json.tmp").exists());
     }
 
     #[test]
@@ -316,12 +272,13 @@ mod tests {
     #[test]
     fn written_files_leave_out_the_workers_own() {
         let dir = tempfile::tempdir().unwrap();
-        for f in [RESULT_FILE, MANIFEST_FILE, EVENTS_FILE, ".tmp", "report.md"] {
+        let ours = ["result.json", "manifest.json", "events.ndjson"];
+        for f in ours.iter().chain(&[".tmp", "report.md"]) {
             std::fs::write(dir.path().join(f), "x").unwrap();
         }
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/result.json"), "x").unwrap();
-        let files = written_files(dir.path(), &mut |_| {});
+        let files = written_files(dir.path(), &ours, &mut |_| {});
         assert_eq!(files.len(), 2, "{files:?}");
     }
 }

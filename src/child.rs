@@ -101,7 +101,7 @@ pub struct Child {
     pub pipes: Option<Pipes>,
     /// How it started, for the log: `None` when spawned, the warm parent's pid when forked.
     pub forked_from: Option<u32>,
-    /// A forked child's memory holder (see the warm parent's `_Holder`), not a task process.
+    /// A forked child's memory holder (the warm parent's `native.Holder`), not a task process.
     pub holder: Option<u32>,
     /// The holder as a pidfd, opened while it could not yet have been reaped: signalled once
     /// the task's leader is reaped (see [`Child::kill_holder`]).

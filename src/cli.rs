@@ -129,7 +129,7 @@ fn describe(e: &Shown, started: Instant) -> String {
 
 /// Runs one payload to its end, showing events as they happen; returns the result.
 pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::Result<TaskResult> {
-    let task = match worker.start(payload, RequestIds::new(None, None)) {
+    let task = match worker.start(payload, RequestIds::new(None, None)).await {
         Start::New(t) | Start::Existing(t) => t,
         Start::OnDisk(r) | Start::Refused(r) => return Ok(*r),
     };

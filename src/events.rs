@@ -6,14 +6,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
+use crate::task::EventsLog;
 use crate::wire::{EventDraft, EventJson, EventRef};
 
 /// Current time as RFC 3339 UTC with milliseconds. A flood emits thousands of events per
@@ -48,6 +47,8 @@ struct State {
     buffer: VecDeque<(u64, EventJson)>,
     buffer_bytes: usize,
     log: Option<BufWriter<File>>,
+    /// Where events that left memory are read back from, once the folder has its log.
+    reader: Option<EventsLog>,
     log_error: Option<String>,
 }
 
@@ -55,51 +56,47 @@ struct State {
 pub struct EventSink {
     task_id: Arc<str>,
     cap_bytes: usize,
-    log_path: Option<PathBuf>,
     state: Mutex<State>,
     last_seq: watch::Sender<u64>,
 }
 
 /// Events after some sequence number.
+#[derive(Default)]
 pub struct Since {
     /// The events, in order.
     pub events: Vec<EventJson>,
     /// Whether the byte cap left some out (the rest stay on disk).
     pub truncated: bool,
+    /// Why the older events could not be read back (the log is not a regular file any more).
+    pub error: Option<String>,
 }
 
 impl EventSink {
-    /// A sink writing `events.ndjson` at `log_path` (created fresh), keeping `cap_bytes` in memory.
-    pub fn new(task_id: &str, log_path: Option<PathBuf>, cap_bytes: usize) -> Self {
-        let (log, log_error) = match &log_path {
-            None => (None, None),
-            // Never through a link a child planted (O_NOFOLLOW: a symlink fails the open).
-            Some(p) => match std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(p)
-            {
-                Ok(f) => (Some(BufWriter::with_capacity(64 * 1024, f)), None),
-                Err(e) => (None, Some(format!("cannot create {}: {e}", p.display()))),
-            },
-        };
+    /// A sink keeping `cap_bytes` in memory; it writes no log until [`attach`](Self::attach).
+    pub fn new(task_id: &str, cap_bytes: usize) -> Self {
         EventSink {
             task_id: Arc::from(task_id),
             cap_bytes,
-            log_path,
             state: Mutex::new(State {
                 next_seq: 1,
                 log_bytes: 0,
                 index: Vec::new(),
                 buffer: VecDeque::new(),
                 buffer_bytes: 0,
-                log,
-                log_error,
+                log: None,
+                reader: None,
+                log_error: None,
             }),
             last_seq: watch::channel(0).0,
         }
+    }
+
+    /// Appends every event from now on to `log` (the task folder's fresh `events.ndjson`),
+    /// and reads events that left memory back through `reader`. Call before the first event.
+    pub fn attach(&self, log: File, reader: EventsLog) {
+        let mut st = self.lock();
+        st.log = Some(BufWriter::with_capacity(64 * 1024, log));
+        st.reader = Some(reader);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -173,7 +170,7 @@ impl EventSink {
         st.log = None;
         // A finished task keeps only its recent small events in memory; older or larger ones
         // are read back from `events.ndjson`, so a retained task costs kilobytes, not the cap.
-        if self.log_path.is_some() && st.log_error.is_none() {
+        if st.reader.is_some() && st.log_error.is_none() {
             while st.buffer_bytes > RETAINED_BYTES {
                 let Some((_, old)) = st.buffer.pop_front() else {
                     break;
@@ -205,7 +202,7 @@ impl EventSink {
     pub fn since(&self, after: u64, max: usize) -> Since {
         let st = self.lock();
         let oldest_in_memory = st.buffer.front().map(|(s, _)| *s).unwrap_or(st.next_seq);
-        if after.saturating_add(1) >= oldest_in_memory || self.log_path.is_none() {
+        if after.saturating_add(1) >= oldest_in_memory || st.reader.is_none() {
             let mut events: Vec<EventJson> = Vec::new();
             let mut bytes = 0;
             let mut truncated = after.saturating_add(1) < oldest_in_memory;
@@ -219,47 +216,102 @@ impl EventSink {
                 }
                 events.push(e.clone());
             }
-            return Since { events, truncated };
+            return Since {
+                events,
+                truncated,
+                error: None,
+            };
         }
         // Start reading at the last indexed event at or before the first one wanted.
         let slot = st
             .index
             .partition_point(|(s, _)| *s <= after.saturating_add(1));
         let offset = slot.checked_sub(1).map_or(0, |i| st.index[i].1);
+        let Some(reader) = st.reader.clone() else {
+            return Since::default();
+        };
         drop(st);
         self.flush();
-        let path = self.log_path.as_deref().expect("checked above");
-        read_log_page(path, offset, after, max).0
+        match reader.page(offset, after, max) {
+            Ok((since, _)) => since,
+            Err(e) => Since {
+                error: Some(e),
+                ..Since::default()
+            },
+        }
     }
 }
 
-/// Reads events with `seq > after` from an `events.ndjson`, up to `max` bytes.
-pub fn read_log(path: &Path, after: u64, max: usize) -> Since {
-    read_log_page(path, 0, after, max).0
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: u64,
 }
 
-/// [`read_log`] starting at byte `offset` (the start of a line); also the offset to read the
-/// next page from (past the last whole line read; a line still being written is left).
-pub fn read_log_page(path: &Path, offset: u64, after: u64, max: usize) -> (Since, u64) {
-    #[derive(serde::Deserialize)]
-    struct SeqOnly {
-        seq: u64,
+/// Below this many bytes a log is scanned rather than searched.
+const SCAN_BYTES: u64 = 64 * 1024;
+
+/// A line start in a log whose events are in `seq` order, at or before the first event with
+/// `seq > after`: a binary search over byte offsets that reads a few lines, so a page deep in a
+/// large log (`afterSeq` near its end) costs no scan of everything before it. A line that does
+/// not parse sends the search left (more to scan, never an event missed).
+fn seek_after(file: &mut File, after: u64) -> u64 {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return 0;
+    };
+    // `lo` is a line start whose event, and so every one before, has `seq <= after`.
+    let (mut lo, mut hi) = (0u64, len);
+    while hi - lo > SCAN_BYTES {
+        let mid = lo + (hi - lo) / 2;
+        match line_after(file, mid) {
+            Some((start, seq)) if seq <= after && start < hi => lo = start,
+            _ => hi = mid,
+        }
     }
+    lo
+}
+
+/// The first line starting after byte `pos` (`pos > 0`): its offset and `seq`.
+fn line_after(file: &mut File, pos: u64) -> Option<(u64, u64)> {
+    file.seek(SeekFrom::Start(pos - 1)).ok()?;
+    let mut reader = BufReader::new(file).take(MAX_LINE_BYTES);
+    let mut skipped = Vec::new();
+    let n = reader.read_until(b'\n', &mut skipped).ok()?;
+    if skipped.last() != Some(&b'\n') {
+        return None;
+    }
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).ok()?;
+    let seq = serde_json::from_slice::<SeqOnly>(line.strip_suffix(b"\n")?)
+        .ok()?
+        .seq;
+    Some((pos - 1 + n as u64, seq))
+}
+
+/// Longest line read back from a log: events the worker writes are far smaller; a longer one
+/// (a file a child wrote) ends the page instead of being read into memory whole.
+const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// Reads events with `seq > after` from an `events.ndjson` opened as `file`, starting at byte
+/// `offset` (the start of a line), up to `max` bytes; also the offset to read the next page from
+/// (past the last whole line read; a line still being written is left).
+pub fn read_page(mut file: File, offset: u64, after: u64, max: usize) -> (Since, u64) {
     let mut events = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
-    let mut pos = offset;
-    let Ok(mut file) = File::open(path) else {
-        return (Since { events, truncated }, pos);
+    let mut pos = if after > 0 {
+        offset.max(seek_after(&mut file, after))
+    } else {
+        offset
     };
-    if offset > 0 && file.seek(SeekFrom::Start(offset)).is_err() {
-        return (Since { events, truncated }, pos);
+    // Always: the search above moved the file's position, also when it settled on byte 0.
+    if file.seek(SeekFrom::Start(pos)).is_err() {
+        return (Since::default(), offset);
     }
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     loop {
         line.clear();
-        let n = match reader.read_line(&mut line) {
+        let n = match (&mut reader).take(MAX_LINE_BYTES).read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(n) => n as u64,
         };
@@ -284,13 +336,28 @@ pub fn read_log_page(path: &Path, offset: u64, after: u64, max: usize) -> (Since
         }
         pos += n;
     }
-    (Since { events, truncated }, pos)
+    let since = Since {
+        events,
+        truncated,
+        error: None,
+    };
+    (since, pos)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::TaskFolder;
     use crate::wire::{EventDraft, EventType};
+
+    /// A sink logging to a fresh task folder `t1` under `root`; the log's path.
+    fn sink_in(root: &std::path::Path, cap: usize) -> (EventSink, std::path::PathBuf) {
+        let folder = TaskFolder::at(root, "t1");
+        let (file, reader) = folder.create().unwrap();
+        let sink = EventSink::new("t1", cap);
+        sink.attach(file, reader);
+        (sink, folder.file(crate::task::EVENTS_FILE))
+    }
 
     fn seqs(events: &[EventJson]) -> Vec<u64> {
         events
@@ -306,8 +373,7 @@ mod tests {
     #[test]
     fn events_are_numbered_and_logged_and_old_ones_come_back_from_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.ndjson");
-        let sink = EventSink::new("t1", Some(path.clone()), 400);
+        let (sink, path) = sink_in(dir.path(), 400);
         for i in 0..20 {
             sink.emit(&EventDraft::new(EventType::Log, format!("line {i}"), None));
         }
@@ -326,6 +392,14 @@ mod tests {
         }
         sink.flush();
         assert_eq!(seqs(&sink.since(3000, 100).events), vec![3001]);
+        // From the start of the file (a task read back from its folder): searched, not scanned.
+        let (deep, _) = read_page(File::open(&path).unwrap(), 0, 4990, usize::MAX);
+        assert_eq!(seqs(&deep.events), (4991..=5000).collect::<Vec<_>>());
+        // A page near the start of a large log: the search ends at byte 0, where reading starts.
+        let (early, _) = read_page(File::open(&path).unwrap(), 0, 64, usize::MAX);
+        assert_eq!(seqs(&early.events), (65..=5000).collect::<Vec<_>>());
+        let (all, _) = read_page(File::open(&path).unwrap(), 0, 0, usize::MAX);
+        assert_eq!(seqs(&all.events), (1..=5000).collect::<Vec<_>>());
         assert_eq!(seqs(&sink.since(1023, 100).events), vec![1024]);
         assert_eq!(seqs(&sink.since(1024, 100).events), vec![1025]);
         let capped = sink.since(0, 100);
@@ -336,15 +410,14 @@ mod tests {
     #[test]
     fn the_log_is_read_in_pages_from_an_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.ndjson");
-        let sink = EventSink::new("t1", Some(path.clone()), 1 << 20);
+        let (sink, path) = sink_in(dir.path(), 1 << 20);
         for i in 0..50 {
             sink.emit(&EventDraft::new(EventType::Log, format!("line {i}"), None));
         }
         sink.close();
         let (mut offset, mut got) = (0, Vec::new());
         loop {
-            let (page, next) = read_log_page(&path, offset, 10, 300);
+            let (page, next) = read_page(File::open(&path).unwrap(), offset, 10, 300);
             if page.events.is_empty() {
                 break;
             }
@@ -359,7 +432,7 @@ mod tests {
             .unwrap()
             .write_all(br#"{"type":"task.log","seq":51"#)
             .unwrap();
-        let (page, next) = read_log_page(&path, offset, 0, usize::MAX);
+        let (page, next) = read_page(File::open(&path).unwrap(), offset, 0, usize::MAX);
         assert!(page.events.is_empty());
         assert_eq!(next, offset);
     }

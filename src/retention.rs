@@ -102,9 +102,9 @@ pub fn sweep(dir: &Path, keep: Duration, running: impl Fn(&str) -> bool) -> Swee
 /// it (a running task's log grows in place, which does not touch the folder's own time).
 fn last_change(dir: &Path, meta: std::fs::Metadata) -> Option<SystemTime> {
     let files = [
-        crate::artifacts::EVENTS_FILE,
-        crate::artifacts::RESULT_FILE,
-        crate::artifacts::MANIFEST_FILE,
+        crate::task::folder::EVENTS_FILE,
+        crate::task::folder::RESULT_FILE,
+        crate::task::folder::MANIFEST_FILE,
     ];
     files
         .iter()

@@ -10,11 +10,13 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-// The two sides, one file each under tests/hostile/.
+// The two sides, one file each under tests/hostile/, task folders read back, and headers.
 #[path = "hostile/callers.rs"]
 mod callers;
 #[path = "hostile/children.rs"]
 mod children;
+#[path = "hostile/folders.rs"]
+mod folders;
 #[path = "hostile/headers.rs"]
 mod headers;
 

@@ -37,7 +37,7 @@ def python_with_immortal_objects() -> str | None:
     fixture's warm parent on: this one, or a framework venv's
     (scripts/setup-frameworks.sh makes them with 3.12 where the machine has it)."""
     candidates = [sys.executable] + sorted(str(p) for p in (REPO / "frameworks").glob("*/.venv/bin/python"))
-    check = "import sys; from agentdispatch import warm; print(warm.immortal_why_not() is None)"
+    check = "from agentdispatch.warm import memory; print(memory.immortal_why_not() is None)"
     for python in candidates:
         try:
             out = subprocess.run([python, "-c", check], capture_output=True, text=True,
@@ -152,10 +152,10 @@ def test_a_bad_request_and_a_threaded_parent_are_refused_with_a_reason():
 
 def test_spares_copy_ahead_the_pages_most_learners_wrote():
     sys.path.insert(0, str(REPO / "frameworks" / "_shared"))
-    from agentdispatch import warm
+    from agentdispatch.warm import pages
 
-    page = warm._PAGE
-    learning = warm._Learning()
+    page = pages.PAGE
+    learning = pages.Learning()
     # Reports name pages of the parent's own writable memory (here: this process's, from malloc:
     # an mmap of Python's own may carry a name, which such a range does not have).
     ours = ctypes.create_string_buffer(17 * page)
@@ -183,13 +183,13 @@ def test_a_learners_report_counts_only_pages_the_parent_has():
     # A task's report once made the parent count 1.36 GB of page addresses: whatever it says,
     # only pages inside the parent's writable mappings count, each once.
     sys.path.insert(0, str(REPO / "frameworks" / "_shared"))
-    from agentdispatch import warm
+    from agentdispatch.warm import pages as warm
 
-    page = warm._PAGE
+    page = warm.PAGE
     layout = [(1 << 30, (1 << 30) + 8 * page), (1 << 32, (1 << 32) + 2 * page)]
     hostile = [[0, 1 << 60], [1 << 30, 10**30], [(1 << 30) + 3, 2], [(1 << 32) - page, 2], [5, -7], [True, 1]]
     hostile += [[1 << 40, 1 << 20]] * 100_000
-    pages = warm._pages_of_ours(hostile, layout)
+    pages = warm.pages_of_ours(hostile, layout)
     assert pages == {(1 << 30) + i * page for i in range(8)} | {1 << 32, (1 << 32) + page}
 
 
@@ -287,7 +287,7 @@ def test_pymallocs_gaps_are_plugged_so_new_objects_go_to_fresh_pools():
     script = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from agentdispatch import warm
+from agentdispatch.warm import memory as warm
 keep = [str(i) * 3 for i in range(100_000)]
 del keep[::2]
 before = sum(warm.pymalloc_free()[0].values())
@@ -302,3 +302,20 @@ print(json.dumps({"before": before, "after": after, "plugged": plugged}))
     # Every free block found is plugged (a few may be taken meanwhile by the stats themselves).
     assert got["plugged"] > got["before"] * 0.9, got
     assert got["after"] * 10 < got["before"], got
+
+
+def test_a_plain_parent_forks_twice_and_does_none_of_the_tricks():
+    # AGENTDISPATCH_WARM_TUNING=plain: spares through an intermediate, no holder, no object made
+    # immortal, no plug, no huge page, nothing learnt or copied ahead; tasks as before.
+    parent = Parent({"AGENTDISPATCH_WARM_TUNING": "plain"})
+    ready = parent.ready
+    assert ready["tuning"] == "plain" and ready["tricks"] == [], ready
+    assert set(ready["tricksOff"]) == {"clone", "holder", "immortal", "plugs", "huge", "learn"}, ready
+    assert (ready["fork"], ready["immortal"], ready["plugged"], ready["hugeMB"]) == ("double", 0, 0, 0), ready
+    for i in range(4):  # past the three tasks that would learn
+        reply, out = parent.fork(f"py-plain-{i}", "state")
+        assert reply["ok"] is True and reply["pagesAhead"] == 0 and "holder" not in reply, reply
+        state = json.loads(result_of(out)["output"])
+        assert state["ppid"] == os.getpid() and state["runs"] == 1, state
+        os.waitpid(reply["pid"], 0)
+    assert parent.close() == 0

@@ -69,7 +69,7 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
     match payload.task_type {
         TaskType::Status => {
             let id = payload.task_id.as_deref().unwrap_or_default();
-            answer(&worker.status(id, payload.after_seq, scope), false)
+            answer(&worker.status(id, payload.after_seq, scope).await, false)
         }
         TaskType::Cancel => {
             let id = payload.task_id.as_deref().unwrap_or_default();
@@ -81,7 +81,7 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         ),
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
-            match worker.start(payload, ids) {
+            match worker.start(payload, ids).await {
                 Start::New(task) | Start::Existing(task) => {
                     if stream {
                         sse::task_stream(task, 0, cap)

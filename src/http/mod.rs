@@ -179,7 +179,7 @@ where
             &json!({"ok": true, "tasks": worker.list(session_of(&headers).as_deref())}),
         ),
         (["tasks", id], &Method::GET) => {
-            let r = worker.status(id, 0, session_of(&headers).as_deref());
+            let r = worker.status(id, 0, session_of(&headers).as_deref()).await;
             let code = if r.error_code == Some(ErrorCode::UnknownTask) {
                 StatusCode::NOT_FOUND
             } else {
@@ -187,7 +187,7 @@ where
             };
             json_response(code, &r)
         }
-        (["tasks", id, "events"], &Method::GET) => sse::follow(&worker, id, &headers),
+        (["tasks", id, "events"], &Method::GET) => sse::follow(&worker, id, &headers).await,
         (["tasks"] | ["tasks", _] | ["tasks", _, "events"], _) => method_not_allowed("GET"),
         _ => error_response(
             StatusCode::NOT_FOUND,

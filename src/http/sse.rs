@@ -206,7 +206,7 @@ fn too_many_subscribers(id: &str, max: usize) -> Response {
 }
 
 /// `GET /tasks/{id}/events`: live, resumable with `Last-Event-ID`.
-pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
+pub async fn follow(worker: &Arc<Worker>, id: &str, headers: &HeaderMap) -> Response {
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -214,60 +214,54 @@ pub fn follow(worker: &Worker, id: &str, headers: &HeaderMap) -> Response {
         .unwrap_or(0);
     let cap = worker.cfg.max_output_bytes;
     let scope = super::session_of(headers);
-    match worker.get_in(id, scope.as_deref()) {
-        Some(task) => task_stream(task, after, cap),
-        None => {
-            // Not in memory: replay from the folder, or say it is unknown (404, as /tasks/{id}).
-            // The last message is the answer from the folder with every event (up to the cap),
-            // the same as from memory.
-            // (File work: off the threads that serve HTTP.)
-            let result = tokio::task::block_in_place(|| worker.status(id, 0, scope.as_deref()));
-            if result.error_code == Some(ErrorCode::UnknownTask) {
-                return super::json_response(warp::http::StatusCode::NOT_FOUND, &result);
-            }
-            // `status` answered from the folder, so `id` is a valid task id.
-            let log = worker
-                .cfg
-                .artifact_dir
-                .join(id)
-                .join(crate::artifacts::EVENTS_FILE);
-            let (tx, rx) = mpsc::channel(STEPS_BUFFERED);
-            tokio::spawn(async move {
-                // Every line is read (the last one's seq is the final message's id); those
-                // after the client's id are sent.
-                let mut offset = 0;
-                let mut last_seq = None;
-                loop {
-                    let path = log.clone();
-                    let page = tokio::task::spawn_blocking(move || {
-                        crate::events::read_log_page(&path, offset, 0, STEP_BYTES)
-                    })
-                    .await;
-                    let Ok((since, next)) = page else { break };
-                    if since.events.is_empty() {
-                        break;
-                    }
-                    offset = next;
-                    let mut batch = BytesMut::new();
-                    for e in &since.events {
-                        let Ok(head) = serde_json::from_str::<Head>(e.get()) else {
-                            continue;
-                        };
-                        last_seq = Some(head.seq);
-                        if head.seq > after && head.kind != "task.result" {
-                            batch.extend_from_slice(&frame(Some(head.seq), e.get()));
-                        }
-                    }
-                    if !batch.is_empty() && tx.send(Ok(batch.freeze())).await.is_err() {
-                        return;
-                    }
-                    if !since.truncated {
-                        break;
-                    }
-                }
-                let _ = tx.send(Ok(last_message(last_seq, &result))).await;
-            });
-            sse_response(rx)
-        }
+    if let Some(task) = worker.get_in(id, scope.as_deref()) {
+        return task_stream(task, after, cap);
     }
+    // Not in memory: replay from the folder, or say it is unknown (404, as /tasks/{id}).
+    // The last message is the answer from the folder with every event (up to the cap), the
+    // same as from memory. Every read is the task folder's, off the HTTP threads and bounded.
+    let result = worker.status(id, 0, scope.as_deref()).await;
+    match result.error_code {
+        Some(ErrorCode::UnknownTask) => {
+            return super::json_response(warp::http::StatusCode::NOT_FOUND, &result)
+        }
+        // The folder cannot be read back (a FIFO, a link): that answer is the stream.
+        Some(ErrorCode::ArtifactReadFailed) => return single(&result),
+        _ => {}
+    }
+    let (tx, rx) = mpsc::channel(STEPS_BUFFERED);
+    let (worker, id) = (worker.clone(), id.to_string());
+    tokio::spawn(async move {
+        // Every line is read (the last one's seq is the final message's id); those after the
+        // client's id are sent.
+        let mut offset = 0;
+        let mut last_seq = None;
+        loop {
+            let Ok((since, next)) = worker.events_page(&id, offset, STEP_BYTES).await else {
+                break;
+            };
+            if since.events.is_empty() {
+                break;
+            }
+            offset = next;
+            let mut batch = BytesMut::new();
+            for e in &since.events {
+                let Ok(head) = serde_json::from_str::<Head>(e.get()) else {
+                    continue;
+                };
+                last_seq = Some(head.seq);
+                if head.seq > after && head.kind != "task.result" {
+                    batch.extend_from_slice(&frame(Some(head.seq), e.get()));
+                }
+            }
+            if !batch.is_empty() && tx.send(Ok(batch.freeze())).await.is_err() {
+                return;
+            }
+            if !since.truncated {
+                break;
+            }
+        }
+        let _ = tx.send(Ok(last_message(last_seq, &result))).await;
+    });
+    sse_response(rx)
 }

@@ -1,8 +1,11 @@
 //! How a task turned out ([`Ending`]), and its end: the task folder (`result.json`,
 //! `manifest.json`), the `task.result` event and the answer.
 
+use std::io::Write;
+
 use serde_json::{json, Value};
 
+use super::folder::{MANIFEST_FILE, OWN_FILES, RESULT_FILE};
 use super::Task;
 use crate::artifacts;
 use crate::wire::{
@@ -40,8 +43,19 @@ impl Ending {
 pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
     let mut warnings = Vec::new();
     let mut artifacts: Vec<Artifact> = Vec::new();
-    let written = artifacts::written_files(&task.dir, &mut |w| warnings.push(w));
-    let declared = artifacts::declared(&task.dir, &ending.declared, &mut |w| warnings.push(w));
+    // A folder this run did not make (the task failed for it) is never listed or written;
+    // one a child swapped for a link is refused by `intact` below.
+    let folder = &task.folder;
+    let listed = folder.made() && folder.intact().is_ok();
+    let (written, declared) = if listed {
+        let dir = folder.path();
+        (
+            artifacts::written_files(dir, &OWN_FILES, &mut |w| warnings.push(w)),
+            artifacts::declared(dir, &ending.declared, &mut |w| warnings.push(w)),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for w in warnings {
         task.events.emit(&EventDraft::new(
             EventType::Log,
@@ -82,31 +96,29 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         exit_code: ending.exit_code,
         duration_ms: task.started.elapsed().as_millis() as u64,
     };
-    if !task.dir.is_dir() {
-        let err = std::io::Error::new(
-            std::io::ErrorKind::NotADirectory,
-            "the task folder is gone or is no longer a directory",
-        );
-        fail_write(&mut result, &task.dir.join(artifacts::RESULT_FILE), err);
-    } else {
-        let result_path = task.dir.join(artifacts::RESULT_FILE);
-        let written = artifacts::write_atomic_with(&result_path, |w| {
-            serde_json::to_writer_pretty(w, &result.record(false)).map_err(std::io::Error::other)
-        })
-        .and_then(|_| artifacts::describe(&result_path));
-        match written {
-            Ok(a) => artifacts.insert(0, a),
-            Err(e) => {
-                fail_write(&mut result, &result_path, e);
-                super::folder::mark_unwritten(&task.dir);
+    if folder.made() {
+        if let Err(err) = folder.intact() {
+            fail_write(&mut result, &folder.file(RESULT_FILE), err);
+        } else {
+            let written = folder
+                .write_atomic(RESULT_FILE, |w| {
+                    serde_json::to_writer_pretty(w, &result.record(false))
+                        .map_err(std::io::Error::other)
+                })
+                .and_then(|path| artifacts::describe(&path));
+            match written {
+                Ok(a) => artifacts.insert(0, a),
+                Err(e) => {
+                    fail_write(&mut result, &folder.file(RESULT_FILE), e);
+                    folder.mark_unwritten();
+                }
             }
-        }
-        let manifest_path = task.dir.join(artifacts::MANIFEST_FILE);
-        let manifest = serde_json::to_vec_pretty(&json!({ "artifacts": artifacts }))
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| artifacts::write_atomic(&manifest_path, &bytes));
-        if let Err(e) = manifest {
-            fail_write(&mut result, &manifest_path, e);
+            let manifest = serde_json::to_vec_pretty(&json!({ "artifacts": artifacts }))
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| folder.write_atomic(MANIFEST_FILE, |w| w.write_all(&bytes)));
+            if let Err(e) = manifest {
+                fail_write(&mut result, &folder.file(MANIFEST_FILE), e);
+            }
         }
     }
     result.artifacts = artifacts;

@@ -1,7 +1,6 @@
 //! One task, running or finished: its ids, folder, events and stop token, its result once it
 //! has one, and the views of it that `task.status` and `task.list` answer with.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -88,7 +87,7 @@ pub struct Task {
     /// Monotonic start (for durations).
     pub started: Instant,
     /// The task folder.
-    pub dir: PathBuf,
+    pub folder: super::TaskFolder,
     /// Its events.
     pub events: EventSink,
     /// Stops it.
@@ -146,6 +145,10 @@ impl Task {
             },
         };
         let since = self.events.since(after_seq, view.events_budget(cap));
+        if let Some(e) = since.error {
+            // Older events live only in the log, and the log is not readable any more.
+            return super::folder::unreadable(&self.id, e);
+        }
         view.events = since.events;
         view.events_truncated = since.truncated;
         view.fit_output(cap);

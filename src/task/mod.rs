@@ -6,16 +6,19 @@
 //! - [`runner`]: the run's straight line: accepted event, pick the runner, spawn or fork.
 //! - `child`: the supervised child's lines turned into events, its outcome into an ending.
 //! - `finish`: the ending written to the task folder, the `task.result` event, the answer.
-//! - `folder`: a finished task's answer read back from its folder.
+//! - `read`: `task.status`, `task.cancel` and event pages, read off the HTTP threads.
+//! - [`folder`]: the task folder, the one owner of its paths and files (made, written, read
+//!   back for a task that left memory, its events paged).
 
 mod child;
 mod finish;
-mod folder;
+pub mod folder;
 mod handle;
+mod read;
 pub mod runner;
 mod scope;
 
-pub use folder::{read_from_disk, unknown};
+pub use folder::{unknown, unreadable, EventsLog, TaskFolder, EVENTS_FILE};
 pub use handle::{RequestIds, Task, TaskSummary};
 pub use scope::Scope;
 
@@ -27,7 +30,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::artifacts;
 use crate::cgroup;
 use crate::config::Config;
 use crate::events::EventSink;
@@ -96,6 +98,8 @@ pub struct Worker {
     pub cgroups: Option<cgroup::TaskCgroups>,
     /// Hands the memory of tasks that left memory back to the system.
     trimmer: crate::memory::Trimmer,
+    /// Reads of task folders at once (see `Worker::off_thread`).
+    readers: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -176,6 +180,7 @@ impl Worker {
                 retained: Mutex::default(),
                 cgroups,
                 trimmer,
+                readers: Arc::new(tokio::sync::Semaphore::new(read::READS_AT_ONCE)),
             }
         })
     }
@@ -212,7 +217,7 @@ impl Worker {
     }
 
     /// Starts an `agent.run` or `command.run` payload, or finds the task it names.
-    pub fn start(self: &Arc<Self>, payload: Payload, mut ids: RequestIds) -> Start {
+    pub async fn start(self: &Arc<Self>, payload: Payload, mut ids: RequestIds) -> Start {
         // The AgentCore header wins; a payload's `sessionId` is for local use.
         if ids.session_id.is_none() {
             ids.session_id = payload.session_id.clone();
@@ -221,34 +226,57 @@ impl Worker {
             .task_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let dir = self.cfg.artifact_dir.join(&id);
         // A caller's id may name an earlier run's folder: read it without holding the registry
         // (no disk I/O under its lock: /ping and every request take it), then look again.
         // Another session's task is neither shown nor run again under its id.
-        let scope = ids.session_id.as_deref();
+        let scope = ids.session_id.clone();
+        let scope = scope.as_deref();
         if payload.task_id.is_some() {
             if let Some(t) = self.get(&id) {
                 return self.existing(t, scope);
             }
-            if let Some(r) = read_from_disk(&dir, 0, self.cfg.max_output_bytes) {
-                if !scope::visible_on_disk(scope, &dir) {
-                    return Start::Refused(Box::new(scope::taken(&id)));
-                }
-                return Start::OnDisk(Box::new(r));
+            match self.read_back(&id, 0, scope).await {
+                Ok(read::OnDisk::Found(r)) => return Start::OnDisk(Box::new(r)),
+                Ok(read::OnDisk::Hidden) => return Start::Refused(Box::new(scope::taken(&id))),
+                Ok(read::OnDisk::None) => {}
+                Err(e) => return Start::Refused(Box::new(unreadable(&id, e))),
             }
         }
-        let mut tasks = lock(&self.tasks);
-        if let Some(t) = tasks.get(&id) {
-            return self.existing(t.clone(), scope);
-        }
-        if self.shutdown.is_cancelled() {
-            return Start::Refused(Box::new(TaskResult::refusal(
-                &id,
-                ErrorCode::ShuttingDown,
-                "The worker is shutting down; no new task is started.",
-            )));
-        }
+        let label = match payload.task_type {
+            TaskType::CommandRun => payload.command().unwrap_or(""),
+            _ => payload
+                .framework
+                .as_deref()
+                .unwrap_or(&self.cfg.default_framework),
+        };
+        // A caller's value, kept for an hour and listed by task.list: bounded.
+        let label = crate::wire::clip(label, MAX_LABEL_BYTES);
+        let task = Arc::new(Task {
+            events: EventSink::new(&id, self.cfg.max_output_bytes),
+            id: id.clone(),
+            task_type: payload.task_type,
+            label,
+            ids,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            folder: TaskFolder::at(&self.cfg.artifact_dir, &id),
+            cancel: self.shutdown.child_token(),
+            subscribers: handle::Subscribers::new(self.cfg.max_subscribers_per_task),
+            done: watch::channel(None).0,
+        });
+        let ticket;
         {
+            let mut tasks = lock(&self.tasks);
+            if let Some(t) = tasks.get(&id) {
+                return self.existing(t.clone(), scope);
+            }
+            if self.shutdown.is_cancelled() {
+                return Start::Refused(Box::new(TaskResult::refusal(
+                    &id,
+                    ErrorCode::ShuttingDown,
+                    "The worker is shutting down; no new task is started.",
+                )));
+            }
             let mut busy = lock(&self.busy);
             if busy.running >= self.cfg.max_concurrent_tasks {
                 return Start::Refused(Box::new(TaskResult::refusal(
@@ -264,48 +292,40 @@ impl Worker {
             if busy.running == 1 {
                 busy.since = unix_now();
             }
+            drop(busy);
+            // The id is taken now, so a second request with it finds this task, not the
+            // folder being made; the place in the session's queue too, in arrival order.
+            tasks.insert(id.clone(), task.clone());
+            ticket = match (payload.task_type, &task.ids.session_id) {
+                (TaskType::AgentRun, Some(s)) => Some(self.sessions.ticket(s)),
+                _ => None,
+            };
         }
-        let dir_ok = std::fs::create_dir_all(&dir);
-        let log_path = dir_ok.is_ok().then(|| dir.join(artifacts::EVENTS_FILE));
-        let label = match payload.task_type {
-            TaskType::CommandRun => payload.command().unwrap_or(""),
-            _ => payload
-                .framework
-                .as_deref()
-                .unwrap_or(&self.cfg.default_framework),
-        };
-        // A caller's value, kept for an hour and listed by task.list: bounded.
-        let label = crate::wire::clip(label, MAX_LABEL_BYTES);
-        let task = Arc::new(Task {
-            events: EventSink::new(&id, log_path, self.cfg.max_output_bytes),
-            id: id.clone(),
-            task_type: payload.task_type,
-            label,
-            ids,
-            started_at: SystemTime::now(),
-            started: Instant::now(),
-            dir,
-            cancel: self.shutdown.child_token(),
-            subscribers: handle::Subscribers::new(self.cfg.max_subscribers_per_task),
-            done: watch::channel(None).0,
-        });
-        tasks.insert(id, task.clone());
-        drop(tasks);
-        runner::accept(&task, &payload);
-        // The place in the session's queue is taken now, in arrival order.
-        let ticket = match (payload.task_type, &task.ids.session_id) {
-            (TaskType::AgentRun, Some(s)) => Some(self.sessions.ticket(s)),
-            _ => None,
-        };
+        // The folder is made outside the registry's lock and off the HTTP threads, in the
+        // task's own future: the task is registered (and counted busy) now, so it must reach
+        // its end even when this request is dropped meanwhile.
+        let (accepted, is_accepted) = tokio::sync::oneshot::channel();
         let worker = self.clone();
         let t = task.clone();
-        let dir_error = dir_ok
-            .err()
-            .map(|e| format!("Cannot create task folder {}: {e}", t.dir.display()));
         self.tracker.spawn(async move {
+            let folder = t.clone();
+            let made = tokio::task::spawn_blocking(move || folder.folder.create())
+                .await
+                .unwrap_or_else(|e| Err(format!("Cannot create task folder: {e}")));
+            let dir_error = match made {
+                Ok((log, reader)) => {
+                    t.events.attach(log, reader);
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            runner::accept(&t, &payload);
+            let _ = accepted.send(());
             let result = runner::execute(&worker, &t, payload, dir_error, ticket).await;
             worker.finish(&t, result);
         });
+        // An answer (async, a stream) holds the `accepted` event.
+        let _ = is_accepted.await;
         Start::New(task)
     }
 
@@ -400,42 +420,6 @@ impl Worker {
     pub fn get_in(&self, id: &str, scope: Scope) -> Option<Arc<Task>> {
         self.get(id)
             .filter(|t| scope::visible(scope, t.ids.session_id.as_deref()))
-    }
-
-    /// `task.status`: from memory, else from the task folder; a task `scope` may not see is
-    /// unknown.
-    pub fn status(&self, id: &str, after_seq: u64, scope: Scope) -> TaskResult {
-        let cap = self.cfg.max_output_bytes;
-        if let Some(t) = self.get(id) {
-            if !scope::visible(scope, t.ids.session_id.as_deref()) {
-                return unknown(id);
-            }
-            return t.view(after_seq, cap);
-        }
-        // Every path built from a task id goes through here (task.status, task.cancel,
-        // /tasks/…, A2A get/cancel): an id that is not a task id never names a folder.
-        if !crate::wire::valid_task_id(id) {
-            return unknown(id);
-        }
-        let dir = self.cfg.artifact_dir.join(id);
-        if !scope::visible_on_disk(scope, &dir) {
-            return unknown(id);
-        }
-        read_from_disk(&dir, after_seq, cap).unwrap_or_else(|| unknown(id))
-    }
-
-    /// `task.cancel`: stops the task and answers with its final state.
-    pub async fn cancel(&self, id: &str, scope: Scope<'_>) -> TaskResult {
-        let Some(t) = self.get_in(id, scope) else {
-            return self.status(id, 0, scope);
-        };
-        if t.result().is_none() {
-            task_log!(info, t, "cancel requested");
-            t.cancel.cancel();
-            let bound = self.cfg.kill_grace + Duration::from_secs(5);
-            let _ = tokio::time::timeout(bound, t.finished()).await;
-        }
-        t.view(0, self.cfg.max_output_bytes)
     }
 
     /// `task.list`: every task in memory that `scope` may see, newest first.

@@ -188,7 +188,7 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 "input": payload.input,
                 "metadata": payload.metadata,
                 "taskId": task.id,
-                "taskDir": task.dir,
+                "taskDir": task.folder.path(),
                 "sessionId": task.ids.session_id,
                 "sessionDir": session_dir,
                 "requestId": task.ids.request_id,
@@ -404,7 +404,7 @@ fn spec_for(
         fw_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.push((
         "AGENTDISPATCH_TASK_DIR".into(),
-        task.dir.to_string_lossy().into_owned(),
+        task.folder.path().to_string_lossy().into_owned(),
     ));
     env.push((
         "AGENTDISPATCH_REQUEST_ID".into(),

@@ -6,10 +6,10 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{self, ControlMessage, MsgFlags};
-use serde_json::{json, Value};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::messages::{self, ForkRequest, Reply, Request};
 use super::{Ready, FORK_TIMEOUT};
 use crate::cgroup::TaskCgroups;
 use crate::child::{self, Child, Spec};
@@ -41,8 +41,9 @@ impl Conn {
             .map(|_| ())
     }
 
-    /// The next message as JSON; an error at the end of the channel.
-    pub(super) async fn recv(&self) -> io::Result<Value> {
+    /// The next message, read as a `what` message (see `messages`); an error at the end of the
+    /// channel or for a message that is not one.
+    pub(super) async fn recv<T: serde::de::DeserializeOwned>(&self, what: &str) -> io::Result<T> {
         let mut buf = vec![0u8; 64 * 1024];
         let n = self
             .0
@@ -56,12 +57,7 @@ impl Conn {
                 "the warm parent closed its control channel",
             ));
         }
-        serde_json::from_slice(&buf[..n]).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("not a JSON message: {e}"),
-            )
-        })
+        messages::parse(what, &buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
@@ -96,19 +92,14 @@ pub(super) async fn fork_on(
     busy: bool,
 ) -> Result<Child, ForkError> {
     let (ends, pipes) = child::pipes().map_err(ForkError::Channel)?;
-    let mut env: serde_json::Map<String, Value> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    env.insert(spec.marker.0.clone(), Value::String(spec.marker.1.clone()));
-    let request = json!({
-        "op": "fork",
-        "taskId": spec.marker.1,
-        "env": env,
-        "unset": spec.unset,
-        "cwd": spec.cwd,
-        "busy": busy,
+    let mut env: std::collections::BTreeMap<String, String> = spec.env.iter().cloned().collect();
+    env.insert(spec.marker.0.clone(), spec.marker.1.clone());
+    let request = Request::Fork(ForkRequest {
+        task_id: spec.marker.1.clone(),
+        env,
+        unset: spec.unset.clone(),
+        cwd: spec.cwd.clone(),
+        busy,
     });
     let bytes =
         serde_json::to_vec(&request).map_err(|e| ForkError::Channel(io::Error::other(e)))?;
@@ -147,24 +138,23 @@ pub(super) async fn fork_on(
         .await
         .map_err(ForkError::Channel)?;
     drop(ends);
-    let reply = match tokio::time::timeout(FORK_TIMEOUT, ready.conn.recv()).await {
-        Ok(r) => r.map_err(ForkError::Channel)?,
-        Err(_) => {
-            return Err(ForkError::Channel(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no answer within {}s", FORK_TIMEOUT.as_secs()),
-            )))
-        }
-    };
-    if reply["ok"] != true {
-        let reason = reply["reason"].as_str().unwrap_or("no reason given");
-        return Err(ForkError::Refused(reason.to_string()));
-    }
-    let Some(pid) = reply["pid"].as_u64().and_then(|p| i32::try_from(p).ok()) else {
-        return Err(ForkError::Channel(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a fork answer without a pid: {reply}"),
-        )));
+    let reply =
+        match tokio::time::timeout(FORK_TIMEOUT, ready.conn.recv::<Reply>("fork reply")).await {
+            Ok(r) => r.map_err(ForkError::Channel)?,
+            Err(_) => {
+                return Err(ForkError::Channel(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer within {}s", FORK_TIMEOUT.as_secs()),
+                )))
+            }
+        };
+    let (pid, pages_ahead, holder) = match reply {
+        Reply::Refused { reason } => return Err(ForkError::Refused(reason)),
+        Reply::Forked {
+            pid,
+            pages_ahead,
+            holder,
+        } => (pid, pages_ahead, holder),
     };
     let me = std::process::id() as i32;
     let parent = procfs::read_stat(pid).map(|s| s.ppid);
@@ -181,7 +171,6 @@ pub(super) async fn fork_on(
     // The holder's pidfd before the hold ends: until then no orphan is reaped, so the pid is
     // still the holder's (a child of the task, or re-parented to the worker if the task
     // already ended).
-    let holder = reply["holder"].as_u64().and_then(|h| u32::try_from(h).ok());
     let holder_pidfd = holder
         .filter(|h| {
             let ppid = procfs::read_stat(*h as i32).map(|s| s.ppid);
@@ -196,6 +185,6 @@ pub(super) async fn fork_on(
     let mut child = Child::adopt(pid as u32, pipes, ready.pid, holder, stdin_sent);
     child.holder_pidfd = holder_pidfd;
     child.cgroup = cgroup;
-    child.pages_ahead = reply["pagesAhead"].as_u64();
+    child.pages_ahead = pages_ahead;
     Ok(child)
 }

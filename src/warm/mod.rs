@@ -5,18 +5,20 @@
 //! [`Child`] it watches exactly like one it spawned.
 //!
 //! The control channel is a `SOCK_SEQPACKET` socket pair; the warm parent's end is its fd 3
-//! (`AGENTDISPATCH_WARM_FD=3`). Messages, one JSON object each:
-//! - parent → worker, once: `{"type":"ready","pid","entrypoint","threads","importMs"}`;
-//! - worker → parent: `{"op":"fork","taskId","env":{…},"cwd"}` with the task's stdin, stdout
-//!   and stderr pipe ends attached (`SCM_RIGHTS`), and with task cgroups a fourth: the
-//!   `cgroup.procs` of a cgroup for the parent's next spare, moved in ahead;
-//! - parent → worker: `{"ok":true,"pid"}` or `{"ok":false,"reason"}`.
+//! (`AGENTDISPATCH_WARM_FD=3`). Messages, one JSON object each, typed in `messages.rs` (every
+//! field: docs/warm-protocol.md):
+//! - parent → worker, once: `{"type":"ready","pid",…}`;
+//! - worker → parent: `{"op":"fork","taskId","env":{…},"unset","cwd","busy"}` with the task's
+//!   stdin, stdout and stderr pipe ends attached (`SCM_RIGHTS`), and with task cgroups a fourth:
+//!   the `cgroup.procs` of a cgroup for the parent's next spare, moved in ahead;
+//! - parent → worker: `{"ok":true,"pid",…}` or `{"ok":false,"reason"}`.
 //!
 //! Whenever a warm child cannot be had (not started yet, starting, restarting, refused), the
 //! caller gets the reason and starts the task cold. A warm parent that exits is restarted with
 //! backoff; the worker's shutdown stops every one of them.
 
 mod channel;
+mod messages;
 mod parent;
 
 use std::collections::{BTreeMap, HashMap};

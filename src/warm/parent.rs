@@ -14,6 +14,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::Conn;
+use super::messages::ParentHello;
 use super::{
     Parent, Ready, Status, BACKOFF_MAX, BACKOFF_MIN, MARKER_SLOT, MARKER_VAR, READY_TIMEOUT,
     STABLE, WARM_FD, WARM_FD_VAR,
@@ -111,7 +112,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         }
     };
     let ready = tokio::select! {
-        msg = conn.recv() => msg,
+        msg = conn.recv::<ParentHello>("ready") => msg,
         status = child.wait() => return ended(status),
         _ = shutdown.cancelled() => return stop(&mut child, pid).await,
         _ = tokio::time::sleep(READY_TIMEOUT) => {
@@ -119,33 +120,37 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
             return ended(child.wait().await).replace("it exited", &format!("not ready within {}s;", READY_TIMEOUT.as_secs()));
         }
     };
-    let ready = match ready {
-        Ok(m) if m["type"] == "ready" => m,
-        Ok(m) => {
-            let _ = child.start_kill();
-            let _ = ended(child.wait().await);
-            return format!("its first message was not \"ready\": {m}");
-        }
+    let ParentHello::Ready(ready) = match ready {
+        Ok(m) => m,
         Err(e) => {
             let _ = child.start_kill();
             let _ = ended(child.wait().await);
             return format!("no ready message: {e}");
         }
     };
-    let threads = ready["threads"].as_u64().unwrap_or(0);
+    let threads = ready.threads;
+    let tricks_off: Vec<String> = ready
+        .tricks_off
+        .iter()
+        .map(|(trick, why)| format!("{trick}: {why}"))
+        .collect();
     tracing::info!(
         framework = %p.name,
         pid,
         readyMs = began.elapsed().as_millis() as u64,
-        importMs = ready["importMs"].as_f64(),
-        entrypoint = ready["entrypoint"].as_str().unwrap_or(""),
+        importMs = ready.import_ms,
+        entrypoint = ready.entrypoint.as_deref().unwrap_or(""),
         threads,
-        fork = ready["fork"].as_str().unwrap_or("double"),
-        forkWhy = ready["forkWhy"].as_str(),
-        hugeMB = ready["hugeMB"].as_f64(),
-        immortal = ready["immortal"].as_u64(),
-        immortalWhy = ready["immortalWhy"].as_str(),
-        plugged = ready["plugged"].as_u64(),
+        fork = ready.fork.as_str(),
+        forkWhy = ready.fork_why.as_deref(),
+        hugeMB = ready.huge_mb,
+        immortal = ready.immortal,
+        immortalWhy = ready.immortal_why.as_deref(),
+        plugged = ready.plugged,
+        tuning = ready.tuning.as_str(),
+        runtime = %ready.runtime,
+        tricks = %ready.tricks.join(","),
+        tricksOff = %tricks_off.join("; "),
         "warm parent ready"
     );
     if threads > 1 {

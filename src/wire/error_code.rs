@@ -49,6 +49,7 @@ error_codes! {
     Cancelled = "cancelled": "The task was cancelled (`task.cancel` or the worker's shutdown).",
     TaskFailed = "task_failed": "The child exited 0 but reported `ok:false`.",
     ArtifactWriteFailed = "artifact_write_failed": "The task folder could not be written.",
+    ArtifactReadFailed = "artifact_read_failed": "A task folder's file could not be read back (a link, a FIFO, too large).",
     SessionUnavailable = "session_unavailable": "The session's folder could not be prepared.",
     AtCapacity = "at_capacity": "As many tasks as allowed are running; nothing was started.",
     ShuttingDown = "shutting_down": "The worker is shutting down; nothing was started.",

@@ -61,8 +61,12 @@ pub(super) fn task_context(task: &Task) -> String {
 }
 
 /// A task's answer, or `TaskNotFound` when nobody knows it.
-pub(super) fn known(worker: &Worker, task_id: &str, scope: Scope) -> Result<TaskResult, RpcError> {
-    let r = worker.status(task_id, 0, scope);
+pub(super) async fn known(
+    worker: &Worker,
+    task_id: &str,
+    scope: Scope<'_>,
+) -> Result<TaskResult, RpcError> {
+    let r = worker.status(task_id, 0, scope).await;
     if r.error_code == Some(ErrorCode::UnknownTask) {
         return Err(RpcError::not_found(task_id));
     }
@@ -91,7 +95,7 @@ pub(super) async fn send(
     };
     // The context is the session (SPEC §7.1): a follow-up message continues it.
     ids.session_id = Some(request.context_id.clone());
-    let task = match worker.start(request.payload, ids) {
+    let task = match worker.start(request.payload, ids).await {
         Start::New(t) | Start::Existing(t) => t,
         Start::OnDisk(r) | Start::Refused(r) => {
             let context_id = context_of(worker, &r);
@@ -124,18 +128,18 @@ pub(super) async fn send(
 }
 
 /// GetTask / tasks/get.
-pub(super) fn get(
+pub(super) async fn get(
     worker: &Worker,
     v: Version,
     params: &Value,
-    scope: Scope,
+    scope: Scope<'_>,
 ) -> Result<Value, RpcError> {
     let task_id = task_id_param(params)?;
     let detail = Detail {
         history: history_length(params.get("historyLength"))?,
         artifacts: true,
     };
-    let r = known(worker, task_id, scope)?;
+    let r = known(worker, task_id, scope).await?;
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, detail))
 }
@@ -152,7 +156,7 @@ pub(super) async fn cancel(
         .get_in(task_id, scope)
         .filter(|t| t.result().is_none());
     if running.is_none() {
-        let r = known(worker, task_id, scope)?;
+        let r = known(worker, task_id, scope).await?;
         return Err(RpcError {
             task_id: Some(r.task_id.clone()),
             ..RpcError::new(
@@ -172,19 +176,19 @@ pub(super) async fn cancel(
 /// SubscribeToTask / tasks/resubscribe: the task as it is now, then its updates to the end.
 /// A finished task has no stream to join: `UnsupportedOperation` in 1.0, `InvalidParams` in
 /// 0.3.
-pub(super) fn subscribe(
+pub(super) async fn subscribe(
     worker: &Worker,
     v: Version,
     id: &Value,
     params: &Value,
-    scope: Scope,
+    scope: Scope<'_>,
 ) -> Result<Response, RpcError> {
     let task_id = task_id_param(params)?;
     let Some(task) = worker
         .get_in(task_id, scope)
         .filter(|t| t.result().is_none())
     else {
-        let r = known(worker, task_id, scope)?;
+        let r = known(worker, task_id, scope).await?;
         let message = format!(
             "Task {} has already finished ({}); there is no stream to subscribe to.",
             r.task_id,

@@ -136,11 +136,13 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
     let scope = scope.as_deref();
     let answer = match op {
         Op::Send | Op::Stream => send(&worker, v, &id, &params, ids, streaming).await,
-        Op::Get => get(&worker, v, &params, scope).map(|t| rpc_result(&id, t)),
+        Op::Get => get(&worker, v, &params, scope)
+            .await
+            .map(|t| rpc_result(&id, t)),
         Op::Cancel => cancel(&worker, v, &params, scope)
             .await
             .map(|t| rpc_result(&id, t)),
-        Op::Subscribe => subscribe(&worker, v, &id, &params, scope),
+        Op::Subscribe => subscribe(&worker, v, &id, &params, scope).await,
         Op::List => list(&worker, &params, scope).map(|t| rpc_result(&id, t)),
         Op::PushConfig => Err(RpcError::new(
             RpcCode::PushNotificationNotSupported,
