@@ -46,6 +46,39 @@ def check_live_text(run: Run) -> None:
         assert {p.get("tool") for p in pieces} == {call["tool"]}, run.describe()
 
 
+def run_releasing(proc, release, wait: float = 120) -> Run:
+    """Read the runner's stdout to its end, calling ``release()`` after each text delta (to let
+    a gated model write its next piece); fails when nothing comes for ``wait`` seconds."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put(None)], daemon=True).start()
+    seen, texts = [], 0
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=wait)
+            except queue.Empty:
+                raise AssertionError(
+                    f"nothing more on stdout for {wait:.0f} s after {texts} text delta(s): the model is waiting "
+                    f"for the previous piece to be seen; lines so far:\n{''.join(seen)}") from None
+            if line is None:
+                break
+            seen.append(line)
+            event = json.loads(line)
+            if event.get("type") == "task.delta" and event["payload"].get("kind", "text") == "text":
+                texts += 1
+                release()
+        proc.wait(timeout=60)
+        run = Run(proc.returncode, "".join(seen), proc.stderr.read(), 0.0)
+    finally:
+        kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run.lines = parse_lines(run.stdout)
+    run.events = [e for e in run.lines if e["type"] != "task.delta"]
+    return run
+
+
 class LiveTextContract:
     framework: str = ""
 
@@ -65,39 +98,15 @@ class LiveTextContract:
         gate = tmp_path / "gate"
         os.mkfifo(gate)
         gate_fd = os.open(gate, os.O_RDWR)  # both ends: opening never blocks, the data stays
-        proc = start_framework(self.framework, tmp_path, env={PIECE_GATE_VAR: str(gate)})
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put(None)], daemon=True).start()
-        seen, texts = [], 0
         try:
-            while True:
-                try:
-                    line = lines.get(timeout=120)
-                except queue.Empty:
-                    raise AssertionError(
-                        f"nothing more on stdout for 120 s after {texts} text delta(s): the model is waiting "
-                        f"for the previous piece to be seen; lines so far:\n{''.join(seen)}") from None
-                if line is None:
-                    break
-                seen.append(line)
-                event = json.loads(line)
-                if event.get("type") == "task.delta" and event["payload"].get("kind", "text") == "text":
-                    texts += 1
-                    os.write(gate_fd, b"\n")  # let the model write its next piece
-            proc.wait(timeout=60)
-            run = Run(proc.returncode, "".join(seen), proc.stderr.read(), 0.0)
-            run.lines = parse_lines(run.stdout)
-            run.events = [e for e in run.lines if e["type"] != "task.delta"]
-            assert run.returncode == 0, run.describe()
-            check_live_text(run)
-            answer = run.steps("final_answer")[-1][1]["messageId"]
-            assert [p["text"] for _, p in run.deltas(answer)] == ANSWER_PIECES, run.describe()
+            proc = start_framework(self.framework, tmp_path, env={PIECE_GATE_VAR: str(gate)})
+            run = run_releasing(proc, lambda: os.write(gate_fd, b"\n"))  # let the model write its next piece
         finally:
-            kill_group(proc.pid)
             os.close(gate_fd)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        assert run.returncode == 0, run.describe()
+        check_live_text(run)
+        answer = run.steps("final_answer")[-1][1]["messageId"]
+        assert [p["text"] for _, p in run.deltas(answer)] == ANSWER_PIECES, run.describe()
 
     def test_a_long_piece_is_cut_into_deltas_under_the_line_limit(self, tmp_path):
         # One 12 KB word: the model writes it as one piece (and the call's arguments carry it

@@ -4,8 +4,10 @@ import json
 import signal
 import time
 
+from chat_stream_server import ChatStreamServer
 from conftest import FrameworkContract, group_members, is_step, kill_group, parse_events, run_framework, \
     start_framework, write_module
+from live_contract import check_live_text, run_releasing
 
 
 class TestCrewai(FrameworkContract):
@@ -82,3 +84,30 @@ class TestCrewai(FrameworkContract):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+    def test_an_openai_llm_streams_each_piece_as_the_server_sends_it(self, tmp_path):
+        # CrewAI's own OpenAI provider (LLM("openai/…"), the openai client) against a local
+        # server that sends each piece only after this test read the previous one's delta. The
+        # crew's LLM is not set to stream: the runner turns streaming on, as Crew(stream=True) does.
+        pieces = ["Hello ", "from ", "a ", "live ", "model"]
+        server = ChatStreamServer(pieces)
+        app = tmp_path / "app"
+        write_module(app, "live_crew", f"""
+            from crewai import LLM, Agent, Crew, Task
+
+            llm = LLM(model="openai/live-model", base_url={server.url!r}, api_key="sk-test-not-a-key")
+            writer = Agent(role="Writer", goal="Answer", backstory="Brief.", llm=llm)
+            agent = Crew(agents=[writer], tasks=[Task(description="{{instruction}}", expected_output="text",
+                                                      agent=writer)])
+        """)
+        try:
+            proc = start_framework(self.framework, tmp_path, input={"entrypoint": "live_crew:agent"},
+                                   env={"AGENTDISPATCH_APP_DIR": str(app)})
+            run = run_releasing(proc, server.release)
+        finally:
+            server.close()
+        assert run.returncode == 0 and server.error is None, f"{server.error}\n{run.describe()}"
+        assert run.results[0][1]["output"] == "".join(pieces), run.describe()
+        check_live_text(run)
+        assert [p["text"] for _, p in run.deltas()] == pieces, run.describe()
+        assert server.requests[0]["body"]["stream"] is True
