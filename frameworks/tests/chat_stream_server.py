@@ -1,12 +1,16 @@
 """A local server speaking the OpenAI chat-completions streaming API (SSE), for the tests of a
 framework's own OpenAI client: it writes its answer a piece at a time, each piece after the
 first only once the test has released it (``release()``, after it read the previous delta on the
-runner's stdout). Stdlib only; one answer for every request."""
+runner's stdout). Stdlib only; one answer for every request. ``hung_up`` is set when the client
+closes the connection while the server waits to send a piece (a cancelled run must)."""
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -17,6 +21,7 @@ class ChatStreamServer:
         self.gate = threading.Semaphore(0)
         self.requests: list[dict] = []
         self.error: str | None = None
+        self.hung_up = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,12 +35,24 @@ class ChatStreamServer:
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()  # HTTP/1.0: the body ends when the connection closes
                 for n, piece in enumerate(server.pieces):
-                    if n and not server.gate.acquire(timeout=server.wait):
-                        server.error = f"piece {n} was never released: the runner did not pass piece {n - 1} on"
+                    if n and not self.released(n):
                         return
                     self.send(body, {"role": "assistant", "content": piece} if n == 0 else {"content": piece})
                 self.send(body, {}, finish="stop")
                 self.wfile.write(b"data: [DONE]\n\n")
+
+            def released(self, n) -> bool:
+                """Wait for piece ``n``'s release; False (and why) if it never comes or the client left."""
+                deadline = time.monotonic() + server.wait
+                while not server.gate.acquire(timeout=0.05):
+                    if select.select([self.connection], [], [], 0)[0] and \
+                            not self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                        server.hung_up.set()  # end of stream from the client: it closed the connection
+                        return False
+                    if time.monotonic() > deadline:
+                        server.error = f"piece {n} was never released: the runner did not pass piece {n - 1} on"
+                        return False
+                return True
 
             def send(self, request, delta, finish=None):
                 chunk = {"id": "chatcmpl-live", "object": "chat.completion.chunk", "created": 0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import threading
 
 from conftest import Run, kill_group, parse_lines, run_framework, start_framework
@@ -77,6 +78,27 @@ def run_releasing(proc, release, wait: float = 120) -> Run:
     run.lines = parse_lines(run.stdout)
     run.events = [e for e in run.lines if e["type"] != "task.delta"]
     return run
+
+
+def cancel_mid_stream(proc, server) -> None:
+    """SIGTERM the runner once its first text delta is out (the model server waits to send the
+    next piece): it exits 143 at once, and the server sees its connection closed."""
+    try:
+        for line in iter(proc.stdout.readline, ""):
+            if json.loads(line)["type"] == "task.delta":
+                break
+        else:
+            raise AssertionError(f"the runner ended before its first delta: {proc.stderr.read()[-2000:]}")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143, proc.returncode
+        assert "cancelled by SIGTERM" in proc.stdout.read()
+        assert server.hung_up.wait(10), "the model server's connection stayed open after the runner ended"
+        assert server.error is None, server.error
+    finally:
+        kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class LiveTextContract:

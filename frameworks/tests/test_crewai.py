@@ -7,7 +7,24 @@ import time
 from chat_stream_server import ChatStreamServer
 from conftest import FrameworkContract, group_members, is_step, kill_group, parse_events, run_framework, \
     start_framework, write_module
-from live_contract import check_live_text, run_releasing
+from live_contract import cancel_mid_stream, check_live_text, run_releasing
+
+LIVE_PIECES = ["Hello ", "from ", "a ", "live ", "model"]
+
+
+def start_live_crew(tmp_path, server):
+    """A crew on CrewAI's own OpenAI provider (LLM("openai/…"), the openai client) against
+    ``server``. Its LLM is not set to stream: the runner turns streaming on, as Crew(stream=True) does."""
+    app = tmp_path / "app"
+    write_module(app, "live_crew", f"""
+        from crewai import LLM, Agent, Crew, Task
+
+        llm = LLM(model="openai/live-model", base_url={server.url!r}, api_key="sk-test-not-a-key")
+        writer = Agent(role="Writer", goal="Answer", backstory="Brief.", llm=llm)
+        agent = Crew(agents=[writer], tasks=[Task(description="{{instruction}}", expected_output="text", agent=writer)])
+    """)
+    return start_framework("crewai", tmp_path, input={"entrypoint": "live_crew:agent"},
+                           env={"AGENTDISPATCH_APP_DIR": str(app)})
 
 
 class TestCrewai(FrameworkContract):
@@ -86,28 +103,21 @@ class TestCrewai(FrameworkContract):
                 proc.wait()
 
     def test_an_openai_llm_streams_each_piece_as_the_server_sends_it(self, tmp_path):
-        # CrewAI's own OpenAI provider (LLM("openai/…"), the openai client) against a local
-        # server that sends each piece only after this test read the previous one's delta. The
-        # crew's LLM is not set to stream: the runner turns streaming on, as Crew(stream=True) does.
-        pieces = ["Hello ", "from ", "a ", "live ", "model"]
-        server = ChatStreamServer(pieces)
-        app = tmp_path / "app"
-        write_module(app, "live_crew", f"""
-            from crewai import LLM, Agent, Crew, Task
-
-            llm = LLM(model="openai/live-model", base_url={server.url!r}, api_key="sk-test-not-a-key")
-            writer = Agent(role="Writer", goal="Answer", backstory="Brief.", llm=llm)
-            agent = Crew(agents=[writer], tasks=[Task(description="{{instruction}}", expected_output="text",
-                                                      agent=writer)])
-        """)
+        # A local server sends each piece only after this test read the previous one's delta.
+        server = ChatStreamServer(LIVE_PIECES)
         try:
-            proc = start_framework(self.framework, tmp_path, input={"entrypoint": "live_crew:agent"},
-                                   env={"AGENTDISPATCH_APP_DIR": str(app)})
-            run = run_releasing(proc, server.release)
+            run = run_releasing(start_live_crew(tmp_path, server), server.release)
         finally:
             server.close()
         assert run.returncode == 0 and server.error is None, f"{server.error}\n{run.describe()}"
-        assert run.results[0][1]["output"] == "".join(pieces), run.describe()
+        assert run.results[0][1]["output"] == "".join(LIVE_PIECES), run.describe()
         check_live_text(run)
-        assert [p["text"] for _, p in run.deltas()] == pieces, run.describe()
+        assert [p["text"] for _, p in run.deltas()] == LIVE_PIECES, run.describe()
         assert server.requests[0]["body"]["stream"] is True
+
+    def test_sigterm_mid_stream_closes_the_model_connection(self, tmp_path):
+        server = ChatStreamServer(LIVE_PIECES)
+        try:
+            cancel_mid_stream(start_live_crew(tmp_path, server), server)
+        finally:
+            server.close()
