@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ChatStreamServer:
-    def __init__(self, pieces: list[str], wait: float = 120):
+    def __init__(self, pieces: list[str], wait: float = 120, fail_with: str | None = None):
         self.pieces = pieces
+        self.fail_with = fail_with  # after the pieces, an error in the stream instead of its end
         self.wait = wait
         self.gate = threading.Semaphore(0)
         self.requests: list[dict] = []
@@ -38,6 +39,11 @@ class ChatStreamServer:
                     if n and not self.released(n):
                         return
                     self.send(body, {"role": "assistant", "content": piece} if n == 0 else {"content": piece})
+                if server.fail_with is not None:  # as the API reports an error mid-stream
+                    if self.released(len(server.pieces)):
+                        error = {"error": {"message": server.fail_with, "type": "server_error"}}
+                        self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                    return
                 self.send(body, {}, finish="stop")
                 self.wfile.write(b"data: [DONE]\n\n")
 

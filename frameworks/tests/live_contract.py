@@ -101,6 +101,19 @@ def cancel_mid_stream(proc, server) -> None:
             proc.wait()
 
 
+def check_fails_mid_stream(proc, server) -> None:
+    """The model server sends its pieces, then an error: the pieces are out as deltas, and the
+    runner fails (exit 1, no result) with a last stderr line naming the server's error. A framework
+    that retries the call (CrewAI does) streams each attempt as a message of its own, never closed."""
+    run = run_releasing(proc, server.release)
+    assert run.returncode == 1 and not run.results, run.describe()
+    messages: dict = {}
+    for _, p in run.deltas():
+        messages.setdefault(p["messageId"], []).append(p["text"])
+    assert list(messages.values()) == [server.pieces] * len(server.requests), run.describe()
+    assert server.fail_with in run.last_stderr_line, run.describe()
+
+
 class LiveTextContract:
     framework: str = ""
 

@@ -7,7 +7,7 @@ import time
 from chat_stream_server import ChatStreamServer
 from conftest import FrameworkContract, group_members, is_step, kill_group, parse_events, run_framework, \
     start_framework, write_module
-from live_contract import cancel_mid_stream, check_live_text, run_releasing
+from live_contract import cancel_mid_stream, check_fails_mid_stream, check_live_text, run_releasing
 
 LIVE_PIECES = ["Hello ", "from ", "a ", "live ", "model"]
 
@@ -119,5 +119,12 @@ class TestCrewai(FrameworkContract):
         server = ChatStreamServer(LIVE_PIECES)
         try:
             cancel_mid_stream(start_live_crew(tmp_path, server), server)
+        finally:
+            server.close()
+
+    def test_a_model_error_mid_stream_fails_the_run_naming_it(self, tmp_path):
+        server = ChatStreamServer(["Hello "], fail_with="the model is overloaded (test)")
+        try:
+            check_fails_mid_stream(start_live_crew(tmp_path, server), server)
         finally:
             server.close()

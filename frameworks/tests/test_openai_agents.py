@@ -2,7 +2,7 @@
 
 from chat_stream_server import ChatStreamServer
 from conftest import AUDIT_SITECUSTOMIZE, FrameworkContract, run_framework, start_framework, write_module
-from live_contract import cancel_mid_stream, check_live_text, run_releasing
+from live_contract import cancel_mid_stream, check_fails_mid_stream, check_live_text, run_releasing
 
 LIVE_PIECES = ["Hello ", "from ", "a ", "live ", "model"]
 
@@ -72,5 +72,12 @@ class TestOpenaiAgents(FrameworkContract):
         server = ChatStreamServer(LIVE_PIECES)
         try:
             cancel_mid_stream(start_live_agent(tmp_path, server), server)
+        finally:
+            server.close()
+
+    def test_a_model_error_mid_stream_fails_the_run_naming_it(self, tmp_path):
+        server = ChatStreamServer(["Hello "], fail_with="the model is overloaded (test)")
+        try:
+            check_fails_mid_stream(start_live_agent(tmp_path, server), server)
         finally:
             server.close()
