@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import as_text, check_sqlite, main, model_id_from_env  # noqa: E402
+from agentdispatch.langchain_live import live_chunk  # noqa: E402
 
 
 def default_agent():
@@ -41,11 +42,7 @@ async def stream(runner, agent):
     async for ev in agent.astream_events(inputs, config=config, version="v2"):
         kind, data = ev["event"], ev.get("data", {})
         if kind == "on_chat_model_stream":  # a piece of the model's reply: the model run is the message
-            chunk = data.get("chunk")
-            runner.live.text(ev["run_id"], as_text(getattr(chunk, "content", None)))
-            for piece in getattr(chunk, "tool_call_chunks", None) or []:
-                runner.live.tool_args(ev["run_id"], piece.get("args"), index=piece.get("index") or 0,
-                                      tool_call_id=piece.get("id"), tool=piece.get("name"))
+            live_chunk(runner.live, ev["run_id"], data.get("chunk"))
         elif kind == "on_chat_model_end":
             msg = data.get("output")
             calls = getattr(msg, "tool_calls", None) or []

@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import as_text, check_sqlite, main, model_id_from_env  # noqa: E402
+from agentdispatch.langchain_live import live_chunk  # noqa: E402
 
 
 def default_agent():
@@ -44,11 +45,7 @@ def live(runner, message):
     returned without streaming comes whole). Its id is the one its node update carries."""
     if getattr(message, "type", None) not in ("AIMessageChunk", "ai"):
         return  # the tools node's ToolMessages: reported from the update, as tool_result
-    key = getattr(message, "id", None)
-    runner.live.text(key, as_text(message.content))
-    for piece in getattr(message, "tool_call_chunks", None) or []:
-        runner.live.tool_args(key, piece.get("args"), index=piece.get("index") or 0,
-                              tool_call_id=piece.get("id"), tool=piece.get("name"))
+    live_chunk(runner.live, getattr(message, "id", None), message)
 
 
 def with_session(runner, graph, config):

@@ -20,6 +20,43 @@ PIECE_DELAY_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS"
 ANSWER_PIECES = ["Shouted: ", "HELLO ", "WORLD"]  # how the example models write the answer
 
 
+# A LangChain chat model that thinks before it answers, streamed as DeepSeek-style
+# `reasoning_content` pieces (langchain and langgraph tests: `model = ThinkingModel()`).
+THINKING_MODEL = """
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+
+class ThinkingModel(BaseChatModel):
+    @property
+    def _llm_type(self):
+        return "thinking"
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="An answer."))])
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for piece in ("Let me ", "think."):
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", additional_kwargs={"reasoning_content": piece}))
+        for piece in ("An ", "answer."):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+"""
+
+
+def check_thinking_run(run: Run) -> None:
+    """THINKING_MODEL's run: its reasoning and its text streamed as deltas of one message."""
+    assert run.returncode == 0, run.describe()
+    check_live_text(run)
+    answer = run.steps("final_answer")[-1][1]
+    assert answer["text"] == "An answer.", run.describe()
+    assert [p["text"] for _, p in run.deltas(answer["messageId"], kind="reasoning")] == ["Let me ", "think."]
+    assert [p["text"] for _, p in run.deltas(answer["messageId"])] == ["An ", "answer."], run.describe()
+
+
 def check_live_text(run: Run) -> None:
     """Each model message streamed before the step that closes it, its deltas adding up to that
     step's text; the answer in several deltas; tool calls' ids and argument pieces consistent."""

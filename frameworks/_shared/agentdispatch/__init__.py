@@ -31,6 +31,7 @@ Its modules, by concern:
 * ``examples``: what the shipped example agents share (``example_shout``, ``earlier_turns_note``,
   ``example_pieces`` and ``piece_pause``: their models write answers piece by piece);
 * ``warm``: the warm parent (``main`` hands over to it under ``AGENTDISPATCH_WARM_FD``);
+* ``langchain_live``: the live text of a LangChain message chunk (langchain and langgraph runners);
 * ``scripted_chat_model``: the offline LangChain chat model of the langchain and langgraph
   examples (needs ``langchain-core``; not imported here).
 
