@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 
+from chat_stream_server import ChatStreamServer
 from conftest import Run, kill_group, parse_lines, run_framework, start_framework
 
 PIECE_GATE_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_GATE"
@@ -193,3 +194,41 @@ class LiveTextContract:
         assert answer["text"] == f"Shouted: {word.upper()}", run.describe()
         assert len(run.deltas(answer["messageId"])) > 4, run.describe()  # 12 KB in pieces of at most 1 KiB
 
+
+
+class OpenAIClientContract:
+    """For a framework whose venv holds an OpenAI client: the framework's own client against a
+    local chat-completions server (``ChatStreamServer``). Subclasses define
+    ``start_live_agent(tmp_path, server)``: the runner started on an agent using that client."""
+
+    live_pieces = ["Hello ", "from ", "a ", "live ", "model"]
+
+    def start_live_agent(self, tmp_path, server):
+        raise NotImplementedError
+
+    def test_its_openai_client_streams_each_piece_as_the_server_sends_it(self, tmp_path):
+        # The server sends each piece only after this test read the previous one's delta.
+        server = ChatStreamServer(self.live_pieces)
+        try:
+            run = run_releasing(self.start_live_agent(tmp_path, server), server.release)
+        finally:
+            server.close()
+        assert run.returncode == 0 and server.error is None, f"{server.error}\n{run.describe()}"
+        assert run.results[0][1]["output"] == "".join(self.live_pieces), run.describe()
+        check_live_text(run)
+        assert [p["text"] for _, p in run.deltas()] == self.live_pieces, run.describe()
+        assert server.requests[0]["body"]["stream"] is True
+
+    def test_sigterm_mid_stream_closes_the_model_connection(self, tmp_path):
+        server = ChatStreamServer(self.live_pieces)
+        try:
+            cancel_mid_stream(self.start_live_agent(tmp_path, server), server)
+        finally:
+            server.close()
+
+    def test_a_model_error_mid_stream_fails_the_run_naming_it(self, tmp_path):
+        server = ChatStreamServer(["Hello "], fail_with="the model is overloaded (test)")
+        try:
+            check_fails_mid_stream(self.start_live_agent(tmp_path, server), server)
+        finally:
+            server.close()

@@ -4,31 +4,28 @@ import json
 import signal
 import time
 
-from chat_stream_server import ChatStreamServer
 from conftest import FrameworkContract, group_members, is_step, kill_group, parse_events, run_framework, \
     start_framework, write_module
-from live_contract import cancel_mid_stream, check_fails_mid_stream, check_live_text, run_releasing
-
-LIVE_PIECES = ["Hello ", "from ", "a ", "live ", "model"]
+from live_contract import OpenAIClientContract
 
 
-def start_live_crew(tmp_path, server):
-    """A crew on CrewAI's own OpenAI provider (LLM("openai/…"), the openai client) against
-    ``server``. Its LLM is not set to stream: the runner turns streaming on, as Crew(stream=True) does."""
-    app = tmp_path / "app"
-    write_module(app, "live_crew", f"""
-        from crewai import LLM, Agent, Crew, Task
-
-        llm = LLM(model="openai/live-model", base_url={server.url!r}, api_key="sk-test-not-a-key")
-        writer = Agent(role="Writer", goal="Answer", backstory="Brief.", llm=llm)
-        agent = Crew(agents=[writer], tasks=[Task(description="{{instruction}}", expected_output="text", agent=writer)])
-    """)
-    return start_framework("crewai", tmp_path, input={"entrypoint": "live_crew:agent"},
-                           env={"AGENTDISPATCH_APP_DIR": str(app)})
-
-
-class TestCrewai(FrameworkContract):
+class TestCrewai(FrameworkContract, OpenAIClientContract):
     framework = "crewai"
+
+    def start_live_agent(self, tmp_path, server):
+        """A crew on CrewAI's own OpenAI provider (LLM("openai/…"), the openai client). Its LLM is
+        not set to stream: the runner turns streaming on, as Crew(stream=True) does."""
+        app = tmp_path / "app"
+        write_module(app, "live_crew", f"""
+            from crewai import LLM, Agent, Crew, Task
+
+            llm = LLM(model="openai/live-model", base_url={server.url!r}, api_key="sk-test-not-a-key")
+            writer = Agent(role="Writer", goal="Answer", backstory="Brief.", llm=llm)
+            agent = Crew(agents=[writer], tasks=[Task(description="{{instruction}}", expected_output="text",
+                                                      agent=writer)])
+        """)
+        return start_framework(self.framework, tmp_path, input={"entrypoint": "live_crew:agent"},
+                               env={"AGENTDISPATCH_APP_DIR": str(app)})
 
     def test_every_step_in_order(self, tmp_path):
         run = run_framework(self.framework, tmp_path)
@@ -101,30 +98,3 @@ class TestCrewai(FrameworkContract):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-    def test_an_openai_llm_streams_each_piece_as_the_server_sends_it(self, tmp_path):
-        # A local server sends each piece only after this test read the previous one's delta.
-        server = ChatStreamServer(LIVE_PIECES)
-        try:
-            run = run_releasing(start_live_crew(tmp_path, server), server.release)
-        finally:
-            server.close()
-        assert run.returncode == 0 and server.error is None, f"{server.error}\n{run.describe()}"
-        assert run.results[0][1]["output"] == "".join(LIVE_PIECES), run.describe()
-        check_live_text(run)
-        assert [p["text"] for _, p in run.deltas()] == LIVE_PIECES, run.describe()
-        assert server.requests[0]["body"]["stream"] is True
-
-    def test_sigterm_mid_stream_closes_the_model_connection(self, tmp_path):
-        server = ChatStreamServer(LIVE_PIECES)
-        try:
-            cancel_mid_stream(start_live_crew(tmp_path, server), server)
-        finally:
-            server.close()
-
-    def test_a_model_error_mid_stream_fails_the_run_naming_it(self, tmp_path):
-        server = ChatStreamServer(["Hello "], fail_with="the model is overloaded (test)")
-        try:
-            check_fails_mid_stream(start_live_crew(tmp_path, server), server)
-        finally:
-            server.close()

@@ -1,28 +1,24 @@
 """Runner contract tests for frameworks/openai-agents (shared tests in conftest.py), plus SDK specifics."""
 
-from chat_stream_server import ChatStreamServer
 from conftest import AUDIT_SITECUSTOMIZE, FrameworkContract, run_framework, start_framework, write_module
-from live_contract import cancel_mid_stream, check_fails_mid_stream, check_live_text, run_releasing
-
-LIVE_PIECES = ["Hello ", "from ", "a ", "live ", "model"]
+from live_contract import OpenAIClientContract
 
 
-def start_live_agent(tmp_path, server):
-    """The SDK's own Chat Completions model on the openai client, against ``server``."""
-    app = tmp_path / "app"
-    write_module(app, "live_agent", f"""
-        from agents import Agent, OpenAIChatCompletionsModel
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(base_url={server.url!r}, api_key="sk-test-not-a-key", max_retries=0)
-        agent = Agent(name="live", model=OpenAIChatCompletionsModel(model="live-model", openai_client=client))
-    """)
-    return start_framework("openai-agents", tmp_path, input={"entrypoint": "live_agent:agent"},
-                           env={"AGENTDISPATCH_APP_DIR": str(app)})
-
-
-class TestOpenaiAgents(FrameworkContract):
+class TestOpenaiAgents(FrameworkContract, OpenAIClientContract):
     framework = "openai-agents"
+
+    def start_live_agent(self, tmp_path, server):
+        """The SDK's own Chat Completions model on the openai client."""
+        app = tmp_path / "app"
+        write_module(app, "live_agent", f"""
+            from agents import Agent, OpenAIChatCompletionsModel
+            from openai import AsyncOpenAI
+
+            client = AsyncOpenAI(base_url={server.url!r}, api_key="sk-test-not-a-key", max_retries=0)
+            agent = Agent(name="live", model=OpenAIChatCompletionsModel(model="live-model", openai_client=client))
+        """)
+        return start_framework(self.framework, tmp_path, input={"entrypoint": "live_agent:agent"},
+                               env={"AGENTDISPATCH_APP_DIR": str(app)})
 
     def test_every_step_in_order(self, tmp_path):
         run = run_framework(self.framework, tmp_path)
@@ -54,30 +50,3 @@ class TestOpenaiAgents(FrameworkContract):
         assert run.returncode == 0, run.describe()
         assert run.results[0][1]["output"] == "Shouted: HELLO WORLD", run.describe()
         assert log.read_text().splitlines()[1:] == [], log.read_text()
-
-    def test_the_openai_client_streams_each_piece_as_the_server_sends_it(self, tmp_path):
-        # A local server sends each piece only after this test read the previous one's delta.
-        server = ChatStreamServer(LIVE_PIECES)
-        try:
-            run = run_releasing(start_live_agent(tmp_path, server), server.release)
-        finally:
-            server.close()
-        assert run.returncode == 0 and server.error is None, f"{server.error}\n{run.describe()}"
-        assert run.results[0][1]["output"] == "".join(LIVE_PIECES), run.describe()
-        check_live_text(run)
-        assert [p["text"] for _, p in run.deltas()] == LIVE_PIECES, run.describe()
-        assert server.requests[0]["body"]["stream"] is True
-
-    def test_sigterm_mid_stream_closes_the_model_connection(self, tmp_path):
-        server = ChatStreamServer(LIVE_PIECES)
-        try:
-            cancel_mid_stream(start_live_agent(tmp_path, server), server)
-        finally:
-            server.close()
-
-    def test_a_model_error_mid_stream_fails_the_run_naming_it(self, tmp_path):
-        server = ChatStreamServer(["Hello "], fail_with="the model is overloaded (test)")
-        try:
-            check_fails_mid_stream(start_live_agent(tmp_path, server), server)
-        finally:
-            server.close()
