@@ -9,7 +9,8 @@ The runner kicks the crew off with inputs {"instruction": ...}.
 import json
 import re
 
-from agentdispatch import earlier_turns_note, example_shout, quiet_env  # frameworks/_shared, on sys.path via runner.py
+# frameworks/_shared, on sys.path via runner.py
+from agentdispatch import earlier_turns_note, example_pieces, example_shout, piece_pause, quiet_env
 
 quiet_env()  # CrewAI reads its telemetry switches at import time: set them first
 
@@ -30,7 +31,8 @@ def shout(text: str) -> str:
 
 
 class ScriptedLLM(BaseLLM):
-    """Turn 1: an OpenAI-style call of `shout` with the instruction. Turn 2: final text."""
+    """Turn 1: an OpenAI-style call of `shout` with the instruction. Turn 2: final text. Each is
+    handed out in pieces on the event bus first, as a streaming provider does."""
 
     def call(self, messages, tools=None, callbacks=None, available_functions=None,
              from_task=None, from_agent=None, response_model=None):
@@ -52,8 +54,27 @@ class ScriptedLLM(BaseLLM):
                 response = [{"id": "call_1", "type": "function",
                              "function": {"name": "shout", "arguments": json.dumps(args)}}]
                 kind = LLMCallType.TOOL_CALL
+            self._write_in_pieces(response, kind, from_task, from_agent)
             self._emit_call_completed_event(response, kind, from_task, from_agent, messages)
             return response
+
+    def _write_in_pieces(self, response, kind, from_task, from_agent):
+        """Like a streaming provider, hand the response out in chunks on the event bus before the
+        call completes: the text word by word (``piece_pause`` before each: a slow model when
+        AGENTDISPATCH_EXAMPLE_PIECE_* asks for one), or each call's arguments in pieces."""
+        if isinstance(response, str):
+            for n, piece in enumerate(example_pieces(response)):
+                piece_pause(n)
+                self._emit_stream_chunk_event(piece, from_task=from_task, from_agent=from_agent, call_type=kind)
+            return
+        for index, call in enumerate(response):
+            so_far = ""
+            for piece in example_pieces(call["function"]["arguments"]):
+                so_far += piece
+                tool_call = {"id": call["id"], "type": "function", "index": index,
+                             "function": {"name": call["function"]["name"], "arguments": so_far}}
+                self._emit_stream_chunk_event(piece, from_task=from_task, from_agent=from_agent,
+                                              tool_call=tool_call, call_type=kind)
 
     def supports_function_calling(self):
         return True

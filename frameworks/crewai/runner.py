@@ -1,4 +1,9 @@
-"""CrewAI runner: streams the crewai event bus (LLM calls, tool usage) as agentdispatch steps."""
+"""CrewAI runner: streams the crewai event bus (LLM calls, tool usage) as agentdispatch steps, and
+the model's text as it is written (LLMStreamChunkEvent, LLMThinkingChunkEvent) as task.delta lines.
+
+CrewAI (1.15) hands out chunks only from an LLM whose `stream` is true: the runner turns it on
+for the agents of a Crew and for a lone Agent, as `Crew(stream=True)` does. It cannot reach the
+agents a Flow builds inside its methods: give those LLMs `stream=True` yourself."""
 
 import json
 import os
@@ -61,24 +66,57 @@ def watch(runner, bus):
     """Async handlers: the bus runs them in emission order on its own loop (sync ones run on a pool)."""
     from crewai.events import (LLMCallCompletedEvent, ToolUsageErrorEvent, ToolUsageFinishedEvent,
                                ToolUsageStartedEvent)
+    from crewai.events.types.llm_events import LLMStreamChunkEvent, LLMThinkingChunkEvent
+
+    # CrewAI's tool events carry no call id: the model's latest call of that tool name is the one.
+    call_ids = {}
+
+    def tool_call_id(event):
+        return call_ids.get(event.tool_name)
+
+    # Each LLM call is one message, keyed by its call id (chunks and completion carry the same).
+    @bus.on(LLMStreamChunkEvent)
+    async def chunk(_source, event):
+        call = event.tool_call
+        if call is None:
+            runner.live.text(event.call_id, event.chunk)
+        else:  # `chunk` is the arguments' new piece (`function.arguments` is all of them so far)
+            runner.live.tool_args(event.call_id, event.chunk, index=call.index, tool_call_id=call.id,
+                                  tool=call.function.name)
+
+    @bus.on(LLMThinkingChunkEvent)
+    async def thinking(_source, event):
+        runner.live.text(event.call_id, event.chunk, kind="reasoning")
 
     @bus.on(LLMCallCompletedEvent)
     async def model_turn(_source, event):
-        calls = event.response if isinstance(event.response, list) else []
-        runner.step("model_turn", text=as_text(event.response),
-                    toolCalls=[(c.get("function") or c).get("name") for c in calls if isinstance(c, dict)])
+        calls = [c for c in event.response if isinstance(c, dict)] if isinstance(event.response, list) else []
+        names = [(c.get("function") or c).get("name") for c in calls]
+        call_ids.update((name, c.get("id")) for name, c in zip(names, calls) if c.get("id"))
+        text = as_text(event.response)
+        runner.step("model_turn", text=text, toolCalls=names, messageId=runner.live.close(event.call_id, text))
 
     @bus.on(ToolUsageStartedEvent)
     async def tool_call(_source, event):
-        runner.step("tool_call", tool=event.tool_name, args=event.tool_args)
+        runner.step("tool_call", tool=event.tool_name, args=event.tool_args, toolCallId=tool_call_id(event))
 
     @bus.on(ToolUsageFinishedEvent)
     async def tool_result(_source, event):
-        runner.step("tool_result", tool=event.tool_name, result=str(event.output))
+        runner.step("tool_result", tool=event.tool_name, result=str(event.output), toolCallId=tool_call_id(event))
 
     @bus.on(ToolUsageErrorEvent)
     async def tool_error(_source, event):
-        runner.step("tool_result", tool=event.tool_name, result=str(event.error), status="error")
+        runner.step("tool_result", tool=event.tool_name, result=str(event.error), status="error",
+                    toolCallId=tool_call_id(event))
+
+
+def stream_llms(agent):
+    """Turn streaming on for the LLMs the runner can reach (what Crew(stream=True) does)."""
+    from crewai.llms.base_llm import BaseLLM
+
+    for member in getattr(agent, "agents", None) or [agent]:
+        if isinstance(getattr(member, "llm", None), BaseLLM):
+            member.llm.stream = True
 
 
 def kicks_off(obj) -> bool:
@@ -101,6 +139,7 @@ def run(runner):
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     watch(runner, crewai_event_bus)
+    stream_llms(agent)
     path, earlier = transcript(runner)
     if isinstance(agent, (Crew, Flow)):
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}

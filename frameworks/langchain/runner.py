@@ -1,4 +1,5 @@
-"""LangChain runner: streams a LangChain agent's steps (astream_events v2) as agentdispatch events.
+"""LangChain runner: streams a LangChain agent's steps (astream_events v2) as agentdispatch events,
+and the model's text as it is written (on_chat_model_stream) as task.delta lines.
 
 The entrypoint is a Runnable taking {"messages": [...]} (e.g. `langchain.agents.create_agent`).
 Without one, the default agent is `create_agent(AGENTDISPATCH_MODEL_ID)` with no tools.
@@ -10,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import as_text, check_sqlite, main, model_id_from_env  # noqa: E402
+from agentdispatch.langchain_live import live_chunk  # noqa: E402
 
 
 def default_agent():
@@ -23,22 +25,37 @@ def final_text(output):
     return as_text(messages[-1] if messages else output)
 
 
+def tool_call_id(ev, call_ids):
+    """The model's id of the call a tool event is about: the ToolMessage's (on_tool_end), the
+    ToolNode's tool_call_id metadata, else the model's latest call of that tool."""
+    output = ev.get("data", {}).get("output")
+    return (getattr(output, "tool_call_id", None) or (ev.get("metadata") or {}).get("tool_call_id")
+            or call_ids.get(ev["name"]))
+
+
 async def stream(runner, agent):
     inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"run_name": "agentdispatch", "metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     if runner.session_dir:
         config["configurable"] = {"thread_id": runner.session_key}
-    output = None
+    output, call_ids = None, {}  # call_ids: tool name -> the id of the model's latest call of it
     async for ev in agent.astream_events(inputs, config=config, version="v2"):
         kind, data = ev["event"], ev.get("data", {})
-        if kind == "on_chat_model_end":
+        if kind == "on_chat_model_stream":  # a piece of the model's reply: the model run is the message
+            live_chunk(runner.live, ev["run_id"], data.get("chunk"))
+        elif kind == "on_chat_model_end":
             msg = data.get("output")
-            calls = [c["name"] for c in getattr(msg, "tool_calls", None) or []]
-            runner.step("model_turn", text=as_text(msg), toolCalls=calls)
+            calls = getattr(msg, "tool_calls", None) or []
+            text = as_text(msg)
+            runner.step("model_turn", text=text, toolCalls=[c["name"] for c in calls],
+                        messageId=runner.live.close(ev["run_id"], text))
+            call_ids.update((c["name"], c.get("id")) for c in calls)
         elif kind == "on_tool_start":
-            runner.step("tool_call", tool=ev["name"], args=data.get("input"))
+            runner.step("tool_call", tool=ev["name"], args=data.get("input"),
+                        toolCallId=tool_call_id(ev, call_ids))
         elif kind == "on_tool_end":
-            runner.step("tool_result", tool=ev["name"], result=as_text(data.get("output")))
+            runner.step("tool_result", tool=ev["name"], result=as_text(data.get("output")),
+                        toolCallId=tool_call_id(ev, call_ids))
         elif kind == "on_chain_end" and not ev.get("parent_ids"):
             output = data.get("output")
     return runner.final_answer(final_text(output))

@@ -2,8 +2,10 @@
 
 The entrypoint is a compiled graph whose state has "messages" (e.g. MessagesState). Each node
 update is reported as it happens: AI messages as model_turn (+ tool_call per tool call), tool
-messages as tool_result; with AGENTDISPATCH_LANGGRAPH_CUSTOM=1, data a node writes with
-`get_stream_writer()` becomes a progress event ("custom").
+messages as tool_result. The model's text is streamed as it is written (LangGraph's "messages"
+stream mode: each AIMessageChunk a model hands out) as task.delta lines. With
+AGENTDISPATCH_LANGGRAPH_CUSTOM=1, data a node writes with `get_stream_writer()` becomes a
+progress event ("custom").
 Without an entrypoint, the default agent is `langchain.agents.create_agent(AGENTDISPATCH_MODEL_ID)`
 (add `langchain` and a provider package to requirements.txt).
 """
@@ -13,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import as_text, check_sqlite, main, model_id_from_env  # noqa: E402
+from agentdispatch.langchain_live import live_chunk  # noqa: E402
 
 
 def default_agent():
@@ -27,11 +30,22 @@ def report(runner, message):
     kind = getattr(message, "type", None)
     if kind == "ai":
         calls = getattr(message, "tool_calls", None) or []
-        runner.step("model_turn", text=as_text(message), toolCalls=[c["name"] for c in calls])
+        text = as_text(message)
+        runner.step("model_turn", text=text, toolCalls=[c["name"] for c in calls],
+                    messageId=runner.live.close(getattr(message, "id", None), text))
         for call in calls:
-            runner.step("tool_call", tool=call["name"], args=call.get("args", {}))
+            runner.step("tool_call", tool=call["name"], args=call.get("args", {}), toolCallId=call.get("id"))
     elif kind == "tool":
-        runner.step("tool_result", tool=message.name, result=as_text(message))
+        runner.step("tool_result", tool=message.name, result=as_text(message),
+                    toolCallId=getattr(message, "tool_call_id", None))
+
+
+def live(runner, message):
+    """A piece of an AI message as the model writes it ("messages" mode; a message a node
+    returned without streaming comes whole). Its id is the one its node update carries."""
+    if getattr(message, "type", None) not in ("AIMessageChunk", "ai"):
+        return  # the tools node's ToolMessages: reported from the update, as tool_result
+    live_chunk(runner.live, getattr(message, "id", None), message)
 
 
 def with_session(runner, graph, config):
@@ -55,11 +69,13 @@ CUSTOM_VAR = "AGENTDISPATCH_LANGGRAPH_CUSTOM"
 
 
 def stream_modes() -> list[str]:
-    """"updates" (the steps) and "values" (the final state); "custom" (get_stream_writer() data)
+    """"updates" (the steps), "messages" (the model's text as it is written: LangGraph then runs
+    each node in a worker thread and hands out its model's chunks while it runs) and "values"
+    (the final state); "custom" (get_stream_writer() data)
     only with AGENTDISPATCH_LANGGRAPH_CUSTOM=1, as LangGraph's own server streams it only when a
     client asks: with it, LangGraph runs every node in a worker thread so as to stream while the
     node runs, 3-5 ms more per run of the example graph here (bench/README.md, "Warm starts")."""
-    modes = ["updates", "values"]
+    modes = ["updates", "messages", "values"]
     if os.environ.get(CUSTOM_VAR) == "1":
         modes.append("custom")
     return modes
@@ -76,6 +92,8 @@ def run(runner):
     for mode, chunk in graph.stream(inputs, config=config, stream_mode=stream_modes()):
         if mode == "values":
             state = chunk
+        elif mode == "messages":
+            live(runner, chunk[0])
         elif mode == "custom":
             runner.progress("custom", **(chunk if isinstance(chunk, dict) else {"data": chunk}))
         else:

@@ -6,7 +6,8 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 """
 
 
-from agentdispatch import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
+# frameworks/_shared, on sys.path via runner.py
+from agentdispatch import apiece_pause, earlier_turns_note, example_pieces, example_shout
 from agents import Agent, function_tool, set_tracing_disabled
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
@@ -51,9 +52,27 @@ def _answer(call):
     return [assistant_message(f"Shouted: {outputs[-1]}{note}")]
 
 
+class PiecewiseScriptedModel(ScriptedModel):
+    """ScriptedModel streams each text and each call's arguments whole: this one hands them out
+    in pieces, as a real model writes them (the text word by word, with ``apiece_pause`` before
+    each piece: a slow model when AGENTDISPATCH_EXAMPLE_PIECE_* asks for one)."""
+
+    async def stream_response(self, *args, **kwargs):
+        async for event in super().stream_response(*args, **kwargs):
+            if event.type == "response.output_text.delta":
+                for n, piece in enumerate(example_pieces(event.delta)):
+                    await apiece_pause(n)
+                    yield event.model_copy(update={"delta": piece})
+            elif event.type == "response.function_call_arguments.delta":
+                for piece in example_pieces(event.delta):
+                    yield event.model_copy(update={"delta": piece})
+            else:
+                yield event
+
+
 agent = Agent(
     name="shouter",
     instructions="Shout the user's text with the shout tool, then report it.",
-    model=ScriptedModel([ModelStep.respond(_call_shout), ModelStep.respond(_answer)]),
+    model=PiecewiseScriptedModel([ModelStep.respond(_call_shout), ModelStep.respond(_answer)]),
     tools=[shout],
 )

@@ -1,4 +1,6 @@
-"""OpenAI Agents SDK runner: streams `Runner.run_streamed().stream_events()` as agentdispatch steps."""
+"""OpenAI Agents SDK runner: streams `Runner.run_streamed().stream_events()` as agentdispatch steps,
+and the model's text as it is written (its raw response text, reasoning and tool-argument deltas)
+as task.delta lines."""
 
 import asyncio
 import json
@@ -40,24 +42,48 @@ def session(runner):
     return SQLiteSession(runner.session_key, path)
 
 
+REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta")
+
+
+def live(runner, data):
+    """A model event as the model streams it (Responses events, for Chat Completions models too):
+    one response at a time is being written, so the open message is key None."""
+    kind = data.type
+    if kind == "response.output_text.delta":
+        runner.live.text(None, data.delta)
+    elif kind in REASONING_DELTAS:
+        runner.live.text(None, data.delta, kind="reasoning")
+    elif kind == "response.output_item.added" and _get(data.item, "type") == "function_call":
+        # The call's id and name come with the item; its arguments follow as deltas of item_id.
+        runner.live.tool_args(None, "", index=_get(data.item, "id"), tool_call_id=_get(data.item, "call_id"),
+                              tool=_get(data.item, "name"))
+    elif kind == "response.function_call_arguments.delta":
+        runner.live.tool_args(None, data.delta, index=data.item_id)
+
+
 async def stream(runner, agent):
     from agents import Runner as AgentsRunner
 
     run = AgentsRunner.run_streamed(agent, runner.instruction, context=runner.context, session=session(runner))
     names = {}  # call_id -> tool name
     async for event in run.stream_events():
+        if event.type == "raw_response_event":
+            live(runner, event.data)
         if event.type == "raw_response_event" and event.data.type == "response.completed":
             response = event.data.response
             calls = [_get(i, "name") for i in response.output if _get(i, "type") == "function_call"]
-            runner.step("model_turn", text=response.output_text, toolCalls=calls)
+            runner.step("model_turn", text=response.output_text, toolCalls=calls,
+                        messageId=runner.live.close(None, response.output_text))
         elif event.type == "run_item_stream_event" and event.name == "tool_called":
             raw = event.item.raw_item
             name = _get(raw, "name") or _get(raw, "type") or ""
             names[_get(raw, "call_id")] = name
-            runner.step("tool_call", tool=name, args=_args(_get(raw, "arguments")))
+            runner.step("tool_call", tool=name, args=_args(_get(raw, "arguments")),
+                        toolCallId=_get(raw, "call_id"))
         elif event.type == "run_item_stream_event" and event.name == "tool_output":
             call_id = _get(event.item.raw_item, "call_id")
-            runner.step("tool_result", tool=names.get(call_id, ""), result=str(event.item.output))
+            runner.step("tool_result", tool=names.get(call_id, ""), result=str(event.item.output),
+                        toolCallId=call_id)
     return run
 
 

@@ -10,7 +10,7 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
-from agentdispatch import earlier_turns_note, example_shout  # on sys.path via runner.py
+from agentdispatch import apiece_pause, earlier_turns_note, example_pieces, example_shout  # via runner.py
 
 
 def _script(messages) -> tuple[str, str]:
@@ -32,8 +32,18 @@ def respond(messages, info: AgentInfo) -> ModelResponse:
 
 
 async def stream_respond(messages, info: AgentInfo):
+    """The response in pieces, as a real model writes it: the text word by word (``apiece_pause``
+    before each: a slow model when AGENTDISPATCH_EXAMPLE_PIECE_* asks for one), or the call's
+    arguments, its name and id with the first piece only."""
     kind, value = _script(messages)  # one response is either text or tool-call deltas, not both
-    yield value if kind == "text" else {0: DeltaToolCall(name="shout", json_args=json.dumps({"text": value}))}
+    if kind == "text":
+        for n, piece in enumerate(example_pieces(value)):
+            await apiece_pause(n)
+            yield piece
+        return
+    for n, piece in enumerate(example_pieces(json.dumps({"text": value}))):
+        yield {0: DeltaToolCall(name="shout", json_args=piece, tool_call_id="call_1") if n == 0
+               else DeltaToolCall(json_args=piece)}
 
 
 agent = Agent(FunctionModel(respond, stream_function=stream_respond, model_name="scripted-shout"), name="shout-agent")

@@ -1,4 +1,6 @@
-"""pydantic-ai runner: streams an Agent's run (run_stream_events) as agentdispatch events.
+"""pydantic-ai runner: streams an Agent's run (run_stream_events) as agentdispatch events, and the
+model's text as it is written (its text, thinking and tool-call part starts and deltas) as
+task.delta lines.
 
 The entrypoint is a `pydantic_ai.Agent`. Without one, the default agent is
 `Agent(AGENTDISPATCH_MODEL_ID)` (a "provider:model" id; add the provider's extra, e.g.
@@ -6,6 +8,7 @@ The entrypoint is a `pydantic_ai.Agent`. Without one, the default agent is
 """
 
 import asyncio
+import json
 import os
 import sys
 
@@ -21,10 +24,35 @@ def default_agent():
     return Agent(model_id_from_env(), instructions=os.environ.get("AGENTDISPATCH_SYSTEM_PROMPT"))
 
 
+def live(runner, ev):
+    """A part of the model response being written: its first piece comes with PartStartEvent,
+    the rest as PartDeltaEvents of the same index. One response at a time: the open message is
+    key None."""
+    from pydantic_ai.messages import (
+        PartStartEvent, TextPart, TextPartDelta, ThinkingPart, ThinkingPartDelta, ToolCallPart, ToolCallPartDelta,
+    )
+
+    part = ev.part if isinstance(ev, PartStartEvent) else ev.delta
+    if isinstance(part, TextPart):
+        runner.live.text(None, part.content)
+    elif isinstance(part, TextPartDelta):
+        runner.live.text(None, part.content_delta)
+    elif isinstance(part, ThinkingPart):
+        runner.live.text(None, part.content, kind="reasoning")
+    elif isinstance(part, ThinkingPartDelta):
+        runner.live.text(None, part.content_delta, kind="reasoning")
+    elif isinstance(part, (ToolCallPart, ToolCallPartDelta)):
+        args = part.args if isinstance(part, ToolCallPart) else part.args_delta
+        name = part.tool_name if isinstance(part, ToolCallPart) else part.tool_name_delta
+        runner.live.tool_args(None, args if isinstance(args, str) else json.dumps(args) if args else "",
+                              index=ev.index, tool_call_id=part.tool_call_id, tool=name)
+
+
 async def stream(runner, agent):
     from pydantic_ai import AgentRunResultEvent
     from pydantic_ai.messages import (
-        FunctionToolCallEvent, FunctionToolResultEvent, PartEndEvent, TextPart, ToolCallPart,
+        FunctionToolCallEvent, FunctionToolResultEvent, PartDeltaEvent, PartEndEvent, PartStartEvent, TextPart,
+        ToolCallPart,
     )
 
     from pydantic_ai.messages import ModelMessagesTypeAdapter
@@ -36,16 +64,21 @@ async def stream(runner, agent):
     output, texts, calls = None, [], []
     async with agent.run_stream_events(runner.instruction, message_history=history) as events:
         async for ev in events:
-            if isinstance(ev, PartEndEvent):  # the last part of a model response ends its turn
+            if isinstance(ev, (PartStartEvent, PartDeltaEvent)):
+                live(runner, ev)
+            elif isinstance(ev, PartEndEvent):  # the last part of a model response ends its turn
                 texts += [ev.part.content] if isinstance(ev.part, TextPart) else []
                 calls += [ev.part.tool_name] if isinstance(ev.part, ToolCallPart) else []
                 if ev.next_part_kind is None:
-                    runner.step("model_turn", text="".join(texts), toolCalls=calls)
+                    text = "".join(texts)
+                    runner.step("model_turn", text=text, toolCalls=calls, messageId=runner.live.close(None, text))
                     texts, calls = [], []
             elif isinstance(ev, FunctionToolCallEvent):
-                runner.step("tool_call", tool=ev.part.tool_name, args=ev.part.args_as_dict())
+                runner.step("tool_call", tool=ev.part.tool_name, args=ev.part.args_as_dict(),
+                            toolCallId=ev.part.tool_call_id)
             elif isinstance(ev, FunctionToolResultEvent):
-                runner.step("tool_result", tool=ev.part.tool_name, result=as_text(ev.part.model_response_str()))
+                runner.step("tool_result", tool=ev.part.tool_name, result=as_text(ev.part.model_response_str()),
+                            toolCallId=ev.tool_call_id)
             elif isinstance(ev, AgentRunResultEvent):
                 output = ev.result.output
                 if path:

@@ -7,7 +7,8 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 
 import json
 
-from agentdispatch import earlier_turns_note, example_shout  # frameworks/_shared, on sys.path via runner.py
+# frameworks/_shared, on sys.path via runner.py
+from agentdispatch import apiece_pause, earlier_turns_note, example_pieces, example_shout
 from strands import Agent, tool
 from strands.models.model import Model
 
@@ -44,7 +45,7 @@ def _tool_result_text(messages):
 
 
 class ScriptedModel(Model):
-    """Turn 1: call `shout` with the instruction. Turn 2: final text."""
+    """Turn 1: call `shout` with the instruction. Turn 2: final text, word by word."""
 
     def __init__(self):
         self.config = {"model_id": "scripted"}
@@ -65,12 +66,15 @@ class ScriptedModel(Model):
         if shouted is None:
             args = json.dumps({"text": _last_user_text(messages)})
             yield {"contentBlockStart": {"start": {"toolUse": {"toolUseId": "call_1", "name": "shout"}}}}
-            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": args}}}}
+            for piece in example_pieces(args):  # the arguments in pieces, as a model writes them
+                yield {"contentBlockDelta": {"delta": {"toolUse": {"input": piece}}}}
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "tool_use"}}
         else:
             note = earlier_turns_note(len(_user_turns(messages)) - 1)
-            yield {"contentBlockDelta": {"delta": {"text": f"Shouted: {shouted}{note}"}}}
+            for n, piece in enumerate(example_pieces(f"Shouted: {shouted}{note}")):
+                await apiece_pause(n)  # a slow model (AGENTDISPATCH_EXAMPLE_PIECE_*), in tests
+                yield {"contentBlockDelta": {"delta": {"text": piece}}}
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "end_turn"}}
         yield {

@@ -1,4 +1,6 @@
-"""Strands Agents runner: streams `Agent.stream_async()` as agentdispatch progress steps."""
+"""Strands Agents runner: streams `Agent.stream_async()` as agentdispatch progress steps, and the
+model's text as it is written (its "data", "reasoningText" and "tool_use_stream" events) as
+task.delta lines."""
 
 import asyncio
 import os
@@ -18,18 +20,29 @@ def default_agent():
 
 async def stream(runner, agent):
     names, result = {}, None  # toolUseId -> tool name
+    # Strands writes one model message at a time and names none: the open one is key None.
     async for event in agent.stream_async(runner.instruction):
         message = event.get("message")
-        if message and message.get("role") == "assistant":  # a finished model turn
+        if "data" in event:  # a piece of the model's text, as it is written
+            runner.live.text(None, event["data"])
+        elif "reasoningText" in event:
+            runner.live.text(None, event["reasoningText"], kind="reasoning")
+        elif event.get("type") == "tool_use_stream":  # a piece of a tool call's arguments
+            use = event.get("current_tool_use") or {}
+            piece = ((event.get("delta") or {}).get("toolUse") or {}).get("input")
+            runner.live.tool_args(None, piece, tool_call_id=use.get("toolUseId"), tool=use.get("name"))
+        elif message and message.get("role") == "assistant":  # a finished model turn
             uses = [b["toolUse"] for b in message["content"] if "toolUse" in b]
-            runner.step("model_turn", text=as_text(message["content"]), toolCalls=[u["name"] for u in uses])
+            text = as_text(message["content"])
+            runner.step("model_turn", text=text, toolCalls=[u["name"] for u in uses],
+                        messageId=runner.live.close(None, text))
             for use in uses:
                 names[use["toolUseId"]] = use["name"]
-                runner.step("tool_call", tool=use["name"], args=use["input"])
+                runner.step("tool_call", tool=use["name"], args=use["input"], toolCallId=use["toolUseId"])
         elif message:  # the user turn that carries the tool results
             for res in (b["toolResult"] for b in message["content"] if "toolResult" in b):
                 runner.step("tool_result", tool=names.get(res["toolUseId"], ""), result=as_text(res["content"]),
-                            status=res.get("status"))
+                            status=res.get("status"), toolCallId=res["toolUseId"])
         elif "result" in event:
             result = event["result"]
     return result

@@ -46,6 +46,7 @@ SHARED = FRAMEWORKS / "_shared"
 sys.path.insert(0, str(SHARED))  # unit tests import the agentdispatch package directly
 
 EVENT_TYPES = {"task.progress", "task.log", "task.heartbeat", "task.result"}
+DELTA_KINDS = {"text", "reasoning", "tool_call"}
 STEPS = {"model_turn", "tool_call", "tool_result", "final_answer"}
 RUN_TIMES: dict[tuple[str, str], list[float]] = {}  # (framework, "cold"/"warm") → seconds per run
 PR_SET_CHILD_SUBREAPER = 36
@@ -108,19 +109,52 @@ def envelope(name: str, instruction: str, task_dir: Path, input: dict | None = N
     })
 
 
-def parse_events(stdout: str) -> list[dict]:
-    """Every stdout line must be one JSON event object (the protocol stream stays clean)."""
-    events = []
+def parse_lines(stdout: str) -> list[dict]:
+    """Every stdout line must be one JSON event object or live delta (the protocol stream stays
+    clean); deltas must have SPEC §4.1's shape."""
+    lines = []
     for line in stdout.splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
             pytest.fail(f"non-JSON line on the protocol stdout: {line!r}", pytrace=False)
-        assert isinstance(event, dict) and event.get("type") in EVENT_TYPES, f"not an event: {line!r}"
+        assert isinstance(event, dict), f"not an object: {line!r}"
+        if event.get("type") == "task.delta":
+            check_delta(event, line)
+        else:
+            assert event.get("type") in EVENT_TYPES, f"not an event: {line!r}"
         if event["type"] == "task.progress" and "step" in (event.get("payload") or {}):
             assert event["payload"]["step"] in STEPS, f"unknown step: {line!r}"
-        events.append(event)
-    return events
+        lines.append(event)
+    return lines
+
+
+def check_delta(event: dict, line: str) -> None:
+    payload = event.get("payload")
+    assert set(event) == {"type", "payload"} and isinstance(payload, dict), f"not a delta: {line!r}"
+    assert isinstance(payload.get("messageId"), str) and payload["messageId"], f"no messageId: {line!r}"
+    kind = payload.get("kind", "text")
+    assert kind in DELTA_KINDS, f"unknown delta kind: {line!r}"
+    if kind == "tool_call":
+        assert isinstance(payload.get("toolCallId"), str) and payload["toolCallId"], line
+        assert isinstance(payload.get("argsDelta"), str) and payload["argsDelta"], line
+    else:
+        assert isinstance(payload.get("text"), str) and payload["text"], f"a delta without text: {line!r}"
+
+
+def parse_events(stdout: str) -> list[dict]:
+    """The events of the protocol stdout (``parse_lines``' checks), without the live deltas."""
+    return [e for e in parse_lines(stdout) if e["type"] != "task.delta"]
+
+
+def is_step(line: str, step: str) -> bool:
+    """Whether a protocol line is a ``step`` progress event (a delta line may name it too)."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("type") == "task.progress" \
+        and (event.get("payload") or {}).get("step") == step
 
 
 @dataclass
@@ -130,7 +164,16 @@ class Run:
     stderr: str
     seconds: float
     cold: bool = False
-    events: list = field(default_factory=list)
+    events: list = field(default_factory=list)  # the events, without the deltas
+    lines: list = field(default_factory=list)  # every protocol line in order: events and deltas
+
+    def deltas(self, message_id: str | None = None, kind: str = "text") -> list[tuple[int, dict]]:
+        """(index in lines, payload) of the live deltas of one kind, optionally of one message."""
+        return [
+            (i, e["payload"]) for i, e in enumerate(self.lines)
+            if e["type"] == "task.delta" and e["payload"].get("kind", "text") == kind
+            and message_id in (None, e["payload"]["messageId"])
+        ]
 
     def steps(self, step: str | None = None) -> list[tuple[int, dict]]:
         """(index in events, payload) of the step progress events, optionally of one kind."""
@@ -346,7 +389,8 @@ def run_framework(name: str, tmp_path: Path, instruction: str = "hello world", *
     finally:
         kill_group(proc.pid)
     run = Run(proc.returncode, stdout, stderr, time.monotonic() - started, cold=cold)
-    run.events = parse_events(stdout)
+    run.lines = parse_lines(stdout)
+    run.events = [e for e in run.lines if e["type"] != "task.delta"]
     if run.returncode == 0 and instruction == "hello world":
         RUN_TIMES.setdefault((name, "cold" if cold else "warm"), []).append(run.seconds)
     return run
@@ -409,15 +453,20 @@ def run_plain_runner(tmp_path: Path, body: str, stdin: str = '{"instruction": "h
     proc = subprocess.run([sys.executable, str(script), *args], input=stdin, capture_output=True, text=True,
                           env=full_env, cwd=tmp_path, timeout=timeout)
     run = Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
-    run.events = parse_events(proc.stdout)
+    run.lines = parse_lines(proc.stdout)
+    run.events = [e for e in run.lines if e["type"] != "task.delta"]
     return run
 
 
 ALL_STEPS = ("model_turn", "tool_call", "tool_result", "model_turn", "final_answer")
 
+# The live-text tests, in their own module; imported here, after what it takes from this one.
+from live_contract import LiveTextContract, check_live_text  # noqa: E402
 
-class FrameworkContract:
-    """The tests every framework runner passes; subclasses set ``framework``."""
+
+class FrameworkContract(LiveTextContract):
+    """The tests every framework runner passes; subclasses set ``framework``. The live-text ones
+    (SPEC §4.1) come from ``live_contract.LiveTextContract``."""
 
     framework: str = ""
     # the exact sequence of step kinds of the hello-world run, when the runner reports all of them
@@ -508,9 +557,9 @@ class FrameworkContract:
                 if not line:
                     break
                 lines.append(line)
-                if '"tool_call"' in line:
+                if is_step(line, "tool_call"):
                     break
-            assert lines and '"tool_call"' in lines[-1], f"no tool_call event before the tool ended: {lines}"
+            assert lines and is_step(lines[-1], "tool_call"), f"no tool_call event before the tool ended: {lines}"
             time.sleep(0.3)  # let the tool start sleeping
             sent = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -541,6 +590,7 @@ class FrameworkContract:
         lines = log.read_text().splitlines()
         assert lines[:1] == ["# audit hook loaded"], lines
         assert lines[1:] == [], "network or process calls:\n" + "\n".join(lines[1:])
+        check_live_text(run)  # a cold child streams as a warm one does
         self.check_cold_run(run, tmp_path, home)
 
     def check_cold_run(self, run: Run, tmp_path: Path, home: Path) -> None:

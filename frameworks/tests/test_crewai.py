@@ -4,12 +4,28 @@ import json
 import signal
 import time
 
-from conftest import FrameworkContract, group_members, kill_group, parse_events, run_framework, start_framework, \
-    write_module
+from conftest import FrameworkContract, group_members, is_step, kill_group, parse_events, run_framework, \
+    start_framework, write_module
+from live_contract import OpenAIClientContract
 
 
-class TestCrewai(FrameworkContract):
+class TestCrewai(FrameworkContract, OpenAIClientContract):
     framework = "crewai"
+
+    def start_live_agent(self, tmp_path, server):
+        """A crew on CrewAI's own OpenAI provider (LLM("openai/…"), the openai client). Its LLM is
+        not set to stream: the runner turns streaming on, as Crew(stream=True) does."""
+        app = tmp_path / "app"
+        write_module(app, "live_crew", f"""
+            from crewai import LLM, Agent, Crew, Task
+
+            llm = LLM(model="openai/live-model", base_url={server.url!r}, api_key="sk-test-not-a-key")
+            writer = Agent(role="Writer", goal="Answer", backstory="Brief.", llm=llm)
+            agent = Crew(agents=[writer], tasks=[Task(description="{{instruction}}", expected_output="text",
+                                                      agent=writer)])
+        """)
+        return start_framework(self.framework, tmp_path, input={"entrypoint": "live_crew:agent"},
+                               env={"AGENTDISPATCH_APP_DIR": str(app)})
 
     def test_every_step_in_order(self, tmp_path):
         run = run_framework(self.framework, tmp_path)
@@ -66,11 +82,10 @@ class TestCrewai(FrameworkContract):
         proc = start_framework(self.framework, tmp_path, "please be slow",
                                input={"entrypoint": "exit_zero_agent:agent"}, env={"AGENTDISPATCH_APP_DIR": str(app)})
         try:
-            deadline, seen = time.monotonic() + 120, ""
-            while '"tool_call"' not in seen and time.monotonic() < deadline:
+            deadline, line = time.monotonic() + 120, ""
+            while not is_step(line, "tool_call") and time.monotonic() < deadline:
                 line = proc.stdout.readline()
                 assert line, f"ended before the tool call: {proc.stderr.read()[-2000:]}"
-                seen += line
             time.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)

@@ -1,6 +1,7 @@
 """Runner contract tests for frameworks/langgraph (fixtures and tests in conftest.py)."""
 
 from conftest import ALL_STEPS, FrameworkContract, run_framework, write_module
+from live_contract import THINKING_MODEL, check_thinking_run
 
 WRITER_AGENT = """
 from langgraph.config import get_stream_writer
@@ -43,3 +44,16 @@ class TestLanggraph(FrameworkContract):
                 assert custom[0][0] < run.results[0][0]
             else:
                 assert custom == [], run.describe()
+
+    def test_a_models_reasoning_streams_as_reasoning_deltas(self, tmp_path):
+        app = tmp_path / "app"
+        write_module(app, "thinking_graph", THINKING_MODEL + """
+from langgraph.graph import START, MessagesState, StateGraph
+
+builder = StateGraph(MessagesState)
+builder.add_node("model", lambda state: {"messages": [ThinkingModel().invoke(state["messages"])]})
+builder.add_edge(START, "model")
+agent = builder.compile()
+""")
+        check_thinking_run(run_framework(self.framework, tmp_path, input={"entrypoint": "thinking_graph:agent"},
+                                         env={"AGENTDISPATCH_APP_DIR": str(app)}))

@@ -1,10 +1,24 @@
 """Runner contract tests for frameworks/openai-agents (shared tests in conftest.py), plus SDK specifics."""
 
-from conftest import AUDIT_SITECUSTOMIZE, FrameworkContract, run_framework, write_module
+from conftest import AUDIT_SITECUSTOMIZE, FrameworkContract, run_framework, start_framework, write_module
+from live_contract import OpenAIClientContract
 
 
-class TestOpenaiAgents(FrameworkContract):
+class TestOpenaiAgents(FrameworkContract, OpenAIClientContract):
     framework = "openai-agents"
+
+    def start_live_agent(self, tmp_path, server):
+        """The SDK's own Chat Completions model on the openai client."""
+        app = tmp_path / "app"
+        write_module(app, "live_agent", f"""
+            from agents import Agent, OpenAIChatCompletionsModel
+            from openai import AsyncOpenAI
+
+            client = AsyncOpenAI(base_url={server.url!r}, api_key="sk-test-not-a-key", max_retries=0)
+            agent = Agent(name="live", model=OpenAIChatCompletionsModel(model="live-model", openai_client=client))
+        """)
+        return start_framework(self.framework, tmp_path, input={"entrypoint": "live_agent:agent"},
+                               env={"AGENTDISPATCH_APP_DIR": str(app)})
 
     def test_every_step_in_order(self, tmp_path):
         run = run_framework(self.framework, tmp_path)

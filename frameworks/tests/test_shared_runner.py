@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -98,6 +99,116 @@ def test_quiet_env_keeps_user_values(monkeypatch):
 def test_example_shout():
     assert adr.example_shout("hello world") == "HELLO WORLD"
 
+
+
+# -- live text (SPEC §4.1) ---------------------------------------------------------------------
+
+from agentdispatch.live import piece_budget, split_piece  # noqa: E402
+
+
+@pytest.mark.parametrize("limit, budget", [(None, 65536), ("4096", 1024), ("100", 256), ("not a number", 65536)])
+def test_piece_budget_is_a_quarter_of_the_line_limit(monkeypatch, limit, budget):
+    if limit is None:
+        monkeypatch.delenv("AGENTDISPATCH_MAX_LINE_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("AGENTDISPATCH_MAX_LINE_BYTES", limit)
+    assert piece_budget() == budget
+
+
+@pytest.mark.parametrize("text", ["a" * 5000, "\x01" * 5000, "é" * 5000, "😀" * 5000, '"\\' * 2000, "x"])
+def test_split_piece_fits_every_part_and_keeps_the_text(text):
+    parts = split_piece(text, 1024)
+    assert "".join(parts) == text and all(parts)
+    assert all(len(json.dumps(p, ensure_ascii=False).encode()) - 2 <= 1024 for p in parts)
+    if text == "a" * 5000:
+        assert len(parts) == 5  # plain text: parts as long as the budget allows
+
+
+def test_live_text_deltas_and_message_ids():
+    r, events = collecting_runner({})
+    r.live.text("run-a", "Hel")
+    r.live.text("run-a", "")  # nothing to say: no line
+    r.live.text("run-a", None)
+    r.live.text("run-a", "lo", kind="reasoning")
+    r.live.tool_args("run-a", "{\"te", index=0, tool_call_id="c1", tool="shout")
+    r.live.tool_args("run-a", "xt\": 1}", index=0)  # id and name come with the first piece only
+    r.live.tool_args("run-a", "lost", index=1)  # a call whose id is not known yet: not announced
+    assert r.live.close("run-a", "Hel") == "m-1"
+    r.live.text("run-a", "again")  # a closed key that writes again is a new message
+    r.delta("m-9", "direct")
+    assert [e["payload"] for e in events] == [
+        {"messageId": "m-1", "text": "Hel"},
+        {"messageId": "m-1", "text": "lo", "kind": "reasoning"},
+        {"messageId": "m-1", "kind": "tool_call", "toolCallId": "c1", "tool": "shout", "argsDelta": '{"te'},
+        {"messageId": "m-1", "kind": "tool_call", "toolCallId": "c1", "tool": "shout", "argsDelta": 'xt": 1}'},
+        {"messageId": "m-2", "text": "again"},
+        {"messageId": "m-9", "text": "direct"},
+    ]
+    assert {e["type"] for e in events} == {"task.delta"}
+    assert r.live.close(None) == "m-3"  # a message with no delta still gets its id
+
+
+def test_bad_deltas_are_refused_by_name():
+    r, events = collecting_runner({})
+    with pytest.raises(ValueError, match="unknown delta kind 'image'"):
+        r.delta("m-1", "x", kind="image")
+    with pytest.raises(TypeError, match="must be a string, not int"):
+        r.delta("m-1", 42)
+    with pytest.raises(ValueError, match="needs the tool call's id"):
+        r.delta("m-1", "{}", kind="tool_call")
+    assert events == []
+
+
+def test_final_answer_carries_the_messageId_of_the_message_it_repeats():
+    r, events = collecting_runner({})
+    r.live.text(None, "Hi")
+    r.step("model_turn", text="Hi", messageId=r.live.close(None, "Hi"))
+    r.final_answer("Hi")
+    r.final_answer("something else")  # not that message's text: no messageId
+    assert events[-2]["payload"] == {"step": "final_answer", "text": "Hi", "messageId": "m-1"}
+    assert events[-1]["payload"] == {"step": "final_answer", "text": "something else"}
+
+
+def test_a_long_piece_goes_out_in_lines_under_the_limit(tmp_path):
+    run = run_plain_runner(tmp_path, """
+        def run(r):
+            r.delta("m-1", "é" * 300000)
+            return "done"
+    """, env={"AGENTDISPATCH_MAX_LINE_BYTES": "65536"})
+    assert run.returncode == 0, run.describe()
+    assert "".join(p["text"] for _, p in run.deltas("m-1")) == "é" * 300000
+    assert max(len(line.encode()) for line in run.stdout.splitlines()) <= 65536 // 4 + 100
+
+
+def test_example_pieces_add_up():
+    assert adr.example_pieces("Shouted: HELLO WORLD") == ["Shouted: ", "HELLO ", "WORLD"]
+    assert adr.example_pieces("one") == ["one"]
+
+
+def test_piece_pause_sleeps_the_piece_delay(monkeypatch):
+    monkeypatch.setenv("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", "30")
+    started = time.monotonic()
+    adr.piece_pause(0)
+    assert time.monotonic() - started >= 0.03
+
+
+def test_piece_pause_waits_for_a_line_on_the_gate(tmp_path, monkeypatch):
+    # Before every piece but the first, the example models wait for one line on the gate FIFO.
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    fd = os.open(gate, os.O_RDWR)
+    monkeypatch.setenv("AGENTDISPATCH_EXAMPLE_PIECE_GATE", str(gate))
+    try:
+        adr.piece_pause(0)  # the first piece never waits
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (adr.piece_pause(1), done.set()), daemon=True)
+        waiter.start()
+        assert not done.wait(0.2), "piece 1 went on without a line on the gate"
+        os.write(fd, b"go\nnext\n")
+        assert done.wait(10)
+        assert os.read(fd, 100) == b"next\n", "the wait took more than its one line"
+    finally:
+        os.close(fd)
 
 # -- load_agent ------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ class TestStrands(FrameworkContract):
             "model_turn", "tool_call", "tool_result", "model_turn", "final_answer"], run.describe()
         assert run.steps("model_turn")[0][1]["toolCalls"] == ["shout"]
         assert run.steps("final_answer")[0][1] == {
-            "step": "final_answer", "text": "Shouted: HELLO WORLD", "stopReason": "end_turn"}
+            "step": "final_answer", "text": "Shouted: HELLO WORLD", "stopReason": "end_turn",
+            "messageId": run.steps("model_turn")[-1][1]["messageId"]}
 
     def test_default_printing_callback_handler_never_reaches_the_protocol(self, tmp_path):
         # A user agent that keeps Strands' default PrintingCallbackHandler (prints to stdout).

@@ -11,7 +11,8 @@ This package does everything that is the same for every framework:
   chatter and subprocess output can never corrupt the protocol), reports failures as a clear
   last line on stderr with exit status 1, and turns SIGTERM into a ``task.log`` line plus exit 143.
 * ``Runner`` is what ``run(runner)`` receives: the envelope fields, ``progress``/``log``/``step``
-  events, ``result`` (once), ``final_answer`` (the last step, returned as the output) and
+  events, ``live`` (the model's text as it is written: ``task.delta`` lines), ``result``
+  (once), ``final_answer`` (the last step, returned as the output) and
   ``load_agent`` for the user's ``module:attr`` entrypoint: the framework's agent, or a factory
   of the user's own returning one (``entrypoint``'s docstring says exactly which functions count).
 
@@ -19,6 +20,7 @@ Its modules, by concern:
 
 * ``protocol``: the stdin envelope and the NDJSON lines on the protocol fd (``STEPS``);
 * ``runner``: ``Runner``, ``model_id_from_env``;
+* ``live``: the model's text as it is written, ``task.delta`` lines (``runner.live``, ``LiveText``);
 * ``entrypoint``: which entrypoint a task runs (a payload's only where the worker allowed it),
   importing it, and what a runner may call (``EntrypointError``);
 * ``child``: ``main``, the life of one runner process (failures, exit status, signals);
@@ -26,8 +28,10 @@ Its modules, by concern:
   ``reclaim_signals``;
 * ``sessions``: the session folder's files (``SessionError``, ``check_sqlite``, …);
 * ``text``: ``as_text`` and the JSON fallback for framework objects;
-* ``examples``: what the shipped example agents share (``example_shout``, ``earlier_turns_note``);
+* ``examples``: what the shipped example agents share (``example_shout``, ``earlier_turns_note``,
+  ``example_pieces`` and ``piece_pause``: their models write answers piece by piece);
 * ``warm``: the warm parent (``main`` hands over to it under ``AGENTDISPATCH_WARM_FD``);
+* ``langchain_live``: the live text of a LangChain message chunk (langchain and langgraph runners);
 * ``scripted_chat_model``: the offline LangChain chat model of the langchain and langgraph
   examples (needs ``langchain-core``; not imported here).
 
@@ -43,7 +47,12 @@ A runner looks like::
         agent = runner.load_agent(default_factory=build_default_agent,
                                   expect=some_framework.Agent, what="a some_framework.Agent")
         for ev in agent.stream(runner.instruction):
-            runner.step("tool_call", tool=ev.name, args=ev.args)
+            if ev.kind == "text_delta":                # a piece of the reply, as it is written
+                runner.live.text(ev.message_id, ev.text)
+            elif ev.kind == "message_done":            # closes it: the same messageId
+                runner.step("model_turn", text=ev.text, messageId=runner.live.close(ev.message_id, ev.text))
+            elif ev.kind == "tool_call":
+                runner.step("tool_call", tool=ev.name, args=ev.args, toolCallId=ev.call_id)
         return runner.final_answer(final_text)     # the last step; becomes the task.result output
 
     if __name__ == "__main__":
@@ -55,7 +64,8 @@ For manual use, ``python runner.py some instruction`` runs without a stdin envel
 from __future__ import annotations
 
 from .child import main
-from .examples import earlier_turns_note, example_shout
+from .examples import apiece_pause, earlier_turns_note, example_pieces, example_shout, piece_pause
+from .live import LiveText
 from .process import quiet_env, reclaim_signals
 from .protocol import STEPS, EnvelopeError
 from .runner import EntrypointError, Runner, model_id_from_env
@@ -75,6 +85,10 @@ __all__ = [
     "quiet_env",
     "reclaim_signals",
     "example_shout",
+    "example_pieces",
+    "piece_pause",
+    "apiece_pause",
+    "LiveText",
     "as_text",
     "model_id_from_env",
     "STEPS",

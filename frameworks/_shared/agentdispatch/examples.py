@@ -1,7 +1,9 @@
-"""What the shipped example agents share: their one tool and their scripted models' note."""
+"""What the shipped example agents share: their one tool, their scripted models' note, and how
+those models write their answers piece by piece."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -19,3 +21,43 @@ def example_shout(text: str) -> str:
     if re.search(r"\bslow\b", text, re.IGNORECASE):
         time.sleep(60)
     return text.upper()
+
+
+# How the example agents' offline models play a model that writes its answer bit by bit (SPEC §4.1):
+# every answer comes in several pieces; tests and benches may slow each piece down, or hold each
+# piece back until they have seen the previous one arrive (the proof that a runner streams).
+PIECE_DELAY_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS"
+PIECE_GATE_VAR = "AGENTDISPATCH_EXAMPLE_PIECE_GATE"
+
+
+def example_pieces(text: str) -> list[str]:
+    """``text`` as the pieces a model would write it in: word by word, each with the spaces after
+    it ("Shouted: ", "HELLO ", "WORLD"); they add up to ``text``."""
+    return [p for p in re.split(r"(?<=\s)(?=\S)", text) if p] or [text]
+
+
+def piece_pause(index: int) -> None:
+    """What the example models do before writing text piece ``index`` (0 first): sleep
+    AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS, and, when AGENTDISPATCH_EXAMPLE_PIECE_GATE names a FIFO,
+    before every piece but the first, wait for one line from it: a test writes that line only after
+    it has read the previous piece's delta, so a runner that holds text back never gets the next."""
+    delay = os.environ.get(PIECE_DELAY_VAR)
+    if delay:
+        time.sleep(float(delay) / 1000)
+    gate = os.environ.get(PIECE_GATE_VAR)
+    if gate and index > 0:
+        fd = os.open(gate, os.O_RDONLY)
+        try:
+            while os.read(fd, 1) not in (b"\n", b""):  # byte by byte: never take the next line
+                pass
+        finally:
+            os.close(fd)
+
+
+async def apiece_pause(index: int) -> None:
+    """``piece_pause`` for an async model: in a thread, so the event loop meanwhile goes on
+    handing the previous piece to the runner."""
+    if os.environ.get(PIECE_DELAY_VAR) or os.environ.get(PIECE_GATE_VAR):
+        import asyncio
+
+        await asyncio.to_thread(piece_pause, index)

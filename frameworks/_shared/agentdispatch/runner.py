@@ -9,6 +9,7 @@ import sys
 
 from . import entrypoint
 from .entrypoint import EntrypointError
+from .live import LiveText
 from .protocol import STEPS, Emitter, clip_step_text
 from .text import as_text, jsonable
 
@@ -54,6 +55,9 @@ class Runner:
         self._emit = emit or Emitter(sys.stdout.fileno()).write_line
         self.result_emitted = False
         self.steps = 0
+        # The model's text as it is written (SPEC §4.1): runner.live.text(key, piece), and the
+        # closing step's messageId from runner.live.close(key, text).
+        self.live = LiveText(self._emit)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -67,11 +71,18 @@ class Runner:
     def log(self, message: str, **payload) -> None:
         self._emit({"type": "task.log", "message": message, "payload": payload})
 
+    def delta(self, message_id: str, text: str, kind: str = "text", **tool_call) -> None:
+        """Write a piece of model output as it is written: ``task.delta`` line(s) of message
+        ``message_id`` (``kind`` "text", "reasoning", or "tool_call" with ``tool_call_id=`` and
+        ``tool=``, ``text`` then being the arguments' piece). See ``live.LiveText``."""
+        self.live.delta(message_id, text, kind=kind, **tool_call)
+
     def step(self, step: str, **payload) -> None:
         """One agent step as a progress event: payload ``{"step": step, **payload}``.
 
         tool_call: tool=, args={...}; tool_result: tool=, result=<str>;
-        model_turn: text=; final_answer: text=."""
+        model_turn: text=; final_answer: text=; a step closing a model message also
+        messageId= (``live.close``), tool steps toolCallId= (the framework's)."""
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
         self.steps += 1
@@ -137,5 +148,8 @@ class Runner:
         """Report the agent's answer as the ``final_answer`` step and return it as the task's
         output text (``as_text`` of anything that is not a string)."""
         text = output if isinstance(output, str) else as_text(output)
+        message_id = self.live.id_for_answer(text)
+        if message_id and "messageId" not in payload:  # the answer is that message's text
+            payload["messageId"] = message_id
         self.step("final_answer", text=text, **payload)
         return text

@@ -7,7 +7,8 @@ so streaming consumers fail with "No generations found in stream".
 Script: when the current turn (the messages after the last user message) has no tool result yet,
 call ``tool`` with ``{"text": <last user message>}``; afterwards answer ``"Shouted: <tool
 result>"``, followed by ``" (earlier turns: N)"`` when the conversation holds N earlier turns. Works with ``invoke``,
-``stream`` and ``astream_events`` (``_stream`` yields ``tool_call_chunks``).
+``stream`` and ``astream_events``: ``_stream`` writes the reply in pieces (``tool_call_chunks``
+for the call, the answer word by word).
 """
 
 from __future__ import annotations
@@ -48,17 +49,24 @@ class ScriptedShoutModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
 
     def _stream(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        """The reply piece by piece, as a real model streams it (``examples.piece_pause`` before
+        each text piece): a tool call's arguments in pieces, the name and id on the first one
+        only; the text word by word. langchain-core reports each chunk to the callbacks itself
+        (``on_llm_new_token``), which is what streaming consumers read."""
+        import json
+
+        from .examples import example_pieces, piece_pause
+
         reply = self._reply(messages)
         if reply.tool_calls:
-            import json
-
-            chunks = [
-                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
-                for i, c in enumerate(reply.tool_calls)
-            ]
-            chunk = AIMessageChunk(content="", tool_call_chunks=chunks, chunk_position="last")
+            for i, call in enumerate(reply.tool_calls):
+                for n, piece in enumerate(example_pieces(json.dumps(call["args"]))):
+                    first = n == 0
+                    chunk = {"name": call["name"] if first else None, "args": piece,
+                             "id": call["id"] if first else None, "index": i}
+                    yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
         else:
-            chunk = AIMessageChunk(content=reply.content, chunk_position="last")
-        if run_manager and chunk.content:
-            run_manager.on_llm_new_token(chunk.content, chunk=ChatGenerationChunk(message=chunk))
-        yield ChatGenerationChunk(message=chunk)
+            for n, piece in enumerate(example_pieces(reply.content)):
+                piece_pause(n)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", chunk_position="last"))
