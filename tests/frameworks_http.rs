@@ -161,7 +161,23 @@ pub(crate) fn check_hello_world_stream(
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let (last, events) = msgs.split_last().expect("at least one SSE message");
+    let (last, before) = msgs.split_last().expect("at least one SSE message");
+    // Live text (SPEC 4.1): deltas come between the events, with no SSE id and no seq; the
+    // model's answer is written in several pieces.
+    let (deltas, events): (Vec<_>, Vec<_>) =
+        before.iter().partition(|m| m.data["type"] == "task.delta");
+    for d in &deltas {
+        assert!(
+            d.id.is_none() && d.data["seq"].is_null(),
+            "{name}: {}",
+            d.data
+        );
+    }
+    assert!(
+        deltas.len() > 1,
+        "{name}: live text in one piece or none:\n{}",
+        dump()
+    );
     let result = &last.data;
     assert_eq!(result["ok"], true, "{name}: {result:#}");
     assert_eq!(result["status"], "succeeded", "{name}");
