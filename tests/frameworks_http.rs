@@ -173,11 +173,23 @@ pub(crate) fn check_hello_world_stream(
             d.data
         );
     }
-    assert!(
-        deltas.len() > 1,
-        "{name}: live text in one piece or none:\n{}",
-        dump()
-    );
+    // The six shipped runners stream the example models' pieces; the README's examples in
+    // other languages write no live text.
+    let shipped = [
+        "langchain",
+        "langgraph",
+        "crewai",
+        "strands",
+        "openai-agents",
+        "pydantic-ai",
+    ];
+    if shipped.contains(&name) {
+        assert!(
+            deltas.len() > 1,
+            "{name}: live text in one piece or none:\n{}",
+            dump()
+        );
+    }
     let result = &last.data;
     assert_eq!(result["ok"], true, "{name}: {result:#}");
     assert_eq!(result["status"], "succeeded", "{name}");
