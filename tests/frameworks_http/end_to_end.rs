@@ -1,7 +1,8 @@
-//! Each framework, cold and warm: the hello-world steps streamed over SSE as they happen, a
-//! cancel and a deadline leaving no process behind, no network or process start; warm, also a
-//! conversation per session (sessions.rs) on the same worker and then on a restarted one, so that
-//! a framework's imports are paid by one cold task per test and one warm parent per worker.
+//! Each framework, cold and warm: the hello-world answer's text and steps streamed over SSE as
+//! they happen (live_text.rs), a cancel and a deadline leaving no process behind, no network or
+//! process start; warm, also a conversation per session (sessions.rs) on the same worker and then
+//! on a restarted one, so that a framework's imports are paid by one cold task per test and one
+//! warm parent per worker.
 
 use super::*;
 
@@ -43,6 +44,7 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
     )
     .unwrap();
     let session_dir = tempfile::tempdir().unwrap();
+    let mut gate = live_text::Gate::new();
     let start = |log: &Path| {
         WorkerBuilder::new()
             .env(
@@ -56,6 +58,10 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
             .env("PYTHONPATH", audit.path().to_str().unwrap())
             .env("AGENTDISPATCH_AUDIT_LOG", log.to_str().unwrap())
             .env("AGENTDISPATCH_WARM", warm)
+            .env(
+                "AGENTDISPATCH_EXAMPLE_PIECE_GATE",
+                gate.path().to_str().unwrap(),
+            )
             .start()
     };
     let log = audit.path().join("audit.log");
@@ -65,12 +71,12 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
     }
     let mut pythons = 0;
 
-    // 1. Hello world over SSE: steps in order, live, then the example agent's answer.
+    // 1. Hello world over SSE: the answer's text live, piece by piece, also to a subscriber
+    // joining mid-answer, and never in the record (live_text.rs); steps in order, live, then the
+    // example agent's answer.
     let id = unique_id(&format!("{name}-hello"));
     let started = Instant::now();
-    let msgs = w
-        .stream(&json!({"taskId":id,"framework":name,"input":{"instruction":"hello world"}}))
-        .await;
+    let msgs = live_text::hello_world_live(&w, name, &mut gate, &id).await;
     let timing = check_hello_world_stream(name, started, &msgs);
     check_kind("hello", &msgs.last().unwrap().data);
     eprintln!("{kind:?} {timing}");
@@ -236,18 +242,18 @@ fn assert_offline(name: &str, log: &Path, pythons: usize) {
 }
 
 #[tokio::test]
-async fn langchain_cold_streams_steps_cancels_cleanly_and_stays_offline() {
+async fn langchain_cold_streams_live_text_and_steps_cancels_cleanly_and_stays_offline() {
     framework_end_to_end("langchain", Kind::Cold, Also::default()).await;
 }
 
 #[tokio::test]
-async fn langchain_warm_streams_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
+async fn langchain_warm_streams_live_text_and_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
 ) {
     framework_end_to_end("langchain", Kind::Warm, Also::default()).await;
 }
 
 #[tokio::test]
-async fn langgraph_cold_streams_steps_cancels_cleanly_times_out_and_stays_offline() {
+async fn langgraph_cold_streams_live_text_and_steps_cancels_cleanly_times_out_and_stays_offline() {
     framework_end_to_end(
         "langgraph",
         Kind::Cold,
@@ -260,7 +266,7 @@ async fn langgraph_cold_streams_steps_cancels_cleanly_times_out_and_stays_offlin
 }
 
 #[tokio::test]
-async fn langgraph_warm_streams_steps_cancels_cleanly_times_out_stays_offline_and_keeps_a_conversation_per_session(
+async fn langgraph_warm_streams_live_text_and_steps_cancels_cleanly_times_out_stays_offline_and_keeps_a_conversation_per_session(
 ) {
     framework_end_to_end(
         "langgraph",
@@ -274,18 +280,19 @@ async fn langgraph_warm_streams_steps_cancels_cleanly_times_out_stays_offline_an
 }
 
 #[tokio::test]
-async fn crewai_cold_streams_steps_cancels_cleanly_and_stays_offline() {
+async fn crewai_cold_streams_live_text_and_steps_cancels_cleanly_and_stays_offline() {
     framework_end_to_end("crewai", Kind::Cold, Also::default()).await;
 }
 
 #[tokio::test]
-async fn crewai_warm_streams_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
+async fn crewai_warm_streams_live_text_and_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
 ) {
     framework_end_to_end("crewai", Kind::Warm, Also::default()).await;
 }
 
 #[tokio::test]
-async fn strands_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+async fn strands_cold_streams_live_text_and_steps_cancels_cleanly_also_over_sse_and_stays_offline()
+{
     framework_end_to_end(
         "strands",
         Kind::Cold,
@@ -298,7 +305,7 @@ async fn strands_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_offl
 }
 
 #[tokio::test]
-async fn strands_warm_streams_steps_cancels_cleanly_also_over_sse_stays_offline_and_keeps_a_conversation_per_session(
+async fn strands_warm_streams_live_text_and_steps_cancels_cleanly_also_over_sse_stays_offline_and_keeps_a_conversation_per_session(
 ) {
     framework_end_to_end(
         "strands",
@@ -312,18 +319,19 @@ async fn strands_warm_streams_steps_cancels_cleanly_also_over_sse_stays_offline_
 }
 
 #[tokio::test]
-async fn openai_agents_cold_streams_steps_cancels_cleanly_and_stays_offline() {
+async fn openai_agents_cold_streams_live_text_and_steps_cancels_cleanly_and_stays_offline() {
     framework_end_to_end("openai-agents", Kind::Cold, Also::default()).await;
 }
 
 #[tokio::test]
-async fn openai_agents_warm_streams_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
+async fn openai_agents_warm_streams_live_text_and_steps_cancels_cleanly_stays_offline_and_keeps_a_conversation_per_session(
 ) {
     framework_end_to_end("openai-agents", Kind::Warm, Also::default()).await;
 }
 
 #[tokio::test]
-async fn pydantic_ai_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_offline() {
+async fn pydantic_ai_cold_streams_live_text_and_steps_cancels_cleanly_also_over_sse_and_stays_offline(
+) {
     framework_end_to_end(
         "pydantic-ai",
         Kind::Cold,
@@ -336,7 +344,7 @@ async fn pydantic_ai_cold_streams_steps_cancels_cleanly_also_over_sse_and_stays_
 }
 
 #[tokio::test]
-async fn pydantic_ai_warm_streams_steps_cancels_cleanly_also_over_sse_stays_offline_and_keeps_a_conversation_per_session(
+async fn pydantic_ai_warm_streams_live_text_and_steps_cancels_cleanly_also_over_sse_stays_offline_and_keeps_a_conversation_per_session(
 ) {
     framework_end_to_end(
         "pydantic-ai",
