@@ -1,7 +1,7 @@
 """Runner contract tests for frameworks/langgraph (fixtures and tests in conftest.py)."""
 
-from conftest import ALL_STEPS, FrameworkContract, run_framework, write_module
-from live_contract import THINKING_MODEL, check_thinking_run
+from conftest import ALL_STEPS, FrameworkContract, run_framework, start_framework, write_module
+from live_contract import THINKING_MODEL, OpenAIClientContract, check_thinking_run
 
 WRITER_AGENT = """
 from langgraph.config import get_stream_writer
@@ -20,9 +20,26 @@ agent = builder.compile()
 """
 
 
-class TestLanggraph(FrameworkContract):
+class TestLanggraph(FrameworkContract, OpenAIClientContract):
     framework = "langgraph"
     expected_steps = ALL_STEPS
+
+    def start_live_agent(self, tmp_path, server):
+        """A graph whose node calls langchain-openai's ChatOpenAI with invoke (not stream)."""
+        app = tmp_path / "app"
+        write_module(app, "live_graph", f"""
+            from langchain_openai import ChatOpenAI
+            from langgraph.graph import START, MessagesState, StateGraph
+
+            model = ChatOpenAI(model="live-model", base_url={server.url!r}, api_key="sk-test-not-a-key",
+                               max_retries=0)
+            builder = StateGraph(MessagesState)
+            builder.add_node("model", lambda state: {{"messages": [model.invoke(state["messages"])]}})
+            builder.add_edge(START, "model")
+            agent = builder.compile()
+        """)
+        return start_framework(self.framework, tmp_path, input={"entrypoint": "live_graph:agent"},
+                               env={"AGENTDISPATCH_APP_DIR": str(app)})
 
     def test_custom_stream_data_becomes_progress_only_when_asked(self, tmp_path):
         # AGENTDISPATCH_LANGGRAPH_CUSTOM=1 adds LangGraph's "custom" stream mode: what a node

@@ -1,10 +1,25 @@
 """Runner contract tests for frameworks/strands (shared tests in conftest.py), plus Strands specifics."""
 
-from conftest import FrameworkContract, run_framework, write_module
+from conftest import FrameworkContract, run_framework, start_framework, write_module
+from live_contract import OpenAIClientContract
 
 
-class TestStrands(FrameworkContract):
+class TestStrands(FrameworkContract, OpenAIClientContract):
     framework = "strands"
+
+    def start_live_agent(self, tmp_path, server):
+        """An agent on Strands' own OpenAI model provider (the openai client)."""
+        app = tmp_path / "app"
+        write_module(app, "live_agent", f"""
+            from strands import Agent
+            from strands.models.openai import OpenAIModel
+
+            model = OpenAIModel(client_args={{"base_url": {server.url!r}, "api_key": "sk-test-not-a-key",
+                                              "max_retries": 0}}, model_id="live-model")
+            agent = Agent(model=model)
+        """)
+        return start_framework(self.framework, tmp_path, input={"entrypoint": "live_agent:agent"},
+                               env={"AGENTDISPATCH_APP_DIR": str(app)})
 
     def test_every_step_in_order(self, tmp_path):
         run = run_framework(self.framework, tmp_path)
