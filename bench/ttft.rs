@@ -5,25 +5,25 @@
 //!    (default 40: "Shouted: " and one word per piece) `TTFT_DELAY_MS` apart (default 50, through
 //!    `AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS`), served three ways over SSE: in-process by AWS's
 //!    `bedrock-agentcore` with an async generator entrypoint yielding each piece of
-//!    `graph.stream(stream_mode="messages")` (`bench/agentcore/serve_stream.py`), through the
+//!    `graph.stream(stream_mode="messages")` (`bench/agentcore/serve.py --stream`), through the
 //!    worker with a warm parent, and with a cold child per task. All three are alive together
-//!    and take turns run by run (`--runs N` each, default 10); medians of request → first word
+//!    and take turns run by run (`--runs N` each, default 20); medians of request → first word
 //!    and → last word, beside the model's own delay (the floor).
 //! 2. A flood ([`flood`]): a child writing 20,000 deltas a second for 5 s to 4 SSE subscribers.
 //!
 //! ```sh
 //! scripts/setup-frameworks.sh langgraph && scripts/setup-frameworks.sh bench/agentcore
-//! cargo bench --bench ttft                     # both parts, about 2 minutes
+//! cargo bench --bench ttft                     # both parts, about 4 minutes
 //! cargo bench --bench ttft -- --runs 20 flood  # names pick parts: serve, flood
 //! ```
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{knob, median, repo, Log, Server};
+use common::{knob, percentile, repo, Log, Server};
 #[path = "ttft/flood.rs"]
 mod flood;
 
@@ -46,30 +46,6 @@ impl Pace {
     fn answer(&self) -> String {
         format!("Shouted: {}", self.prompt().to_uppercase())
     }
-}
-
-/// The floor: `bench/agentcore/serve_stream.py` on a port probed free first (it does not log
-/// the port it bound).
-fn start_floor(pace: Pace) -> Server {
-    let python = repo().join("bench/agentcore/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-frameworks.sh bench/agentcore",
-        python.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(python);
-    cmd.arg(repo().join("bench/agentcore/serve_stream.py"))
-        .env(
-            "AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS",
-            pace.delay_ms.to_string(),
-        )
-        .stderr(Stdio::null());
-    Server::start_on(cmd, port, Log::Drop).expect("start the floor")
 }
 
 /// The worker serving the LangGraph example agent, warm (`AGENTDISPATCH_WARM=langgraph`) or
@@ -193,7 +169,11 @@ fn yes(b: bool) -> &'static str {
 
 async fn served_three_ways(runs: usize, pace: Pace) {
     let http = reqwest::Client::new();
-    let floor = start_floor(pace);
+    let delay = pace.delay_ms.to_string();
+    let floor = common::start_agentcore(
+        &["--stream"],
+        &[("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", delay)],
+    );
     ready(&floor, &http, false).await;
     let warm = start_worker("langgraph", pace).await;
     ready(&warm, &http, true).await;
@@ -224,21 +204,28 @@ async fn served_three_ways(runs: usize, pace: Pace) {
             got[i].push(words(s, &http, worker, &prompt, &answer).await);
         }
     }
-    let med =
-        |i: usize, f: fn(&Words) -> Duration| ms(median(&got[i].iter().map(f).collect::<Vec<_>>()));
+    let at = |i: usize, p: f64, f: fn(&Words) -> Duration| {
+        ms(percentile(&got[i].iter().map(f).collect::<Vec<_>>(), p))
+    };
+    // The quartiles beside each median: this shared machine moves single runs by tens of ms.
+    let spread = |i: usize, f: fn(&Words) -> Duration| {
+        format!("{:.1}–{:.1}", at(i, 25.0, f), at(i, 75.0, f))
+    };
     let (first_floor, total_floor) = (pace.delay_ms as f64, (pace.delay_ms * pace.pieces) as f64);
     println!("LangGraph example agent, its model writing {} pieces {} ms apart (\"Shouted: \" and one word each); SSE; median of {runs} runs each, the three ways taking turns run by run (after 2 warm-up runs each)", pace.pieces, pace.delay_ms);
     println!();
-    println!("| served by | request → first word | → last word | SSE messages with text | first word − model's own | last word − model's own |");
+    println!("| served by | request → first word (p25–p75) | → last word (p25–p75) | SSE messages with text | first word − model's own | last word − model's own |");
     println!("|---|---|---|---|---|---|");
     println!("| the model's own delay (floor) | {first_floor:.1} ms | {total_floor:.1} ms | {} | — | — |", pace.pieces);
     let mut firsts = Vec::new();
     let mut lasts = Vec::new();
     for (i, (name, _, _)) in ways.iter().enumerate() {
-        let (f, l) = (med(i, |w| w.first), med(i, |w| w.last));
+        let (f, l) = (at(i, 50.0, |w| w.first), at(i, 50.0, |w| w.last));
         let msgs = got[i].iter().map(|w| w.messages).max().unwrap_or(0);
         println!(
-            "| {name} | {f:.1} ms | {l:.1} ms | {msgs} | +{:.1} ms | +{:.1} ms |",
+            "| {name} | {f:.1} ms ({}) | {l:.1} ms ({}) | {msgs} | +{:.1} ms | +{:.1} ms |",
+            spread(i, |w| w.first),
+            spread(i, |w| w.last),
             f - first_floor,
             l - total_floor
         );
@@ -263,7 +250,7 @@ async fn served_three_ways(runs: usize, pace: Pace) {
 }
 
 fn main() {
-    let (runs, only) = common::runs_and_names(10, 3);
+    let (runs, only) = common::runs_and_names(20, 3);
     let pace = Pace {
         pieces: knob("TTFT_PIECES", 40).max(2),
         delay_ms: knob("TTFT_DELAY_MS", 50),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{self, percentile, procfs, Log, Server};
+use crate::common::{self, percentile, pinger, procfs, Log, Server};
 
 /// The child: waits 300 ms (for the subscribers to attach), then writes delta `n` (text
 /// `"{n:07} "`) as soon as `n / rate` seconds have passed, one `os.write` each as the runners'
@@ -62,24 +62,14 @@ async fn start(rate: usize, seconds: usize) -> Server {
     w
 }
 
-/// `/ping` every 5 ms until `stop`; the latencies.
-async fn pinger(url: String, stop: Arc<AtomicBool>) -> Vec<Duration> {
-    let http = reqwest::Client::new();
-    let mut times = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let r = http.get(format!("{url}/ping")).send().await;
-        assert!(r.is_ok_and(|r| r.status().is_success()), "/ping failed");
-        times.push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    times
-}
-
 /// `/ping` latencies over `d` of the idle worker.
 async fn idle_pings(url: &str, d: Duration) -> Vec<Duration> {
     let stop = Arc::new(AtomicBool::new(false));
-    let p = tokio::spawn(pinger(url.to_string(), stop.clone()));
+    let p = tokio::spawn(pinger(
+        reqwest::Client::new(),
+        url.to_string(),
+        stop.clone(),
+    ));
     tokio::time::sleep(d).await;
     stop.store(true, Ordering::Relaxed);
     p.await.unwrap()
@@ -149,7 +139,7 @@ pub async fn flood(rate: usize, seconds: usize) {
     let rss_before = procfs::status_kb(pid, "VmRSS").unwrap_or(0);
     let cpu0 = common::cpu_seconds(pid);
     let stop = Arc::new(AtomicBool::new(false));
-    let pings = tokio::spawn(pinger(w.url.clone(), stop.clone()));
+    let pings = tokio::spawn(pinger(reqwest::Client::new(), w.url.clone(), stop.clone()));
     let started = Instant::now();
     let body = json!({"prompt": "flood", "framework": "flood"});
     let resp = common::post_sse(&http, &w.url, &body)
