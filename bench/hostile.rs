@@ -21,12 +21,12 @@
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{percentile, procfs, Log, Server};
+use common::{percentile, pinger, procfs, Log, Server};
 
 const HOSTILE_SH: &str = r#"#!/bin/sh
 d="$AGENTDISPATCH_TASK_DIR"
@@ -67,20 +67,6 @@ fn rss_kb(pid: i32) -> u64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Pings every 5 ms (the pace of the load) until `stop`; the latencies, sorted.
-async fn pinger(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Duration> {
-    let mut times = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let r = client.get(format!("{url}/ping")).send().await;
-        assert!(r.is_ok_and(|r| r.status().is_success()), "/ping failed");
-        times.push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    times.sort();
-    times
 }
 
 fn row(what: &str, t: &[Duration]) {

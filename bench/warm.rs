@@ -16,7 +16,7 @@
 //! cargo bench --bench warm -- --runs 200 langgraph
 //! ```
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -27,26 +27,6 @@ use common::{percentile, repo, Log, Server};
 /// The six frameworks' names.
 fn six() -> impl Iterator<Item = &'static str> {
     common::FRAMEWORKS.iter().map(|(name, _)| *name)
-}
-
-/// The floor: `bench/agentcore/serve.py`. It binds the `PORT` it is given and does not log
-/// the port, so this one port is probed free first (the worker itself starts on `PORT=0`).
-fn start_floor() -> Server {
-    let python = repo().join("bench/agentcore/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-frameworks.sh bench/agentcore",
-        python.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(python);
-    cmd.arg(repo().join("bench/agentcore/serve.py"))
-        .stderr(Stdio::null());
-    Server::start_on(cmd, port, Log::Keep).expect("start the floor")
 }
 
 async fn start_worker(warm: &str, default_framework: &str) -> Server {
@@ -332,7 +312,7 @@ async fn measure_together(
 
 async fn langgraph_against_the_floor(runs: usize) {
     let (floor, warm) = {
-        let f = start_floor();
+        let f = common::start_agentcore(&[], &[]);
         let f_start = started(&f, 0).await;
         let w = start_worker("langgraph", "langgraph").await;
         let w_start = started(&w, 1).await;

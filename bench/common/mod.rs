@@ -251,6 +251,44 @@ impl Drop for Server {
     }
 }
 
+/// The floor the warm-start and live-text benches measure against: `bench/agentcore/serve.py`
+/// (AWS's `bedrock-agentcore` serving the LangGraph example agent in-process) with `args` and
+/// `env`. It binds the `PORT` it is given and does not log the port, so this one port is probed
+/// free first.
+pub fn start_agentcore(args: &[&str], env: &[(&str, String)]) -> Server {
+    let python = repo().join("bench/agentcore/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-frameworks.sh bench/agentcore",
+        python.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(python);
+    cmd.arg(repo().join("bench/agentcore/serve.py"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(Stdio::null());
+    Server::start_on(cmd, port, Log::Keep).expect("start the bedrock-agentcore floor")
+}
+
+/// Pings every 5 ms until `stop`; the latencies, sorted.
+pub async fn pinger(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Duration> {
+    let mut times = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let r = client.get(format!("{url}/ping")).send().await;
+        assert!(r.is_ok_and(|r| r.status().is_success()), "/ping failed");
+        times.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    times.sort();
+    times
+}
+
 /// `POST <url>/invocations` with a JSON body: the HTTP status and the JSON answer.
 pub async fn post_json(
     http: &reqwest::Client,
