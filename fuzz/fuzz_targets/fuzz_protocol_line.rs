@@ -2,8 +2,9 @@
 //!
 //! Checks: no panic; a line that does not start with `{` (after leading whitespace) is Text; a
 //! Text line starting with `{` is not a JSON object, OtherJson is one; an Event is never of type
-//! task.result and no event inside a Result is either; every event payload serialises;
-//! classifying is deterministic.
+//! task.result and no event inside a Result is either; every event payload serialises; a
+//! delta (good or refused) comes from a JSON object, a good one has a message id and its wire
+//! form is a JSON object of type task.delta; classifying is deterministic.
 #![no_main]
 
 use agentdispatch_worker::protocol::{classify, ChildLine};
@@ -37,6 +38,20 @@ fuzz_target!(|data: &[u8]| {
         ChildLine::Event(e) => {
             assert!(is_object());
             check_event(e);
+        }
+        ChildLine::Delta(d) => {
+            assert!(is_object());
+            assert!(
+                !d.message_id.is_empty(),
+                "a delta without a messageId: {d:?}"
+            );
+            let wire: Value = serde_json::from_str(&d.to_json("t")).expect("a delta's wire form");
+            assert_eq!(wire["type"], "task.delta");
+            assert!(wire.get("seq").is_none(), "a delta with a seq: {wire}");
+        }
+        ChildLine::BadDelta(why) => {
+            assert!(is_object());
+            assert!(!why.is_empty(), "a refused delta without a reason");
         }
         ChildLine::Result(r) => {
             assert!(is_object());
