@@ -256,9 +256,7 @@ impl EventSink {
             .index
             .partition_point(|(s, _)| *s <= after.saturating_add(1));
         let offset = slot.checked_sub(1).map_or(0, |i| st.index[i].1);
-        let Some(reader) = st.reader.clone() else {
-            return Since::default();
-        };
+        let reader = st.reader.clone().expect("a log reader: checked at the top");
         drop(st);
         self.flush();
         match reader.page(offset, after, max) {

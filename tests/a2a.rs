@@ -70,13 +70,7 @@ fn send(method: &str, text: &str, framework: &str, extra: Value) -> Value {
 
 /// Posts a request whose answer is an event stream (checked), returned unread.
 async fn open_stream(w: &Worker, body: &Value) -> reqwest::Response {
-    let resp = w
-        .client()
-        .post(format!("{}/", w.url))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = w.rpc_response(body).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     resp
 }

@@ -379,13 +379,7 @@ async fn a2a_card_and_json_rpc_methods() {
     // message/stream: a task, working updates, the output artifact, a final status.
     let mut stream_req = send.clone();
     stream_req["method"] = json!("message/stream");
-    let resp = w
-        .client()
-        .post(format!("{}/", w.url))
-        .json(&stream_req)
-        .send()
-        .await
-        .unwrap();
+    let resp = w.rpc_response(&stream_req).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let msgs = read_sse(resp, usize::MAX).await;
     let kinds: Vec<&str> = msgs

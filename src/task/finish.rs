@@ -46,7 +46,9 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
     // A folder this run did not make (the task failed for it) is never listed or written;
     // one a child swapped for a link is refused by `intact` below.
     let folder = &task.folder;
-    let listed = folder.made() && folder.intact().is_ok();
+    // Checked once: every process of the task has been reaped, so nothing swaps it after this.
+    let intact = folder.made().then(|| folder.intact());
+    let listed = matches!(intact, Some(Ok(())));
     let (written, declared) = if listed {
         let dir = folder.path();
         (
@@ -96,8 +98,8 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         exit_code: ending.exit_code,
         duration_ms: task.started.elapsed().as_millis() as u64,
     };
-    if folder.made() {
-        if let Err(err) = folder.intact() {
+    if let Some(intact) = intact {
+        if let Err(err) = intact {
             fail_write(&mut result, &folder.file(RESULT_FILE), err);
         } else {
             let written = folder

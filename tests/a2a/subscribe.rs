@@ -104,13 +104,7 @@ async fn a_quiet_stream_carries_keep_alive_comments() {
         "slow",
         json!({"message": {"taskId": "quiet"}}),
     );
-    let resp = w
-        .client()
-        .post(format!("{}/", w.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = w.rpc_response(&body).await;
     let mut bytes = resp.bytes_stream();
     let mut seen = String::new();
     use futures_util::StreamExt;

@@ -301,6 +301,12 @@ impl Worker {
         self.rpc_with(body, &[]).await
     }
 
+    /// `POST /` with an A2A JSON-RPC body; the response, unread (a streaming method's SSE).
+    pub async fn rpc_response(&self, body: &Value) -> reqwest::Response {
+        let url = format!("{}/", self.url);
+        self.client.post(url).json(body).send().await.unwrap()
+    }
+
     /// [`Worker::rpc`] with extra headers.
     pub async fn rpc_with(&self, body: Value, headers: &[(&str, &str)]) -> Value {
         let mut req = self.client.post(format!("{}/", self.url)).json(&body);

@@ -41,13 +41,7 @@ async fn a2a_streams_carry_live_text_as_appended_artifact_updates() {
         let body = json!({"jsonrpc": "2.0", "id": "r1", "method": method, "params": {
             "message": {"role": role, "messageId": "u-1", "parts": [part]},
             "metadata": {"framework": "talker"}}});
-        let resp = w
-            .client()
-            .post(format!("{}/", w.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = w.rpc_response(&body).await;
         let mut msgs = Messages::new(resp);
         let first = next_piece(&mut msgs, v1).await;
         assert_eq!(first["append"], false, "{method}: {first}");

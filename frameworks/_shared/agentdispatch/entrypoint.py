@@ -17,6 +17,7 @@ entrypoint such as ``cgi:print_environ`` never runs as a "factory".
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -102,18 +103,20 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _interpreter_dirs() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _interpreter_dirs() -> tuple[str, ...]:
     """Where the interpreter's own and installed code lives: never "your code", even inside the
     app dir (a framework folder holds its .venv). The library folders, not the prefixes: an app
     may well live under /usr/local."""
     dirs = {sys.prefix} if sys.prefix != sys.base_prefix else set()  # a virtualenv, whole
-    dirs.update(p for k in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_paths().get(k)))
+    paths = sysconfig.get_paths()
+    dirs.update(p for k in ("stdlib", "platstdlib", "purelib", "platlib") if (p := paths.get(k)))
     try:
         dirs.update(site.getsitepackages())
         dirs.add(site.getusersitepackages())
     except AttributeError:  # site without these (embedded interpreters)
         pass
-    return [d for d in dirs if d]
+    return tuple(d for d in dirs if d)
 
 
 def yours(function) -> bool:
@@ -143,11 +146,12 @@ def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None):
         )
     if inspect.iscoroutinefunction(obj) or inspect.isgeneratorfunction(obj) or inspect.isasyncgenfunction(obj):
         raise EntrypointError(f"entrypoint {clip(spec)!r} is an async or generator function, {expected}")
-    params = inspect.signature(obj).parameters
+    signature = inspect.signature(obj)
+    params = signature.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in (offered or {}).items() if takes_any or k in params}
     try:
-        inspect.signature(obj).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError as exc:
         raise EntrypointError(
             f"entrypoint {clip(spec)!r} is a function with required arguments ({exc}), {expected}"
