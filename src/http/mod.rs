@@ -8,6 +8,7 @@ pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
 mod serve;
 mod sse;
+mod warmup;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -157,6 +158,12 @@ where
         if let Some(refused) = guard::id_headers(&headers) {
             return refused;
         }
+    }
+    if warmup::is_hook(&worker, &path) {
+        return match method {
+            Method::POST => warmup::handle(&worker).await,
+            _ => method_not_allowed("POST"),
+        };
     }
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),

@@ -18,6 +18,7 @@
 //! backoff; the worker's shutdown stops every one of them.
 
 mod channel;
+pub mod hook;
 mod messages;
 mod parent;
 
