@@ -31,7 +31,7 @@ const OVERALL_FACTOR: f64 = 4.0;
 /// Default of [`RATE_VAR`].
 const DEFAULT_RATE: u32 = 100;
 /// Shortest interval between two lines saying how many lines of one task were held back.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// `AGENTDISPATCH_CHILD_LOG`: which of a framework child's lines are logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,15 +157,87 @@ impl Budget {
     }
 }
 
-/// One task's child log: its bucket and what it held back.
-pub struct TaskLog<'a> {
-    budget: &'a Budget,
+/// Lines held to one bucket's rate, counting what it holds back: a task's (in [`TaskLog`]),
+/// or a warm parent's own output.
+#[derive(Debug)]
+pub struct Limited {
     bucket: Bucket,
     /// Lines held back and not yet said.
     dropped: u64,
     /// Lines held back in all.
     dropped_total: u64,
     last_report: Instant,
+}
+
+impl Limited {
+    /// A full bucket of `per_second` lines a second, after a burst of a few seconds' worth.
+    pub fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second);
+        Limited {
+            bucket: Bucket::new(rate, rate * TASK_BURST_SECONDS),
+            dropped: 0,
+            dropped_total: 0,
+            last_report: Instant::now(),
+        }
+    }
+
+    /// Whether a line passes now: this bucket first, then `also` (a line held back here takes
+    /// nothing from a shared bucket).
+    pub fn admit(&mut self, now: Instant, also: impl FnOnce() -> bool) -> bool {
+        let passes = self.bucket.has(now) && also();
+        if passes {
+            self.bucket.tokens -= 1.0;
+        } else {
+            self.dropped += 1;
+            self.dropped_total += 1;
+        }
+        passes
+    }
+
+    /// Whether it is time to say what was held back (not after each line that passes in a
+    /// flood: one line every few seconds says it all).
+    pub fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_report) >= REPORT_EVERY
+    }
+
+    /// Whether lines were held back and not yet said.
+    pub fn holding(&self) -> bool {
+        self.dropped > 0
+    }
+
+    /// The lines held back since it last said (and in all), to say now; `None` when none were.
+    pub fn take_dropped(&mut self) -> Option<(u64, u64)> {
+        self.last_report = Instant::now();
+        let n = std::mem::take(&mut self.dropped);
+        (n > 0).then_some((n, self.dropped_total))
+    }
+}
+
+/// `text` as logged: whole, or clipped to [`MAX_LINE_BYTES`] with a note saying how long it
+/// was (`cut`: the pipe reader cut it already, at `text.len()`); whether it was clipped.
+pub fn clip(text: &str, cut: bool) -> (std::borrow::Cow<'_, str>, bool) {
+    if text.len() <= MAX_LINE_BYTES && !cut {
+        return (text.into(), false);
+    }
+    let mut at = MAX_LINE_BYTES.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let whole = if cut {
+        format!("over {}", text.len())
+    } else {
+        text.len().to_string()
+    };
+    (
+        format!("{} … [line clipped: {whole} bytes in all]", &text[..at]).into(),
+        true,
+    )
+}
+
+/// One task's child log: its bucket, what it held back, and the worker's share.
+pub struct TaskLog<'a> {
+    budget: &'a Budget,
+    limit: Limited,
 }
 
 /// One log line of `task`, with its ids (the `task_log!` fields) under the `child` target, so
@@ -195,13 +267,9 @@ macro_rules! child_log {
 impl<'a> TaskLog<'a> {
     /// A task's log, with a full bucket.
     pub fn new(budget: &'a Budget) -> Self {
-        let rate = f64::from(budget.settings.per_second);
         TaskLog {
             budget,
-            bucket: Bucket::new(rate, rate * TASK_BURST_SECONDS),
-            dropped: 0,
-            dropped_total: 0,
-            last_report: Instant::now(),
+            limit: Limited::new(budget.settings.per_second),
         }
     }
 
@@ -221,65 +289,37 @@ impl<'a> TaskLog<'a> {
             return;
         }
         let now = Instant::now();
-        // The task's bucket first: a line it holds back takes nothing from other tasks' share.
-        let passes = self.bucket.has(now) && self.budget.take(now);
-        if !passes {
-            self.dropped += 1;
-            self.dropped_total += 1;
-        }
-        // Not after each line that passes in a flood: one line every few seconds says it all.
-        if now.saturating_duration_since(self.last_report) >= REPORT_EVERY {
+        let passes = self.limit.admit(now, || self.budget.take(now));
+        if self.limit.due(now) {
             self.report(task);
         }
         if !passes {
             return;
         }
-        self.bucket.tokens -= 1.0;
         let stream = match stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
         };
-        if text.len() <= MAX_LINE_BYTES && !cut {
-            child_log!(info, task, stream, "{text}");
-            return;
+        match clip(text, cut) {
+            (text, false) => child_log!(info, task, stream, "{text}"),
+            (text, true) => child_log!(info, task, stream, clipped = true, "{text}"),
         }
-        let mut at = MAX_LINE_BYTES.min(text.len());
-        while !text.is_char_boundary(at) {
-            at -= 1;
-        }
-        let whole = if cut {
-            format!("over {}", text.len())
-        } else {
-            text.len().to_string()
-        };
-        child_log!(
-            info,
-            task,
-            stream,
-            clipped = true,
-            "{} … [line clipped: {whole} bytes in all]",
-            &text[..at]
-        );
     }
 
-    /// Says how many lines were held back since it last said, if any (at a heartbeat and at
-    /// the task's end).
+    /// Says how many lines were held back since it last said, if any (also at a heartbeat and
+    /// at the task's end).
     pub fn report(&mut self, task: &Task) {
-        self.last_report = Instant::now();
-        if self.dropped == 0 {
-            return;
+        if let Some((n, total)) = self.limit.take_dropped() {
+            child_log!(
+                warn,
+                task,
+                droppedLines = n,
+                droppedTotal = total,
+                "{n} lines of the agent's output were not logged here ({RATE_VAR}={} per task, {}× for the worker); the task's events keep every line",
+                self.budget.settings.per_second,
+                OVERALL_FACTOR
+            );
         }
-        let n = self.dropped;
-        self.dropped = 0;
-        child_log!(
-            warn,
-            task,
-            droppedLines = n,
-            droppedTotal = self.dropped_total,
-            "{n} lines of the agent's output were not logged here ({RATE_VAR}={} per task, {}× for the worker); the task's events keep every line",
-            self.budget.settings.per_second,
-            OVERALL_FACTOR
-        );
     }
 }
 

@@ -179,3 +179,52 @@ async fn a_flood_is_held_to_its_rate_counted_and_never_blocks_ping() {
         .count() as u64;
     assert_eq!(kept, LINES);
 }
+
+#[tokio::test]
+async fn a_warm_parent_flooding_at_import_is_clipped_held_to_the_rate_and_counted() {
+    const LINES: u64 = 200_000;
+    const RATE: u64 = 20;
+    let began = Instant::now();
+    let w = fixture_worker(
+        Kind::Warm,
+        WorkerBuilder::new()
+            .env(
+                "AGENTDISPATCH_CHILD_LOG_LINES_PER_SECOND",
+                &RATE.to_string(),
+            )
+            .env("FIXTURE_WARMUP_FLOOD", &LINES.to_string()),
+    )
+    .await;
+    // Its lines and its last one (4 MiB): each logged or counted in a droppedLines line.
+    let parent = |l: &Value| l["source"] == "warm parent" && l["stream"] == "stderr";
+    let seen = || {
+        let lines: Vec<Value> = w.log_lines().into_iter().filter(parent).collect();
+        let logged = lines.iter().filter(|l| l["droppedLines"].is_null()).count() as u64;
+        let dropped: u64 = lines
+            .iter()
+            .filter_map(|l| l["droppedLines"].as_u64())
+            .sum();
+        logged + dropped
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || seen() == LINES + 1).await,
+        "{} of {} lines logged or counted",
+        seen(),
+        LINES + 1
+    );
+    let elapsed = began.elapsed().as_secs_f64();
+    let lines: Vec<Value> = w.log_lines().into_iter().filter(parent).collect();
+    let logged: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["droppedLines"].is_null())
+        .collect();
+    let most = 5 * RATE + (RATE as f64 * elapsed).ceil() as u64;
+    assert!(
+        (logged.len() as u64) <= most,
+        "{} lines logged in {elapsed:.1}s",
+        logged.len()
+    );
+    for l in &logged {
+        assert!(l["message"].as_str().unwrap().len() < 5000, "{l}");
+    }
+}
