@@ -22,11 +22,17 @@ async fn post(w: &Worker, path: &str) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-/// A FIFO the warm parent's warm-up waits on (`FIXTURE_WARMUP_GATE`).
-fn gate(dir: &Path) -> PathBuf {
+/// A worker whose `pyfixture` warm parent imports until the test writes the FIFO it returns
+/// (`FIXTURE_WARMUP_GATE`); `builder` adds settings.
+async fn gated_worker(dir: &Path, builder: WorkerBuilder) -> (Worker, PathBuf) {
     let gate = dir.join("gate");
     nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    gate
+    let w = builder
+        .fixtures(Kind::Warm)
+        .env("FIXTURE_WARMUP_GATE", gate.to_str().unwrap())
+        .start()
+        .await;
+    (w, gate)
 }
 
 /// Whether the worker logged a line with this message.
@@ -37,12 +43,7 @@ fn logged(w: &Worker, message: &str) -> bool {
 #[tokio::test]
 async fn the_hook_answers_once_the_warm_parent_is_ready_and_blocks_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
-    let gate = gate(tmp.path());
-    let w = WorkerBuilder::new()
-        .fixtures(Kind::Warm)
-        .env("FIXTURE_WARMUP_GATE", gate.to_str().unwrap())
-        .start()
-        .await;
+    let (w, gate) = gated_worker(tmp.path(), WorkerBuilder::new()).await;
     let hook = {
         let (url, client) = (w.url.clone(), w.client().clone());
         tokio::spawn(async move {
@@ -77,13 +78,8 @@ async fn the_hook_answers_once_the_warm_parent_is_ready_and_blocks_nothing_else(
 #[tokio::test]
 async fn the_hook_answers_503_when_the_warm_parent_is_not_ready_within_its_bound() {
     let tmp = tempfile::tempdir().unwrap();
-    let gate = gate(tmp.path());
-    let w = WorkerBuilder::new()
-        .fixtures(Kind::Warm)
-        .env("FIXTURE_WARMUP_GATE", gate.to_str().unwrap())
-        .env("AGENTDISPATCH_WARMUP_HOOK_TIMEOUT_SECONDS", "0.3")
-        .start()
-        .await;
+    let builder = WorkerBuilder::new().env("AGENTDISPATCH_WARMUP_HOOK_TIMEOUT_SECONDS", "0.3");
+    let (w, gate) = gated_worker(tmp.path(), builder).await;
     let (status, body) = post(&w, "/warmup").await;
     assert_eq!(status, 503, "{body:#}");
     assert_eq!(body["ok"], false);
