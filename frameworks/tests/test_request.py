@@ -159,3 +159,20 @@ def test_bedrock_agentcore_context_is_set_as_aws_server_sets_it(tmp_path):
     assert out["main"] == ["watsecret", "https://cb.example/x", "r-1", "s-1", headers]
     assert out["thread"] == out["main"], "a plain thread sees the request too"
     assert out["isSdk"] and out["ctx"] == ["s-1", headers]
+
+
+def test_a_warm_parent_imports_the_sdk_before_it_forks(tmp_path):
+    python = agentcore_python()
+    script = write_module(tmp_path, "check_preload", f"""
+        import sys, threading
+        sys.path.insert(0, {str(SHARED)!r})
+        from agentdispatch.warm.serving import _preload
+        before = "bedrock_agentcore.runtime.context" in sys.modules
+        _preload("x", None, None)  # no entrypoint: nothing of the user's imports the SDK
+        print(before, "bedrock_agentcore.runtime.context" in sys.modules, threading.active_count())
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDISPATCH_")}
+    proc = subprocess.run([str(python), str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    # Loaded, and the parent still has one thread: it can fork.
+    assert proc.stdout.split() == ["False", "True", "1"]

@@ -105,6 +105,16 @@ def sdk_available() -> bool:
         return False
 
 
+def preload_sdk() -> None:
+    """Imports the SDK's context module when the SDK is importable (a warm parent, so that its
+    forked children do not each import it); a broken SDK is left for the child to meet."""
+    if sdk_available():
+        try:
+            import bedrock_agentcore.runtime.context  # noqa: F401
+        except Exception:  # noqa: BLE001
+            pass
+
+
 # The SDK's request-scoped variables. A child serves exactly one request, so each becomes the
 # process-wide default too: a thread the framework starts without copying the context (a tool
 # run in a plain ``threading.Thread``) sees the request as the main thread does.
