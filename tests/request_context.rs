@@ -122,9 +122,25 @@ fn frameworks_dir(python: &Path, vault: &str) -> tempfile::TempDir {
     dir
 }
 
-async fn worker(frameworks: &Path, warm: bool) -> Worker {
+/// A worker whose default framework is `agentcore` on a new token vault stub (cold, or warm
+/// and ready), and what the vault saw; `None` when the venv is missing (see above).
+struct Agentcore {
+    w: Worker,
+    seen: Arc<Mutex<Vec<String>>>,
+    /// Holds the framework folder (the child's working directory) while the worker runs.
+    _frameworks: tempfile::TempDir,
+}
+
+async fn agentcore_worker(warm: bool) -> Option<Agentcore> {
+    let python = agentcore_python()?;
+    let (vault, seen) = token_vault();
+    let frameworks = frameworks_dir(&python, &vault);
     let w = WorkerBuilder::new()
-        .env("AGENTDISPATCH_FRAMEWORKS_DIR", frameworks.to_str().unwrap())
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            frameworks.path().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "agentcore")
         .env(
             "AGENTDISPATCH_WARM",
             if warm { "agentcore" } else { "none" },
@@ -134,7 +150,11 @@ async fn worker(frameworks: &Path, warm: bool) -> Worker {
     if warm {
         w.warm_ready("agentcore", 1).await;
     }
-    w
+    Some(Agentcore {
+        w,
+        seen,
+        _frameworks: frameworks,
+    })
 }
 
 const HEADERS: &[(&str, &str)] = &[
@@ -201,12 +221,10 @@ fn assert_proc_clean(pid: u64, who: &str) {
 
 /// One invocation with the secrets, held while its child's and parent's /proc are read.
 async fn identity_round(warm: bool) {
-    let Some(python) = agentcore_python() else {
+    let Some(ac) = agentcore_worker(warm).await else {
         return;
     };
-    let (vault, seen) = token_vault();
-    let frameworks = frameworks_dir(&python, &vault);
-    let w = worker(frameworks.path(), warm).await;
+    let (w, seen) = (&ac.w, &ac.seen);
     let hold = tempfile::tempdir().unwrap();
     let hold_file = hold.path().join("go");
     let body = json!({
@@ -308,12 +326,10 @@ async fn identity_decorators_get_the_invocations_token_warm() {
 /// request's token that the decorators used above, not one from anywhere else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_header_the_sdk_refuses() {
-    let Some(python) = agentcore_python() else {
+    let Some(ac) = agentcore_worker(false).await else {
         return;
     };
-    let (vault, seen) = token_vault();
-    let frameworks = frameworks_dir(&python, &vault);
-    let w = worker(frameworks.path(), false).await;
+    let (w, seen) = (&ac.w, &ac.seen);
     let body =
         json!({"taskType": "agent.run", "framework": "agentcore", "input": {"instruction": "x"}});
     let (_, r) = w
@@ -333,20 +349,10 @@ async fn without_the_header_the_sdk_refuses() {
 /// hold none of the secrets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a2a_requests_carry_the_same_context() {
-    let Some(python) = agentcore_python() else {
+    let Some(ac) = agentcore_worker(false).await else {
         return;
     };
-    let (vault, seen) = token_vault();
-    let frameworks = frameworks_dir(&python, &vault);
-    let w = WorkerBuilder::new()
-        .env(
-            "AGENTDISPATCH_FRAMEWORKS_DIR",
-            frameworks.path().to_str().unwrap(),
-        )
-        .env("AGENTDISPATCH_WARM", "none")
-        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "agentcore")
-        .start()
-        .await;
+    let (w, seen) = (&ac.w, &ac.seen);
     for (n, method) in ["message/send", "SendMessage"].into_iter().enumerate() {
         let message = if method == "SendMessage" {
             json!({"messageId": format!("m{n}"), "role": "ROLE_USER", "parts": [{"text": "go"}]})
