@@ -56,6 +56,17 @@ async fn a_childs_print_and_logging_lines_are_worker_log_lines_cold_and_warm() {
             assert_eq!(line["requestId"], r["events"][0]["payload"]["requestId"]);
             assert_eq!(line["level"], "INFO", "{line}");
         }
+        // A long line is clipped, and says so.
+        let long = lines
+            .iter()
+            .find(|l| l["clipped"] == true)
+            .unwrap_or_else(|| panic!("{kind:?}: no clipped line: {lines:#?}"));
+        let text = long["message"].as_str().unwrap();
+        assert!(text.starts_with("yyyy") && text.len() < 5000, "{text}");
+        assert!(
+            text.ends_with("[line clipped: 100000 bytes in all]"),
+            "{text}"
+        );
         // A stdout line that is not a protocol line is the agent's too (mode `all`).
         let id = format!("stdout-{kind:?}");
         let r = w.run(fixture(&id, "sh echo plain stdout text")).await;
