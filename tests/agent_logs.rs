@@ -175,9 +175,11 @@ async fn a_flood_is_held_to_its_rate_counted_and_never_blocks_ping() {
     // A burst of 5 s of the rate, then the rate, for as long as the task ran.
     let most = 5 * RATE + (RATE as f64 * elapsed).ceil() as u64;
     assert!(logged <= most, "{logged} lines logged in {elapsed:.1}s");
+    // Said at each heartbeat (1 s here) that follows held-back lines, and at the end: a few a
+    // second at most, however many lines.
     let reports = lines.len() as u64 - logged;
     assert!(
-        reports <= elapsed.ceil() as u64 + 2,
+        reports <= 2 * elapsed.ceil() as u64 + 5,
         "{reports} reports in {elapsed:.1}s"
     );
     let total = w.logs.lock().unwrap().len() as u64;
