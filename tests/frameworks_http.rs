@@ -28,6 +28,8 @@ mod live_text;
 mod readme_examples;
 #[path = "frameworks_http/sessions.rs"]
 mod sessions;
+#[path = "frameworks_http/stalled_model.rs"]
+mod stalled_model;
 
 /// The step kinds a runner reports (`payload.step` of its `task.progress` events).
 pub(crate) const STEPS: [&str; 4] = ["model_turn", "tool_call", "tool_result", "final_answer"];
