@@ -131,16 +131,7 @@ async fn stalled_model_times_out(name: &str, kind: Kind) {
         agent_module(name, &server.url),
     )
     .unwrap();
-    let w = WorkerBuilder::new()
-        .env(
-            "AGENTDISPATCH_FRAMEWORKS_DIR",
-            frameworks_dir().to_str().unwrap(),
-        )
-        .env("AGENTDISPATCH_APP_DIR", app.path().to_str().unwrap())
-        .env(
-            "AGENTDISPATCH_ENTRYPOINT_ALLOWLIST",
-            &format!("{name}=stalled:agent"),
-        )
+    let w = with_app(app.path(), &format!("{name}=stalled:agent"))
         .env(
             "AGENTDISPATCH_WARM",
             if kind == Kind::Warm { name } else { "none" },
