@@ -37,7 +37,7 @@ struct Template {
 const GRAPH_ANSWER: &str =
     "    return agent.invoke({\"messages\": [(\"user\", text)]})[\"messages\"][-1].content";
 
-const TEMPLATES: [Template; 3] = [
+const TEMPLATES: [Template; 5] = [
     Template {
         framework: "langchain",
         agent: include_str!("init/langchain_agent.py"),
@@ -52,6 +52,17 @@ const TEMPLATES: [Template; 3] = [
         framework: "strands",
         agent: include_str!("init/strands_agent.py"),
         answer: "    return str(agent(text)).strip()",
+    },
+    Template {
+        framework: "pydantic-ai",
+        agent: include_str!("init/pydantic_ai_agent.py"),
+        answer: "    return agent.run_sync(text).output",
+    },
+    Template {
+        framework: "openai-agents",
+        agent: include_str!("init/openai_agents_agent.py"),
+        answer:
+            "    from agents import Runner\n\n    return Runner.run_sync(agent, text).final_output",
     },
 ];
 
@@ -75,9 +86,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if !ok {
         bail!("the name {name:?} cannot name a framework: use lower-case letters, digits, '-' and '_' (at most 64, starting with a letter or digit)");
     }
-    if TEMPLATES.iter().any(|t| t.framework == name)
-        || ["echo", "crewai", "openai-agents", "pydantic-ai"].contains(&name)
-    {
+    if TEMPLATES.iter().any(|t| t.framework == name) || ["echo", "crewai"].contains(&name) {
         bail!("the name {name:?} is a shipped framework's: pick a name of your own");
     }
     Ok(())

@@ -110,6 +110,31 @@ async fn strands_warm_an_init_folder_runs_its_own_agent_at_once() {
     own_agent_runs_at_once("strands", Kind::Warm).await;
 }
 
+#[tokio::test]
+async fn langchain_warm_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("langchain", Kind::Warm).await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_cold_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("pydantic-ai", Kind::Cold).await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_warm_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("pydantic-ai", Kind::Warm).await;
+}
+
+#[tokio::test]
+async fn openai_agents_cold_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("openai-agents", Kind::Cold).await;
+}
+
+#[tokio::test]
+async fn openai_agents_warm_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("openai-agents", Kind::Warm).await;
+}
+
 /// What `init` refuses, each with exit status 2 and one line naming what is wrong; nothing written.
 #[test]
 fn init_refuses_what_it_cannot_write_saying_why() {
@@ -136,8 +161,8 @@ fn init_refuses_what_it_cannot_write_saying_why() {
         ),
         (
             dir.path(),
-            &["mine", "--framework", "autogen"],
-            "knows langchain, langgraph, strands",
+            &["mine", "--framework", "crewai"],
+            "knows langchain, langgraph, strands, pydantic-ai, openai-agents",
         ),
         (
             empty.path(),
