@@ -34,6 +34,9 @@ pub enum Protocol {
     Http,
     /// A2A JSON-RPC, default port 9000.
     A2a,
+    /// MCP Streamable HTTP on `/mcp` (SPEC §15), default port 8000, as AgentCore's MCP
+    /// protocol expects.
+    Mcp,
 }
 
 /// The worker's whole configuration.
@@ -213,10 +216,11 @@ impl Config {
             None => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("http") => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("a2a") => Protocol::A2a,
+            Some(v) if v.eq_ignore_ascii_case("mcp") => Protocol::Mcp,
             Some(v) => {
                 return Err(ConfigError::new(
                     "AGENTDISPATCH_WORKER_PROTOCOL",
-                    format!("{v:?} is neither \"http\" nor \"a2a\""),
+                    format!("{v:?} is not one of \"http\", \"a2a\", \"mcp\""),
                 ))
             }
         };
@@ -224,6 +228,7 @@ impl Config {
             None => match protocol {
                 Protocol::Http => 8080,
                 Protocol::A2a => 9000,
+                Protocol::Mcp => 8000,
             },
             Some(v) => v.parse::<u16>().map_err(|_| {
                 ConfigError::new("PORT", format!("{v:?} is not a port number (0-65535)"))

@@ -53,6 +53,7 @@ pub mod events;
 pub mod frameworks;
 pub mod http;
 pub mod live;
+pub mod mcp;
 pub mod memory;
 pub mod procfs;
 pub mod protocol;
