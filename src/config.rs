@@ -438,6 +438,14 @@ mod tests {
     }
 
     #[test]
+    fn mcp_protocol_listens_on_8000_by_default() {
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "MCP")]).unwrap();
+        assert_eq!((c.port, c.protocol), (8000, Protocol::Mcp));
+        let bad = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "grpc")]).unwrap_err();
+        assert!(bad.to_string().contains("\"mcp\""), "{bad}");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, val) in [
             ("PORT", "http"),
