@@ -383,3 +383,39 @@ async fn calls_are_bounded_like_any_task_and_ping_stays_free() {
         .await
     );
 }
+
+#[tokio::test]
+async fn at_2026_07_28_a_client_that_goes_away_cancels_its_call() {
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_KILL_GRACE_SECONDS", "1")
+        .start()
+        .await;
+    let body = request(
+        json!(1),
+        "tools/call",
+        modern(json!({"name": "command_run", "arguments": {"command": "sleep 30"}})),
+    );
+    // A JSON answer awaited: the client gives up once the task runs, closing the connection.
+    let gone = w
+        .client()
+        .post(format!("{}/mcp", w.url))
+        .header("accept", "application/json")
+        .json(&body);
+    let waiting = tokio::spawn(gone.send());
+    let running = || async { w.get("/tasks").await.1["tasks"][0]["status"].clone() };
+    assert!(
+        eventually_async(std::time::Duration::from_secs(10), || async {
+            running().await == "running"
+        })
+        .await
+    );
+    waiting.abort();
+    assert!(
+        eventually_async(std::time::Duration::from_secs(10), || async {
+            running().await == "cancelled"
+        })
+        .await,
+        "{}",
+        w.get("/tasks").await.1
+    );
+}
