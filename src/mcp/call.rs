@@ -33,12 +33,17 @@ pub struct Calls {
 struct Entry {
     calls: Arc<Calls>,
     key: (String, String),
+    task_id: String,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
         let mut map = self.calls.running.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&self.key);
+        // Only this call's: a later call with the same id (another client, no session) may
+        // have taken the key since, and stays cancellable after this one ends.
+        if map.get(&self.key) == Some(&self.task_id) {
+            map.remove(&self.key);
+        }
     }
 }
 
@@ -54,6 +59,7 @@ impl Calls {
         Entry {
             calls: self.clone(),
             key,
+            task_id: task_id.to_string(),
         }
     }
 
@@ -274,4 +280,21 @@ pub fn control_result(r: &TaskResult) -> Value {
         "structuredContent": structured,
         "isError": unknown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_ends_leaves_a_later_call_with_its_id_cancellable() {
+        let calls = Arc::new(Calls::default());
+        let first = calls.enter(None, &json!(1), "task-a");
+        let second = calls.enter(None, &json!(1), "task-b");
+        drop(first);
+        assert_eq!(calls.task_of(None, &json!(1)).as_deref(), Some("task-b"));
+        assert_eq!(calls.task_of(Some("s"), &json!(1)), None);
+        drop(second);
+        assert_eq!(calls.task_of(None, &json!(1)), None);
+    }
 }

@@ -176,3 +176,34 @@ pub fn only_post() -> Response {
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warp::http::HeaderMap;
+
+    fn accepts(values: &[&str]) -> (bool, bool) {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, v.parse().unwrap());
+        }
+        let a = Accepts::of(&h);
+        (a.json, a.sse)
+    }
+
+    #[test]
+    fn accept_headers() {
+        assert_eq!(accepts(&[]), (true, false), "none sent: JSON");
+        assert_eq!(
+            accepts(&["application/json, text/event-stream"]),
+            (true, true)
+        );
+        assert_eq!(
+            accepts(&["text/event-stream;q=0.9", "application/json"]),
+            (true, true)
+        );
+        assert_eq!(accepts(&["*/*"]), (true, true));
+        assert_eq!(accepts(&["Application/JSON"]), (true, false));
+        assert_eq!(accepts(&["text/html"]), (false, false));
+    }
+}

@@ -108,3 +108,19 @@ fn decode_header_value(v: &str) -> Option<String> {
         None => Some(v.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::decode_header_value as decode;
+
+    #[test]
+    fn header_values_plain_and_base64() {
+        assert_eq!(decode("run_echo").as_deref(), Some("run_echo"));
+        assert_eq!(
+            decode("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
+            Some("Hello, 世界")
+        );
+        assert_eq!(decode("=?base64?not base64?="), None);
+        assert_eq!(decode("=?base64?/w==?="), None, "not UTF-8");
+    }
+}
