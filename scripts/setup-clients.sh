@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
+# Install the real SDK clients (A2A, MCP) that scripts/test-clients.sh runs against the worker, and
+# the other cached tools of the tests:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|py-mcp|js-mcp …]   (default: all six)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp …]   (default: all seven)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -11,6 +12,8 @@
 #   js-mcp/    node_modules with @modelcontextprotocol/sdk (npm ci of tests/clients/js-mcp/package-lock.json)
 #   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
 #              (tests/aws/requirements.txt)
+#   agentcore/ a venv with AWS's bedrock-agentcore SDK, the Python of tests/request_context.rs'
+#              framework (tests/agentcore/requirements.txt)
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -33,8 +36,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | py-mcp | js-mcp) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -98,7 +101,7 @@ node_modules() { # node_modules NAME PACKAGE: npm ci of tests/clients/NAME; PACK
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws py-mcp js-mcp)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
@@ -107,5 +110,6 @@ for name in "${NAMES[@]}"; do
     py-mcp) venv py-mcp "$ROOT/tests/clients/python/requirements-mcp.txt" mcp,pytest ;;
     js-mcp) node_modules js-mcp @modelcontextprotocol/sdk ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
+    agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;
   esac
 done
