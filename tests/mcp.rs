@@ -419,3 +419,54 @@ async fn at_2026_07_28_a_client_that_goes_away_cancels_its_call() {
         w.get("/tasks").await.1
     );
 }
+
+#[tokio::test]
+async fn a_call_hands_the_agent_the_request_as_invocations_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // Answers with what its envelope's `request` holds (the token only as whether it came).
+    let seer = script(
+        dir.path(),
+        "seer.py",
+        "#!/usr/bin/env python3\nimport json, sys\nr = json.loads(sys.stdin.readline()).get('request', {})\nh = r.get('headers', {})\nprint(json.dumps({'type': 'task.result', 'output': json.dumps({'tenant': h.get('x-amzn-bedrock-agentcore-runtime-custom-tenant'), 'token': 'authorization' in h, 'session': r.get('sessionId')})}))\n",
+    );
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_SEER",
+            seer.to_str().unwrap(),
+        )
+        .start()
+        .await;
+    let body = request(
+        json!(1),
+        "tools/call",
+        json!({"name": "run_seer", "arguments": {"instruction": "x"}}),
+    );
+    let sent = [
+        ("x-amzn-bedrock-agentcore-runtime-custom-tenant", "tenant-1"),
+        ("authorization", "Bearer not-for-logs"),
+        ("mcp-session-id", "platform-session"),
+    ];
+    let (s, r) = call(&w, &body, &sent).await;
+    assert_eq!(s, 200, "{r}");
+    let seen: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        json!({"tenant": "tenant-1", "token": true, "session": "platform-session"})
+    );
+    assert!(!w
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("not-for-logs")));
+    // Past a bound of what is passed on: refused before any task, naming the bound.
+    let long = "v".repeat(20_000);
+    let (s, e) = call(&w, &body, &[("x-custom", long.as_str())]).await;
+    assert_eq!((s, error_code(&e)), (400, -32600), "{e}");
+    assert_eq!(e["error"]["data"]["errorCode"], "invalid_header");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("x-custom"),
+        "{e}"
+    );
+}

@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value};
 use warp::http::{header, HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 
+use crate::request_context::RequestContext;
 pub use call::Calls;
 use call::{control_result, tool_result, CallCtx};
 use rpc::{accepted, header_text, result_response, Accepts, Code, RpcError};
@@ -266,6 +267,21 @@ async fn message(
             proto.finish(r)
         }
         "tools/call" => {
+            let ids = crate::task::RequestIds::new(
+                header_text(headers, crate::http::REQUEST_HEADER).map(str::to_string),
+                scope,
+            );
+            // What the agent sees of the request (SPEC §12), as on /invocations and A2A.
+            let ids = match RequestContext::from_headers(headers) {
+                Ok(request) => ids.with_request(request),
+                Err(e) => {
+                    tracing::info!(requestId = %ids.request_id, error = %e, "MCP request headers refused");
+                    return Err(fail(RpcError {
+                        data: Some(json!({"errorCode": crate::wire::ErrorCode::InvalidHeader})),
+                        ..RpcError::invalid_request(format!("Invalid request: {e}"))
+                    }));
+                }
+            };
             let ctx = CallCtx {
                 worker,
                 calls,
@@ -273,10 +289,7 @@ async fn message(
                 proto,
                 accepts,
                 progress_token: progress_token(&params),
-                ids: crate::task::RequestIds::new(
-                    header_text(headers, crate::http::REQUEST_HEADER).map(str::to_string),
-                    scope,
-                ),
+                ids,
             };
             return tools_call(ctx, headers, &params).await.map_err(fail);
         }
