@@ -117,19 +117,7 @@ async fn main() {
     let server = Server::start(cmd, Log::Keep)
         .await
         .expect("start the worker");
-    while !server
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("\"warm parent ready\""))
-    {
-        assert!(
-            server.started.elapsed() < Duration::from_secs(180),
-            "warm parent not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server.warm_ready(1).await;
     let http = reqwest::Client::new();
     let doors = [Door::Http, Door::McpJson, Door::McpSse];
     println!(

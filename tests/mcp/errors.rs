@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// Asserts that the error `e` says `text` in its message.
+#[track_caller]
+fn says(e: &Value, text: &str) {
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "{text:?} not in {e}");
+}
+
 #[tokio::test]
 async fn versions_and_request_headers_that_do_not_fit_are_refused() {
     let w = WorkerBuilder::new().start().await;
@@ -34,13 +41,7 @@ async fn versions_and_request_headers_that_do_not_fit_are_refused() {
     assert_eq!((s, error_code(&e)), (400, -32020), "{e}");
     let (s, e) = call(&w, &list(MODERN), &[("mcp-method", "tools/call")]).await;
     assert_eq!((s, error_code(&e)), (400, -32020), "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Mcp-Method"),
-        "{e}"
-    );
+    says(&e, "Mcp-Method");
     let named = request(
         json!(2),
         "tools/call",
@@ -61,19 +62,13 @@ async fn versions_and_request_headers_that_do_not_fit_are_refused() {
     assert_eq!((s, error_code(&e)), (404, -32601), "{e}");
     let (s, e) = call(&w, &request(json!(5), "resources/list", json!({})), &[]).await;
     assert_eq!((s, error_code(&e)), (200, -32601), "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tools/call"),
-        "{e}"
-    );
+    says(&e, "tools/call");
 }
 
 #[tokio::test]
 async fn bad_json_rpc_gets_an_error_naming_what_is_wrong() {
     let w = WorkerBuilder::new().start().await;
-    for (body, status, code, says) in [
+    for (body, status, code, text) in [
         (&b"{"[..], 400, -32700, "Parse error"),
         (b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}]", 400, -32600, "batches"),
         (b"\"tools/list\"", 400, -32600, "JSON-RPC 2.0 object"),
@@ -93,8 +88,7 @@ async fn bad_json_rpc_gets_an_error_naming_what_is_wrong() {
         let v: Value = resp.json().await.unwrap();
         let shown = String::from_utf8_lossy(body);
         assert_eq!((got, error_code(&v)), (status, code), "{shown}: {v}");
-        let message = v["error"]["message"].as_str().unwrap();
-        assert!(message.contains(says), "{shown}: {message}");
+        says(&v, text);
     }
     // A tool's own arguments: a result with isError, so that a model can correct itself.
     let body = request(
