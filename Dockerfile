@@ -123,8 +123,8 @@ USER 1000:1000
 # Fails the build when the binary does not run on the target; lists the frameworks shipped.
 RUN ["/usr/local/bin/agentdispatch-worker", "frameworks"]
 
-# 8080: AgentCore's HTTP protocol (/invocations, /ping); 9000: its A2A protocol.
-EXPOSE 8080 9000
+# 8080: AgentCore's HTTP protocol (/invocations, /ping); 9000: its A2A protocol; 8000: its MCP protocol (/mcp).
+EXPOSE 8080 9000 8000
 # The worker is PID 1: it handles SIGTERM and reaps orphans itself, so no init is needed.
 ENTRYPOINT ["/usr/local/bin/agentdispatch-worker"]
 CMD ["serve"]

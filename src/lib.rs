@@ -58,6 +58,7 @@ pub mod frameworks;
 pub mod http;
 pub mod init;
 pub mod live;
+pub mod mcp;
 pub mod memory;
 pub mod procfs;
 pub mod protocol;
