@@ -44,6 +44,7 @@
 
 pub mod artifacts;
 pub mod cgroup;
+pub mod check;
 pub mod child;
 pub mod cli;
 pub mod command;

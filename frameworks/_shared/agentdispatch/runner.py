@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import entrypoint
-from .entrypoint import EntrypointError
+from .entrypoint import AgentLoaded, EntrypointError, describe
 from .live import LiveText
 from .protocol import STEPS, Emitter, clip_step_text
 from .text import as_text, jsonable
@@ -25,14 +25,24 @@ def model_id_from_env() -> str:
     return model_id
 
 
+def _not_loaded(_event) -> None:
+    raise EntrypointError("the runner wrote events before it loaded its agent with runner.load_agent: "
+                          "its agent cannot be checked or warmed up without running it")
+
+
 class Runner:
     """What ``run(runner)`` receives. Create through ``main``; tests may pass ``emit``."""
 
-    def __init__(self, envelope: dict, framework: str = "", emit=None):
+    def __init__(self, envelope: dict, framework: str = "", emit=None, check: bool = False):
         if not isinstance(envelope, dict):
             raise ValueError("the envelope must be a JSON object")
         self.envelope = envelope
-        self.framework = framework or str(envelope.get("framework") or "")
+        # The name the worker runs it under first: a folder of the user's own that copies a
+        # shipped runner is its own framework, not "strands".
+        self.framework = str(envelope.get("framework") or "") or framework
+        # Check mode (``frameworks --check``, a warm parent's warm-up): ``load_agent`` loads and
+        # builds the agent, then stops ``run`` with AgentLoaded before anything runs it.
+        self.check = check
         inp = envelope.get("input")
         self.input: dict = inp if isinstance(inp, dict) else {}
         instruction = envelope.get("instruction")
@@ -53,6 +63,8 @@ class Runner:
         # (the session id when it is a safe file name, else its hash).
         self.session_key: str | None = os.path.basename(self.session_dir) if self.session_dir else None
         self._emit = emit or Emitter(sys.stdout.fileno()).write_line
+        if check:  # a runner that does not load its agent first would run it: stop at once
+            self._emit = _not_loaded
         self.result_emitted = False
         self.steps = 0
         # The model's text as it is written (SPEC §4.1): runner.live.text(key, piece), and the
@@ -120,7 +132,8 @@ class Runner:
         says so), else env ``AGENTDISPATCH_ENTRYPOINT``; empty counts as unset."""
         return entrypoint.chosen(self.input)
 
-    def load_agent(self, default_factory=None, *, expect=None, what: str = "", offered: dict | None = None):
+    def load_agent(self, default_factory=None, *, expect=None, what: str = "", offered: dict | None = None,
+                   build=None):
         """Return the user's agent.
 
         The entrypoint ``module:attr`` (attr may be dotted; see ``entrypoint``) is imported with
@@ -130,19 +143,26 @@ class Runner:
         ``what`` (its name in errors, e.g. "a strands.Agent"), the attribute is returned when
         it is one, or called when it is a factory of the user's own (``entrypoint.resolve``:
         ``offered`` keyword arguments go to a factory that names them) and its result checked;
-        anything else is an EntrypointError. Without an entrypoint, ``default_factory()`` builds
-        the production default agent; without either, EntrypointError."""
+        anything else is an EntrypointError. ``build(obj)`` may turn what is not the agent yet
+        into it (None: it cannot): LangGraph's runner compiles a StateGraph builder. Without an
+        entrypoint, ``default_factory()`` builds the production default agent; without either,
+        EntrypointError. In check mode it raises AgentLoaded once the agent is built."""
         spec = self.entrypoint()
         if not spec:
             if default_factory is None:
                 raise EntrypointError(
                     "no agent entrypoint: set input.entrypoint or AGENTDISPATCH_ENTRYPOINT to \"module:attr\""
                 )
-            return default_factory()
-        obj = entrypoint.import_attr(spec)
-        if expect is None:
-            return obj
-        return entrypoint.resolve(obj, spec, entrypoint.kind_check(expect), what or "the framework's agent", offered)
+            agent = default_factory()
+            spec = "the default agent"
+        else:
+            agent = entrypoint.import_attr(spec)
+            if expect is not None:
+                agent = entrypoint.resolve(agent, spec, entrypoint.kind_check(expect), what or "the framework's agent",
+                                           offered, build)
+        if self.check:
+            raise AgentLoaded(f"{spec}: {describe(agent)}")
+        return agent
 
     def final_answer(self, output, **payload) -> str:
         """Report the agent's answer as the ``final_answer`` step and return it as the task's
