@@ -287,7 +287,12 @@ pub fn list_frameworks(reg: &Registry, cfg: &crate::config::Config) -> String {
         };
         out.push_str(&format!("{:<16} {}{}\n", fw.name, command, found));
         out.push_str(&format!("{:<16}   from {}\n", "", fw.source));
-        if let Some(ep) = &fw.entrypoint {
+        // A framework nothing names an agent for (a runner in another language, say) shows none.
+        if let Some(ep) = fw
+            .entrypoint
+            .as_ref()
+            .filter(|e| e.origin != crate::entrypoints::Origin::Unset)
+        {
             out.push_str(&format!(
                 "{:<16}   entrypoint {} (from {})\n",
                 "",

@@ -39,7 +39,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::FrameworkVar(var) => write!(f, "env {var}"),
             Origin::Definition(var) => write!(f, "env {var}"),
-            Origin::DefaultVar => write!(f, "env {ENTRYPOINT_VAR} (the default framework)"),
+            Origin::DefaultVar => write!(f, "env {ENTRYPOINT_VAR}, for the default framework"),
             Origin::Manifest(p) => write!(f, "manifest {}", p.display()),
             Origin::Unset => f.write_str("nothing sets one"),
         }

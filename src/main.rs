@@ -205,6 +205,11 @@ fn prepare(cfg: &Config, reg: &Registry) {
     // Which agent each framework runs, and which setting says so (README "Which agent runs").
     for fw in reg.iter() {
         if let Some(ep) = &fw.entrypoint {
+            if ep.origin == agentdispatch_worker::entrypoints::Origin::Unset {
+                // Nothing names its agent: a runner in another language, most likely.
+                tracing::debug!(framework = %fw.name, "framework {} has no entrypoint set", fw.name);
+                continue;
+            }
             tracing::info!(framework = %fw.name, entrypoint = %ep.spec, from = %ep.origin, "framework {} runs {} (from {})", fw.name, ep.shown(), ep.origin);
         }
     }

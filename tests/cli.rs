@@ -55,7 +55,7 @@ fn run_json_prints_ndjson_events_ending_with_the_result() {
     // The answer last, with the text the events never carry whole.
     let answer = events.pop().unwrap();
     assert_eq!(answer["ok"], false, "{answer}");
-    assert_eq!(answer["output"], "out", "{answer}");
+    assert_eq!(answer["output"], "out\n", "{answer}");
     assert_eq!(answer["errorCode"], "exit_nonzero", "{answer}");
     assert_eq!(answer["exitCode"], 3, "{answer}");
     assert!(answer.get("type").is_none(), "{answer}");

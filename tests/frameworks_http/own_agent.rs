@@ -112,7 +112,10 @@ async fn an_own_agent_in_the_environment_beats_the_manifest_example_warm_cold_an
     let (entrypoint, from) =
         entrypoint_line(&w, "langgraph").expect("a start-up line for langgraph");
     assert_eq!(entrypoint, "my_graph:graph");
-    assert_eq!(from, "env AGENTDISPATCH_ENTRYPOINT (the default framework)");
+    assert_eq!(
+        from,
+        "env AGENTDISPATCH_ENTRYPOINT, for the default framework"
+    );
     let (entrypoint, from) = entrypoint_line(&w, "strands").expect("a start-up line for strands");
     assert_eq!(
         entrypoint, "example_agent:agent",
