@@ -355,6 +355,106 @@ mod tests {
         assert_eq!(chosen(&serde_json::Map::new()), Ok(None));
     }
 
+    fn settled(
+        name: &str,
+        source: Source,
+        env: &[(&str, &str)],
+        vars: &[(&str, &str)],
+    ) -> Framework {
+        let mut fw = Framework {
+            name: name.into(),
+            description: None,
+            launch: Launch::Command {
+                argv: vec!["python3".into()],
+                cwd: None,
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            timeout: None,
+            source,
+            warm: true,
+            entrypoint: None,
+        };
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("AGENTDISPATCH_FRAMEWORKS_DIR".into(), "/nonexistent".into())]);
+        let cfg = crate::config::Config::from_vars(vars).unwrap();
+        settle(&mut fw, &cfg.framework_env, &cfg.default_framework);
+        fw
+    }
+
+    fn env_of(fw: &Framework) -> &std::collections::BTreeMap<String, String> {
+        let Launch::Command { env, .. } = &fw.launch else {
+            panic!()
+        };
+        env
+    }
+
+    #[test]
+    fn the_worker_environment_beats_the_manifest_and_takes_its_warm_up_prompt_away() {
+        let manifest = PathBuf::from("/f/langgraph/framework.json");
+        let example = [
+            (ENTRYPOINT_VAR, "example_agent:agent"),
+            (WARMUP_PROMPT_VAR, "hello world"),
+        ];
+        let dir = || Source::Directory(manifest.clone());
+        // The manifest alone: its example, with its warm-up prompt.
+        let fw = settled("langgraph", dir(), &example, &[]);
+        assert_eq!(
+            fw.entrypoint.as_ref().unwrap().origin,
+            Origin::Manifest(manifest.clone())
+        );
+        assert_eq!(env_of(&fw)[WARMUP_PROMPT_VAR], "hello world");
+        // AGENTDISPATCH_ENTRYPOINT names the default framework's agent, no other's.
+        let default = [
+            ("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph"),
+            (ENTRYPOINT_VAR, "my_agent:graph"),
+        ];
+        let fw = settled("langgraph", dir(), &example, &default);
+        assert_eq!(fw.entrypoint.as_ref().unwrap().origin, Origin::DefaultVar);
+        assert_eq!(env_of(&fw)[ENTRYPOINT_VAR], "my_agent:graph");
+        assert!(!env_of(&fw).contains_key(WARMUP_PROMPT_VAR), "{fw:?}");
+        let other = settled("strands", dir(), &example, &default);
+        assert_eq!(env_of(&other)[ENTRYPOINT_VAR], "example_agent:agent");
+        // Not leaked into a framework that sets none.
+        let bare = settled("openai-agents", dir(), &[], &default);
+        assert_eq!(bare.entrypoint.as_ref().unwrap().origin, Origin::Unset);
+        assert_eq!(env_of(&bare)[ENTRYPOINT_VAR], "");
+        // The framework's own variable is strongest; an explicit prompt is kept.
+        let mut vars = default.to_vec();
+        vars.extend([
+            ("AGENTDISPATCH_ENTRYPOINT_OPENAI_AGENTS", "mine:agent"),
+            (WARMUP_PROMPT_VAR, ""),
+        ]);
+        let fw = settled("openai-agents", dir(), &example, &vars);
+        assert_eq!(
+            fw.entrypoint.as_ref().unwrap().origin,
+            Origin::FrameworkVar("AGENTDISPATCH_ENTRYPOINT_OPENAI_AGENTS".into())
+        );
+        assert_eq!(env_of(&fw)[ENTRYPOINT_VAR], "mine:agent");
+        assert_eq!(env_of(&fw)[WARMUP_PROMPT_VAR], "");
+        // An environment definition's own env is the deployment's too.
+        let src = Source::Env("AGENTDISPATCH_FRAMEWORK_COMMANDS".into());
+        let fw = settled(
+            "langgraph",
+            src,
+            &[(ENTRYPOINT_VAR, "defined:agent")],
+            &default,
+        );
+        assert_eq!(env_of(&fw)[ENTRYPOINT_VAR], "defined:agent");
+        // The allowlist's variable names no framework.
+        let fw = settled(
+            "allowlist",
+            dir(),
+            &[],
+            &[("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", "*")],
+        );
+        assert_eq!(fw.entrypoint.as_ref().unwrap().origin, Origin::Unset);
+    }
+
     #[test]
     fn the_refusal_clips_the_entrypoint_and_names_the_setting() {
         let long = "m".repeat(5000) + ":a";
