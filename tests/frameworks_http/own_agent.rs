@@ -198,15 +198,6 @@ async fn each_agent_failure_has_its_code_and_a_first_line_naming_what_and_where(
         w.run(json!({"framework": "langgraph",
                      "input": {"instruction": instruction, "entrypoint": entrypoint}}))
     };
-    let first_line = |r: &Value| {
-        r["error"]
-            .as_str()
-            .unwrap_or("")
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
     for (entrypoint, instruction, code, words) in [
         ("nosuch:agent", "hi", "agent_import_failed", vec!["no module 'nosuch'", "AGENTDISPATCH_APP_DIR="]),
         (
@@ -234,7 +225,7 @@ async fn each_agent_failure_has_its_code_and_a_first_line_naming_what_and_where(
         assert_eq!(r["ok"], false, "{entrypoint}: {r:#}");
         assert_eq!(r["errorCode"], code, "{entrypoint}: {r:#}");
         assert_eq!(r["exitCode"], 1, "{entrypoint}: the exit status beside the code");
-        let line = first_line(&r);
+        let line = super::failures::first_line(&r);
         for w in &words {
             assert!(line.contains(w), "{entrypoint}: {w:?} not in the first line {line:?}");
         }
@@ -291,20 +282,14 @@ async fn frameworks_check_loads_each_agent_and_names_the_broken_one() {
     };
     let (code, out) = check("broken_agent:agent");
     assert_eq!(code, Some(1), "{out}");
-    let line = |name: &str| {
-        out.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(name))
-            .unwrap_or("")
-            .to_string()
-    };
-    let langgraph = line("langgraph");
+    let langgraph = line_of(&out, "langgraph");
     assert!(
         langgraph.starts_with("FAILED")
             && langgraph.contains("agent_import_failed")
             && langgraph.contains("RuntimeError: agent construction failed: 42 (broken_agent.py:2"),
         "{out}"
     );
-    let pydantic = line("pydantic-ai");
+    let pydantic = line_of(&out, "pydantic-ai");
     assert!(
         pydantic.starts_with("ok") && pydantic.contains("example_agent:agent"),
         "{out}"
@@ -321,6 +306,7 @@ async fn frameworks_check_loads_each_agent_and_names_the_broken_one() {
     assert_eq!(calls(&calls_file), 0, "the check ran the agent");
 }
 
+/// The `frameworks --check` line of `name` (after its ok/FAILED mark).
 fn line_of<'a>(out: &'a str, name: &str) -> &'a str {
     out.lines()
         .find(|l| l.split_whitespace().nth(1) == Some(name))
