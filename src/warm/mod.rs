@@ -18,6 +18,7 @@
 //! backoff; the worker's shutdown stops every one of them.
 
 mod channel;
+pub mod hook;
 mod messages;
 mod parent;
 
@@ -107,6 +108,8 @@ pub struct Parent {
     /// It is the default framework's: an agent that cannot load is an ERROR, and /ping says it.
     default: bool,
     agents: Arc<crate::entrypoints::Loading>,
+    /// Lines a second of its own output on the worker's log (`AGENTDISPATCH_CHILD_LOG_LINES_PER_SECOND`).
+    log_rate: u32,
 }
 
 /// Why a task is not forked warm.
@@ -192,6 +195,7 @@ impl Pool {
                     status: watch::channel(Status::Idle).0,
                     default: fw.name == cfg.default_framework,
                     agents: agents.clone(),
+                    log_rate: cfg.child_log.per_second,
                 }),
             );
         }

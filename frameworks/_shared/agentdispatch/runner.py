@@ -11,6 +11,7 @@ from . import entrypoint
 from .entrypoint import AgentLoaded, EntrypointError, describe
 from .live import LiveText
 from .protocol import STEPS, Emitter, clip_step_text
+from .request import Request, request_context
 from .text import as_text, jsonable
 
 
@@ -62,6 +63,18 @@ class Runner:
         # The key a framework's persistence files the conversation under: the folder's name
         # (the session id when it is a safe file name, else its hash).
         self.session_key: str | None = os.path.basename(self.session_dir) if self.session_dir else None
+        # The HTTP request the task serves (SPEC §12): headers, identity token, trace context.
+        request = envelope.get("request")
+        if not isinstance(request, dict):
+            request = {"sessionId": self.session_id, "requestId": envelope.get("requestId")}
+        self.request = Request(request)
+        # The invocation's payload, as AgentCore's ``@app.entrypoint(payload, context)`` gets it.
+        self.payload: dict = {
+            "instruction": self.instruction,
+            "context": self.context,
+            "input": self.input,
+            "metadata": self.metadata,
+        }
         self._emit = emit or Emitter(sys.stdout.fileno()).write_line
         if check:  # a runner that does not load its agent first would run it: stop at once
             self._emit = _not_loaded
@@ -143,9 +156,12 @@ class Runner:
         ``what`` (its name in errors, e.g. "a strands.Agent"), the attribute is returned when
         it is one, or called when it is a factory of the user's own (``entrypoint.resolve``:
         ``offered`` keyword arguments go to a factory that names them) and its result checked;
-        anything else is an EntrypointError. ``build(obj)`` may turn what is not the agent yet
-        into it (None: it cannot): LangGraph's runner compiles a StateGraph builder. Without an
-        entrypoint, ``default_factory()`` builds the production default agent; without either,
+        anything else is an EntrypointError. A factory that names them also gets ``payload`` (the
+        invocation's instruction, context, input, metadata) and ``context`` (``request_context``:
+        AWS's ``RequestContext`` when its SDK is installed), as ``@app.entrypoint(payload,
+        context)`` gets them. ``build(obj)`` may turn what is not the agent yet into it (None: it
+        cannot): LangGraph's runner compiles a StateGraph builder. Without an entrypoint,
+        ``default_factory()`` builds the production default agent; without either,
         EntrypointError. In check mode it raises AgentLoaded once the agent is built."""
         spec = self.entrypoint()
         if not spec:
@@ -158,8 +174,9 @@ class Runner:
         else:
             agent = entrypoint.import_attr(spec)
             if expect is not None:
+                named = {"payload": self.payload, "context": request_context(self.request)}
                 agent = entrypoint.resolve(agent, spec, entrypoint.kind_check(expect), what or "the framework's agent",
-                                           offered, build)
+                                           offered, named, build)
         if self.check:
             raise AgentLoaded(f"{spec}: {describe(agent)}")
         return agent

@@ -65,6 +65,7 @@ def _preload(framework: str, run, warmup) -> tuple[str | None, str | None]:
     the worker drops a manifest's prompt when the deployment chose another entrypoint)."""
     from ..child import first_line
     from ..entrypoint import AgentLoaded
+    from ..request import preload_sdk
     from ..runner import Runner
 
     discard = lambda _event: None  # noqa: E731
@@ -79,6 +80,9 @@ def _preload(framework: str, run, warmup) -> tuple[str | None, str | None]:
             problem = first_line(exc)
             sys.stderr.write(f"warm parent: loading {spec} failed: {problem}\n")
             spec = None
+    # A child sets AWS's request context after its fork (request.install): the SDK is imported
+    # here once (0.4-1 s), not in every forked task.
+    preload_sdk()
     if warmup is not None:
         warmup()
     prompt = os.environ.get(WARMUP_PROMPT_VAR)
