@@ -199,6 +199,13 @@ pub struct FrameworkEnv {
     pub commands_json: Option<String>,
     /// `AGENTDISPATCH_FRAMEWORK_COMMAND_<NAME>` as (framework name, command).
     pub named: Vec<(String, String)>,
+    /// `AGENTDISPATCH_ENTRYPOINT` as set (empty included: the runner's default agent), for the
+    /// default framework.
+    pub entrypoint: Option<String>,
+    /// `AGENTDISPATCH_ENTRYPOINT_<NAME>` as (`<NAME>`, value), the allowlist's variable aside.
+    pub entrypoints: Vec<(String, String)>,
+    /// `AGENTDISPATCH_WARMUP_PROMPT` as set (empty included: no warm-up run).
+    pub warmup_prompt: Option<String>,
 }
 
 const NAMED_PREFIX: &str = "AGENTDISPATCH_FRAMEWORK_COMMAND_";
@@ -307,6 +314,19 @@ impl Config {
             },
             commands_json: get("AGENTDISPATCH_FRAMEWORK_COMMANDS").map(str::to_string),
             named,
+            // Raw: set but empty is a choice too (the default agent; no warm-up run).
+            entrypoint: vars
+                .get("AGENTDISPATCH_ENTRYPOINT")
+                .map(|v| v.trim().to_string()),
+            entrypoints: vars
+                .iter()
+                .filter_map(|(k, v)| {
+                    let suffix = k.strip_prefix("AGENTDISPATCH_ENTRYPOINT_")?;
+                    (!suffix.is_empty() && suffix != "ALLOWLIST")
+                        .then(|| (suffix.to_string(), v.trim().to_string()))
+                })
+                .collect(),
+            warmup_prompt: vars.get("AGENTDISPATCH_WARMUP_PROMPT").cloned(),
         };
 
         let max_timeout = secs("AGENTDISPATCH_MAX_TIMEOUT_SECONDS", 28800.0)?;

@@ -47,6 +47,7 @@
 
 pub mod artifacts;
 pub mod cgroup;
+pub mod check;
 pub mod child;
 pub mod childlog;
 pub mod cli;

@@ -31,8 +31,8 @@ enum Cmd {
     Serve,
     /// Run one payload locally, with no server; exit status 0 when it succeeds.
     Run(RunArgs),
-    /// List the frameworks found and where each comes from.
-    Frameworks,
+    /// List the frameworks found, where each comes from and which agent each runs.
+    Frameworks(agentdispatch_worker::check::FrameworksArgs),
     /// Write a framework folder for your own agent, run by a shipped framework's runner.
     Init(agentdispatch_worker::init::InitArgs),
 }
@@ -170,7 +170,17 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Cmd::Serve) {
-        Cmd::Frameworks => {
+        Cmd::Frameworks(args) if args.check => {
+            use agentdispatch_worker::check;
+            let (text, ok) = check::report(&check::check_all(&reg, &cfg, &args));
+            print!("{text}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Frameworks(_) => {
             print!("{}", cli::list_frameworks(&reg, &cfg));
             Ok(ExitCode::SUCCESS)
         }
@@ -199,6 +209,17 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
 fn prepare(cfg: &Config, reg: &Registry) {
     for w in &reg.warnings {
         tracing::warn!("{w}");
+    }
+    // Which agent each framework runs, and which setting says so (README "Which agent runs").
+    for fw in reg.iter() {
+        if let Some(ep) = &fw.entrypoint {
+            if ep.origin == agentdispatch_worker::entrypoints::Origin::Unset {
+                // Nothing names its agent: a runner in another language, most likely.
+                tracing::debug!(framework = %fw.name, "framework {} has no entrypoint set", fw.name);
+                continue;
+            }
+            tracing::info!(framework = %fw.name, entrypoint = %ep.spec, from = %ep.origin, "framework {} runs {} (from {})", fw.name, ep.shown(), ep.origin);
+        }
     }
     if reg.get(&cfg.default_framework).is_none() {
         let known: Vec<&str> = reg.iter().map(|f| f.name.as_str()).collect();
@@ -241,7 +262,10 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
     let result = cli::run(worker.clone(), payload, args.json).await;
     worker.release_cgroups();
     let result = result?;
-    if !args.json {
+    if args.json {
+        // The answer last, as result.json holds it: the events alone never carry its text.
+        println!("{}", serde_json::to_string(&result.record(true))?);
+    } else {
         cli::print_summary(&result);
     }
     Ok(if result.ok {

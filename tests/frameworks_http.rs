@@ -26,6 +26,8 @@ mod init;
 mod listing;
 #[path = "frameworks_http/live_text.rs"]
 mod live_text;
+#[path = "frameworks_http/own_agent.rs"]
+mod own_agent;
 #[path = "frameworks_http/readme_examples.rs"]
 mod readme_examples;
 #[path = "frameworks_http/sessions.rs"]

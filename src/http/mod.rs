@@ -81,13 +81,19 @@ pub(crate) fn request_too_large(
 
 fn ping(worker: &Worker) -> Response {
     let (busy, since) = worker.ping();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": if busy { "HealthyBusy" } else { "Healthy" },
-            "time_of_last_update": since,
-        }),
-    )
+    let mut body = json!({
+        "status": if busy { "HealthyBusy" } else { "Healthy" },
+        "time_of_last_update": since,
+    });
+    // The status keeps AgentCore's values (the worker serves; other frameworks may work): what
+    // is wrong goes beside it, for a person or a probe that reads it.
+    if let Some(why) = worker.agent_problem() {
+        body["agentError"] = json!(format!(
+            "the default framework {}'s agent cannot load: {why}",
+            worker.cfg.default_framework
+        ));
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 /// Reads a request body up to `limit` bytes; `Err` is the 413 answer.

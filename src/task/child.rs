@@ -234,15 +234,23 @@ pub(super) async fn supervise(
         ..
     } = obs;
     let plain = output.finish();
-    let (output, result, declared, child_failed, child_error) = match child_result {
-        Some(r) => (
-            r.output.unwrap_or_default(),
-            r.result,
-            r.artifacts,
-            r.failed,
-            r.error,
-        ),
-        None => (plain, None, Vec::new(), false, None),
+    let (output, result, declared, child_failed, child_error, child_code) = match child_result {
+        Some(r) => {
+            if let (true, Some(tb)) = (r.failed, &r.traceback) {
+                // The whole traceback for whoever reads the worker's log; the answer and the
+                // events keep the one line that says what failed (and the task folder the file).
+                task_log!(info, task, error = r.error.as_deref().unwrap_or(""), traceback = %tb, "agent failed");
+            }
+            (
+                r.output.unwrap_or_default(),
+                r.result,
+                r.artifacts,
+                r.failed,
+                r.error,
+                r.error_code,
+            )
+        }
+        None => (plain, None, Vec::new(), false, None, None),
     };
     let who = if protocol {
         "Framework command"
@@ -296,7 +304,18 @@ pub(super) async fn supervise(
                 (Some(0), _) if child_failed => {
                     ending.error =
                         Some(child_error.unwrap_or_else(|| "Framework reported a failure.".into()));
-                    ending.error_code = Some(ErrorCode::TaskFailed);
+                    ending.error_code = Some(child_code.unwrap_or(ErrorCode::TaskFailed));
+                }
+                // A child that said why it failed (its result line: one-line error, the
+                // agent's code) is answered with that, the exit status beside it.
+                (Some(code), _) if protocol && child_failed && child_error.is_some() => {
+                    ending.error = child_error;
+                    ending.error_code = Some(child_code.unwrap_or(ErrorCode::ExitNonzero));
+                    task.events.emit(&EventDraft::new(
+                        EventType::Log,
+                        ending.error.clone().unwrap_or_default(),
+                        Some(json!({"stream": "stderr", "exitCode": code})),
+                    ));
                 }
                 (Some(0), _) => {
                     ending.ok = true;

@@ -220,6 +220,11 @@ impl Worker {
         (b.running > 0, b.since)
     }
 
+    /// Why the default framework's agent cannot load, when it cannot (`/ping` says it).
+    pub fn agent_problem(&self) -> Option<String> {
+        self.warm.agents.problem(&self.cfg.default_framework)
+    }
+
     /// Starts an `agent.run` or `command.run` payload, or finds the task it names.
     pub async fn start(self: &Arc<Self>, payload: Payload, mut ids: RequestIds) -> Start {
         // The AgentCore header wins; a payload's `sessionId` is for local use.

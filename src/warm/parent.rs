@@ -137,6 +137,18 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         .iter()
         .map(|(trick, why)| format!("{trick}: {why}"))
         .collect();
+    // Before "ready" is logged: whoever sees it finds the agent's state said too.
+    match &ready.entrypoint_error {
+        Some(why) if p.default => {
+            tracing::error!(framework = %p.name, pid, error = %why, "the default framework's agent cannot load: its tasks fail until it is fixed");
+            p.agents.failed(&p.name, why);
+        }
+        Some(why) => {
+            tracing::warn!(framework = %p.name, pid, error = %why, "the framework's agent cannot load: its tasks fail until it is fixed");
+            p.agents.failed(&p.name, why);
+        }
+        None => p.agents.loaded(&p.name),
+    }
     tracing::info!(
         framework = %p.name,
         pid,
