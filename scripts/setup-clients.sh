@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws …]      (default: all four)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|otel …]      (default: all five)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -9,6 +9,9 @@
 #   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
 #   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
 #              (tests/aws/requirements.txt)
+#   otel/      the OTLP/HTTP span exporter and opentelemetry-proto, for tests/tracing.rs
+#              (tests/clients/otel/requirements.txt), made with the frameworks' CPython: the
+#              tests put its site-packages on a framework venv's path
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -31,8 +34,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | otel) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -96,12 +99,21 @@ node_modules() {
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws otel)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
     py-v03) venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt" a2a,pytest ;;
     js) node_modules ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
+    otel)
+      # Its packages join a framework venv's (tests/tracing.rs): made with that venv's CPython
+      # (protobuf is compiled per version), the one scripts/setup-frameworks.sh prefers.
+      (
+        PY_EXE=$("$ROOT/scripts/find-python.sh" 3.12) || PY_EXE=$(command -v python3)
+        PY_VERSION=$("$PY_EXE" -c 'import sys; print(sys.version)')
+        venv otel "$ROOT/tests/clients/otel/requirements.txt" opentelemetry.proto.collector.trace.v1.trace_service_pb2
+      )
+      ;;
   esac
 done

@@ -62,5 +62,6 @@ pub mod seal;
 pub mod sessions;
 pub mod supervisor;
 pub mod task;
+pub mod trace;
 pub mod warm;
 pub mod wire;

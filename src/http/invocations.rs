@@ -39,11 +39,17 @@ fn answer(result: &TaskResult, stream: bool) -> Response {
 }
 
 /// Handles one invocation body.
-pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
-    let ids = RequestIds::new(
+pub async fn handle(
+    worker: Arc<Worker>,
+    headers: &HeaderMap,
+    body: Bytes,
+    trace: crate::trace::Parent,
+) -> Response {
+    let mut ids = RequestIds::new(
         header_str(headers, REQUEST_HEADER),
         header_str(headers, SESSION_HEADER),
     );
+    ids.trace = trace;
     let sse_header = wants_sse(headers);
     let payload = match parse_payload(&body) {
         Ok(p) => p,

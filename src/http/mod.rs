@@ -20,6 +20,8 @@ use serde::Serialize;
 use serde_json::json;
 use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
+
+use crate::trace;
 use warp::Filter;
 
 use crate::task::Worker;
@@ -161,15 +163,25 @@ where
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),
-        (["invocations"], &Method::POST) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => invocations::handle(worker, &headers, bytes).await,
-            Err(resp) => resp,
-        },
+        (["invocations"], &Method::POST) => {
+            let call = trace::Invocation::start(&headers, "POST /invocations", "/invocations");
+            let resp = match read_body(&headers, body, limit).await {
+                Ok(bytes) => invocations::handle(worker, &headers, bytes, call.parent()).await,
+                Err(resp) => resp,
+            };
+            call.end(resp.status());
+            resp
+        }
         (["invocations"], _) => method_not_allowed("POST"),
-        ([], &Method::POST) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => a2a::handle(worker, &headers, bytes).await,
-            Err(resp) => resp,
-        },
+        ([], &Method::POST) => {
+            let call = trace::Invocation::start(&headers, "POST /", "/");
+            let resp = match read_body(&headers, body, limit).await {
+                Ok(bytes) => a2a::handle(worker, &headers, bytes, call.parent()).await,
+                Err(resp) => resp,
+            };
+            call.end(resp.status());
+            resp
+        }
         ([".well-known", "agent-card.json" | "agent.json"], &Method::GET) => {
             a2a::agent_card(&worker, local)
         }

@@ -19,6 +19,8 @@ pub struct RequestIds {
     pub request_id: String,
     /// `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`, when sent.
     pub session_id: Option<String>,
+    /// The request's trace context, that the task's span continues.
+    pub trace: crate::trace::Parent,
 }
 
 impl RequestIds {
@@ -29,6 +31,7 @@ impl RequestIds {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             session_id: session_id.filter(|s| !s.is_empty()),
+            trace: Default::default(),
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct Task {
     pub cancel: CancellationToken,
     /// Its live event streams.
     pub subscribers: Subscribers,
+    /// Its span, and the trace context its child gets.
+    pub trace: crate::trace::TaskSpan,
     /// Holds the result once the task finished; the registry sends it.
     pub(super) done: watch::Sender<Option<Arc<TaskResult>>>,
 }

@@ -8,6 +8,7 @@ import signal
 import sys
 import traceback
 
+from . import otel
 from .process import SIGNAL_HANDLERS, exit_now, protect_stdout, quiet_env
 from .protocol import Emitter, EnvelopeError, read_envelope
 from .runner import EntrypointError, Runner
@@ -28,6 +29,7 @@ def fail(framework: str, exc: BaseException, code: int = 1) -> None:
         message = " ".join(str(exc).split()) or "(no message)"
         sys.stderr.write(f"{framework} runner failed: {type(exc).__name__}: {message}\n")
         sys.stderr.flush()
+        otel.flush()
     finally:
         os._exit(code)
 
@@ -42,8 +44,11 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     if os.environ.get("AGENTDISPATCH_WARM_FD"):
         from . import warm
 
+        otel.preload()  # imports only: a warm parent must stay one thread to fork
         warm.serve(framework, run, warmup)  # returns only in a forked task child
     emitter = Emitter(protect_stdout())
+    # After the fork of a warm task: the span processor's thread is this task's own.
+    otel.start()
 
     def on_signal(signum, _frame):
         if emitter.busy_here():  # we interrupted our own protocol write: finish the line first
@@ -66,6 +71,8 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     try:
         envelope = read_envelope(sys.argv[1:] if argv is None else argv)
         runner = Runner(envelope, framework, emit=emitter.write_line)
+        if otel.setup_ms is not None:
+            runner.log("tracing set up", source="runner", setupMs=otel.setup_ms, exporting=otel.exporting)
         output = run(runner)
         if not runner.result_emitted:
             if output is None:

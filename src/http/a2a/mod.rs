@@ -94,7 +94,12 @@ fn single_message_stream(data: String) -> Response {
 }
 
 /// `POST /`: one JSON-RPC request.
-pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    worker: Arc<Worker>,
+    headers: &HeaderMap,
+    body: Bytes,
+    trace: crate::trace::Parent,
+) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -126,10 +131,11 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
             return json_response(StatusCode::OK, &e.json(v, &id));
         }
     };
-    let ids = RequestIds::new(
+    let mut ids = RequestIds::new(
         header(headers, REQUEST_HEADER),
         header(headers, SESSION_HEADER),
     );
+    ids.trace = trace;
     let streaming = matches!(op, Op::Stream | Op::Subscribe);
     // Get, cancel, subscribe and list see only the session header's tasks, when it is sent.
     let scope = ids.session_id.clone();
