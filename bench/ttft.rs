@@ -74,19 +74,8 @@ async fn ready(s: &Server, http: &reqwest::Client, warm: bool) {
     s.first_ping(http, Duration::from_secs(120), Duration::from_millis(5))
         .await
         .expect("/ping");
-    while warm
-        && !s
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("\"warm parent ready\""))
-    {
-        assert!(
-            s.started.elapsed() < Duration::from_secs(180),
-            "warm parent not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if warm {
+        common::warm_parent_ready(s, Duration::from_secs(180)).await;
     }
 }
 

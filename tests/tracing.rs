@@ -192,6 +192,20 @@ async fn a_command_task_continues_the_callers_trace_and_its_child_names_the_task
         "{spans:#?}"
     );
 
+    // AgentCore's X-Ray header, when no traceparent came: the same trace, as ADOT maps it.
+    let xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let r = invoke(&w, &cmd("true"), &[("x-amzn-trace-id", xray.to_string())]).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    let spans = receiver
+        .wait_for("5759e988bd862e3fe1be46a994272793", "invocation", |s| {
+            s["name"] == "POST /invocations"
+        })
+        .await;
+    assert_eq!(
+        named(&spans, "POST /invocations")["parentSpanId"],
+        "53995c3f42cd8ad8"
+    );
+
     // An unsampled caller: nothing exported for it, and the child is told it is not sampled.
     let unsampled = "00-99999999999999999999999999999999-1111111111111111-00";
     let r = invoke(&w, &cmd("env"), &[("traceparent", unsampled.to_string())]).await;
@@ -253,12 +267,7 @@ async fn without_otel_variables_nothing_is_exported_and_the_caller_context_passe
         "the caller's context, unchanged"
     );
     // Strands (with OpenTelemetry and the OTLP exporter importable) sets nothing up.
-    let r = invoke(
-        &w,
-        &json!({"framework": "strands", "input": {"instruction": "hello world"}}),
-        &headers(),
-    )
-    .await;
+    let r = strands_hello(&w).await;
     assert_eq!(r["status"], "succeeded", "{r:#}");
     assert!(tracing_setup(&r).is_none(), "{r:#}");
     assert!(!w.log_lines().iter().any(|l| l["message"]
@@ -287,6 +296,12 @@ fn strands_worker(venv: &std::path::Path, warm: &str) -> WorkerBuilder {
         .env("AGENTDISPATCH_SESSION_DIR", sessions.to_str().unwrap())
         .env("AGENTDISPATCH_WARM", warm)
         .env("PYTHONPATH", &site_packages(venv))
+}
+
+/// The Strands example agent on "hello world", with the caller's trace headers.
+async fn strands_hello(w: &Worker) -> Value {
+    let body = json!({"framework": "strands", "input": {"instruction": "hello world"}});
+    invoke(w, &body, &headers()).await
 }
 
 /// The runner's "tracing set up" event's payload.
@@ -324,12 +339,7 @@ async fn strands_nest_under_the_task_span(kind: Kind) {
             "the warm parent stayed one thread: {ready:#}"
         );
     }
-    let r = invoke(
-        &w,
-        &json!({"framework": "strands", "input": {"instruction": "hello world"}}),
-        &headers(),
-    )
-    .await;
+    let r = strands_hello(&w).await;
     assert_eq!(r["output"], "Shouted: HELLO WORLD", "{r:#}");
     match kind {
         Kind::Warm => assert!(

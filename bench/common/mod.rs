@@ -54,6 +54,18 @@ pub fn venv_python(name: &str) -> PathBuf {
     python
 }
 
+/// Waits (`within` at most since its start) until the worker logged a warm parent ready.
+pub async fn warm_parent_ready(s: &Server, within: Duration) {
+    let ready = || {
+        let logs = s.logs.lock().unwrap();
+        logs.iter().any(|l| l.contains("\"warm parent ready\""))
+    };
+    while !ready() {
+        assert!(s.started.elapsed() < within, "no warm parent ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// `--runs N` (at least `min`, else `default`) and framework names, from the command line
 /// (`--bench`, which `cargo bench` passes, is ignored).
 pub fn runs_and_names(default: usize, min: usize) -> (usize, Vec<String>) {

@@ -45,11 +45,11 @@ pub async fn handle(
     body: Bytes,
     trace: crate::trace::Parent,
 ) -> Response {
-    let mut ids = RequestIds::new(
+    let ids = RequestIds::new(
         header_str(headers, REQUEST_HEADER),
         header_str(headers, SESSION_HEADER),
-    );
-    ids.trace = trace;
+    )
+    .traced(trace);
     let sse_header = wants_sse(headers);
     let payload = match parse_payload(&body) {
         Ok(p) => p,

@@ -164,23 +164,17 @@ where
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),
         (["invocations"], &Method::POST) => {
-            let call = trace::Invocation::start(&headers, "POST /invocations", "/invocations");
-            let resp = match read_body(&headers, body, limit).await {
-                Ok(bytes) => invocations::handle(worker, &headers, bytes, call.parent()).await,
-                Err(resp) => resp,
-            };
-            call.end(resp.status());
-            resp
+            traced_post(&headers, body, limit, "/invocations", |bytes, trace| {
+                invocations::handle(worker, &headers, bytes, trace)
+            })
+            .await
         }
         (["invocations"], _) => method_not_allowed("POST"),
         ([], &Method::POST) => {
-            let call = trace::Invocation::start(&headers, "POST /", "/");
-            let resp = match read_body(&headers, body, limit).await {
-                Ok(bytes) => a2a::handle(worker, &headers, bytes, call.parent()).await,
-                Err(resp) => resp,
-            };
-            call.end(resp.status());
-            resp
+            traced_post(&headers, body, limit, "/", |bytes, trace| {
+                a2a::handle(worker, &headers, bytes, trace)
+            })
+            .await
         }
         ([".well-known", "agent-card.json" | "agent.json"], &Method::GET) => {
             a2a::agent_card(&worker, local)
@@ -207,6 +201,30 @@ where
             None,
         ),
     }
+}
+
+/// A `POST` to `route` in its span (`trace::Invocation`): the body read, then `handle`d with
+/// the trace context its task continues; the span ends with the answer's status.
+async fn traced_post<S, B, F, Fut>(
+    headers: &HeaderMap,
+    body: S,
+    limit: usize,
+    route: &'static str,
+    handle: F,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+    F: FnOnce(Bytes, trace::Parent) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let call = trace::Invocation::start(headers, route);
+    let resp = match read_body(headers, body, limit).await {
+        Ok(bytes) => handle(bytes, call.parent()).await,
+        Err(resp) => resp,
+    };
+    call.end(resp.status());
+    resp
 }
 
 /// The session a request acts for: AgentCore's session header, when sent (see

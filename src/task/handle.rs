@@ -34,6 +34,11 @@ impl RequestIds {
             trace: Default::default(),
         }
     }
+
+    /// The same, continuing the request's trace context.
+    pub fn traced(self, trace: crate::trace::Parent) -> Self {
+        RequestIds { trace, ..self }
+    }
 }
 
 /// How many live event streams follow a task, at most `max`

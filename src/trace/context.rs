@@ -125,6 +125,34 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     })
 }
 
+/// An X-Ray trace header (`X-Amzn-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;
+/// Parent=53995c3f42cd8ad8;Sampled=1`, what AgentCore and AWS services send) as a W3C span
+/// context: the trace id is the root's time and random parts, as ADOT maps them. `None` without
+/// a valid root and parent; `Sampled=0` is not sampled, anything else is.
+pub fn parse_xray(value: &str) -> Option<SpanContext> {
+    let (mut root, mut parent, mut sampled) = (None, None, true);
+    for field in value.split(';') {
+        match field.trim().split_once('=') {
+            Some(("Root", v)) => root = Some(v.trim()),
+            Some(("Parent", v)) => parent = unhex::<8>(v.trim()),
+            Some(("Sampled", v)) => sampled = v.trim() != "0",
+            _ => {}
+        }
+    }
+    let mut parts = root?.split('-');
+    let (version, time, random) = (parts.next()?, parts.next()?, parts.next()?);
+    if version != "1" || parts.next().is_some() || time.len() != 8 || random.len() != 24 {
+        return None;
+    }
+    let trace_id = unhex::<16>(&format!("{time}{random}"))?;
+    let span_id = parent?;
+    (trace_id != [0; 16] && span_id != [0; 8]).then_some(SpanContext {
+        trace_id,
+        span_id,
+        sampled,
+    })
+}
+
 /// The trace context a request came with: its span (the parent of the worker's), and the
 /// `tracestate` and `baggage` passed on unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -167,6 +195,11 @@ impl Incoming {
             (Some(one), None) => one.to_str().ok().and_then(parse_traceparent),
             _ => None,
         };
+        // Without a W3C parent, the X-Ray header AgentCore sends names the caller's trace.
+        let parent = parent.or_else(|| {
+            let xray = headers.get("x-amzn-trace-id")?.to_str().ok()?;
+            parse_xray(xray)
+        });
         Incoming {
             parent,
             // W3C: without a valid traceparent, tracestate is discarded.
@@ -307,6 +340,34 @@ mod tests {
             child_env(None, &i),
             vec![("BAGGAGE".to_string(), "k=v".to_string())]
         );
+    }
+
+    #[test]
+    fn an_xray_header_is_the_parent_when_no_traceparent_came() {
+        let xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let ctx = parse_xray(xray).expect("valid");
+        assert_eq!(
+            ctx.traceparent(),
+            "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+        );
+        assert!(
+            !parse_xray(&xray.replace("Sampled=1", "Sampled=0"))
+                .expect("valid")
+                .sampled
+        );
+        for bad in [
+            "Root=1-5759e988-bd862e3fe1be46a994272793",
+            "Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988-bd862e3f;Parent=53995c3f42cd8ad8",
+            "Parent=53995c3f42cd8ad8",
+        ] {
+            assert_eq!(parse_xray(bad), None, "{bad:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-amzn-trace-id", HeaderValue::from_static(xray));
+        assert_eq!(Incoming::from_headers(&h).parent, Some(ctx));
+        h.insert("traceparent", HeaderValue::from_static(GOOD));
+        assert_eq!(Incoming::from_headers(&h).parent, parse_traceparent(GOOD));
     }
 
     #[test]

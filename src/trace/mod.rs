@@ -88,7 +88,6 @@ pub struct Parent {
 /// The span of one request (`POST /invocations`, A2A `POST /`), from its start to its answer.
 pub struct Invocation {
     parent: Parent,
-    name: &'static str,
     route: &'static str,
     start: SystemTime,
     session_id: Option<String>,
@@ -96,8 +95,9 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// Reads the request's trace context; with export on, opens the invocation's span.
-    pub fn start(headers: &HeaderMap, name: &'static str, route: &'static str) -> Invocation {
+    /// Reads the request's trace context; with export on, opens the span of a `POST` to
+    /// `route`.
+    pub fn start(headers: &HeaderMap, route: &'static str) -> Invocation {
         let incoming = Incoming::from_headers(headers);
         let exporting = exporter().is_some();
         let span = match (exporting, incoming.parent) {
@@ -122,7 +122,6 @@ impl Invocation {
                 user_id,
                 tenant_id,
             },
-            name,
             route,
             start: SystemTime::now(),
             session_id,
@@ -159,7 +158,7 @@ impl Invocation {
             ctx,
             parent: self.parent.incoming.parent.map(|p| p.span_id),
             tracestate: self.parent.incoming.tracestate.clone(),
-            name: self.name.into(),
+            name: format!("POST {}", self.route),
             kind: Kind::Server,
             start: self.start,
             end: SystemTime::now(),

@@ -72,6 +72,11 @@ def preload() -> None:
     making its exporter and processor."""
     if not wanted():
         return
+    try:
+        import opentelemetry.context  # noqa: F401
+    except ImportError:
+        _prepared["api"] = False  # a failed import is not cached: no task tries again
+        return
     # The exporter imports its HTTP transport (requests) only when made: 90-130 ms here.
     for module in ("opentelemetry.propagate", "opentelemetry.sdk.trace", "opentelemetry.sdk.trace.export",
                    "opentelemetry.exporter.otlp.proto.http.trace_exporter", "requests",
@@ -102,6 +107,12 @@ def _set_up() -> str | None:
             return "distro"
     except ImportError:
         pass
+    if not any(os.environ.get(name, "").strip() for name in ENDPOINT_VARS):
+        # AGENT_OBSERVABILITY_ENABLED alone: ADOT knows where AgentCore's spans go; the plain
+        # exporter would try localhost:4318.
+        sys.stderr.write("agentdispatch: AGENT_OBSERVABILITY_ENABLED=true, but aws-opentelemetry-distro is not "
+                         "installed: add it to the framework's requirements\n")
+        return None
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
@@ -124,7 +135,7 @@ def start() -> None:
     global setup_ms, exporting
     carrier = {name.lower(): os.environ[name] for name in CARRIER if os.environ.get(name)}
     want = wanted()
-    if not carrier and not want:
+    if (not carrier and not want) or _prepared.get("api") is False:
         return
     began = time.perf_counter()
     try:

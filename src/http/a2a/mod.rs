@@ -131,11 +131,11 @@ pub async fn handle(
             return json_response(StatusCode::OK, &e.json(v, &id));
         }
     };
-    let mut ids = RequestIds::new(
+    let ids = RequestIds::new(
         header(headers, REQUEST_HEADER),
         header(headers, SESSION_HEADER),
-    );
-    ids.trace = trace;
+    )
+    .traced(trace);
     let streaming = matches!(op, Op::Stream | Op::Subscribe);
     // Get, cancel, subscribe and list see only the session header's tasks, when it is sent.
     let scope = ids.session_id.clone();
