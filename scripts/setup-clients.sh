@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|otel …]      (default: all five)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|otel …]      (default: all six)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -9,6 +9,8 @@
 #   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
 #   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
 #              (tests/aws/requirements.txt)
+#   agentcore/ a venv with AWS's bedrock-agentcore SDK, the Python of tests/request_context.rs'
+#              framework (tests/agentcore/requirements.txt)
 #   otel/      the OTLP/HTTP span exporter and opentelemetry-proto, for tests/tracing.rs
 #              (tests/clients/otel/requirements.txt), made with the frameworks' CPython: the
 #              tests put its site-packages on a framework venv's path
@@ -34,8 +36,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | otel) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | otel) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -99,13 +101,14 @@ node_modules() {
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws otel)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore otel)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
     py-v03) venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt" a2a,pytest ;;
     js) node_modules ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
+    agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;
     otel)
       # Its packages join a framework venv's (tests/tracing.rs): made with that venv's CPython
       # (protobuf is compiled per version), the one scripts/setup-frameworks.sh prefers.

@@ -77,7 +77,9 @@ needed=("${chosen[@]}")
 setup_failed=()
 scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "A2A SDK clients and the AWS CLI"
+step "A2A SDK clients, the AWS CLI and the AgentCore SDK"
+# Tests that need one of these skip outside this script only: here a missing one fails them.
+export AGENTDISPATCH_TEST_SH=1
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
 
 step "build"

@@ -103,6 +103,10 @@ pub struct Config {
     pub child_env: ChildEnv,
     /// Whether each task gets a cgroup of its own (`AGENTDISPATCH_TASK_CGROUPS`).
     pub task_cgroups: crate::cgroup::Mode,
+    /// Which child lines reach the worker's log, and how many (`AGENTDISPATCH_CHILD_LOG…`).
+    pub child_log: crate::childlog::Settings,
+    /// AgentCore's warm-up hook (`AGENTDISPATCH_WARMUP_HOOK_…`).
+    pub warmup_hook: crate::warm::hook::Settings,
 }
 
 /// `AGENTDISPATCH_CHILD_ENV`: what of the worker's environment a child inherits.
@@ -381,6 +385,14 @@ impl Config {
                     ))
                 }
             },
+            child_log: crate::childlog::Settings::parse(
+                get(crate::childlog::MODE_VAR),
+                get(crate::childlog::RATE_VAR),
+            )?,
+            warmup_hook: crate::warm::hook::Settings::parse(
+                get(crate::warm::hook::PATH_VAR),
+                get(crate::warm::hook::TIMEOUT_VAR),
+            )?,
         })
     }
 }

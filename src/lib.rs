@@ -20,6 +20,8 @@
 //!   heartbeats, deadline and cancel (one stop: TERM → grace → KILL), stragglers and escapees
 //!   killed and reaped.
 //! - [`protocol`]: a child's stdout line → event or final result.
+//! - [`childlog`]: a framework child's own lines (print, logging) on the worker's log,
+//!   clipped and rate-limited.
 //! - [`events`]: the one event sink (buffer, live subscribers, `events.ndjson`).
 //! - [`live`]: live text (`task.delta`): never recorded, fanned out through merging queues.
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
@@ -48,6 +50,7 @@
 pub mod artifacts;
 pub mod cgroup;
 pub mod child;
+pub mod childlog;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -60,6 +63,7 @@ pub mod memory;
 pub mod procfs;
 pub mod protocol;
 pub mod reaper;
+pub mod request_context;
 pub mod retention;
 pub mod seal;
 pub mod sessions;

@@ -8,6 +8,7 @@ pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
 mod serve;
 mod sse;
+mod warmup;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -64,6 +65,20 @@ pub fn error_response(status: StatusCode, error: &str, code: Option<ErrorCode>) 
         body["errorCode"] = json!(c);
     }
     json_response(status, &body)
+}
+
+/// The 400 for headers past a bound of the request's context (SPEC §12): it names the bound
+/// (and the header, never its value), so a caller knows what to send less of.
+pub(crate) fn request_too_large(
+    ids: &crate::task::RequestIds,
+    e: &crate::request_context::TooLarge,
+) -> Response {
+    tracing::info!(requestId = %ids.request_id, sessionId = ids.session_id.as_deref().unwrap_or(""), error = %e, "request headers refused");
+    error_response(
+        StatusCode::BAD_REQUEST,
+        &e.to_string(),
+        Some(ErrorCode::InvalidHeader),
+    )
 }
 
 fn ping(worker: &Worker) -> Response {
@@ -159,6 +174,12 @@ where
         if let Some(refused) = guard::id_headers(&headers) {
             return refused;
         }
+    }
+    if warmup::is_hook(&worker, &path) {
+        return match method {
+            Method::POST => warmup::handle(&worker).await,
+            _ => method_not_allowed("POST"),
+        };
     }
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::finish::Ending;
 use super::runner::cancel_message;
 use super::{Task, Worker};
+use crate::childlog::TaskLog;
 use crate::protocol::{self, ChildLine, ChildResult};
 use crate::supervisor::{self, Child, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
@@ -32,6 +33,9 @@ struct ChildObserver<'a> {
     stderr_tail: VecDeque<String>,
     /// `task.delta` lines refused so far.
     bad_deltas: u64,
+    /// A framework child's own lines on the worker's log (`None` for commands: their output
+    /// is the answer, not the agent's account).
+    agent_log: Option<TaskLog<'a>>,
 }
 
 /// Output text up to a cap; the rest is counted, and stays in `events.ndjson`.
@@ -92,7 +96,10 @@ impl ChildObserver<'_> {
         ));
     }
 
-    fn log(&self, stream: Stream, text: String, truncated: bool, invalid_utf8: bool) {
+    fn log(&mut self, stream: Stream, text: String, truncated: bool, invalid_utf8: bool) {
+        if let Some(agent_log) = &mut self.agent_log {
+            agent_log.line(self.task, stream, &text, truncated);
+        }
         self.task.events.emit(&EventDraft {
             kind: EventType::Log,
             message: Some(text),
@@ -153,6 +160,9 @@ impl Observer for ChildObserver<'_> {
     }
 
     fn heartbeat(&mut self, hb: Heartbeat) {
+        if let Some(agent_log) = &mut self.agent_log {
+            agent_log.report(self.task);
+        }
         self.task.events.emit(&EventDraft::new(
             EventType::Heartbeat,
             "running",
@@ -200,8 +210,12 @@ pub(super) async fn supervise(
         result: None,
         stderr_tail: VecDeque::new(),
         bad_deltas: 0,
+        agent_log: protocol.then(|| TaskLog::new(&worker.child_log)),
     };
     let outcome = supervisor::run(spec, child, task.cancel.clone(), &mut obs).await;
+    if let Some(agent_log) = &mut obs.agent_log {
+        agent_log.report(task);
+    }
     if obs.bad_deltas > BAD_DELTA_WARNINGS {
         task.events.emit(&EventDraft::new(
             EventType::Log,

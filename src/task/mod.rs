@@ -100,6 +100,8 @@ pub struct Worker {
     trimmer: crate::memory::Trimmer,
     /// Reads of task folders at once (see `Worker::off_thread`).
     readers: Arc<tokio::sync::Semaphore>,
+    /// The whole worker's share of child lines on its log.
+    pub child_log: crate::childlog::Budget,
 }
 
 #[derive(Default)]
@@ -162,6 +164,7 @@ impl Worker {
         let shutdown = CancellationToken::new();
         let cgroups = start_cgroups(cfg.task_cgroups);
         let warm = warm::Pool::new(&cfg, &frameworks, shutdown.child_token());
+        let child_log = crate::childlog::Budget::new(cfg.child_log);
         Arc::new_cyclic(|me: &std::sync::Weak<Worker>| {
             let me = me.clone();
             let trimmer = crate::memory::Trimmer::start(move || me.upgrade().map(|w| w.ping()));
@@ -181,6 +184,7 @@ impl Worker {
                 cgroups,
                 trimmer,
                 readers: Arc::new(tokio::sync::Semaphore::new(read::READS_AT_ONCE)),
+                child_log,
             }
         })
     }
@@ -252,7 +256,9 @@ impl Worker {
         // A caller's value, kept for an hour and listed by task.list: bounded.
         let label = crate::wire::clip(label, MAX_LABEL_BYTES);
         let trace = crate::trace::TaskSpan::new(&ids.trace);
+        let request = ids.request.take();
         let task = Arc::new(Task {
+            request: Mutex::new(request),
             events: EventSink::new(&id, self.cfg.max_output_bytes),
             id: id.clone(),
             task_type: payload.task_type,

@@ -18,6 +18,7 @@
 //! backoff; the worker's shutdown stops every one of them.
 
 mod channel;
+pub mod hook;
 mod messages;
 mod parent;
 
@@ -104,6 +105,8 @@ pub struct Parent {
     base_env: Option<Vec<(String, String)>>,
     when: When,
     status: watch::Sender<Status>,
+    /// Lines a second of its own output on the worker's log (`AGENTDISPATCH_CHILD_LOG_LINES_PER_SECOND`).
+    log_rate: u32,
 }
 
 /// Why a task is not forked warm.
@@ -179,6 +182,7 @@ impl Pool {
                     base_env: cfg.child_env.kept(),
                     when,
                     status: watch::channel(Status::Idle).0,
+                    log_rate: cfg.child_log.per_second,
                 }),
             );
         }
