@@ -64,9 +64,6 @@ fi
 mkdir -p "$CACHE/bin"
 ln -sf "$CACHE/hadolint/bin/hadolint" "$CACHE/bin/hadolint"
 export PATH="$CACHE/bin:$PATH"
-# Tests that need a client of scripts/setup-clients.sh fail without it here (they skip, saying
-# so, when run on their own).
-export AGENTDISPATCH_TEST_SH=1
 
 step "framework virtualenvs (${chosen[*]})"
 # langgraph also serves the packaging test's image layout.

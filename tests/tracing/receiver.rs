@@ -20,13 +20,16 @@ pub fn otel_venv() -> Option<PathBuf> {
     if venv.join("bin/python").exists() {
         return Some(venv);
     }
+    // As tests/request_context.rs: required under scripts/test.sh and in CI.
+    let required =
+        std::env::var_os("AGENTDISPATCH_TEST_SH").is_some() || std::env::var_os("CI").is_some();
     assert!(
-        std::env::var_os("AGENTDISPATCH_TEST_SH").is_none(),
-        "{} is missing: scripts/test.sh runs scripts/setup-clients.sh, which makes it",
+        !required,
+        "{} is missing: run scripts/setup-clients.sh otel",
         venv.display()
     );
     eprintln!(
-        "skipped: {} is missing; run scripts/setup-clients.sh otel",
+        "SKIPPED: no OpenTelemetry venv at {} (run scripts/setup-clients.sh otel); nothing was checked",
         venv.display()
     );
     None
