@@ -401,3 +401,32 @@ async fn strands_cold_spans_nest_under_the_workers_task_span_in_one_trace() {
 async fn strands_warm_spans_nest_under_the_workers_task_span_and_the_task_is_still_forked() {
     strands_nest_under_the_task_span(Kind::Warm).await;
 }
+
+#[tokio::test]
+async fn an_endpoint_that_is_down_fails_no_task_and_is_said_once() {
+    // A port nothing listens on: every export fails to connect.
+    let port = free_port();
+    let w = WorkerBuilder::new()
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .start()
+        .await;
+    for _ in 0..3 {
+        let r = invoke(&w, &cmd("true"), &headers()).await;
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+    }
+    let said = |w: &Worker| {
+        w.log_lines()
+            .into_iter()
+            .filter(|l| {
+                l["message"] == "cannot export spans; they are dropped until the endpoint answers"
+            })
+            .count()
+    };
+    let mut w = w;
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.wait_exit(Duration::from_secs(30)), Some(0));
+    assert_eq!(said(&w), 1, "{:#?}", w.log_lines());
+}
