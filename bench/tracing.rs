@@ -100,7 +100,7 @@ async fn start(frameworks: &std::path::Path, warm: &str, env: &[(&str, String)])
         .await
         .expect("start the worker");
     s.tmp = Some(tmp);
-    common::warm_parent_ready(&s, Duration::from_secs(180)).await;
+    s.warm_ready(1).await;
     s
 }
 

@@ -34,6 +34,9 @@ pub enum Protocol {
     Http,
     /// A2A JSON-RPC, default port 9000.
     A2a,
+    /// MCP Streamable HTTP on `/mcp` (SPEC §15), default port 8000, as AgentCore's MCP
+    /// protocol expects.
+    Mcp,
 }
 
 /// The worker's whole configuration.
@@ -217,10 +220,11 @@ impl Config {
             None => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("http") => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("a2a") => Protocol::A2a,
+            Some(v) if v.eq_ignore_ascii_case("mcp") => Protocol::Mcp,
             Some(v) => {
                 return Err(ConfigError::new(
                     "AGENTDISPATCH_WORKER_PROTOCOL",
-                    format!("{v:?} is neither \"http\" nor \"a2a\""),
+                    format!("{v:?} is not one of \"http\", \"a2a\", \"mcp\""),
                 ))
             }
         };
@@ -228,6 +232,7 @@ impl Config {
             None => match protocol {
                 Protocol::Http => 8080,
                 Protocol::A2a => 9000,
+                Protocol::Mcp => 8000,
             },
             Some(v) => v.parse::<u16>().map_err(|_| {
                 ConfigError::new("PORT", format!("{v:?} is not a port number (0-65535)"))
@@ -442,6 +447,14 @@ mod tests {
         );
         let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "A2A"), ("PORT", "81")]).unwrap();
         assert_eq!(c.port, 81);
+    }
+
+    #[test]
+    fn mcp_protocol_listens_on_8000_by_default() {
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "MCP")]).unwrap();
+        assert_eq!((c.port, c.protocol), (8000, Protocol::Mcp));
+        let bad = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "grpc")]).unwrap_err();
+        assert!(bad.to_string().contains("\"mcp\""), "{bad}");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`entrypoints`]: which agent entrypoints a payload may choose.
+//! - [`init`]: `init`, a framework folder for the user's own agent on a shipped runner.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
@@ -58,7 +59,9 @@ pub mod entrypoints;
 pub mod events;
 pub mod frameworks;
 pub mod http;
+pub mod init;
 pub mod live;
+pub mod mcp;
 pub mod memory;
 pub mod procfs;
 pub mod protocol;

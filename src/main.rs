@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `run`, `frameworks`; logging set-up; exit codes.
+//! The command line: `serve` (default), `run`, `frameworks`, `init`; logging set-up; exit codes.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -33,6 +33,8 @@ enum Cmd {
     Run(RunArgs),
     /// List the frameworks found and where each comes from.
     Frameworks,
+    /// Write a framework folder for your own agent, run by a shipped framework's runner.
+    Init(agentdispatch_worker::init::InitArgs),
 }
 
 /// Where log lines go and how they look.
@@ -156,6 +158,11 @@ fn main() -> ExitCode {
 /// Everything the worker does for one command line; an error comes back with its context
 /// for `main` to print, and a run that completes decides its own exit status.
 fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
+    // Writes files only: before the environment is read, which a fresh folder may not suit yet.
+    if let Some(Cmd::Init(args)) = &cli.command {
+        print!("{}", agentdispatch_worker::init::init(args).map_err(usage)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let cfg = Config::from_env().map_err(usage)?;
     let reg = Registry::load(&cfg).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -167,6 +174,7 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
             print!("{}", cli::list_frameworks(&reg, &cfg));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Init(_) => unreachable!("init returned above"),
         Cmd::Serve => {
             init_logging(Logs::JsonStdout, "info");
             unsealed.iter().for_each(|w| tracing::warn!("{w}"));

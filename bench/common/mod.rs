@@ -54,18 +54,6 @@ pub fn venv_python(name: &str) -> PathBuf {
     python
 }
 
-/// Waits (`within` at most since its start) until the worker logged a warm parent ready.
-pub async fn warm_parent_ready(s: &Server, within: Duration) {
-    let ready = || {
-        let logs = s.logs.lock().unwrap();
-        logs.iter().any(|l| l.contains("\"warm parent ready\""))
-    };
-    while !ready() {
-        assert!(s.started.elapsed() < within, "no warm parent ready");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// `--runs N` (at least `min`, else `default`) and framework names, from the command line
 /// (`--bench`, which `cargo bench` passes, is ignored).
 pub fn runs_and_names(default: usize, min: usize) -> (usize, Vec<String>) {
@@ -212,6 +200,26 @@ impl Server {
         })
     }
 
+    /// Waits until the worker logged `n` warm parents ready (3 minutes at most); start → then.
+    pub async fn warm_ready(&self, n: usize) -> Duration {
+        loop {
+            let ready = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("\"warm parent ready\""))
+                .count();
+            if ready >= n {
+                return self.started.elapsed();
+            }
+            assert!(
+                self.started.elapsed() < Duration::from_secs(180),
+                "warm parents not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     /// The server's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

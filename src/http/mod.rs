@@ -7,7 +7,7 @@ mod guard;
 pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
 mod serve;
-mod sse;
+pub(crate) mod sse;
 mod warmup;
 
 use std::convert::Infallible;
@@ -151,6 +151,7 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
 /// Dispatches one request.
 async fn route<S, B>(
     worker: Arc<Worker>,
+    calls: Arc<crate::mcp::Calls>,
     local: SocketAddr,
     method: Method,
     path: String,
@@ -191,6 +192,18 @@ where
             .await
         }
         (["invocations"], _) => method_not_allowed("POST"),
+        (["mcp"], &Method::POST) => {
+            traced_post(&headers, body, limit, "/mcp", |bytes, trace| {
+                crate::mcp::handle(worker, calls, &Method::POST, &headers, bytes, trace)
+            })
+            .await
+        }
+        (["mcp"], m) => match read_body(&headers, body, limit).await {
+            Ok(bytes) => {
+                crate::mcp::handle(worker, calls, m, &headers, bytes, Default::default()).await
+            }
+            Err(resp) => resp,
+        },
         ([], &Method::POST) => {
             traced_post(&headers, body, limit, "/", |bytes, trace| {
                 a2a::handle(worker, &headers, bytes, trace)
@@ -265,6 +278,8 @@ pub fn routes(
     worker: Arc<Worker>,
     local: SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    // The MCP tool calls running now (for `notifications/cancelled`), shared by every request.
+    let calls = Arc::new(crate::mcp::Calls::default());
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
@@ -272,9 +287,11 @@ pub fn routes(
         .then(
             move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
                 let worker = worker.clone();
+                let calls = calls.clone();
                 async move {
                     route(
                         worker,
+                        calls,
                         local,
                         method,
                         path.as_str().to_string(),
