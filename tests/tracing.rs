@@ -1,10 +1,10 @@
 //! One trace (SPEC §12, tracing) through the real binary, with a real OTLP/HTTP receiver
 //! (tests/clients/otel/receiver.py: opentelemetry-proto decodes each request): the worker
-//! continues a caller's `traceparent` with an invocation span and a task span carrying
-//! AgentCore's attributes; a task's child gets `TRACEPARENT` naming the task span, and the
-//! Strands runner's own spans nest under it, cold and warm (a warm task under OpenTelemetry is
-//! still forked); without the `OTEL_*` variables nothing is exported and a caller's context
-//! reaches the child unchanged.
+//! continues a caller's `traceparent` (or X-Ray header) with a request span and a task span
+//! carrying AgentCore's attributes, over `/invocations`, A2A and MCP; a task's child gets
+//! `TRACEPARENT` naming the task span, and the Strands runner's own spans nest under it, cold
+//! and warm (a warm task under OpenTelemetry is still forked); without the `OTEL_*` variables
+//! nothing is exported and a caller's context reaches the child unchanged.
 //!
 //! Needs `scripts/setup-clients.sh otel` (the OTLP exporter and opentelemetry-proto, added to
 //! the Strands venv's path); skips, saying so, when run outside scripts/test.sh without it.
@@ -185,6 +185,34 @@ async fn a_command_task_continues_the_callers_trace_and_its_child_names_the_task
         .await;
     let invocation = named(&spans, "POST /");
     assert_eq!(invocation["parentSpanId"], "0123456789abcdef");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "agent.run echo" && s["parentSpanId"] == invocation["spanId"]),
+        "{spans:#?}"
+    );
+
+    // MCP: a tools/call (2026-07-28, no handshake) under a "POST /mcp" server span.
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "run_echo", "arguments": {"instruction": "hi"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let answer = w
+        .client()
+        .post(format!("{}/mcp", w.url))
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("traceparent", format!("00-{TRACE_ID}-fedcba9876543210-01"))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let spans = receiver
+        .wait_for(TRACE_ID, "MCP", |s| s["name"] == "POST /mcp")
+        .await;
+    let invocation = named(&spans, "POST /mcp");
+    assert_eq!(invocation["parentSpanId"], "fedcba9876543210");
     assert!(
         spans
             .iter()
