@@ -180,17 +180,7 @@ async fn a_command_task_continues_the_callers_trace_and_its_child_names_the_task
     let headers: Vec<(&str, &str)> = a2a_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let answer = w.rpc_with(send, &headers).await;
     assert!(answer.get("result").is_some(), "{answer:#}");
-    let spans = receiver
-        .wait_for(TRACE_ID, "A2A", |s| s["name"] == "POST /")
-        .await;
-    let invocation = named(&spans, "POST /");
-    assert_eq!(invocation["parentSpanId"], "0123456789abcdef");
-    assert!(
-        spans
-            .iter()
-            .any(|s| s["name"] == "agent.run echo" && s["parentSpanId"] == invocation["spanId"]),
-        "{spans:#?}"
-    );
+    echo_under(&receiver, "POST /", "0123456789abcdef").await;
 
     // MCP: a tools/call (2026-07-28, no handshake) under a "POST /mcp" server span.
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
@@ -208,17 +198,7 @@ async fn a_command_task_continues_the_callers_trace_and_its_child_names_the_task
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let spans = receiver
-        .wait_for(TRACE_ID, "MCP", |s| s["name"] == "POST /mcp")
-        .await;
-    let invocation = named(&spans, "POST /mcp");
-    assert_eq!(invocation["parentSpanId"], "fedcba9876543210");
-    assert!(
-        spans
-            .iter()
-            .any(|s| s["name"] == "agent.run echo" && s["parentSpanId"] == invocation["spanId"]),
-        "{spans:#?}"
-    );
+    echo_under(&receiver, "POST /mcp", "fedcba9876543210").await;
 
     // AgentCore's X-Ray header, when no traceparent came: the same trace, as ADOT maps it.
     let xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
@@ -249,6 +229,18 @@ async fn a_command_task_continues_the_callers_trace_and_its_child_names_the_task
         receiver.spans(Some("99999999999999999999999999999999")),
         Vec::<Value>::new()
     );
+}
+
+/// Waits for the request span `name` of `TRACE_ID` and checks it is the child of the caller's
+/// span `caller` and the parent of an echo task's span.
+async fn echo_under(receiver: &Receiver, name: &str, caller: &str) {
+    let spans = receiver
+        .wait_for(TRACE_ID, name, |s| s["name"] == name)
+        .await;
+    let request = named(&spans, name);
+    assert_eq!(request["parentSpanId"], caller);
+    let task = |s: &&Value| s["name"] == "agent.run echo" && s["parentSpanId"] == request["spanId"];
+    assert!(spans.iter().any(|s| task(&s)), "{spans:#?}");
 }
 
 /// Stops the worker with SIGTERM and waits for its exit: every span it had is sent by then.
