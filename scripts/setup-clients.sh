@@ -2,7 +2,7 @@
 # Install the real SDK clients (A2A, MCP) that scripts/test-clients.sh runs against the worker, and
 # the other cached tools of the tests:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp …]   (default: all seven)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel …]   (default: all eight)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -14,6 +14,9 @@
 #              (tests/aws/requirements.txt)
 #   agentcore/ a venv with AWS's bedrock-agentcore SDK, the Python of tests/request_context.rs'
 #              framework (tests/agentcore/requirements.txt)
+#   otel/      the OTLP/HTTP span exporter and opentelemetry-proto, for tests/tracing.rs
+#              (tests/clients/otel/requirements.txt), made with the frameworks' CPython: the
+#              tests put its site-packages on a framework venv's path
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -36,8 +39,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -101,7 +104,7 @@ node_modules() { # node_modules NAME PACKAGE: npm ci of tests/clients/NAME; PACK
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
@@ -111,5 +114,14 @@ for name in "${NAMES[@]}"; do
     js-mcp) node_modules js-mcp @modelcontextprotocol/sdk ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
     agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;
+    otel)
+      # Its packages join a framework venv's (tests/tracing.rs): made with that venv's CPython
+      # (protobuf is compiled per version), the one scripts/setup-frameworks.sh prefers.
+      (
+        PY_EXE=$("$ROOT/scripts/find-python.sh" 3.12) || PY_EXE=$(command -v python3)
+        PY_VERSION=$("$PY_EXE" -c 'import sys; print(sys.version)')
+        venv otel "$ROOT/tests/clients/otel/requirements.txt" opentelemetry.proto.collector.trace.v1.trace_service_pb2
+      )
+      ;;
   esac
 done

@@ -43,6 +43,9 @@
 //!   every child is spawned here, with the parent-death signal set.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
+//! - [`trace`]: one trace: a request's W3C (or X-Ray) context continued with a span for the
+//!   request and one per task, exported over OTLP/HTTP when `OTEL_*` ask for it; the task's
+//!   child gets `TRACEPARENT` naming its span.
 //! - [`cli`]: the `run` and `frameworks` subcommands.
 
 pub mod artifacts;
@@ -70,5 +73,6 @@ pub mod seal;
 pub mod sessions;
 pub mod supervisor;
 pub mod task;
+pub mod trace;
 pub mod warm;
 pub mod wire;

@@ -249,6 +249,7 @@ fn prepare(cfg: &Config, reg: &Registry) {
         tracing::warn!(dir = %cfg.artifact_dir.display(), error = %e, "artifact directory cannot be created; tasks will fail until it can");
     }
     tokio::spawn(reaper::run());
+    agentdispatch_worker::trace::start_from_env();
 }
 
 /// `run`: one payload with no server; exit status 0 when it succeeds, 1 when it fails.
@@ -261,6 +262,7 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
     let worker = Worker::new(cfg, reg);
     let result = cli::run(worker.clone(), payload, args.json).await;
     worker.release_cgroups();
+    agentdispatch_worker::trace::shutdown(Duration::from_secs(2)).await;
     let result = result?;
     if args.json {
         // The answer last, as result.json holds it: the events alone never carry its text.
@@ -319,6 +321,11 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("open connections did not close within the shutdown grace; exiting anyway");
     }
     worker.release_cgroups();
+    // The spans of the tasks just ended, within what is left of the grace.
+    let left = grace
+        .saturating_sub(began.elapsed())
+        .max(Duration::from_millis(200));
+    agentdispatch_worker::trace::shutdown(left).await;
     tracing::info!(elapsedMs = began.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

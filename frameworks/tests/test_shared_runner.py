@@ -96,6 +96,20 @@ def test_quiet_env_keeps_user_values(monkeypatch):
     assert os.environ["OTEL_SDK_DISABLED"] == "true" and os.environ["CREWAI_DISABLE_TELEMETRY"] == "true"
 
 
+@pytest.mark.parametrize("asked", [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                                   ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces"),
+                                   ("AGENT_OBSERVABILITY_ENABLED", "true")])
+def test_quiet_env_keeps_opentelemetry_on_when_traces_are_asked_for(monkeypatch, asked):
+    for name in ("OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "AGENT_OBSERVABILITY_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(*asked)
+    adr.quiet_env()
+    assert "OTEL_SDK_DISABLED" not in os.environ and os.environ["CREWAI_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the user's word wins
+    assert not adr.otel.wanted()
+
+
 def test_example_shout():
     assert adr.example_shout("hello world") == "HELLO WORLD"
 

@@ -40,11 +40,17 @@ fn answer(result: &TaskResult, stream: bool) -> Response {
 }
 
 /// Handles one invocation body.
-pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    worker: Arc<Worker>,
+    headers: &HeaderMap,
+    body: Bytes,
+    trace: crate::trace::Parent,
+) -> Response {
     let ids = RequestIds::new(
         header_str(headers, REQUEST_HEADER),
         header_str(headers, SESSION_HEADER),
-    );
+    )
+    .traced(trace);
     let ids = match RequestContext::from_headers(headers) {
         Ok(ctx) => ids.with_request(ctx),
         Err(e) => return super::request_too_large(&ids, &e),

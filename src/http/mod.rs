@@ -21,6 +21,8 @@ use serde::Serialize;
 use serde_json::json;
 use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
+
+use crate::trace;
 use warp::Filter;
 
 use crate::task::Worker;
@@ -189,19 +191,31 @@ where
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),
-        (["invocations"], &Method::POST) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => invocations::handle(worker, &headers, bytes).await,
-            Err(resp) => resp,
-        },
+        (["invocations"], &Method::POST) => {
+            traced_post(&headers, body, limit, "/invocations", |bytes, trace| {
+                invocations::handle(worker, &headers, bytes, trace)
+            })
+            .await
+        }
         (["invocations"], _) => method_not_allowed("POST"),
+        (["mcp"], &Method::POST) => {
+            traced_post(&headers, body, limit, "/mcp", |bytes, trace| {
+                crate::mcp::handle(worker, calls, &Method::POST, &headers, bytes, trace)
+            })
+            .await
+        }
         (["mcp"], m) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => crate::mcp::handle(worker, calls, m, &headers, bytes).await,
+            Ok(bytes) => {
+                crate::mcp::handle(worker, calls, m, &headers, bytes, Default::default()).await
+            }
             Err(resp) => resp,
         },
-        ([], &Method::POST) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => a2a::handle(worker, &headers, bytes).await,
-            Err(resp) => resp,
-        },
+        ([], &Method::POST) => {
+            traced_post(&headers, body, limit, "/", |bytes, trace| {
+                a2a::handle(worker, &headers, bytes, trace)
+            })
+            .await
+        }
         ([".well-known", "agent-card.json" | "agent.json"], &Method::GET) => {
             a2a::agent_card(&worker, local)
         }
@@ -227,6 +241,30 @@ where
             None,
         ),
     }
+}
+
+/// A `POST` to `route` in its span (`trace::Invocation`): the body read, then `handle`d with
+/// the trace context its task continues; the span ends with the answer's status.
+async fn traced_post<S, B, F, Fut>(
+    headers: &HeaderMap,
+    body: S,
+    limit: usize,
+    route: &'static str,
+    handle: F,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+    F: FnOnce(Bytes, trace::Parent) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let call = trace::Invocation::start(headers, route);
+    let resp = match read_body(headers, body, limit).await {
+        Ok(bytes) => handle(bytes, call.parent()).await,
+        Err(resp) => resp,
+    };
+    call.end(resp.status());
+    resp
 }
 
 /// The session a request acts for: AgentCore's session header, when sent (see

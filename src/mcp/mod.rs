@@ -85,6 +85,7 @@ pub async fn handle(
     method: &Method,
     headers: &HeaderMap,
     body: Bytes,
+    trace: crate::trace::Parent,
 ) -> Response {
     if method != Method::POST {
         return rpc::only_post();
@@ -101,7 +102,7 @@ pub async fn handle(
         )
         .response(&Value::Null);
     }
-    match message(worker, calls, headers, accepts, &body).await {
+    match message(worker, calls, headers, accepts, &body, trace).await {
         Ok(resp) => resp,
         Err((e, id)) => e.response(&id),
     }
@@ -142,6 +143,7 @@ async fn message(
     headers: &HeaderMap,
     accepts: Accepts,
     body: &[u8],
+    trace: crate::trace::Parent,
 ) -> Result<Response, (RpcError, Value)> {
     let no_id = |e: RpcError| (e, Value::Null);
     let value: Value = serde_json::from_slice(body).map_err(|e| {
@@ -270,7 +272,8 @@ async fn message(
             let ids = crate::task::RequestIds::new(
                 header_text(headers, crate::http::REQUEST_HEADER).map(str::to_string),
                 scope,
-            );
+            )
+            .traced(trace);
             // What the agent sees of the request (SPEC §12), as on /invocations and A2A.
             let ids = match RequestContext::from_headers(headers) {
                 Ok(request) => ids.with_request(request),

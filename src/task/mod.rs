@@ -260,6 +260,7 @@ impl Worker {
         };
         // A caller's value, kept for an hour and listed by task.list: bounded.
         let label = crate::wire::clip(label, MAX_LABEL_BYTES);
+        let trace = crate::trace::TaskSpan::new(&ids.trace);
         let request = ids.request.take();
         let task = Arc::new(Task {
             request: Mutex::new(request),
@@ -273,6 +274,7 @@ impl Worker {
             folder: TaskFolder::at(&self.cfg.artifact_dir, &id),
             cancel: self.shutdown.child_token(),
             subscribers: handle::Subscribers::new(self.cfg.max_subscribers_per_task),
+            trace,
             done: watch::channel(None).0,
         });
         let ticket;

@@ -8,6 +8,7 @@ import signal
 import sys
 import traceback
 
+from . import otel
 from .entrypoint import AgentLoaded, one_line
 from .process import SIGNAL_HANDLERS, exit_now, protect_stdout, quiet_env
 from .protocol import Emitter, EnvelopeError, read_envelope
@@ -69,6 +70,7 @@ def fail(framework: str, exc: BaseException, code: int = 1, emit=None) -> None:
                 event["error"] += f"\n(the traceback is in {saved} in the task folder)"
                 event["traceback"] = tb
             emit(event)
+        otel.flush()
     finally:
         os._exit(code)
 
@@ -101,8 +103,11 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     if os.environ.get("AGENTDISPATCH_WARM_FD"):
         from . import warm
 
+        otel.preload()  # imports only: a warm parent must stay one thread to fork
         warm.serve(framework, run, warmup)  # returns only in a forked task child
     emitter = Emitter(protect_stdout())
+    # After the fork of a warm task: the span processor's thread is this task's own.
+    otel.start()
 
     def on_signal(signum, _frame):
         if emitter.busy_here():  # we interrupted our own protocol write: finish the line first
@@ -126,6 +131,8 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
         envelope = read_envelope(sys.argv[1:] if argv is None else argv)
         runner = Runner(envelope, framework, emit=emitter.write_line)
         install(runner.request)  # here, after a warm child's fork: the parent never holds it
+        if otel.setup_ms is not None:
+            runner.log("tracing set up", source="runner", setupMs=otel.setup_ms, exporting=otel.exporting)
         output = run(runner)
         if not runner.result_emitted:
             if output is None:
