@@ -34,6 +34,9 @@ pub enum Protocol {
     Http,
     /// A2A JSON-RPC, default port 9000.
     A2a,
+    /// AG-UI: every `/invocations` body but a control request is a `RunAgentInput` (SPEC
+    /// §13), default port 8080.
+    Agui,
 }
 
 /// The worker's whole configuration.
@@ -213,16 +216,17 @@ impl Config {
             None => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("http") => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("a2a") => Protocol::A2a,
+            Some(v) if v.eq_ignore_ascii_case("agui") => Protocol::Agui,
             Some(v) => {
                 return Err(ConfigError::new(
                     "AGENTDISPATCH_WORKER_PROTOCOL",
-                    format!("{v:?} is neither \"http\" nor \"a2a\""),
+                    format!("{v:?} is not one of \"http\", \"a2a\", \"agui\""),
                 ))
             }
         };
         let port = match get("PORT") {
             None => match protocol {
-                Protocol::Http => 8080,
+                Protocol::Http | Protocol::Agui => 8080,
                 Protocol::A2a => 9000,
             },
             Some(v) => v.parse::<u16>().map_err(|_| {
