@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws …]      (default: all four)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agui-py|agui-js …]   (default: all)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -9,6 +9,9 @@
 #   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
 #   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
 #              (tests/aws/requirements.txt)
+#   agui-py/   a venv with AG-UI's Python SDK (ag-ui-protocol) and pytest
+#              (tests/clients/agui/requirements.txt)
+#   agui-js/   node_modules with @ag-ui/client (npm ci of tests/clients/agui-js/package-lock.json)
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -31,8 +34,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agui-py | agui-js) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -76,32 +79,34 @@ venv() { # venv NAME REQUIREMENTS MODULES: MODULES (comma-separated) must import
   echo "$1: ready in $((SECONDS - started)) s"
 }
 
-node_modules() {
-  local dir=$CLIENTS/js src=$ROOT/tests/clients/js stamp started
+node_modules() { # node_modules NAME SOURCE PACKAGE: PACKAGE must be installed afterwards
+  local name=$1 dir=$CLIENTS/$1 src=$2 package=$3 stamp started
   command -v node >/dev/null 2>&1 || die "node is not installed (node 20 or later)"
   stamp=$({ cat "$src/package.json" "$src/package-lock.json"; node --version; } | sha256)
   if fresh "$dir" "$stamp"; then
-    echo "js: up to date ($dir)"
+    echo "$name: up to date ($dir)"
     return
   fi
   started=$SECONDS
-  echo "js: npm ci into $dir"
+  echo "$name: npm ci into $dir"
   rm -rf "$dir"
   mkdir -p "$dir"
   cp "$src/package.json" "$src/package-lock.json" "$dir/"
   (cd "$dir" && "$NPM" ci --no-audit --no-fund --loglevel=error >/dev/null)
-  [[ -f $dir/node_modules/@a2a-js/sdk/package.json ]] || die "js: @a2a-js/sdk missing after npm ci"
+  [[ -f $dir/node_modules/$package/package.json ]] || die "$name: $package missing after npm ci"
   echo "$stamp" >"$dir/$STAMP_NAME"
-  echo "js: ready in $((SECONDS - started)) s"
+  echo "$name: ready in $((SECONDS - started)) s"
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agui-py agui-js)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
     py-v03) venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt" a2a,pytest ;;
-    js) node_modules ;;
+    js) node_modules js "$ROOT/tests/clients/js" @a2a-js/sdk ;;
+    agui-py) venv agui-py "$ROOT/tests/clients/agui/requirements.txt" ag_ui.core,pytest ;;
+    agui-js) node_modules agui-js "$ROOT/tests/clients/agui-js" @ag-ui/client ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
   esac
 done
