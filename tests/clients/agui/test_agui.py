@@ -146,6 +146,22 @@ def test_each_framework_answers_valid_ag_ui_events_with_its_tool_call(framework,
         status = w_status(w, finished["result"]["taskId"], thread)
         forked = [e for e in status["events"] if e["type"] == "task.log" and (e.get("payload") or {}).get("warm") is True]
         assert bool(forked) == warm, status["events"]
+
+        # History: a new thread whose client sends an earlier turn: the framework is given it
+        # (its example model says how many earlier turns it saw); the next run of that thread
+        # sends the whole conversation again, as AG-UI clients do, and the framework, which now
+        # keeps it in the session, is given only the new message.
+        thread = f"agui-{framework}-history-{uuid.uuid4()}"
+        sent = [{"id": "h1", "role": "user", "content": "first"},
+                {"id": "h2", "role": "assistant", "content": "Shouted: FIRST"},
+                {"id": "h3", "role": "user", "content": "hello world"}]
+        body = dict(run_input(thread, "", framework), messages=sent)
+        events = validated(run(w, body))
+        assert events[-1]["result"]["output"] == "Shouted: HELLO WORLD (earlier turns: 1)", events[-1]
+        sent += [{"id": "h4", "role": "assistant", "content": events[-1]["result"]["output"]},
+                 {"id": "h5", "role": "user", "content": "hello again"}]
+        events = validated(run(w, dict(body, runId=str(uuid.uuid4()), messages=sent)))
+        assert events[-1]["result"]["output"] == "Shouted: HELLO AGAIN (earlier turns: 2)", events[-1]
     finally:
         w.stop()
         w.tmp.cleanup()
