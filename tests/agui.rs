@@ -158,3 +158,32 @@ async fn without_agui_protocol_only_the_shape_makes_a_run_agent_input() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn the_readme_example_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### AG-UI").expect("an AG-UI section")..];
+    let start = section.find("```sh\n").expect("an sh block") + "```sh\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let w = WorkerBuilder::new().start().await;
+    let host = w.url.trim_start_matches("http://").to_string();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(block.replace("localhost:8080", &host))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|m| m.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["type"], "RUN_STARTED", "{text}");
+    assert_eq!(events.last().unwrap()["type"], "RUN_FINISHED", "{text}");
+    assert_eq!(
+        events.last().unwrap()["result"]["output"],
+        "Accepted instruction: hello"
+    );
+}

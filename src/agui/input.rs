@@ -87,10 +87,12 @@ fn user_text(content: &Value, at: &str) -> Result<String, String> {
                 match string(p, "type", &here)? {
                     "text" => texts.push(string(p, "text", &here)?),
                     "image" | "audio" | "video" | "document" | "binary" => {}
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "{here}type {:?} is not one of text, image, audio, video, document, binary",
                         clip(other, 40)
-                    )),
+                    ))
+                    }
                 }
             }
             Ok(texts.join("\n"))
