@@ -59,6 +59,7 @@ async fn start_worker(warm: &str, pace: Pace) -> Server {
     let mut cmd = common::worker_command();
     cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
         .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
+        .env("AGENTDISPATCH_SESSION_DIR", tmp.path().join("sessions"))
         .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph")
         .env("AGENTDISPATCH_WARM", warm)
         .env(
@@ -102,6 +103,9 @@ struct Words {
     messages: usize,
 }
 
+/// Sessions (AG-UI threads) started so far: each run of the AG-UI part in a new one.
+static THREADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How an answer's text comes over SSE.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
@@ -109,6 +113,8 @@ enum Wire {
     Floor,
     /// The worker's `task.delta` messages of kind text, then its result.
     Worker,
+    /// As `Worker`, each run in a new session (as an AG-UI run's new thread).
+    WorkerInSession,
     /// The worker's AG-UI events for a `RunAgentInput`: `TEXT_MESSAGE_CONTENT`, then
     /// `RUN_FINISHED`.
     Agui,
@@ -124,12 +130,19 @@ async fn words(
     answer: &str,
 ) -> Words {
     let started = Instant::now();
+    let thread = || {
+        format!(
+            "bench-{}",
+            THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    };
     let body = match wire {
         Wire::Agui => json!({
-            "threadId": format!("bench-{}", started.elapsed().as_nanos()), "runId": "r",
+            "threadId": thread(), "runId": "r",
             "messages": [{"id": "u", "role": "user", "content": prompt}],
             "tools": [], "context": [], "forwardedProps": {},
         }),
+        Wire::WorkerInSession => json!({"prompt": prompt, "sessionId": thread()}),
         _ => json!({"prompt": prompt}),
     };
     // Not `common::post_sse`: the floor's content type carries `; charset=utf-8`.
@@ -145,7 +158,7 @@ async fn words(
     let mut result = None;
     common::read_sse(resp, |_, v| {
         let piece = match wire {
-            Wire::Worker => {
+            Wire::Worker | Wire::WorkerInSession => {
                 let p = &v["payload"];
                 (v["type"] == "task.delta" && p.get("kind").is_none())
                     .then(|| p["text"].as_str())
