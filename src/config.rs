@@ -434,6 +434,8 @@ mod tests {
         );
         let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "A2A"), ("PORT", "81")]).unwrap();
         assert_eq!(c.port, 81);
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "agui")]).unwrap();
+        assert_eq!((c.protocol, c.port), (Protocol::Agui, 8080));
     }
 
     #[test]
