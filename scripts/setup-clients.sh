@@ -2,7 +2,7 @@
 # Install the real SDK clients (A2A, MCP) that scripts/test-clients.sh runs against the worker, and
 # the other cached tools of the tests:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel …]   (default: all eight)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel|agui-py|agui-js …]   (default: all ten)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -17,6 +17,9 @@
 #   otel/      the OTLP/HTTP span exporter and opentelemetry-proto, for tests/tracing.rs
 #              (tests/clients/otel/requirements.txt), made with the frameworks' CPython: the
 #              tests put its site-packages on a framework venv's path
+#   agui-py/   a venv with AG-UI's Python SDK (ag-ui-protocol) and pytest
+#              (tests/clients/agui/requirements.txt)
+#   agui-js/   node_modules with @ag-ui/client (npm ci of tests/clients/agui-js/package-lock.json)
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -39,8 +42,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel | agui-py | agui-js) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -104,7 +107,7 @@ node_modules() { # node_modules NAME PACKAGE: npm ci of tests/clients/NAME; PACK
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel agui-py agui-js)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
@@ -112,6 +115,8 @@ for name in "${NAMES[@]}"; do
     js) node_modules js @a2a-js/sdk ;;
     py-mcp) venv py-mcp "$ROOT/tests/clients/python/requirements-mcp.txt" mcp,pytest ;;
     js-mcp) node_modules js-mcp @modelcontextprotocol/sdk ;;
+    agui-py) venv agui-py "$ROOT/tests/clients/agui/requirements.txt" ag_ui.core,pytest ;;
+    agui-js) node_modules agui-js @ag-ui/client ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
     agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;
     otel)

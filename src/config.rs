@@ -37,6 +37,9 @@ pub enum Protocol {
     /// MCP Streamable HTTP on `/mcp` (SPEC §15), default port 8000, as AgentCore's MCP
     /// protocol expects.
     Mcp,
+    /// AG-UI: every `/invocations` body but a control request is a `RunAgentInput` (SPEC
+    /// §13), default port 8080.
+    Agui,
 }
 
 /// The worker's whole configuration.
@@ -228,16 +231,17 @@ impl Config {
             Some(v) if v.eq_ignore_ascii_case("http") => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("a2a") => Protocol::A2a,
             Some(v) if v.eq_ignore_ascii_case("mcp") => Protocol::Mcp,
+            Some(v) if v.eq_ignore_ascii_case("agui") => Protocol::Agui,
             Some(v) => {
                 return Err(ConfigError::new(
                     "AGENTDISPATCH_WORKER_PROTOCOL",
-                    format!("{v:?} is not one of \"http\", \"a2a\", \"mcp\""),
+                    format!("{v:?} is not one of \"http\", \"a2a\", \"mcp\", \"agui\""),
                 ))
             }
         };
         let port = match get("PORT") {
             None => match protocol {
-                Protocol::Http => 8080,
+                Protocol::Http | Protocol::Agui => 8080,
                 Protocol::A2a => 9000,
                 Protocol::Mcp => 8000,
             },
@@ -467,6 +471,8 @@ mod tests {
         );
         let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "A2A"), ("PORT", "81")]).unwrap();
         assert_eq!(c.port, 81);
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "agui")]).unwrap();
+        assert_eq!((c.protocol, c.port), (Protocol::Agui, 8080));
     }
 
     #[test]

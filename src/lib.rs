@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: every `AGENTDISPATCH_*` variable, parsed once with errors naming the variable.
 //! - [`wire`]: the wire types (payload, result, event, artifact) in the reference worker's shape.
+//! - [`agui`]: AG-UI: a `RunAgentInput` as a payload, a task as AG-UI events (any transport).
 //! - [`http`]: warp routes (`/ping`, `/invocations`, `/tasks`, A2A), JSON errors, SSE.
 //! - [`task`]: the task registry (busy state, capacity, idempotent ids, status, cancel, list)
 //!   and the runner that turns a payload into a supervised run and a result.
@@ -48,6 +49,7 @@
 //!   child gets `TRACEPARENT` naming its span.
 //! - [`cli`]: the `run` and `frameworks` subcommands.
 
+pub mod agui;
 pub mod artifacts;
 pub mod cgroup;
 pub mod check;

@@ -66,6 +66,17 @@ def with_session(runner, graph, config):
     return graph
 
 
+def earlier_messages(runner, graph, config):
+    """The conversation the caller sent (an AG-UI run's messages), unless the thread's checkpoint
+    already holds one: then only the new message is given (SPEC §13)."""
+    if not runner.history:
+        return []
+    if getattr(graph, "checkpointer", None) is not None and "configurable" in config:
+        if (graph.get_state(config).values or {}).get("messages"):
+            return []
+    return runner.history
+
+
 CUSTOM_VAR = "AGENTDISPATCH_LANGGRAPH_CUSTOM"
 
 
@@ -95,9 +106,9 @@ def run(runner):
 
     graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph or its StateGraph",
                               build=compile_builder)
-    inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     graph = with_session(runner, graph, config)
+    inputs = {"messages": [*earlier_messages(runner, graph, config), {"role": "user", "content": runner.instruction}]}
     state = None
     for mode, chunk in graph.stream(inputs, config=config, stream_mode=stream_modes()):
         if mode == "values":

@@ -38,6 +38,25 @@ def test_envelope_falls_back_to_input_and_env(monkeypatch):
     assert (r.instruction, r.context, r.input) == ("", {}, {})
 
 
+def test_history_is_the_callers_conversation_before_the_turn():
+    """An AG-UI run's messages (SPEC §13): the text of those before the last user message."""
+    messages = [
+        {"id": "1", "role": "developer", "content": "be brief"},
+        {"id": "2", "role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image", "source": {}}]},
+        {"id": "3", "role": "assistant", "content": "", "toolCalls": [{"id": "c"}]},
+        {"id": "4", "role": "tool", "content": "x", "toolCallId": "c"},
+        {"id": "5", "role": "assistant", "content": "hello"},
+        {"id": "6", "role": "user", "content": "again"},
+        {"id": "7", "role": "assistant", "content": "a reply after the turn is not history"},
+    ]
+    r, _ = collecting_runner({"input": {"instruction": "again", "messages": messages}})
+    assert r.history == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "hello"}]
+    assert r.history_turns() == [{"instruction": "hi", "output": "hello"}]
+    assert collecting_runner({"input": {"messages": "no"}})[0].history == []
+    assert collecting_runner({"instruction": "x"})[0].history == []
+
+
 def test_envelope_must_be_an_object():
     with pytest.raises(ValueError):
         adr.Runner(["not", "a", "dict"])

@@ -2,6 +2,7 @@
 //! method and path, so that 404 and 405 answers are exact and every error is JSON.
 
 mod a2a;
+mod agui;
 mod guard;
 #[doc(hidden)]
 pub use a2a::fuzz_request as fuzz_a2a_request;

@@ -31,6 +31,35 @@ def _not_loaded(_event) -> None:
                           "its agent cannot be checked or warmed up without running it")
 
 
+def _text(content) -> str:
+    """An AG-UI message's content as text: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
+                         and isinstance(p.get("text"), str))
+    return ""
+
+
+def conversation_before(messages) -> list[dict]:
+    """The messages before the last user message (the turn being run) as ``{"role", "content"}``
+    text messages: user, assistant (its text; tool calls and results are left out: the
+    framework's own tools answered them, or the client's), and system (developer too). The
+    worker checked the shapes (AG-UI's ``Message``); anything else is skipped."""
+    if not isinstance(messages, list):
+        return []
+    last_user = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"),
+                    default=None)
+    out = []
+    for m in messages[:last_user] if last_user is not None else []:
+        role = m.get("role") if isinstance(m, dict) else None
+        role = "system" if role == "developer" else role
+        text = _text(m.get("content")) if role in ("user", "assistant", "system") else ""
+        if text:
+            out.append({"role": role, "content": text})
+    return out
+
+
 class Runner:
     """What ``run(runner)`` receives. Create through ``main``; tests may pass ``emit``."""
 
@@ -83,6 +112,19 @@ class Runner:
         # The model's text as it is written (SPEC §4.1): runner.live.text(key, piece), and the
         # closing step's messageId from runner.live.close(key, text).
         self.live = LiveText(self._emit)
+        # The conversation the caller sent before this turn (an AG-UI run's messages, SPEC §13).
+        self.history: list[dict] = conversation_before(self.input.get("messages"))
+
+    def history_turns(self) -> list[dict]:
+        """``history`` as the turns a runner keeps itself: each user message with the
+        assistant's answer that follows it, ``{"instruction", "output"}``."""
+        turns = []
+        for m in self.history:
+            if m["role"] == "user":
+                turns.append({"instruction": m["content"], "output": ""})
+            elif m["role"] == "assistant" and turns and not turns[-1]["output"]:
+                turns[-1]["output"] = m["content"]
+        return turns
 
     # -- events ---------------------------------------------------------------------------
 
