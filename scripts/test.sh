@@ -76,6 +76,8 @@ scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-fram
 
 step "A2A SDK clients and the AWS CLI"
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
+# Tests that use a client from it fail here, where it was just made, instead of skipping.
+export AGENTDISPATCH_REQUIRE_CLIENTS=1
 
 step "build"
 build_json=$LOGS/build.json

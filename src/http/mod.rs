@@ -8,6 +8,7 @@ pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
 mod serve;
 mod sse;
+mod ws;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -131,6 +132,12 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     resp
 }
 
+/// What a request may be upgraded with (`GET /ws`).
+struct Upgrade {
+    on: Option<hyper::upgrade::OnUpgrade>,
+    conn: Option<serve::Conn>,
+}
+
 /// Dispatches one request.
 async fn route<S, B>(
     worker: Arc<Worker>,
@@ -139,6 +146,7 @@ async fn route<S, B>(
     path: String,
     headers: HeaderMap,
     body: S,
+    upgrade: Upgrade,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
@@ -153,7 +161,8 @@ where
     if let Some(refused) = guard::loopback_only(local, &headers) {
         return refused;
     }
-    if method == Method::POST {
+    // The socket's tasks take their ids from the upgrade request's headers.
+    if method == Method::POST || segments == ["ws"] {
         if let Some(refused) = guard::id_headers(&headers) {
             return refused;
         }
@@ -166,6 +175,8 @@ where
             Err(resp) => resp,
         },
         (["invocations"], _) => method_not_allowed("POST"),
+        (["ws"], &Method::GET) => ws::upgrade(&worker, &headers, upgrade.on, upgrade.conn),
+        (["ws"], _) => method_not_allowed("GET"),
         ([], &Method::POST) => match read_body(&headers, body, limit).await {
             Ok(bytes) => a2a::handle(worker, &headers, bytes).await,
             Err(resp) => resp,
@@ -218,8 +229,15 @@ pub fn routes(
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
+        .and(warp::ext::optional::<serve::Conn>())
         .then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap,
+                  body,
+                  on,
+                  conn| {
                 let worker = worker.clone();
                 async move {
                     route(
@@ -229,6 +247,7 @@ pub fn routes(
                         path.as_str().to_string(),
                         headers,
                         body,
+                        Upgrade { on, conn },
                     )
                     .await
                 }

@@ -18,6 +18,7 @@ pub mod fixtures;
 pub mod listening;
 pub mod procfs;
 pub mod sse;
+pub mod talker;
 use listening::listening_port;
 // Not every test binary uses the `/proc` helpers.
 #[allow(unused_imports)]
