@@ -83,9 +83,7 @@ async fn a_task_streams_deltas_as_they_are_written_then_a_second_task_runs_on_th
     }
 
     // A second task on the same socket.
-    c.send_json(&json!({"taskType": "command.run", "input": {"command": "echo second"}}))
-        .await;
-    let (_, second) = c.until_result().await;
+    let second = c.command("echo second").await;
     assert_eq!(second["status"], "succeeded", "{second}");
     assert_eq!(second["output"], "second\n");
     // Control payloads are answered as on /invocations.
@@ -202,8 +200,30 @@ async fn a_quiet_socket_is_pinged_and_stays_open() {
     }
     assert!(pings >= 3, "{pings} pings");
     // The client answered each (the library does): the socket is still open for a task.
-    c.send_json(&json!({"taskType": "command.run", "input": {"command": "echo up"}}))
-        .await;
-    let (_, r) = c.until_result().await;
-    assert_eq!(r["output"], "up\n");
+    assert_eq!(c.command("echo up").await["output"], "up\n");
+}
+
+#[tokio::test]
+async fn the_readme_example_runs_as_written() {
+    let Some(py) = python() else { return };
+    let w = WorkerBuilder::new().start().await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### WebSocket `/ws`").unwrap()..];
+    let start = section.find("```python\n").unwrap() + "```python\n".len();
+    let code = &section[start..start + section[start..].find("```").unwrap()];
+    let code = code.replace("localhost:8080", &format!("localhost:{}", w.port));
+    let out = tokio::process::Command::new(&py)
+        .arg("-c")
+        .arg(&code)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("succeeded "), "{stdout}");
 }

@@ -146,6 +146,13 @@ impl Client {
         }
     }
 
+    /// Runs `command` (`command.run`) on the socket: its result.
+    pub async fn command(&mut self, command: &str) -> Value {
+        self.send_json(&json!({"taskType": "command.run", "input": {"command": command}}))
+            .await;
+        self.until_result().await.1
+    }
+
     /// The close the server sends next (messages before it are skipped), within 30 s.
     pub async fn closed(&mut self) -> (Option<u64>, String) {
         loop {

@@ -19,10 +19,7 @@ async fn a_long_message_goes_out_in_frames_within_the_quota() {
     let Some(py) = python() else { return };
     let w = WorkerBuilder::new().start().await;
     let mut c = Client::open(&py, &w.url, json!({})).await;
-    c.send_json(&json!({"taskType": "command.run",
-        "input": {"command": "sh -c 'yes abcdefghi | head -n 10000'"}}))
-        .await;
-    let (_, r) = c.until_result().await;
+    let r = c.command("sh -c 'yes abcdefghi | head -n 10000'").await;
     assert_eq!(
         r["output"].as_str().unwrap().len(),
         100_000,
@@ -55,9 +52,7 @@ async fn a_message_over_the_payload_limit_closes_1009_naming_it() {
     );
     // Within the limit, another socket works.
     let mut c = Client::open(&py, &w.url, json!({})).await;
-    c.send_json(&json!({"taskType": "command.run", "input": {"command": "echo ok"}}))
-        .await;
-    assert_eq!(c.until_result().await.1["output"], "ok\n");
+    assert_eq!(c.command("echo ok").await["output"], "ok\n");
 }
 
 #[tokio::test]
