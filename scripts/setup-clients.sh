@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|ws …]   (default: all five)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|ws …]   (default: all six)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -9,6 +9,8 @@
 #   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
 #   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
 #              (tests/aws/requirements.txt)
+#   agentcore/ a venv with AWS's bedrock-agentcore SDK, the Python of tests/request_context.rs'
+#              framework (tests/agentcore/requirements.txt)
 #   ws/        a venv with the Python websockets client, for tests/ws.rs
 #              (tests/clients/ws/requirements.txt)
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
@@ -33,8 +35,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | ws) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | ws) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -98,13 +100,14 @@ node_modules() {
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws ws)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore ws)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
     py-v03) venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt" a2a,pytest ;;
     js) node_modules ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
+    agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;
     ws) venv ws "$ROOT/tests/clients/ws/requirements.txt" websockets ;;
   esac
 done

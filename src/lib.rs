@@ -57,6 +57,7 @@ pub mod memory;
 pub mod procfs;
 pub mod protocol;
 pub mod reaper;
+pub mod request_context;
 pub mod retention;
 pub mod seal;
 pub mod sessions;

@@ -227,3 +227,45 @@ async fn the_readme_example_runs_as_written() {
     );
     assert!(stdout.starts_with("succeeded "), "{stdout}");
 }
+
+#[tokio::test]
+async fn every_task_on_a_socket_carries_the_upgrade_requests_context() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A child that answers with the `request` of the envelope it read on stdin.
+    let teller = common::script(
+        dir.path(),
+        "teller.py",
+        "#!/usr/bin/env python3\nimport json, sys\nenvelope = json.loads(sys.stdin.readline())\nprint(json.dumps({\"type\": \"task.result\", \"output\": json.dumps(envelope[\"request\"])}))\n",
+    );
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_TELLER",
+            teller.to_str().unwrap(),
+        )
+        .start()
+        .await;
+    let headers = json!({
+        SESSION: "s-ctx",
+        "x-amzn-bedrock-agentcore-runtime-request-id": "r-ctx",
+        "x-amzn-bedrock-agentcore-runtime-custom-flavour": "mint",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    });
+    let mut c = Client::open(&py, &w.url, headers).await;
+    for _ in 0..2 {
+        c.send_json(&json!({"framework": "teller"})).await;
+        let (_, r) = c.until_result().await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        let request: Value = serde_json::from_str(r["output"].as_str().unwrap()).unwrap();
+        assert_eq!(request["sessionId"], "s-ctx", "{request}");
+        assert_eq!(request["requestId"], "r-ctx");
+        assert_eq!(
+            request["headers"]["x-amzn-bedrock-agentcore-runtime-custom-flavour"],
+            "mint"
+        );
+        assert_eq!(
+            request["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+    }
+}

@@ -11,6 +11,7 @@ use warp::reply::Response;
 use super::{
     error_response, json_response, json_response_sized, sse, REQUEST_HEADER, SESSION_HEADER,
 };
+use crate::request_context::RequestContext;
 use crate::task::{RequestIds, Start, Worker};
 use crate::wire::{parse_payload, ErrorCode, PayloadError, TaskResult, TaskType};
 
@@ -44,6 +45,10 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         header_str(headers, REQUEST_HEADER),
         header_str(headers, SESSION_HEADER),
     );
+    let ids = match RequestContext::from_headers(headers) {
+        Ok(ctx) => ids.with_request(ctx),
+        Err(e) => return super::request_too_large(&ids, &e),
+    };
     let sse_header = wants_sse(headers);
     let payload = match parse_payload(&body) {
         Ok(p) => p,

@@ -65,6 +65,20 @@ pub fn error_response(status: StatusCode, error: &str, code: Option<ErrorCode>) 
     json_response(status, &body)
 }
 
+/// The 400 for headers past a bound of the request's context (SPEC §12): it names the bound
+/// (and the header, never its value), so a caller knows what to send less of.
+pub(crate) fn request_too_large(
+    ids: &crate::task::RequestIds,
+    e: &crate::request_context::TooLarge,
+) -> Response {
+    tracing::info!(requestId = %ids.request_id, sessionId = ids.session_id.as_deref().unwrap_or(""), error = %e, "request headers refused");
+    error_response(
+        StatusCode::BAD_REQUEST,
+        &e.to_string(),
+        Some(ErrorCode::InvalidHeader),
+    )
+}
+
 fn ping(worker: &Worker) -> Response {
     let (busy, since) = worker.ping();
     json_response(

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
+use crate::request_context::RequestContext;
 use crate::wire::{TaskResult, TaskStatus, TaskType};
 
 /// The ids AgentCore sends with an invocation.
@@ -19,6 +20,9 @@ pub struct RequestIds {
     pub request_id: String,
     /// `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`, when sent.
     pub session_id: Option<String>,
+    /// The request's context for the child's envelope (SPEC §12), when a door built one:
+    /// `Worker::start` moves it into the task, which hands it to the child once.
+    pub request: Option<Arc<RequestContext>>,
 }
 
 impl RequestIds {
@@ -29,7 +33,14 @@ impl RequestIds {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             session_id: session_id.filter(|s| !s.is_empty()),
+            request: None,
         }
+    }
+
+    /// These ids with the request's context.
+    pub fn with_request(mut self, request: RequestContext) -> Self {
+        self.request = Some(Arc::new(request));
+        self
     }
 }
 
@@ -94,11 +105,23 @@ pub struct Task {
     pub cancel: CancellationToken,
     /// Its live event streams.
     pub subscribers: Subscribers,
+    /// The request's context until the child's envelope takes it ([`Task::take_request`]):
+    /// its secrets are not kept for as long as the task is.
+    pub(super) request: std::sync::Mutex<Option<Arc<RequestContext>>>,
     /// Holds the result once the task finished; the registry sends it.
     pub(super) done: watch::Sender<Option<Arc<TaskResult>>>,
 }
 
 impl Task {
+    /// The request's context, once: the envelope takes it (`None` for a task started without
+    /// one, such as the command line's `run`, and for any later call).
+    pub fn take_request(&self) -> Option<Arc<RequestContext>> {
+        self.request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// The result, once finished.
     pub fn result(&self) -> Option<Arc<TaskResult>> {
         self.done.borrow().clone()

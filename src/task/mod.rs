@@ -251,7 +251,9 @@ impl Worker {
         };
         // A caller's value, kept for an hour and listed by task.list: bounded.
         let label = crate::wire::clip(label, MAX_LABEL_BYTES);
+        let request = ids.request.take();
         let task = Arc::new(Task {
+            request: Mutex::new(request),
             events: EventSink::new(&id, self.cfg.max_output_bytes),
             id: id.clone(),
             task_type: payload.task_type,

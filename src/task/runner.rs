@@ -11,6 +11,7 @@ use super::{Task, Worker};
 use crate::cgroup::Cgroup;
 use crate::command;
 use crate::frameworks::Launch;
+use crate::request_context::RequestContext;
 use crate::sessions::{self, Ticket};
 use crate::supervisor::{self, Child};
 use crate::task_log;
@@ -180,6 +181,13 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                     Err(e) => return Ending::failed(ErrorCode::SessionUnavailable, e),
                 },
             };
+            // The request's context (SPEC §12), secrets included, goes here and nowhere else:
+            // the child's stdin (a warm child's too: the pipe is its own, not the parent's).
+            let request = match task.take_request() {
+                Some(ctx) => ctx.envelope(task.ids.session_id.as_deref(), &task.ids.request_id),
+                None => RequestContext::default()
+                    .envelope(task.ids.session_id.as_deref(), &task.ids.request_id),
+            };
             let envelope = json!({
                 "taskType": "agent.run",
                 "framework": name,
@@ -192,6 +200,7 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 "sessionId": task.ids.session_id,
                 "sessionDir": session_dir,
                 "requestId": task.ids.request_id,
+                "request": request,
             });
             let mut stdin = serde_json::to_vec(&envelope).unwrap_or_default();
             stdin.push(b'\n');

@@ -8,28 +8,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// The client venv's interpreter, made by `scripts/setup-clients.sh ws`; `None` (the test is
-/// skipped, saying why) outside scripts/test.sh when it is missing. scripts/test.sh makes it
-/// and sets AGENTDISPATCH_REQUIRE_CLIENTS, so there a missing venv fails.
+/// The Python `websockets` client's venv, or `None` (said on stderr) outside `scripts/test.sh`.
 pub fn python() -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME is set");
-    let py = cache.join("agentdispatch-worker/clients/ws/bin/python");
-    if py.exists() {
-        return Some(py);
-    }
-    assert!(
-        std::env::var_os("AGENTDISPATCH_REQUIRE_CLIENTS").is_none(),
-        "{} is missing: run scripts/setup-clients.sh ws",
-        py.display()
-    );
-    eprintln!(
-        "SKIPPED: the Python websockets client is not installed ({}); run scripts/setup-clients.sh ws",
-        py.display()
-    );
-    None
+    super::common::client_python("ws", "Python websockets client")
 }
 
 /// One driver process holding one socket.

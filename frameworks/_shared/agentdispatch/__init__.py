@@ -20,6 +20,8 @@ Its modules, by concern:
 
 * ``protocol``: the stdin envelope and the NDJSON lines on the protocol fd (``STEPS``);
 * ``runner``: ``Runner``, ``model_id_from_env``;
+* ``request``: the HTTP request the task serves (``runner.request``, ``current_request()``),
+  handed to AWS's ``BedrockAgentCoreContext`` when ``bedrock_agentcore`` is importable;
 * ``live``: the model's text as it is written, ``task.delta`` lines (``runner.live``, ``LiveText``);
 * ``entrypoint``: which entrypoint a task runs (a payload's only where the worker allowed it),
   importing it, and what a runner may call (``EntrypointError``);
@@ -68,12 +70,15 @@ from .examples import apiece_pause, earlier_turns_note, example_pieces, example_
 from .live import LiveText
 from .process import quiet_env, reclaim_signals
 from .protocol import STEPS, EnvelopeError
+from .request import Request, current_request
 from .runner import EntrypointError, Runner, model_id_from_env
 from .sessions import SessionError, check_sqlite, read_session_json, write_session_file
 from .text import as_text
 
 __all__ = [
     "Runner",
+    "Request",
+    "current_request",
     "EntrypointError",
     "SessionError",
     "earlier_turns_note",

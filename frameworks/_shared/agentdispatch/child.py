@@ -10,6 +10,7 @@ import traceback
 
 from .process import SIGNAL_HANDLERS, exit_now, protect_stdout, quiet_env
 from .protocol import Emitter, EnvelopeError, read_envelope
+from .request import install
 from .runner import EntrypointError, Runner
 from .sessions import SessionError
 from .text import jsonable
@@ -66,6 +67,7 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
     try:
         envelope = read_envelope(sys.argv[1:] if argv is None else argv)
         runner = Runner(envelope, framework, emit=emitter.write_line)
+        install(runner.request)  # here, after a warm child's fork: the parent never holds it
         output = run(runner)
         if not runner.result_emitted:
             if output is None:

@@ -130,9 +130,13 @@ def yours(function) -> bool:
     return any(_under(path, r) for r in roots)
 
 
-def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None):
+def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None, named: dict | None = None):
     """``obj`` when ``is_agent(obj)``; else, when it is a factory (module docstring), what it
-    returns, checked the same way. Anything else: EntrypointError saying what was expected."""
+    returns, checked the same way. Anything else: EntrypointError saying what was expected.
+
+    A factory gets the ``offered`` keyword arguments it names or takes as ``**kwargs``, and the
+    ``named`` ones only when it names them (``payload``, ``context``: a ``**kwargs`` factory
+    written before they were offered does not get them by surprise)."""
     if is_agent(obj):
         return obj
     expected = f"expected {what} or a factory returning one"
@@ -150,6 +154,7 @@ def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None):
     params = signature.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in (offered or {}).items() if takes_any or k in params}
+    kwargs.update({k: v for k, v in (named or {}).items() if k in params and k not in kwargs})
     try:
         signature.bind(**kwargs)
     except TypeError as exc:

@@ -11,6 +11,7 @@ from . import entrypoint
 from .entrypoint import EntrypointError
 from .live import LiveText
 from .protocol import STEPS, Emitter, clip_step_text
+from .request import Request, request_context
 from .text import as_text, jsonable
 
 
@@ -52,6 +53,18 @@ class Runner:
         # The key a framework's persistence files the conversation under: the folder's name
         # (the session id when it is a safe file name, else its hash).
         self.session_key: str | None = os.path.basename(self.session_dir) if self.session_dir else None
+        # The HTTP request the task serves (SPEC §12): headers, identity token, trace context.
+        request = envelope.get("request")
+        if not isinstance(request, dict):
+            request = {"sessionId": self.session_id, "requestId": envelope.get("requestId")}
+        self.request = Request(request)
+        # The invocation's payload, as AgentCore's ``@app.entrypoint(payload, context)`` gets it.
+        self.payload: dict = {
+            "instruction": self.instruction,
+            "context": self.context,
+            "input": self.input,
+            "metadata": self.metadata,
+        }
         self._emit = emit or Emitter(sys.stdout.fileno()).write_line
         self.result_emitted = False
         self.steps = 0
@@ -130,8 +143,11 @@ class Runner:
         ``what`` (its name in errors, e.g. "a strands.Agent"), the attribute is returned when
         it is one, or called when it is a factory of the user's own (``entrypoint.resolve``:
         ``offered`` keyword arguments go to a factory that names them) and its result checked;
-        anything else is an EntrypointError. Without an entrypoint, ``default_factory()`` builds
-        the production default agent; without either, EntrypointError."""
+        anything else is an EntrypointError. A factory that names them also gets ``payload`` (the
+        invocation's instruction, context, input, metadata) and ``context`` (``request_context``:
+        AWS's ``RequestContext`` when its SDK is installed), as ``@app.entrypoint(payload,
+        context)`` gets them. Without an entrypoint, ``default_factory()`` builds the production
+        default agent; without either, EntrypointError."""
         spec = self.entrypoint()
         if not spec:
             if default_factory is None:
@@ -142,7 +158,8 @@ class Runner:
         obj = entrypoint.import_attr(spec)
         if expect is None:
             return obj
-        return entrypoint.resolve(obj, spec, entrypoint.kind_check(expect), what or "the framework's agent", offered)
+        named = {"payload": self.payload, "context": request_context(self.request)}
+        return entrypoint.resolve(obj, spec, entrypoint.kind_check(expect), what or "the framework's agent", offered, named)
 
     def final_answer(self, output, **payload) -> str:
         """Report the agent's answer as the ``final_answer`` step and return it as the task's

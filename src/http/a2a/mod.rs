@@ -26,6 +26,7 @@ use warp::reply::Response;
 
 use super::sse;
 use super::{json_response, REQUEST_HEADER, SESSION_HEADER};
+use crate::request_context::RequestContext;
 use crate::task::{RequestIds, Worker};
 pub use card::agent_card;
 use error::{RpcCode, RpcError};
@@ -130,6 +131,10 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
         header(headers, REQUEST_HEADER),
         header(headers, SESSION_HEADER),
     );
+    let ids = match RequestContext::from_headers(headers) {
+        Ok(ctx) => ids.with_request(ctx),
+        Err(e) => return super::request_too_large(&ids, &e),
+    };
     let streaming = matches!(op, Op::Stream | Op::Subscribe);
     // Get, cancel, subscribe and list see only the session header's tasks, when it is sent.
     let scope = ids.session_id.clone();

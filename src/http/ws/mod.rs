@@ -21,7 +21,8 @@ pub use follow::Framing;
 
 use super::serve::Conn;
 use super::{error_response, session_of, REQUEST_HEADER};
-use crate::task::Worker;
+use crate::request_context::RequestContext;
+use crate::task::{RequestIds, Worker};
 use crate::wire::ErrorCode;
 
 /// Bytes the socket reads at a time. tungstenite allocates its read buffer up front, 128 KiB
@@ -91,12 +92,17 @@ pub fn upgrade(
             Some(ErrorCode::ShuttingDown),
         );
     }
-    let ids = socket::Ids {
-        request_id: headers
+    // Every task the socket starts carries the upgrade request's ids and context (SPEC §12).
+    let ids = RequestIds::new(
+        headers
             .get(REQUEST_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_string()),
-        session_id: session_of(headers),
+        session_of(headers),
+    );
+    let ids = match RequestContext::from_headers(headers) {
+        Ok(ctx) => ids.with_request(ctx),
+        Err(e) => return super::request_too_large(&ids, &e),
     };
     let accept = derive_accept_key(key.as_bytes());
     let config = WebSocketConfig::default()

@@ -35,14 +35,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// the code).
 const MAX_REASON: usize = 123;
 
-/// The ids of the upgrade request, given to every task the socket starts.
-pub struct Ids {
-    /// AgentCore's request id header.
-    pub request_id: Option<String>,
-    /// AgentCore's session header.
-    pub session_id: Option<String>,
-}
-
 /// How the socket ends.
 enum End {
     /// The client closed it (it gets its close echoed, 1000 when it sent none) or vanished.
@@ -113,8 +105,8 @@ async fn changed(running: &mut Option<Follow>) {
 }
 
 /// Serves one socket to its end.
-pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: Ids) {
-    let log_id = ids.request_id.clone().unwrap_or_default();
+pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
+    let log_id = ids.request_id.clone();
     let log_session = ids.session_id.clone().unwrap_or_default();
     tracing::info!(requestId = %log_id, sessionId = %log_session, "WebSocket opened");
     let every = worker.cfg.ws_ping;
@@ -225,7 +217,8 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: Ids) {
 /// A socket's state between messages.
 struct Socket {
     worker: Arc<Worker>,
-    ids: Ids,
+    /// The upgrade request's ids and context, which every task started here carries.
+    ids: RequestIds,
     running: Option<Follow>,
     /// Messages to send next.
     out: Vec<String>,
@@ -306,8 +299,7 @@ impl Socket {
                 .out
                 .push(json!({"ok": true, "tasks": w.list(scope)}).to_string()),
             TaskType::AgentRun | TaskType::CommandRun => {
-                let ids = RequestIds::new(self.ids.request_id.clone(), self.ids.session_id.clone());
-                match w.start(payload, ids).await {
+                match w.start(payload, self.ids.clone()).await {
                     Start::New(task) | Start::Existing(task) => {
                         let id = task.id.clone();
                         match Follow::new(task, cap, framing, &mut self.out) {

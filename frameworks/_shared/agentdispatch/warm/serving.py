@@ -59,6 +59,7 @@ def _preload(framework: str, run, warmup) -> str | None:
     otherwise repeat: ~4 ms of the LangGraph example's ~11. But it runs the agent: whatever the
     run leaves in the agent's objects, every task inherits, and a real model is called. Set it
     only for agents whose run keeps no state and costs nothing (the shipped offline examples)."""
+    from ..request import preload_sdk
     from ..runner import Runner
 
     discard = lambda _event: None  # noqa: E731
@@ -70,6 +71,9 @@ def _preload(framework: str, run, warmup) -> str | None:
         except Exception as exc:  # noqa: BLE001 - the task child reports it in full
             sys.stderr.write(f"warm parent: preloading {spec} failed: {type(exc).__name__}: {exc}\n")
             spec = None
+    # A child sets AWS's request context after its fork (request.install): the SDK is imported
+    # here once (0.4-1 s), not in every forked task.
+    preload_sdk()
     if warmup is not None:
         warmup()
     prompt = os.environ.get(WARMUP_PROMPT_VAR)
