@@ -76,22 +76,33 @@ async fn send_all(ws: &mut Ws, messages: &mut Vec<String>) -> bool {
     ws.flush().await.is_ok()
 }
 
-/// One long text message as a text frame and continuation frames, split on character
-/// boundaries (each fragment is valid UTF-8 on its own, for clients that check early).
-async fn feed_fragments(ws: &mut Ws, text: &str) -> Result<(), WsError> {
+/// `text` in pieces of at most `max` bytes, cut on character boundaries (each fragment is
+/// valid UTF-8 on its own, for clients that check early).
+fn fragments(text: &str, max: usize) -> impl Iterator<Item = &str> {
     let mut rest = text;
-    let mut first = true;
-    while !rest.is_empty() {
-        let piece = cut(rest, MAX_FRAME_PAYLOAD);
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut piece = cut(rest, max);
+        if piece.is_empty() {
+            // A character longer than `max` (never, with max ≥ 4): sent whole.
+            piece = &rest[..rest.chars().next().map_or(rest.len(), char::len_utf8)];
+        }
         rest = &rest[piece.len()..];
-        let opcode = if first { Data::Text } else { Data::Continue };
-        first = false;
-        let frame = Frame::message(
-            piece.as_bytes().to_vec(),
-            OpCode::Data(opcode),
-            rest.is_empty(),
-        );
+        Some(piece)
+    })
+}
+
+/// One long text message as a text frame and continuation frames.
+async fn feed_fragments(ws: &mut Ws, text: &str) -> Result<(), WsError> {
+    let mut pieces = fragments(text, MAX_FRAME_PAYLOAD).peekable();
+    let mut opcode = Data::Text;
+    while let Some(piece) = pieces.next() {
+        let last = pieces.peek().is_none();
+        let frame = Frame::message(piece.as_bytes().to_vec(), OpCode::Data(opcode), last);
         ws.feed(Message::Frame(frame)).await?;
+        opcode = Data::Continue;
     }
     Ok(())
 }
@@ -314,5 +325,25 @@ impl Socket {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_on_character_boundaries_within_the_bound() {
+        let text = "aé€😀".repeat(1000);
+        for max in [4, 5, 7, 1000] {
+            let parts: Vec<&str> = fragments(&text, max).collect();
+            assert!(
+                parts.iter().all(|p| !p.is_empty() && p.len() <= max),
+                "{max}"
+            );
+            assert_eq!(parts.concat(), text);
+        }
+        assert_eq!(fragments("", 10).count(), 0);
+        assert_eq!(cut("😀", 3), "");
     }
 }
