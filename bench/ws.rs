@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{knob, percentile, repo, Log, Server};
+use common::{knob, percentile, Log, Server};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -107,32 +107,9 @@ async fn ttft(runs: usize) {
         .join(" ");
     let answer = format!("Shouted: {}", prompt.to_uppercase());
     common::venv_python("langgraph");
-    let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = common::worker_command();
-    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
-        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
-        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph")
-        .env("AGENTDISPATCH_WARM", "langgraph")
-        .env("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", delay.to_string())
-        .stderr(Stdio::null());
-    let s = Server::start(cmd, Log::Keep).await.expect("start");
+    let s = common::langgraph_worker("langgraph", delay).await;
     let http = reqwest::Client::new();
-    s.first_ping(&http, Duration::from_secs(120), Duration::from_millis(5))
-        .await
-        .expect("/ping");
-    while !s
-        .logs
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("\"warm parent ready\""))
-    {
-        assert!(
-            s.started.elapsed() < Duration::from_secs(180),
-            "warm parent"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::ready(&s, &http, true).await;
     let url = format!("{}/ws", s.url.replacen("http://", "ws://", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -213,9 +190,7 @@ async fn idle(sockets: usize) {
         .stderr(Stdio::null());
     let s = Server::start(cmd, Log::Drop).await.expect("start");
     let http = reqwest::Client::new();
-    s.first_ping(&http, Duration::from_secs(20), Duration::from_millis(5))
-        .await
-        .expect("/ping");
+    common::ready(&s, &http, false).await;
     let rss = || common::procfs::status_kb(s.pid(), "VmRSS").unwrap_or(0);
     let (p50_0, p99_0, _) = pings(&http, &s.url, 500).await;
     let rss_0 = rss();

@@ -132,6 +132,9 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
     // A ping is unanswered when nothing was heard since it went out.
     let mut awaiting_pong = false;
     let end = loop {
+        // More of the task to send at once: the wait below only looks at the client (a
+        // cancel is read between steps also while the task floods the socket).
+        let mut more = false;
         if let Some(f) = s.running.as_mut() {
             let step = f.step(&mut s.out).await;
             if !s.out.is_empty() {
@@ -141,7 +144,7 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
                 last_sent = Instant::now();
             }
             match step {
-                Step::More => continue,
+                Step::More => more = true,
                 Step::Idle => {}
                 Step::Ended => {
                     s.running = None;
@@ -152,6 +155,7 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
             }
         }
         tokio::select! {
+            biased;
             msg = ws.next() => {
                 awaiting_pong = false;
                 match msg {
@@ -204,6 +208,7 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
             _ = s.worker.shutdown.cancelled(), if s.running.is_none() => {
                 break End::Close(CloseCode::Away, "The worker is shutting down.".into());
             }
+            _ = std::future::ready(()), if more => {}
         }
     };
     let (code, reason) = match &end {
