@@ -114,3 +114,32 @@ async fn on_sigterm_a_running_task_is_answered_then_every_socket_closes_1001() {
     assert_eq!(idle.closed().await.0, Some(1001));
     assert_eq!(w.wait_exit(Duration::from_secs(20)), Some(0));
 }
+
+#[tokio::test]
+async fn a_cancel_is_heard_while_a_task_floods_the_socket() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A model that writes deltas as fast as it can, for ever: only a cancel ends it.
+    let gusher = super::common::script(
+        dir.path(),
+        "gusher.py",
+        "#!/usr/bin/env python3\nimport json, sys\nline = json.dumps({\"type\": \"task.delta\", \"payload\": {\"messageId\": \"m\", \"text\": \"x\" * 64}}) + \"\\n\"\nwhile True:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n",
+    );
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORK_COMMAND_GUSHER",
+            gusher.to_str().unwrap(),
+        )
+        .start()
+        .await;
+    let mut c = Client::open(&py, &w.url, json!({})).await;
+    c.send_json(&json!({"framework": "gusher"})).await;
+    until_delta_with(&mut c, "x", &mut Vec::new()).await;
+    c.send_json(&json!({"type": "task.cancel"})).await;
+    // The client keeps reading (as a chat client does); the result must come.
+    let result = tokio::time::timeout(Duration::from_secs(30), c.until_result())
+        .await
+        .expect("the cancel was not heard within 30 s while the task streamed")
+        .1;
+    assert_eq!(result["status"], "cancelled", "{result}");
+}
