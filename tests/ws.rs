@@ -17,6 +17,18 @@ use serde_json::{json, Value};
 
 const SESSION: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 
+/// A worker whose framework `name` is the Python script `body` (a child of the test's own).
+pub async fn script_worker(dir: &std::path::Path, name: &str, body: &str) -> common::Worker {
+    let path = common::script(dir, &format!("{name}.py"), body);
+    WorkerBuilder::new()
+        .env(
+            &format!("AGENTDISPATCH_FRAMEWORK_COMMAND_{}", name.to_uppercase()),
+            path.to_str().unwrap(),
+        )
+        .start()
+        .await
+}
+
 fn is_delta(m: &Value) -> bool {
     m["type"] == "task.delta"
 }
@@ -233,18 +245,12 @@ async fn every_task_on_a_socket_carries_the_upgrade_requests_context() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     // A child that answers with the `request` of the envelope it read on stdin.
-    let teller = common::script(
+    let w = script_worker(
         dir.path(),
-        "teller.py",
+        "teller",
         "#!/usr/bin/env python3\nimport json, sys\nenvelope = json.loads(sys.stdin.readline())\nprint(json.dumps({\"type\": \"task.result\", \"output\": json.dumps(envelope[\"request\"])}))\n",
-    );
-    let w = WorkerBuilder::new()
-        .env(
-            "AGENTDISPATCH_FRAMEWORK_COMMAND_TELLER",
-            teller.to_str().unwrap(),
-        )
-        .start()
-        .await;
+    )
+    .await;
     let headers = json!({
         SESSION: "s-ctx",
         "x-amzn-bedrock-agentcore-runtime-request-id": "r-ctx",

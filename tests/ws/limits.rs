@@ -72,9 +72,7 @@ async fn sockets_take_connection_places_and_ping_answers_past_the_limit() {
     assert_eq!(r["status"], 503, "{r}");
     assert!(r["body"].as_str().unwrap().contains("too_many_connections"));
     // Every place is taken by an open socket; /ping is still answered, and not busy.
-    let ping: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/ping", w.url))
-        .send()
+    let ping: serde_json::Value = reqwest::get(format!("{}/ping", w.url))
         .await
         .unwrap()
         .json()
@@ -120,18 +118,12 @@ async fn a_cancel_is_heard_while_a_task_floods_the_socket() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     // A model that writes deltas as fast as it can, for ever: only a cancel ends it.
-    let gusher = super::common::script(
+    let w = super::script_worker(
         dir.path(),
-        "gusher.py",
+        "gusher",
         "#!/usr/bin/env python3\nimport json, sys\nline = json.dumps({\"type\": \"task.delta\", \"payload\": {\"messageId\": \"m\", \"text\": \"x\" * 64}}) + \"\\n\"\nwhile True:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n",
-    );
-    let w = WorkerBuilder::new()
-        .env(
-            "AGENTDISPATCH_FRAMEWORK_COMMAND_GUSHER",
-            gusher.to_str().unwrap(),
-        )
-        .start()
-        .await;
+    )
+    .await;
     let mut c = Client::open(&py, &w.url, json!({})).await;
     c.send_json(&json!({"framework": "gusher"})).await;
     until_delta_with(&mut c, "x", &mut Vec::new()).await;
