@@ -10,11 +10,13 @@
 //!    and take turns run by run (`--runs N` each, default 20); medians of request → first word
 //!    and → last word, beside the model's own delay (the floor).
 //! 2. A flood ([`flood`]): a child writing 20,000 deltas a second for 5 s to 4 SSE subscribers.
+//! 3. The line path ([`lines`]): the worker's CPU per `task.delta` line beside a plain event line
+//!    and the floor of any JSON line, and `protocol::classify` beside the parse alone.
 //!
 //! ```sh
 //! scripts/setup-frameworks.sh langgraph && scripts/setup-frameworks.sh bench/agentcore
-//! cargo bench --bench ttft                     # both parts, about 4 minutes
-//! cargo bench --bench ttft -- --runs 20 flood  # names pick parts: serve, flood
+//! cargo bench --bench ttft                     # all three parts, about 6 minutes
+//! cargo bench --bench ttft -- --runs 20 flood  # names pick parts: serve, flood, lines
 //! ```
 
 use std::time::{Duration, Instant};
@@ -25,6 +27,8 @@ mod common;
 use common::{knob, percentile, ready, Server};
 #[path = "ttft/flood.rs"]
 mod flood;
+#[path = "ttft/lines.rs"]
+mod lines;
 
 /// The model's pace: how many pieces its answer has, and the wait before each.
 #[derive(Clone, Copy)]
@@ -225,6 +229,9 @@ fn main() {
                 knob("FLOOD_SECONDS", 5),
             )
             .await;
+        }
+        if part("lines") {
+            lines::lines(runs.min(knob("LINES_RUNS", 7)), knob("LINES", 200_000)).await;
         }
     });
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install the real A2A SDK clients that scripts/test-clients.sh runs against the worker:
+# Install the real SDK clients (A2A, MCP) that scripts/test-clients.sh runs against the worker, and
+# the other cached tools of the tests:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|ws …]   (default: all six)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|ws …]   (default: all eight)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
 #   py-v03/    a venv with a2a-sdk 0.3.x and pytest (tests/clients/python/requirements-v03.txt)
 #   js/        node_modules with @a2a-js/sdk 1.x (npm ci of tests/clients/js/package-lock.json)
+#   py-mcp/    a venv with the MCP Python SDK (mcp) and pytest (tests/clients/python/requirements-mcp.txt)
+#   js-mcp/    node_modules with @modelcontextprotocol/sdk (npm ci of tests/clients/js-mcp/package-lock.json)
 #   aws/       a venv with the AWS CLI (awscli 1.x) and pytest, for scripts/test-aws.sh
 #              (tests/aws/requirements.txt)
 #   agentcore/ a venv with AWS's bedrock-agentcore SDK, the Python of tests/request_context.rs'
@@ -35,8 +38,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | agentcore | ws) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | ws) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -80,32 +83,34 @@ venv() { # venv NAME REQUIREMENTS MODULES: MODULES (comma-separated) must import
   echo "$1: ready in $((SECONDS - started)) s"
 }
 
-node_modules() {
-  local dir=$CLIENTS/js src=$ROOT/tests/clients/js stamp started
+node_modules() { # node_modules NAME PACKAGE: npm ci of tests/clients/NAME; PACKAGE must be there after
+  local dir=$CLIENTS/$1 src=$ROOT/tests/clients/$1 package=$2 stamp started
   command -v node >/dev/null 2>&1 || die "node is not installed (node 20 or later)"
   stamp=$({ cat "$src/package.json" "$src/package-lock.json"; node --version; } | sha256)
   if fresh "$dir" "$stamp"; then
-    echo "js: up to date ($dir)"
+    echo "$1: up to date ($dir)"
     return
   fi
   started=$SECONDS
-  echo "js: npm ci into $dir"
+  echo "$1: npm ci into $dir"
   rm -rf "$dir"
   mkdir -p "$dir"
   cp "$src/package.json" "$src/package-lock.json" "$dir/"
   (cd "$dir" && "$NPM" ci --no-audit --no-fund --loglevel=error >/dev/null)
-  [[ -f $dir/node_modules/@a2a-js/sdk/package.json ]] || die "js: @a2a-js/sdk missing after npm ci"
+  [[ -f $dir/node_modules/$package/package.json ]] || die "$1: $package missing after npm ci"
   echo "$stamp" >"$dir/$STAMP_NAME"
-  echo "js: ready in $((SECONDS - started)) s"
+  echo "$1: ready in $((SECONDS - started)) s"
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore ws)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp ws)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
     py-v03) venv py-v03 "$ROOT/tests/clients/python/requirements-v03.txt" a2a,pytest ;;
-    js) node_modules ;;
+    js) node_modules js @a2a-js/sdk ;;
+    py-mcp) venv py-mcp "$ROOT/tests/clients/python/requirements-mcp.txt" mcp,pytest ;;
+    js-mcp) node_modules js-mcp @modelcontextprotocol/sdk ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
     agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;
     ws) venv ws "$ROOT/tests/clients/ws/requirements.txt" websockets ;;

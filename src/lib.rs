@@ -20,11 +20,14 @@
 //!   heartbeats, deadline and cancel (one stop: TERM → grace → KILL), stragglers and escapees
 //!   killed and reaped.
 //! - [`protocol`]: a child's stdout line → event or final result.
+//! - [`childlog`]: a framework child's own lines (print, logging) on the worker's log,
+//!   clipped and rate-limited.
 //! - [`events`]: the one event sink (buffer, live subscribers, `events.ndjson`).
 //! - [`live`]: live text (`task.delta`): never recorded, fanned out through merging queues.
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`entrypoints`]: which agent entrypoints a payload may choose.
+//! - [`init`]: `init`, a framework folder for the user's own agent on a shipped runner.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
@@ -44,7 +47,9 @@
 
 pub mod artifacts;
 pub mod cgroup;
+pub mod check;
 pub mod child;
+pub mod childlog;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -52,7 +57,9 @@ pub mod entrypoints;
 pub mod events;
 pub mod frameworks;
 pub mod http;
+pub mod init;
 pub mod live;
+pub mod mcp;
 pub mod memory;
 pub mod procfs;
 pub mod protocol;

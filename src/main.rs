@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `run`, `frameworks`; logging set-up; exit codes.
+//! The command line: `serve` (default), `run`, `frameworks`, `init`; logging set-up; exit codes.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,8 +31,10 @@ enum Cmd {
     Serve,
     /// Run one payload locally, with no server; exit status 0 when it succeeds.
     Run(RunArgs),
-    /// List the frameworks found and where each comes from.
-    Frameworks,
+    /// List the frameworks found, where each comes from and which agent each runs.
+    Frameworks(agentdispatch_worker::check::FrameworksArgs),
+    /// Write a framework folder for your own agent, run by a shipped framework's runner.
+    Init(agentdispatch_worker::init::InitArgs),
 }
 
 /// Where log lines go and how they look.
@@ -156,6 +158,11 @@ fn main() -> ExitCode {
 /// Everything the worker does for one command line; an error comes back with its context
 /// for `main` to print, and a run that completes decides its own exit status.
 fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
+    // Writes files only: before the environment is read, which a fresh folder may not suit yet.
+    if let Some(Cmd::Init(args)) = &cli.command {
+        print!("{}", agentdispatch_worker::init::init(args).map_err(usage)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let cfg = Config::from_env().map_err(usage)?;
     let reg = Registry::load(&cfg).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -163,10 +170,21 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Cmd::Serve) {
-        Cmd::Frameworks => {
+        Cmd::Frameworks(args) if args.check => {
+            use agentdispatch_worker::check;
+            let (text, ok) = check::report(&check::check_all(&reg, &cfg, &args));
+            print!("{text}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Frameworks(_) => {
             print!("{}", cli::list_frameworks(&reg, &cfg));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Init(_) => unreachable!("init returned above"),
         Cmd::Serve => {
             init_logging(Logs::JsonStdout, "info");
             unsealed.iter().for_each(|w| tracing::warn!("{w}"));
@@ -191,6 +209,17 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
 fn prepare(cfg: &Config, reg: &Registry) {
     for w in &reg.warnings {
         tracing::warn!("{w}");
+    }
+    // Which agent each framework runs, and which setting says so (README "Which agent runs").
+    for fw in reg.iter() {
+        if let Some(ep) = &fw.entrypoint {
+            if ep.origin == agentdispatch_worker::entrypoints::Origin::Unset {
+                // Nothing names its agent: a runner in another language, most likely.
+                tracing::debug!(framework = %fw.name, "framework {} has no entrypoint set", fw.name);
+                continue;
+            }
+            tracing::info!(framework = %fw.name, entrypoint = %ep.spec, from = %ep.origin, "framework {} runs {} (from {})", fw.name, ep.shown(), ep.origin);
+        }
     }
     if reg.get(&cfg.default_framework).is_none() {
         let known: Vec<&str> = reg.iter().map(|f| f.name.as_str()).collect();
@@ -233,7 +262,10 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
     let result = cli::run(worker.clone(), payload, args.json).await;
     worker.release_cgroups();
     let result = result?;
-    if !args.json {
+    if args.json {
+        // The answer last, as result.json holds it: the events alone never carry its text.
+        println!("{}", serde_json::to_string(&result.record(true))?);
+    } else {
         cli::print_summary(&result);
     }
     Ok(if result.ok {

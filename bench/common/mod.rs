@@ -200,6 +200,26 @@ impl Server {
         })
     }
 
+    /// Waits until the worker logged `n` warm parents ready (3 minutes at most); start → then.
+    pub async fn warm_ready(&self, n: usize) -> Duration {
+        loop {
+            let ready = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("\"warm parent ready\""))
+                .count();
+            if ready >= n {
+                return self.started.elapsed();
+            }
+            assert!(
+                self.started.elapsed() < Duration::from_secs(180),
+                "warm parents not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     /// The server's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
@@ -477,19 +497,8 @@ pub async fn ready(s: &Server, http: &reqwest::Client, warm: bool) {
     s.first_ping(http, Duration::from_secs(120), Duration::from_millis(5))
         .await
         .expect("/ping");
-    while warm
-        && !s
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("\"warm parent ready\""))
-    {
-        assert!(
-            s.started.elapsed() < Duration::from_secs(180),
-            "warm parent not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if warm {
+        s.warm_ready(1).await;
     }
 }
 

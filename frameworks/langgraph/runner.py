@@ -1,6 +1,7 @@
 """LangGraph runner: streams a compiled graph's node updates as agentdispatch events.
 
-The entrypoint is a compiled graph whose state has "messages" (e.g. MessagesState). Each node
+The entrypoint is a compiled graph whose state has "messages" (e.g. MessagesState), or its
+uncompiled StateGraph (compiled here), or a factory of yours returning either. Each node
 update is reported as it happens: AI messages as model_turn (+ tool_call per tool call), tool
 messages as tool_result. The model's text is streamed as it is written (LangGraph's "messages"
 stream mode: each AIMessageChunk a model hands out) as task.delta lines. With
@@ -81,10 +82,19 @@ def stream_modes() -> list[str]:
     return modes
 
 
+def compile_builder(obj):
+    """An uncompiled StateGraph (the builder a user may name instead of its compiled graph),
+    compiled; None for anything else."""
+    from langgraph.graph import StateGraph
+
+    return obj.compile() if isinstance(obj, StateGraph) else None
+
+
 def run(runner):
     from langgraph.pregel import Pregel
 
-    graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph")
+    graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph or its StateGraph",
+                              build=compile_builder)
     inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     graph = with_session(runner, graph, config)

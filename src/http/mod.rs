@@ -7,7 +7,8 @@ mod guard;
 pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
 mod serve;
-mod sse;
+pub(crate) mod sse;
+mod warmup;
 mod ws;
 
 use std::convert::Infallible;
@@ -81,13 +82,19 @@ pub(crate) fn request_too_large(
 
 fn ping(worker: &Worker) -> Response {
     let (busy, since) = worker.ping();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": if busy { "HealthyBusy" } else { "Healthy" },
-            "time_of_last_update": since,
-        }),
-    )
+    let mut body = json!({
+        "status": if busy { "HealthyBusy" } else { "Healthy" },
+        "time_of_last_update": since,
+    });
+    // The status keeps AgentCore's values (the worker serves; other frameworks may work): what
+    // is wrong goes beside it, for a person or a probe that reads it.
+    if let Some(why) = worker.agent_problem() {
+        body["agentError"] = json!(format!(
+            "the default framework {}'s agent cannot load: {why}",
+            worker.cfg.default_framework
+        ));
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 /// Reads a request body up to `limit` bytes; `Err` is the 413 answer.
@@ -146,8 +153,10 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     resp
 }
 
-/// What a request may be upgraded with (`GET /ws`).
-struct Upgrade {
+/// What a route may need beyond the request itself: the MCP tool calls running now, and what
+/// a `GET /ws` is upgraded with (its connection's upgrade and place).
+struct Extras {
+    calls: Arc<crate::mcp::Calls>,
     on: Option<hyper::upgrade::OnUpgrade>,
     conn: Option<serve::Conn>,
 }
@@ -160,7 +169,7 @@ async fn route<S, B>(
     path: String,
     headers: HeaderMap,
     body: S,
-    upgrade: Upgrade,
+    extras: Extras,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
@@ -181,6 +190,12 @@ where
             return refused;
         }
     }
+    if warmup::is_hook(&worker, &path) {
+        return match method {
+            Method::POST => warmup::handle(&worker).await,
+            _ => method_not_allowed("POST"),
+        };
+    }
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),
@@ -189,8 +204,12 @@ where
             Err(resp) => resp,
         },
         (["invocations"], _) => method_not_allowed("POST"),
-        (["ws"], &Method::GET) => ws::upgrade(&worker, &headers, upgrade.on, upgrade.conn),
+        (["ws"], &Method::GET) => ws::upgrade(&worker, &headers, extras.on, extras.conn),
         (["ws"], _) => method_not_allowed("GET"),
+        (["mcp"], m) => match read_body(&headers, body, limit).await {
+            Ok(bytes) => crate::mcp::handle(worker, extras.calls, m, &headers, bytes).await,
+            Err(resp) => resp,
+        },
         ([], &Method::POST) => match read_body(&headers, body, limit).await {
             Ok(bytes) => a2a::handle(worker, &headers, bytes).await,
             Err(resp) => resp,
@@ -239,6 +258,8 @@ pub fn routes(
     worker: Arc<Worker>,
     local: SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    // The MCP tool calls running now (for `notifications/cancelled`), shared by every request.
+    let calls = Arc::new(crate::mcp::Calls::default());
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
@@ -253,6 +274,7 @@ pub fn routes(
                   on,
                   conn| {
                 let worker = worker.clone();
+                let calls = calls.clone();
                 async move {
                     route(
                         worker,
@@ -261,7 +283,7 @@ pub fn routes(
                         path.as_str().to_string(),
                         headers,
                         body,
-                        Upgrade { on, conn },
+                        Extras { calls, on, conn },
                     )
                     .await
                 }

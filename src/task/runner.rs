@@ -220,8 +220,42 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 ));
             }
             let child = start_child(worker, task, Some(name), &spec).await;
-            supervise(worker, task, spec, child, true).await
+            let ending = supervise(worker, task, spec, child, true).await;
+            if chosen.is_none() {
+                note_agent_loading(worker, task, name, &ending);
+            }
+            ending
         }
+    }
+}
+
+/// What a task of the deployment's own entrypoint tells of its agent: one that cannot be
+/// imported or is not an agent fails every such task, so it is kept for `/ping` (and logged at
+/// ERROR for the default framework, the first time); one that ran clears it.
+fn note_agent_loading(worker: &Worker, task: &Task, framework: &str, ending: &Ending) {
+    let agents = &worker.warm.agents;
+    match ending.error_code {
+        Some(ErrorCode::AgentImportFailed | ErrorCode::InvalidEntrypoint) => {
+            let why = ending
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("");
+            if agents.problem(framework).is_none() && framework == worker.cfg.default_framework {
+                task_log!(
+                    error,
+                    task,
+                    framework,
+                    error = why,
+                    "the default framework's agent cannot load: its tasks fail until it is fixed"
+                );
+            }
+            agents.failed(framework, why);
+        }
+        _ if ending.ok => agents.loaded(framework),
+        _ => {}
     }
 }
 

@@ -18,6 +18,7 @@
 //! backoff; the worker's shutdown stops every one of them.
 
 mod channel;
+pub mod hook;
 mod messages;
 mod parent;
 
@@ -104,6 +105,11 @@ pub struct Parent {
     base_env: Option<Vec<(String, String)>>,
     when: When,
     status: watch::Sender<Status>,
+    /// It is the default framework's: an agent that cannot load is an ERROR, and /ping says it.
+    default: bool,
+    agents: Arc<crate::entrypoints::Loading>,
+    /// Lines a second of its own output on the worker's log (`AGENTDISPATCH_CHILD_LOG_LINES_PER_SECOND`).
+    log_rate: u32,
 }
 
 /// Why a task is not forked warm.
@@ -124,6 +130,8 @@ pub struct Pool {
     tracker: TaskTracker,
     /// Start-up warnings (unknown names in `AGENTDISPATCH_WARM`, …).
     pub warnings: Vec<String>,
+    /// The frameworks whose agent cannot load (the parents report theirs when ready).
+    pub agents: Arc<crate::entrypoints::Loading>,
 }
 
 /// When (if ever) `name`'s warm parent starts under `policy`; `None` for no warm parent.
@@ -143,6 +151,7 @@ impl Pool {
     pub fn new(cfg: &Config, reg: &Registry, shutdown: CancellationToken) -> Pool {
         let mut parents = HashMap::new();
         let mut warnings = Vec::new();
+        let agents = Arc::new(crate::entrypoints::Loading::default());
         if let WarmPolicy::List(names) = &cfg.warm {
             for n in names {
                 match reg.get(n) {
@@ -162,7 +171,12 @@ impl Pool {
                 continue;
             };
             if !fw.program_found() {
-                // Restarting it with backoff would only log the same failure forever.
+                // Restarting it with backoff would only log the same failure forever. Said
+                // only of a parent asked for at start-up: a framework warmed on its first task
+                // may well be one this deployment never uses (its tasks say what is missing).
+                if when != When::StartUp {
+                    continue;
+                }
                 warnings.push(format!(
                     "framework {}: {} is not there, so it has no warm parent (its tasks fail until it is)",
                     fw.name, argv[0]
@@ -179,6 +193,9 @@ impl Pool {
                     base_env: cfg.child_env.kept(),
                     when,
                     status: watch::channel(Status::Idle).0,
+                    default: fw.name == cfg.default_framework,
+                    agents: agents.clone(),
+                    log_rate: cfg.child_log.per_second,
                 }),
             );
         }
@@ -187,6 +204,7 @@ impl Pool {
             shutdown,
             tracker: TaskTracker::new(),
             warnings,
+            agents,
         }
     }
 
@@ -197,6 +215,7 @@ impl Pool {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             warnings: Vec::new(),
+            agents: Arc::default(),
         }
     }
 
