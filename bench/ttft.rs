@@ -21,13 +21,12 @@
 //! cargo bench --bench ttft -- --runs 20 flood  # names pick parts: serve, agui, flood, lines
 //! ```
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{knob, percentile, repo, Log, Server};
+use common::{knob, percentile, ready, Server};
 #[path = "ttft/agui.rs"]
 mod agui;
 #[path = "ttft/flood.rs"]
@@ -53,38 +52,6 @@ impl Pace {
 
     fn answer(&self) -> String {
         format!("Shouted: {}", self.prompt().to_uppercase())
-    }
-}
-
-/// The worker serving the LangGraph example agent, warm (`AGENTDISPATCH_WARM=langgraph`) or
-/// with a cold child per task (`none`).
-async fn start_worker(warm: &str, pace: Pace) -> Server {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = common::worker_command();
-    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
-        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
-        .env("AGENTDISPATCH_SESSION_DIR", tmp.path().join("sessions"))
-        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph")
-        .env("AGENTDISPATCH_WARM", warm)
-        .env(
-            "AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS",
-            pace.delay_ms.to_string(),
-        )
-        .stderr(Stdio::null());
-    let mut s = Server::start(cmd, Log::Keep)
-        .await
-        .expect("start the worker");
-    s.tmp = Some(tmp);
-    s
-}
-
-/// Waits for `/ping`, and for a worker's warm parent when `warm`.
-async fn ready(s: &Server, http: &reqwest::Client, warm: bool) {
-    s.first_ping(http, Duration::from_secs(120), Duration::from_millis(5))
-        .await
-        .expect("/ping");
-    if warm {
-        s.warm_ready(1).await;
     }
 }
 
@@ -209,9 +176,9 @@ async fn served_three_ways(runs: usize, pace: Pace) {
         &[("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", delay)],
     );
     ready(&floor, &http, false).await;
-    let warm = start_worker("langgraph", pace).await;
+    let warm = common::langgraph_worker("langgraph", pace.delay_ms).await;
     ready(&warm, &http, true).await;
-    let cold = start_worker("none", pace).await;
+    let cold = common::langgraph_worker("none", pace.delay_ms).await;
     ready(&cold, &http, false).await;
     let ways: [(&str, &Server, Wire); 3] = [
         (

@@ -2,7 +2,7 @@
 # Install the real SDK clients (A2A, MCP) that scripts/test-clients.sh runs against the worker, and
 # the other cached tools of the tests:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel|agui-py|agui-js …]   (default: all ten)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel|agui-py|agui-js|ws …]   (default: all eleven)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -20,6 +20,8 @@
 #   agui-py/   a venv with AG-UI's Python SDK (ag-ui-protocol) and pytest
 #              (tests/clients/agui/requirements.txt)
 #   agui-js/   node_modules with @ag-ui/client (npm ci of tests/clients/agui-js/package-lock.json)
+#   ws/        a venv with the Python websockets client, for tests/ws.rs
+#              (tests/clients/ws/requirements.txt)
 # Each is stamped with the sha256 of what it was made from (and the Python version); a matching
 # stamp is skipped, so a second run takes a second. Only the package registries are used (PyPI,
 # npm). uv makes the venvs when it is on PATH or in the tools venv of setup-frameworks.sh,
@@ -42,8 +44,8 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel | agui-py | agui-js) NAMES+=("$arg") ;;
-    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel | agui-py | agui-js | ws) NAMES+=("$arg") ;;
+    -h | --help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
 done
@@ -107,7 +109,7 @@ node_modules() { # node_modules NAME PACKAGE: npm ci of tests/clients/NAME; PACK
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel agui-py agui-js)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel agui-py agui-js ws)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
@@ -128,5 +130,6 @@ for name in "${NAMES[@]}"; do
         venv otel "$ROOT/tests/clients/otel/requirements.txt" opentelemetry.proto.collector.trace.v1.trace_service_pb2
       )
       ;;
+    ws) venv ws "$ROOT/tests/clients/ws/requirements.txt" websockets ;;
   esac
 done

@@ -74,7 +74,7 @@ needed=("${chosen[@]}")
 setup_failed=()
 scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "A2A, MCP and AG-UI SDK clients, the AWS CLI and the AgentCore SDK"
+step "A2A, MCP and AG-UI SDK clients, the AWS CLI, the AgentCore SDK and the WebSocket client"
 # Tests that need one of these skip outside this script only: here a missing one fails them.
 export AGENTDISPATCH_TEST_SH=1
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)

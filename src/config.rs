@@ -88,6 +88,8 @@ pub struct Config {
     pub request_read_timeout: Duration,
     /// Live event streams of one task at most (`AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK`).
     pub max_subscribers_per_task: usize,
+    /// A `/ws` socket quiet for this long is pinged (`AGENTDISPATCH_WS_PING_SECONDS`).
+    pub ws_ping: Duration,
     /// How long a finished task stays in memory (its folder stays on disk).
     pub task_retention: Duration,
     /// Finished tasks kept in memory at most (`AGENTDISPATCH_MAX_RETAINED_TASKS`).
@@ -363,6 +365,9 @@ impl Config {
             max_connections: count("AGENTDISPATCH_MAX_CONNECTIONS", 1024)?,
             request_read_timeout: secs("AGENTDISPATCH_REQUEST_READ_TIMEOUT_SECONDS", 30.0)?,
             max_subscribers_per_task: count("AGENTDISPATCH_MAX_SUBSCRIBERS_PER_TASK", 32)?,
+            // Well under the idle drop of AgentCore's proxy (minutes) and of common load
+            // balancers (60 s), so that a socket between tasks stays open.
+            ws_ping: secs("AGENTDISPATCH_WS_PING_SECONDS", 30.0)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
             max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
             artifact_retention: match get("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS") {

@@ -22,28 +22,9 @@ use serde_json::{json, Value};
 const AUTH: &str = "Bearer authsecret-7f3a9c51e2";
 const WAT: &str = "watsecret-0b8d4e6a19c2";
 
-/// The venv's Python, or `None` (said on stderr) when it is missing outside `scripts/test.sh`.
+/// The AgentCore SDK venv's Python, or `None` (said on stderr) outside `scripts/test.sh`.
 fn agentcore_python() -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME");
-    let python = cache.join("agentdispatch-worker/clients/agentcore/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    let required =
-        std::env::var_os("AGENTDISPATCH_TEST_SH").is_some() || std::env::var_os("CI").is_some();
-    assert!(
-        !required,
-        "{} is missing: run scripts/setup-clients.sh agentcore",
-        python.display()
-    );
-    eprintln!(
-        "SKIPPED: no AgentCore SDK venv at {} (run scripts/setup-clients.sh agentcore); nothing was checked",
-        python.display()
-    );
-    None
+    common::client_python("agentcore", "AgentCore SDK")
 }
 
 /// A stub of AgentCore Identity's token vault: answers `GetResourceApiKey` and

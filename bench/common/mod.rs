@@ -491,3 +491,32 @@ impl Sampler {
         self.thread.join().expect("sampler thread")
     }
 }
+
+/// Waits for `/ping`, and for a worker's warm parent when `warm`.
+pub async fn ready(s: &Server, http: &reqwest::Client, warm: bool) {
+    s.first_ping(http, Duration::from_secs(120), Duration::from_millis(5))
+        .await
+        .expect("/ping");
+    if warm {
+        s.warm_ready(1).await;
+    }
+}
+
+/// The worker serving the LangGraph example agent, warm (`AGENTDISPATCH_WARM=langgraph`) or
+/// with a cold child per task (`none`); its offline model waits `delay_ms` before each piece
+/// (`AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS`).
+pub async fn langgraph_worker(warm: &str, delay_ms: usize) -> Server {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = worker_command();
+    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
+        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph")
+        .env("AGENTDISPATCH_WARM", warm)
+        .env("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", delay_ms.to_string())
+        .stderr(Stdio::null());
+    let mut s = Server::start(cmd, Log::Keep)
+        .await
+        .expect("start the worker");
+    s.tmp = Some(tmp);
+    s
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use agentdispatch_worker::agui::Translator;
 use agentdispatch_worker::live::{Delta, Kind};
 
-use super::{ms, ready, start_worker, words, yes, Pace, Wire, Words};
+use super::{ms, ready, words, yes, Pace, Wire, Words};
 use crate::common::percentile;
 
 /// The worker's own cost per piece of text, in-process: as a `task.delta` SSE message, and as
@@ -45,7 +45,7 @@ fn framing_cost(n: u32) -> (Duration, Duration) {
 
 pub async fn beside_sse(runs: usize, pace: Pace) {
     let http = reqwest::Client::new();
-    let s = start_worker("langgraph", pace).await;
+    let s = super::common::langgraph_worker("langgraph", pace.delay_ms).await;
     ready(&s, &http, true).await;
     let (prompt, answer) = (pace.prompt(), pace.answer());
     let ways = [

@@ -10,6 +10,7 @@ mod invocations;
 mod serve;
 pub(crate) mod sse;
 mod warmup;
+mod ws;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -155,15 +156,23 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     resp
 }
 
+/// What a route may need beyond the request itself: the MCP tool calls running now, and what
+/// a `GET /ws` is upgraded with (its connection's upgrade and place).
+struct Extras {
+    calls: Arc<crate::mcp::Calls>,
+    on: Option<hyper::upgrade::OnUpgrade>,
+    conn: Option<serve::Conn>,
+}
+
 /// Dispatches one request.
 async fn route<S, B>(
     worker: Arc<Worker>,
-    calls: Arc<crate::mcp::Calls>,
     local: SocketAddr,
     method: Method,
     path: String,
     headers: HeaderMap,
     body: S,
+    extras: Extras,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
@@ -178,7 +187,8 @@ where
     if let Some(refused) = guard::loopback_only(local, &headers) {
         return refused;
     }
-    if method == Method::POST {
+    // The socket's tasks take their ids from the upgrade request's headers.
+    if method == Method::POST || segments == ["ws"] {
         if let Some(refused) = guard::id_headers(&headers) {
             return refused;
         }
@@ -199,15 +209,18 @@ where
             .await
         }
         (["invocations"], _) => method_not_allowed("POST"),
+        (["ws"], &Method::GET) => ws::upgrade(&worker, &headers, extras.on, extras.conn),
+        (["ws"], _) => method_not_allowed("GET"),
         (["mcp"], &Method::POST) => {
             traced_post(&headers, body, limit, "/mcp", |bytes, trace| {
-                crate::mcp::handle(worker, calls, &Method::POST, &headers, bytes, trace)
+                crate::mcp::handle(worker, extras.calls, &Method::POST, &headers, bytes, trace)
             })
             .await
         }
         (["mcp"], m) => match read_body(&headers, body, limit).await {
             Ok(bytes) => {
-                crate::mcp::handle(worker, calls, m, &headers, bytes, Default::default()).await
+                crate::mcp::handle(worker, extras.calls, m, &headers, bytes, Default::default())
+                    .await
             }
             Err(resp) => resp,
         },
@@ -291,19 +304,26 @@ pub fn routes(
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
+        .and(warp::ext::optional::<serve::Conn>())
         .then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap,
+                  body,
+                  on,
+                  conn| {
                 let worker = worker.clone();
                 let calls = calls.clone();
                 async move {
                     route(
                         worker,
-                        calls,
                         local,
                         method,
                         path.as_str().to_string(),
                         headers,
                         body,
+                        Extras { calls, on, conn },
                     )
                     .await
                 }

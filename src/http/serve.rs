@@ -9,6 +9,10 @@
 //! a few connections more ([`RESERVE`]) are still accepted, each for one request read within
 //! [`RESERVE_READ_TIMEOUT`]: `/ping` is answered on them, anything else gets a 503 naming the
 //! limit, so that idle or slow connections cannot make the health check time out.
+//!
+//! A connection upgraded to a WebSocket (`/ws`) keeps its place for as long as the socket is
+//! open: its request carries a [`Conn`] whose place the socket holds, and the socket runs on
+//! the same tracker, so that shutting down waits for it too.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,9 +26,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use warp::http::{Method, StatusCode};
 
@@ -45,6 +50,17 @@ pub struct Limits {
     pub read_timeout: Duration,
 }
 
+/// What an upgraded connection needs from the accept loop: its place (held by whoever holds a
+/// clone, so the place frees when the last of the connection and its socket ends) and the
+/// tracker its socket task runs on.
+#[derive(Clone)]
+pub struct Conn {
+    /// The connection's place within `AGENTDISPATCH_MAX_CONNECTIONS`.
+    pub place: Arc<OwnedSemaphorePermit>,
+    /// Where the connection's tasks (and an upgraded socket's) run; `run` waits for them.
+    pub tracker: TaskTracker,
+}
+
 /// Serves `routes` on `listener` until `shutdown`, then waits for open connections to finish
 /// their requests.
 pub async fn run<S>(
@@ -62,7 +78,10 @@ pub async fn run<S>(
     let max = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max));
     let reserve = Arc::new(Semaphore::new(RESERVE));
-    let graceful = GracefulShutdown::new();
+    // hyper-util's GracefulShutdown cannot watch a connection that may be upgraded: each
+    // connection is stopped through this token instead, and waited for through the tracker.
+    let stopping = CancellationToken::new();
+    let tracker = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut warned = false;
     // One builder per kind of place: their settings do not change per connection.
@@ -121,8 +140,13 @@ pub async fn run<S>(
         let service = service.clone();
         let read_timeout = limits.read_timeout;
         let over = past_limit.then_some(max);
+        let conn_ext = Conn {
+            place: Arc::new(place),
+            tracker: tracker.clone(),
+        };
         let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let req = req.map(|body| Deadline::new(body, read_timeout));
+            let mut req = req.map(|body| Deadline::new(body, read_timeout));
+            req.extensions_mut().insert(conn_ext.clone());
             let early = refuse_early(&req, over);
             let mut service = service.clone();
             async move {
@@ -133,15 +157,26 @@ pub async fn run<S>(
             }
         });
         let builder = if over.is_some() { &past } else { &normal };
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(async move {
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        let stopping = stopping.clone();
+        tracker.spawn(async move {
             // A client that hangs up or is too slow ends only its own connection.
-            let _ = conn.await;
-            drop(place);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopping.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    stopping.cancel();
+    tracker.close();
+    tracker.wait().await;
 }
 
 /// The answer to a request the routes never see: `CONNECT` and a target with no path (warp

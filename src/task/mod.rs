@@ -19,7 +19,7 @@ pub mod runner;
 mod scope;
 
 pub use folder::{unknown, unreadable, EventsLog, TaskFolder, EVENTS_FILE};
-pub use handle::{RequestIds, Task, TaskSummary};
+pub use handle::{RequestIds, Subscription, Task, TaskSummary};
 pub use scope::Scope;
 
 use std::collections::HashMap;

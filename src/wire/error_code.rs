@@ -63,6 +63,7 @@ error_codes! {
     ForbiddenOrigin = "forbidden_origin": "A loopback worker got a non-loopback `Origin` (HTTP 403).",
     TooManyConnections = "too_many_connections": "Past the connection limit; only `/ping` is answered (HTTP 503).",
     TooManySubscribers = "too_many_subscribers": "The task has as many live event streams as allowed (HTTP 429).",
+    SocketBusy = "socket_busy": "A task is running on this `/ws` socket; one runs at a time per socket.",
     Interrupted = "interrupted": "The worker stopped while the task ran; its events are kept.",
     WarmNotReady = "warm_not_ready": "The warm-up hook's warm parents were not ready within its bound (HTTP 503).",
 }
