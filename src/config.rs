@@ -103,6 +103,8 @@ pub struct Config {
     pub child_env: ChildEnv,
     /// Whether each task gets a cgroup of its own (`AGENTDISPATCH_TASK_CGROUPS`).
     pub task_cgroups: crate::cgroup::Mode,
+    /// Dev mode (`serve --dev`): framework folders watched, the playground page at `/`.
+    pub dev: bool,
 }
 
 /// `AGENTDISPATCH_CHILD_ENV`: what of the worker's environment a child inherits.
@@ -381,6 +383,9 @@ impl Config {
                     ))
                 }
             },
+            // Set by the command line (`serve --dev`), never by the environment: a deployment's
+            // environment cannot turn the playground on by mistake.
+            dev: false,
         })
     }
 }

@@ -48,6 +48,7 @@ pub mod child;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod dev;
 pub mod entrypoints;
 pub mod events;
 pub mod frameworks;

@@ -28,11 +28,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve HTTP (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Run one payload locally, with no server; exit status 0 when it succeeds.
     Run(RunArgs),
     /// List the frameworks found and where each comes from.
     Frameworks,
+}
+
+/// `serve`'s flags.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Dev mode: reload a framework when its files change, and serve a playground page at /.
+    #[arg(long)]
+    dev: bool,
 }
 
 /// Where log lines go and how they look.
@@ -162,14 +170,16 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command.unwrap_or(Cmd::Serve) {
+    match cli.command.unwrap_or(Cmd::Serve(ServeArgs::default())) {
         Cmd::Frameworks => {
             print!("{}", cli::list_frameworks(&reg, &cfg));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve => {
+        Cmd::Serve(args) => {
             init_logging(Logs::JsonStdout, "info");
             unsealed.iter().for_each(|w| tracing::warn!("{w}"));
+            let mut cfg = cfg;
+            cfg.dev = args.dev;
             runtime.block_on(serve(cfg, reg))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -265,6 +275,9 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     worker.warm.start();
+    if worker.cfg.dev {
+        agentdispatch_worker::dev::watch(worker.clone())?;
+    }
     tokio::spawn(agentdispatch_worker::retention::run(worker.clone()));
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",

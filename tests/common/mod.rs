@@ -69,6 +69,7 @@ pub struct WorkerBuilder {
     env: HashMap<String, String>,
     remove: Vec<String>,
     wrapper: Vec<String>,
+    args: Vec<String>,
 }
 
 /// A running worker; killed when dropped.
@@ -108,6 +109,7 @@ impl WorkerBuilder {
             env,
             remove: Vec::new(),
             wrapper: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -130,6 +132,12 @@ impl WorkerBuilder {
         self
     }
 
+    /// Gives the worker these arguments (e.g. `serve --dev`); none: `serve` by default.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Starts the worker and waits until `/ping` answers. A failure names the caller's line
     /// (`#[track_caller]` does not reach into an `async fn`, so the future carries it).
     #[track_caller]
@@ -148,6 +156,7 @@ impl WorkerBuilder {
             c.args(&self.wrapper[1..]).args(worker_argv());
             c
         };
+        cmd.args(&self.args);
         for k in &self.remove {
             cmd.env_remove(k);
         }
