@@ -276,6 +276,9 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
     }
     worker.warm.start();
     if worker.cfg.dev {
+        if !worker.cfg.host.is_loopback() {
+            tracing::warn!(host = %worker.cfg.host, "dev mode on an address that is not loopback: the playground page is open to whoever reaches it (AGENTDISPATCH_HOST=127.0.0.1 keeps it local)");
+        }
         agentdispatch_worker::dev::watch(worker.clone())?;
     }
     tokio::spawn(agentdispatch_worker::retention::run(worker.clone()));
