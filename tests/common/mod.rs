@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 pub mod fixtures;
+pub mod gate;
 pub mod listening;
 pub mod procfs;
 pub mod sse;

@@ -1,10 +1,9 @@
 //! The playground page: off outside dev mode; in dev mode, in a real headless Chromium, a prompt
 //! typed streams its answer piece by piece, shows the tool call, keeps the session, and cancels.
 
-use std::io::Write;
-
 use super::browser::{self, Browser};
 use super::*;
+use crate::common::gate::Gate;
 
 #[tokio::test]
 async fn the_playground_is_off_outside_dev_mode_and_on_in_it() {
@@ -26,45 +25,6 @@ async fn the_playground_is_off_outside_dev_mode_and_on_in_it() {
     // A2A stays where it was.
     let (status, _) = dev.invoke_raw(b"{}".to_vec(), &[]).await;
     assert_eq!(status, 200);
-}
-
-/// `AGENTDISPATCH_EXAMPLE_PIECE_GATE`: an empty file (the models never wait), or while shut a
-/// FIFO from which the example model reads a line before each piece of its answer but the
-/// first (see tests/frameworks_http/live_text.rs).
-struct Gate {
-    path: PathBuf,
-    fifo: Option<std::fs::File>,
-}
-
-impl Gate {
-    fn new(dir: &Path) -> Gate {
-        let path = dir.join("gate");
-        std::fs::write(&path, b"").unwrap();
-        Gate { path, fifo: None }
-    }
-
-    fn shut(&mut self) {
-        let tmp = self.path.with_extension("fifo");
-        nix::unistd::mkfifo(&tmp, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let fifo = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&tmp)
-            .unwrap();
-        std::fs::rename(&tmp, &self.path).unwrap();
-        self.fifo = Some(fifo);
-    }
-
-    fn release(&mut self) {
-        self.fifo.as_mut().unwrap().write_all(b"\n").unwrap();
-    }
-
-    fn open(&mut self) {
-        let tmp = self.path.with_extension("file");
-        std::fs::write(&tmp, b"").unwrap();
-        std::fs::rename(&tmp, &self.path).unwrap();
-        self.fifo = None;
-    }
 }
 
 /// The answer's text on the page so far, and whether the turn's result is shown.
@@ -90,13 +50,12 @@ async fn the_playground_streams_an_answer_shows_its_tool_call_keeps_the_session_
         return;
     }
     let dir = langgraph_copy(str::to_string);
-    let gates = tempfile::tempdir().unwrap();
-    let mut gate = Gate::new(gates.path());
+    let mut gate = Gate::new();
     let w = dev_worker(
         dir.path(),
         WorkerBuilder::new().env(
             "AGENTDISPATCH_EXAMPLE_PIECE_GATE",
-            gate.path.to_str().unwrap(),
+            gate.path().to_str().unwrap(),
         ),
     )
     .await;
