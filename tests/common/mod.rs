@@ -19,12 +19,14 @@ pub mod gate;
 pub mod listening;
 pub mod procfs;
 pub mod sse;
+pub mod wait;
 use listening::listening_port;
 // Not every test binary uses the `/proc` helpers.
 #[allow(unused_imports)]
 pub use fixtures::*;
 #[allow(unused_imports)]
 pub use procfs::*;
+pub use wait::*;
 
 /// The binary cargo built for this machine.
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
@@ -460,35 +462,6 @@ pub async fn read_sse(resp: reqwest::Response, max: usize) -> Vec<SseMessage> {
         }
     }
     out
-}
-
-/// Polls `check` until it holds or `within` passes; returns whether it held.
-pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    check()
-}
-
-/// [`eventually`] for a check that has to await (an HTTP request, say): polls `check` every
-/// 25 ms until it holds or `within` passes; returns whether it held.
-pub async fn eventually_async<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    check().await
 }
 
 /// Events of a result by type.
