@@ -122,4 +122,38 @@ async fn an_edited_agent_answers_with_the_new_code_on_its_next_task_warm_and_a_r
     let line = reloaded(&w, 2).await;
     assert_eq!(line["files"], "langgraph/tools.py", "{line}");
     assert_eq!(reloads(&w, "langgraph").len(), 2);
+
+    // A save that breaks the agent: the reload is logged (done, or failed at WARN when the new
+    // parent cannot start), and the next task fails naming the error. Saving the fix reloads at
+    // once (not after a failed parent's restart backoff), and the next task is warm again.
+    let good = std::fs::read_to_string(&agent).unwrap();
+    std::fs::write(&agent, format!("{good}\ndef broken(:\n")).unwrap();
+    let said = || {
+        w.log_lines()
+            .iter()
+            .filter(|l| {
+                l["framework"] == "langgraph"
+                    && l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("framework reload"))
+            })
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(120), || said() >= 3).await,
+        "a broken save was not reported; log:\n{}",
+        w.logs.lock().unwrap().join("\n")
+    );
+    let r = w
+        .run(json!({"taskId": "dev-broken", "input": {"instruction": "hello world"}}))
+        .await;
+    assert_eq!(r["ok"], false, "{r:#}");
+    assert!(r.to_string().contains("SyntaxError"), "{r:#}");
+    let before = reloads(&w, "langgraph").len();
+    std::fs::write(&agent, good.replace("\"B:\"", "\"C:\"")).unwrap();
+    let line = reloaded(&w, before + 1).await;
+    assert_eq!(line["warm"], true, "{line}");
+    let r = answer(&w, "dev-c", "hello world").await;
+    assert_eq!(r["output"], "Shouted: C:HELLO WORLD", "{r:#}");
+    assert_eq!(forked_from(&r), line["pid"].as_u64(), "{r:#}");
 }
