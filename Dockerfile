@@ -58,9 +58,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-# Python frameworks whose virtualenvs the image carries (folders of frameworks/, space-separated).
-# The default keeps the image well under AgentCore's 1 GB limit; crewai alone is ~1 GB.
+# The shipped Python frameworks whose virtualenvs the image carries (space-separated). The default
+# keeps the image well under AgentCore's 1 GB limit; crewai alone is ~1 GB.
 ARG FRAMEWORKS="langchain langgraph openai-agents pydantic-ai strands"
+# Folders of frameworks/ to leave out of the image (space-separated). Every other folder of your
+# own (one `agentdispatch-worker init` wrote, or any with a requirements.txt) is kept and installed.
+ARG LEAVE_OUT=""
 # The uv release scripts/setup-frameworks.sh is written for; used at build time only.
 ARG UV_VERSION=0.13.9
 
@@ -79,14 +82,26 @@ COPY scripts/setup-frameworks.sh scripts/setup-frameworks.sh
 
 # One layer: uv and its cache live in /tmp only during this step, so the image keeps the venvs
 # alone, and files shared by several venvs stay hardlinks to one copy (uv links from its cache).
-# Python framework folders (those with a requirements.txt) not named in FRAMEWORKS are removed.
+# A shipped Python framework not named in FRAMEWORKS keeps only its code, for the folders of
+# your own that run its runner: its manifest and requirements go, so it gets no venv and the
+# worker does not list it. Every other folder with a requirements.txt is your own: kept and
+# installed. A folder named in LEAVE_OUT is removed.
 RUN set -eux; \
+    shipped="crewai langchain langgraph openai-agents pydantic-ai strands"; \
+    for name in $LEAVE_OUT; do \
+      case "$name" in */*|.*|_shared) echo "LEAVE_OUT: '$name' is not a framework folder's name" >&2; exit 1 ;; esac; \
+      rm -rf "frameworks/$name"; \
+    done; \
+    set -- $FRAMEWORKS; \
     for req in frameworks/*/requirements.txt; do \
       [ -f "$req" ] || continue; \
       name="$(basename "$(dirname "$req")")"; \
-      case " $FRAMEWORKS " in *" $name "*) ;; *) rm -rf "frameworks/$name" ;; esac; \
+      case " $FRAMEWORKS " in *" $name "*) continue ;; esac; \
+      case " $shipped " in \
+        *" $name "*) rm -f "frameworks/$name/framework.json" "frameworks/$name/requirements.in" "$req" ;; \
+        *) set -- "$@" "$name" ;; \
+      esac; \
     done; \
-    set -- $FRAMEWORKS; \
     if [ "$#" -gt 0 ]; then \
       python -m venv /tmp/uv-tool; \
       /tmp/uv-tool/bin/pip install --quiet "uv==${UV_VERSION}"; \
@@ -108,8 +123,8 @@ USER 1000:1000
 # Fails the build when the binary does not run on the target; lists the frameworks shipped.
 RUN ["/usr/local/bin/agentdispatch-worker", "frameworks"]
 
-# 8080: AgentCore's HTTP protocol (/invocations, /ping); 9000: its A2A protocol.
-EXPOSE 8080 9000
+# 8080: AgentCore's HTTP protocol (/invocations, /ping); 9000: its A2A protocol; 8000: its MCP protocol (/mcp).
+EXPOSE 8080 9000 8000
 # The worker is PID 1: it handles SIGTERM and reaps orphans itself, so no init is needed.
 ENTRYPOINT ["/usr/local/bin/agentdispatch-worker"]
 CMD ["serve"]

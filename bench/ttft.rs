@@ -9,12 +9,16 @@
 //!    worker with a warm parent, and with a cold child per task. All three are alive together
 //!    and take turns run by run (`--runs N` each, default 20); medians of request → first word
 //!    and → last word, beside the model's own delay (the floor).
-//! 2. A flood ([`flood`]): a child writing 20,000 deltas a second for 5 s to 4 SSE subscribers.
+//! 2. AG-UI beside plain SSE ([`agui`]): the same warm worker answering the same prompt as a
+//!    `RunAgentInput` (AG-UI events) and as its own payload (`task.delta`), run by run in turns.
+//! 3. A flood ([`flood`]): a child writing 20,000 deltas a second for 5 s to 4 SSE subscribers.
+//! 4. The line path ([`lines`]): the worker's CPU per `task.delta` line beside a plain event line
+//!    and the floor of any JSON line, and `protocol::classify` beside the parse alone.
 //!
 //! ```sh
 //! scripts/setup-frameworks.sh langgraph && scripts/setup-frameworks.sh bench/agentcore
-//! cargo bench --bench ttft                     # both parts, about 4 minutes
-//! cargo bench --bench ttft -- --runs 20 flood  # names pick parts: serve, flood
+//! cargo bench --bench ttft                     # every part, about 7 minutes
+//! cargo bench --bench ttft -- --runs 20 flood  # names pick parts: serve, agui, flood, lines
 //! ```
 
 use std::process::Stdio;
@@ -24,8 +28,12 @@ use serde_json::{json, Value};
 
 mod common;
 use common::{knob, percentile, repo, Log, Server};
+#[path = "ttft/agui.rs"]
+mod agui;
 #[path = "ttft/flood.rs"]
 mod flood;
+#[path = "ttft/lines.rs"]
+mod lines;
 
 /// The model's pace: how many pieces its answer has, and the wait before each.
 #[derive(Clone, Copy)]
@@ -55,6 +63,7 @@ async fn start_worker(warm: &str, pace: Pace) -> Server {
     let mut cmd = common::worker_command();
     cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
         .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
+        .env("AGENTDISPATCH_SESSION_DIR", tmp.path().join("sessions"))
         .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph")
         .env("AGENTDISPATCH_WARM", warm)
         .env(
@@ -74,19 +83,8 @@ async fn ready(s: &Server, http: &reqwest::Client, warm: bool) {
     s.first_ping(http, Duration::from_secs(120), Duration::from_millis(5))
         .await
         .expect("/ping");
-    while warm
-        && !s
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("\"warm parent ready\""))
-    {
-        assert!(
-            s.started.elapsed() < Duration::from_secs(180),
-            "warm parent not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if warm {
+        s.warm_ready(1).await;
     }
 }
 
@@ -98,18 +96,48 @@ struct Words {
     messages: usize,
 }
 
-/// One SSE invocation of `prompt`; `worker` says which way the text comes (the worker's
-/// `task.delta` messages of kind text, or the floor's bare JSON strings). Checks that the
-/// pieces add up to `answer`, and a worker's result too.
+/// Sessions (AG-UI threads) started so far: each run of the AG-UI part in a new one.
+static THREADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How an answer's text comes over SSE.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// The floor's bare JSON strings.
+    Floor,
+    /// The worker's `task.delta` messages of kind text, then its result.
+    Worker,
+    /// As `Worker`, each run in a new session (as an AG-UI run's new thread).
+    WorkerInSession,
+    /// The worker's AG-UI events for a `RunAgentInput`: `TEXT_MESSAGE_CONTENT`, then
+    /// `RUN_FINISHED`.
+    Agui,
+}
+
+/// One SSE invocation of `prompt` over `wire`. Checks that the pieces add up to `answer`, and
+/// the worker's result too.
 async fn words(
     s: &Server,
     http: &reqwest::Client,
-    worker: bool,
+    wire: Wire,
     prompt: &str,
     answer: &str,
 ) -> Words {
     let started = Instant::now();
-    let body = json!({"prompt": prompt});
+    let thread = || {
+        format!(
+            "bench-{}",
+            THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    };
+    let body = match wire {
+        Wire::Agui => json!({
+            "threadId": thread(), "runId": "r",
+            "messages": [{"id": "u", "role": "user", "content": prompt}],
+            "tools": [], "context": [], "forwardedProps": {},
+        }),
+        Wire::WorkerInSession => json!({"prompt": prompt, "sessionId": thread()}),
+        _ => json!({"prompt": prompt}),
+    };
     // Not `common::post_sse`: the floor's content type carries `; charset=utf-8`.
     let resp = http
         .post(format!("{}/invocations", s.url))
@@ -122,13 +150,17 @@ async fn words(
     let (mut first, mut last, mut text, mut messages) = (None, None, String::new(), 0);
     let mut result = None;
     common::read_sse(resp, |_, v| {
-        let piece = if worker {
-            let p = &v["payload"];
-            (v["type"] == "task.delta" && p.get("kind").is_none())
-                .then(|| p["text"].as_str())
-                .flatten()
-        } else {
-            v.as_str()
+        let piece = match wire {
+            Wire::Worker | Wire::WorkerInSession => {
+                let p = &v["payload"];
+                (v["type"] == "task.delta" && p.get("kind").is_none())
+                    .then(|| p["text"].as_str())
+                    .flatten()
+            }
+            Wire::Agui => (v["type"] == "TEXT_MESSAGE_CONTENT")
+                .then(|| v["delta"].as_str())
+                .flatten(),
+            Wire::Floor => v.as_str(),
         };
         if let Some(piece) = piece.filter(|p| !p.is_empty()) {
             first.get_or_insert(started.elapsed());
@@ -138,12 +170,14 @@ async fn words(
         }
         if v.get("ok").is_some() {
             result = Some(v);
+        } else if v["type"] == "RUN_FINISHED" {
+            result = Some(json!({"ok": true, "output": v["result"]["output"]}));
         }
     })
     .await
     .expect("SSE body");
     assert_eq!(text, answer, "the streamed pieces add up to the answer");
-    if worker {
+    if wire != Wire::Floor {
         let r: Value = result.expect("a result");
         assert_eq!(r["ok"], true, "{r}");
         assert_eq!(r["output"], answer, "{r}");
@@ -179,20 +213,20 @@ async fn served_three_ways(runs: usize, pace: Pace) {
     ready(&warm, &http, true).await;
     let cold = start_worker("none", pace).await;
     ready(&cold, &http, false).await;
-    let ways: [(&str, &Server, bool); 3] = [
+    let ways: [(&str, &Server, Wire); 3] = [
         (
             "`bedrock-agentcore` in-process, async generator over `graph.stream(stream_mode=\"messages\")`",
             &floor,
-            false,
+            Wire::Floor,
         ),
-        ("worker, warm", &warm, true),
-        ("worker, cold", &cold, true),
+        ("worker, warm", &warm, Wire::Worker),
+        ("worker, cold", &cold, Wire::Worker),
     ];
     let (prompt, answer) = (pace.prompt(), pace.answer());
     // Two warm-up runs each: the first runs import lazily and fill caches.
-    for (_, s, worker) in &ways {
+    for (_, s, wire) in &ways {
         for _ in 0..2 {
-            words(s, &http, *worker, &prompt, &answer).await;
+            words(s, &http, *wire, &prompt, &answer).await;
         }
     }
     let mut got: Vec<Vec<Words>> = (0..ways.len()).map(|_| Vec::new()).collect();
@@ -200,8 +234,8 @@ async fn served_three_ways(runs: usize, pace: Pace) {
         // Turns in a rotating order, so that no way always follows the same one.
         for k in 0..ways.len() {
             let i = (run + k) % ways.len();
-            let (_, s, worker) = ways[i];
-            got[i].push(words(s, &http, worker, &prompt, &answer).await);
+            let (_, s, wire) = ways[i];
+            got[i].push(words(s, &http, wire, &prompt, &answer).await);
         }
     }
     let at = |i: usize, p: f64, f: fn(&Words) -> Duration| {
@@ -262,12 +296,18 @@ fn main() {
         if part("serve") {
             served_three_ways(runs, pace).await;
         }
+        if part("agui") {
+            agui::beside_sse(runs, pace).await;
+        }
         if part("flood") {
             flood::flood(
                 knob("FLOOD_DELTAS_PER_SECOND", 20_000),
                 knob("FLOOD_SECONDS", 5),
             )
             .await;
+        }
+        if part("lines") {
+            lines::lines(runs.min(knob("LINES_RUNS", 7)), knob("LINES", 200_000)).await;
         }
     });
 }

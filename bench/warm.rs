@@ -53,27 +53,6 @@ impl Server {
             .expect("/ping")
     }
 
-    /// Waits until the worker logged `n` warm parents ready; start → then.
-    async fn warm_ready(&self, n: usize) -> Duration {
-        loop {
-            let ready = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains("\"warm parent ready\""))
-                .count();
-            if ready >= n {
-                return self.started.elapsed();
-            }
-            assert!(
-                self.started.elapsed() < Duration::from_secs(180),
-                "warm parents not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
     /// One invocation of the hello-world prompt, JSON; its wall time.
     async fn invoke(&self, http: &reqwest::Client, framework: &str) -> Duration {
         let started = Instant::now();

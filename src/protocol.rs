@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::wire::{EventDraft, EventPayload, EventType};
+use crate::wire::{ErrorCode, EventDraft, EventPayload, EventType};
 
 /// A child's final result, in either of the two accepted forms.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +19,11 @@ pub struct ChildResult {
     pub failed: bool,
     /// `error` declared by the child.
     pub error: Option<String>,
+    /// `errorCode` declared by the child, when it is one a child may declare
+    /// ([`ErrorCode::from_child`]).
+    pub error_code: Option<ErrorCode>,
+    /// `traceback` of a failure: for the worker's log, never an event or the answer.
+    pub traceback: Option<String>,
 }
 
 /// What a line of stdout is.
@@ -136,6 +141,14 @@ fn result_from(mut obj: Map<String, Value>, event: bool) -> ChildResult {
         events,
         artifacts,
         failed: obj.get("ok") == Some(&Value::Bool(false)),
+        error_code: obj
+            .get("errorCode")
+            .and_then(Value::as_str)
+            .and_then(ErrorCode::from_child),
+        traceback: match obj.remove("traceback") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        },
         error: obj.remove("error").and_then(|e| match e {
             Value::String(s) => Some(s),
             Value::Null => None,
@@ -198,12 +211,39 @@ mod tests {
         );
         assert!(r.failed);
         assert_eq!(r.error.as_deref(), Some("bad"));
+        assert_eq!(r.error_code, None);
         let ChildLine::Result(r) =
             classify(r#"{"type":"task.result","result":{"a":1},"payload":{"b":2}}"#)
         else {
             panic!()
         };
         assert_eq!(r.result, Some(serde_json::json!({"a": 1})));
+    }
+
+    #[test]
+    fn a_child_declares_only_agent_codes() {
+        let code = |c: &str| {
+            let line = format!(
+                r#"{{"type":"task.result","ok":false,"error":"e","errorCode":"{c}","traceback":"T"}}"#
+            );
+            let ChildLine::Result(r) = classify(&line) else {
+                panic!()
+            };
+            assert_eq!(r.traceback.as_deref(), Some("T"));
+            r.error_code
+        };
+        assert_eq!(code("agent_failed"), Some(ErrorCode::AgentFailed));
+        assert_eq!(
+            code("invalid_entrypoint"),
+            Some(ErrorCode::InvalidEntrypoint)
+        );
+        assert_eq!(
+            code("agent_import_failed"),
+            Some(ErrorCode::AgentImportFailed)
+        );
+        // The worker's own verdicts are not a child's to claim.
+        assert_eq!(code("timed_out"), None);
+        assert_eq!(code("no_such_code"), None);
     }
 
     #[test]

@@ -48,10 +48,17 @@ fn run_json_prints_ndjson_events_ending_with_the_result() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let events: Vec<Value> = text(&out)
+    let mut events: Vec<Value> = text(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // The answer last, with the text the events never carry whole.
+    let answer = events.pop().unwrap();
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["output"], "out\n", "{answer}");
+    assert_eq!(answer["errorCode"], "exit_nonzero", "{answer}");
+    assert_eq!(answer["exitCode"], 3, "{answer}");
+    assert!(answer.get("type").is_none(), "{answer}");
     assert_eq!(events[0]["message"], "accepted");
     assert!(events.iter().any(|e| e["message"] == "out"));
     let last = events.last().unwrap();
@@ -100,8 +107,14 @@ fn run_reads_a_payload_file_or_stdin_and_flags_win() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    // --json prints events; the last, task.result, carries the echo's result value.
+    // --json prints events, the task.result one carrying the echo's result value, then the
+    // answer with its text.
     assert!(text(&out).contains(r#""instruction":"from stdin""#));
+    let answer: Value = serde_json::from_str(text(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        answer["output"], "Accepted instruction: from stdin",
+        "{answer}"
+    );
     // Refusals and bad payloads: exit non-zero with the reason.
     let out = worker_cmd(tmp.path())
         .args(["run", "--command", "true"])

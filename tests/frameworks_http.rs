@@ -20,14 +20,20 @@ mod end_to_end;
 mod entrypoints;
 #[path = "frameworks_http/failures.rs"]
 mod failures;
+#[path = "frameworks_http/init.rs"]
+mod init;
 #[path = "frameworks_http/listing.rs"]
 mod listing;
 #[path = "frameworks_http/live_text.rs"]
 mod live_text;
+#[path = "frameworks_http/own_agent.rs"]
+mod own_agent;
 #[path = "frameworks_http/readme_examples.rs"]
 mod readme_examples;
 #[path = "frameworks_http/sessions.rs"]
 mod sessions;
+#[path = "frameworks_http/stalled_model.rs"]
+mod stalled_model;
 
 /// The step kinds a runner reports (`payload.step` of its `task.progress` events).
 pub(crate) const STEPS: [&str; 4] = ["model_turn", "tool_call", "tool_result", "final_answer"];
@@ -69,6 +75,18 @@ pub(crate) fn require_venv(name: &str) {
         "{} is missing: run scripts/setup-frameworks.sh {name}",
         python.display()
     );
+}
+
+/// A worker builder on the repository's frameworks with `app` as `AGENTDISPATCH_APP_DIR` and
+/// `allowlist` as `AGENTDISPATCH_ENTRYPOINT_ALLOWLIST`: a payload may name the user's code there.
+pub(crate) fn with_app(app: &Path, allowlist: &str) -> WorkerBuilder {
+    WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            frameworks_dir().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_APP_DIR", app.to_str().unwrap())
+        .env("AGENTDISPATCH_ENTRYPOINT_ALLOWLIST", allowlist)
 }
 
 /// A task id no other test (or test process) uses: processes are found by it in `/proc`.

@@ -27,6 +27,8 @@ mod image;
 mod lint;
 #[path = "packaging/smoke.rs"]
 mod smoke;
+#[path = "packaging/venv_step.rs"]
+mod venv_step;
 
 // What the concerns share: running a script with fake `aws` and `docker` first on its PATH.
 

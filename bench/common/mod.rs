@@ -200,6 +200,26 @@ impl Server {
         })
     }
 
+    /// Waits until the worker logged `n` warm parents ready (3 minutes at most); start → then.
+    pub async fn warm_ready(&self, n: usize) -> Duration {
+        loop {
+            let ready = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("\"warm parent ready\""))
+                .count();
+            if ready >= n {
+                return self.started.elapsed();
+            }
+            assert!(
+                self.started.elapsed() < Duration::from_secs(180),
+                "warm parents not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     /// The server's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

@@ -141,6 +141,7 @@ def run(runner):
     watch(runner, crewai_event_bus)
     stream_llms(agent)
     path, earlier = transcript(runner)
+    earlier = earlier or runner.history_turns()  # no saved conversation: the caller's (SPEC §13)
     if isinstance(agent, (Crew, Flow)):
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}
         history = "".join(f"<turn>user: {t['instruction']}\nassistant: {t['output']}</turn>\n" for t in earlier)

@@ -33,11 +33,24 @@ def tool_call_id(ev, call_ids):
             or call_ids.get(ev["name"]))
 
 
+async def earlier_messages(runner, agent, config):
+    """The conversation the caller sent (an AG-UI run's messages), unless the thread's checkpoint
+    already holds one: then only the new message is given (SPEC §13)."""
+    if not runner.history:
+        return []
+    if getattr(agent, "checkpointer", None) is not None and "configurable" in config:
+        state = await agent.aget_state(config)
+        if (state.values or {}).get("messages"):
+            return []
+    return runner.history
+
+
 async def stream(runner, agent):
-    inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
     config = {"run_name": "agentdispatch", "metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     if runner.session_dir:
         config["configurable"] = {"thread_id": runner.session_key}
+    earlier = await earlier_messages(runner, agent, config)
+    inputs = {"messages": [*earlier, {"role": "user", "content": runner.instruction}]}
     output, call_ids = None, {}  # call_ids: tool name -> the id of the model's latest call of it
     async for ev in agent.astream_events(inputs, config=config, version="v2"):
         kind, data = ev["event"], ev.get("data", {})

@@ -1,6 +1,7 @@
 """LangGraph runner: streams a compiled graph's node updates as agentdispatch events.
 
-The entrypoint is a compiled graph whose state has "messages" (e.g. MessagesState). Each node
+The entrypoint is a compiled graph whose state has "messages" (e.g. MessagesState), or its
+uncompiled StateGraph (compiled here), or a factory of yours returning either. Each node
 update is reported as it happens: AI messages as model_turn (+ tool_call per tool call), tool
 messages as tool_result. The model's text is streamed as it is written (LangGraph's "messages"
 stream mode: each AIMessageChunk a model hands out) as task.delta lines. With
@@ -65,6 +66,17 @@ def with_session(runner, graph, config):
     return graph
 
 
+def earlier_messages(runner, graph, config):
+    """The conversation the caller sent (an AG-UI run's messages), unless the thread's checkpoint
+    already holds one: then only the new message is given (SPEC §13)."""
+    if not runner.history:
+        return []
+    if getattr(graph, "checkpointer", None) is not None and "configurable" in config:
+        if (graph.get_state(config).values or {}).get("messages"):
+            return []
+    return runner.history
+
+
 CUSTOM_VAR = "AGENTDISPATCH_LANGGRAPH_CUSTOM"
 
 
@@ -81,13 +93,22 @@ def stream_modes() -> list[str]:
     return modes
 
 
+def compile_builder(obj):
+    """An uncompiled StateGraph (the builder a user may name instead of its compiled graph),
+    compiled; None for anything else."""
+    from langgraph.graph import StateGraph
+
+    return obj.compile() if isinstance(obj, StateGraph) else None
+
+
 def run(runner):
     from langgraph.pregel import Pregel
 
-    graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph")
-    inputs = {"messages": [{"role": "user", "content": runner.instruction}]}
+    graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph or its StateGraph",
+                              build=compile_builder)
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     graph = with_session(runner, graph, config)
+    inputs = {"messages": [*earlier_messages(runner, graph, config), {"role": "user", "content": runner.instruction}]}
     state = None
     for mode, chunk in graph.stream(inputs, config=config, stream_mode=stream_modes()):
         if mode == "values":

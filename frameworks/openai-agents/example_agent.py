@@ -42,8 +42,6 @@ def _instruction(call):
     return texts[-1] if texts else ""
 
 
-def _call_shout(call):
-    return [function_call("shout", {"text": _instruction(call)}, call_id="call_1")]
 
 
 def _answer(call):
@@ -70,9 +68,19 @@ class PiecewiseScriptedModel(ScriptedModel):
                 yield event
 
 
+def scripted_model(tool: str = "shout") -> PiecewiseScriptedModel:
+    """The offline model: it calls ``tool`` with the instruction, then answers "Shouted: <its
+    result>" (`agentdispatch-worker init` gives an own agent this model with a tool of its own)."""
+
+    def call(request):
+        return [function_call(tool, {"text": _instruction(request)}, call_id="call_1")]
+
+    return PiecewiseScriptedModel([ModelStep.respond(call), ModelStep.respond(_answer)])
+
+
 agent = Agent(
     name="shouter",
     instructions="Shout the user's text with the shout tool, then report it.",
-    model=PiecewiseScriptedModel([ModelStep.respond(_call_shout), ModelStep.respond(_answer)]),
+    model=scripted_model(),
     tools=[shout],
 )

@@ -64,7 +64,14 @@ def live(runner, data):
 async def stream(runner, agent):
     from agents import Runner as AgentsRunner
 
-    run = AgentsRunner.run_streamed(agent, runner.instruction, context=runner.context, session=session(runner))
+    kept = session(runner)
+    given = runner.instruction
+    if runner.history:  # no saved conversation: the caller's (SPEC §13)
+        if kept is None:
+            given = [*runner.history, {"role": "user", "content": runner.instruction}]
+        elif not await kept.get_items(limit=1):
+            await kept.add_items(runner.history)
+    run = AgentsRunner.run_streamed(agent, given, context=runner.context, session=kept)
     names = {}  # call_id -> tool name
     async for event in run.stream_events():
         if event.type == "raw_response_event":

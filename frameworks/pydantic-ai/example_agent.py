@@ -25,28 +25,33 @@ def _script(messages) -> tuple[str, str]:
     return "tool", str(parts[prompts[-1]].content) if prompts else ""
 
 
-def respond(messages, info: AgentInfo) -> ModelResponse:
-    kind, value = _script(messages)
-    part = TextPart(value) if kind == "text" else ToolCallPart("shout", {"text": value})
-    return ModelResponse(parts=[part])
+def scripted_model(tool: str = "shout") -> FunctionModel:
+    """The offline model: it calls ``tool`` with the instruction, then answers "Shouted: <its
+    result>" (`agentdispatch-worker init` gives an own agent this model with a tool of its own)."""
+
+    def respond(messages, info: AgentInfo) -> ModelResponse:
+        kind, value = _script(messages)
+        part = TextPart(value) if kind == "text" else ToolCallPart(tool, {"text": value})
+        return ModelResponse(parts=[part])
+
+    async def stream_respond(messages, info: AgentInfo):
+        """The response in pieces, as a real model writes it: the text word by word (``apiece_pause``
+        before each: a slow model when AGENTDISPATCH_EXAMPLE_PIECE_* asks for one), or the call's
+        arguments, its name and id with the first piece only."""
+        kind, value = _script(messages)  # one response is either text or tool-call deltas, not both
+        if kind == "text":
+            for n, piece in enumerate(example_pieces(value)):
+                await apiece_pause(n)
+                yield piece
+            return
+        for n, piece in enumerate(example_pieces(json.dumps({"text": value}))):
+            yield {0: DeltaToolCall(name=tool, json_args=piece, tool_call_id="call_1") if n == 0
+                   else DeltaToolCall(json_args=piece)}
+
+    return FunctionModel(respond, stream_function=stream_respond, model_name="scripted-shout")
 
 
-async def stream_respond(messages, info: AgentInfo):
-    """The response in pieces, as a real model writes it: the text word by word (``apiece_pause``
-    before each: a slow model when AGENTDISPATCH_EXAMPLE_PIECE_* asks for one), or the call's
-    arguments, its name and id with the first piece only."""
-    kind, value = _script(messages)  # one response is either text or tool-call deltas, not both
-    if kind == "text":
-        for n, piece in enumerate(example_pieces(value)):
-            await apiece_pause(n)
-            yield piece
-        return
-    for n, piece in enumerate(example_pieces(json.dumps({"text": value}))):
-        yield {0: DeltaToolCall(name="shout", json_args=piece, tool_call_id="call_1") if n == 0
-               else DeltaToolCall(json_args=piece)}
-
-
-agent = Agent(FunctionModel(respond, stream_function=stream_respond, model_name="scripted-shout"), name="shout-agent")
+agent = Agent(scripted_model(), name="shout-agent")
 
 
 @agent.tool_plain

@@ -48,6 +48,16 @@ def live(runner, ev):
                               index=ev.index, tool_call_id=part.tool_call_id, tool=name)
 
 
+def model_messages(history):
+    """The caller's earlier messages as pydantic-ai's: user and system prompts as requests, the
+    assistant's text as responses."""
+    from pydantic_ai.messages import ModelRequest, ModelResponse, SystemPromptPart, TextPart, UserPromptPart
+
+    part = {"user": UserPromptPart, "system": SystemPromptPart}
+    return [ModelResponse(parts=[TextPart(m["content"])]) if m["role"] == "assistant"
+            else ModelRequest(parts=[part[m["role"]](m["content"])]) for m in history]
+
+
 async def stream(runner, agent):
     from pydantic_ai import AgentRunResultEvent
     from pydantic_ai.messages import (
@@ -61,6 +71,8 @@ async def stream(runner, agent):
     # session folder and given back as message_history.
     path = runner.session_file("pydantic-ai.json")
     history = read_session_json(path, ModelMessagesTypeAdapter.validate_json) if path else None
+    if not history:  # no saved conversation: the caller's, if it sent one (SPEC §13)
+        history = model_messages(runner.history) or None
     output, texts, calls = None, [], []
     async with agent.run_stream_events(runner.instruction, message_history=history) as events:
         async for ev in events:

@@ -45,9 +45,11 @@ def _tool_result_text(messages):
 
 
 class ScriptedModel(Model):
-    """Turn 1: call `shout` with the instruction. Turn 2: final text, word by word."""
+    """Turn 1: call `tool` (`shout`) with the instruction. Turn 2: final text, word by word.
+    (`agentdispatch-worker init` gives an own agent this model with a tool of its own.)"""
 
-    def __init__(self):
+    def __init__(self, tool: str = "shout"):
+        self.tool = tool
         self.config = {"model_id": "scripted"}
 
     def update_config(self, **model_config):
@@ -65,7 +67,7 @@ class ScriptedModel(Model):
         shouted = _tool_result_text(messages)
         if shouted is None:
             args = json.dumps({"text": _last_user_text(messages)})
-            yield {"contentBlockStart": {"start": {"toolUse": {"toolUseId": "call_1", "name": "shout"}}}}
+            yield {"contentBlockStart": {"start": {"toolUse": {"toolUseId": "call_1", "name": self.tool}}}}
             for piece in example_pieces(args):  # the arguments in pieces, as a model writes them
                 yield {"contentBlockDelta": {"delta": {"toolUse": {"input": piece}}}}
             yield {"contentBlockStop": {}}

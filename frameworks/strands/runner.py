@@ -82,6 +82,13 @@ def run(runner):
                               offered={"session_manager": manager} if manager else None)
     if manager and getattr(agent, "_session_manager", None) is not manager:
         attach(agent, manager)
+    if not agent.messages:  # no saved conversation: the caller's, if it sent one (SPEC §13)
+        for m in runner.history:
+            if m["role"] in ("user", "assistant"):
+                message = {"role": m["role"], "content": [{"text": m["content"]}]}
+                agent.messages.append(message)
+                if manager:  # kept with the session's conversation, as the turns that follow
+                    manager.append_message(message, agent)
     result = asyncio.run(stream(runner, agent))
     return runner.final_answer(str(result).strip(), stopReason=result.stop_reason)
 

@@ -2,7 +2,12 @@
 framework's own OpenAI client: it writes its answer a piece at a time, each piece after the
 first only once the test has released it (``release()``, after it read the previous delta on the
 runner's stdout). Stdlib only; one answer for every request. ``hung_up`` is set when the client
-closes the connection while the server waits to send a piece (a cancelled run must)."""
+closes the connection while the server waits to send a piece (a cancelled run must).
+
+``stall=True`` plays a model server that hangs: after its pieces it sends nothing more and never
+ends the stream, until the client closes the connection. Run as a script (``python
+chat_stream_server.py --stall PIECE...``, for the worker's own tests) it sends its pieces at once,
+prints ``{"url": ...}`` on a line, then ``hung up`` when a client closed its connection."""
 
 from __future__ import annotations
 
@@ -15,8 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ChatStreamServer:
-    def __init__(self, pieces: list[str], wait: float = 120, fail_with: str | None = None):
+    def __init__(self, pieces: list[str], wait: float = 120, fail_with: str | None = None,
+                 stall: bool = False):
         self.pieces = pieces
+        self.stall = stall
         self.fail_with = fail_with  # after the pieces, an error in the stream instead of its end
         self.wait = wait
         self.gate = threading.Semaphore(0)
@@ -39,6 +46,10 @@ class ChatStreamServer:
                     if n and not self.released(n):
                         return
                     self.send(body, {"role": "assistant", "content": piece} if n == 0 else {"content": piece})
+                if server.stall:  # a hung model: the stream stays open, silent, until the client leaves
+                    while not self.hung_up():
+                        pass
+                    return
                 if server.fail_with is not None:  # as the API reports an error mid-stream
                     if self.released(len(server.pieces)):
                         error = {"error": {"message": server.fail_with, "type": "server_error"}}
@@ -51,13 +62,22 @@ class ChatStreamServer:
                 """Wait for piece ``n``'s release; False (and why) if it never comes or the client left."""
                 deadline = time.monotonic() + server.wait
                 while not server.gate.acquire(timeout=0.05):
-                    if select.select([self.connection], [], [], 0)[0] and \
-                            not self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                        server.hung_up.set()  # end of stream from the client: it closed the connection
+                    if self.hung_up(0):
                         return False
                     if time.monotonic() > deadline:
                         server.error = f"piece {n} was never released: the runner did not pass piece {n - 1} on"
                         return False
+                return True
+
+            def hung_up(self, wait: float = 1.0) -> bool:
+                """True (and ``server.hung_up`` set) once the client closed the connection: an end
+                of stream from it; waits up to ``wait`` seconds for that."""
+                if not select.select([self.connection], [], [], wait)[0]:
+                    return False
+                if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    time.sleep(wait)  # more bytes from a client still there: not a hang-up
+                    return False
+                server.hung_up.set()
                 return True
 
             def send(self, request, delta, finish=None):
@@ -81,3 +101,18 @@ class ChatStreamServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    args = sys.argv[1:]
+    stall = args[:1] == ["--stall"]
+    pieces = args[stall:]
+    server = ChatStreamServer(pieces, stall=stall)
+    for _ in pieces:  # every piece released: they go out as fast as the client reads them
+        server.release()
+    print(json.dumps({"url": server.url}), flush=True)
+    server.hung_up.wait()
+    print("hung up", flush=True)
+    sys.stdin.read()  # until the test closes its end (or kills this process)

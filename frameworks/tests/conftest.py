@@ -185,7 +185,14 @@ class Run:
 
     @property
     def results(self) -> list[tuple[int, dict]]:
-        return [(i, e) for i, e in enumerate(self.events) if e["type"] == "task.result"]
+        """The answers (a failure's result line, ok false, is ``failure``)."""
+        return [(i, e) for i, e in enumerate(self.events) if e["type"] == "task.result" and e.get("ok") is not False]
+
+    @property
+    def failure(self) -> dict | None:
+        """The failure's result line: one-line ``error``, ``errorCode``; None without one."""
+        failed = [e for e in self.events if e["type"] == "task.result" and e.get("ok") is False]
+        return failed[-1] if failed else None
 
     @property
     def last_stderr_line(self) -> str:
@@ -494,7 +501,8 @@ class FrameworkContract(LiveTextContract):
         run = run_framework(self.framework, tmp_path, input={"entrypoint": "no_such_agent_module:agent"})
         assert run.returncode != 0, run.describe()
         assert not run.results, run.describe()
-        assert "no_such_agent_module" in run.last_stderr_line and "not found" in run.last_stderr_line, run.describe()
+        assert "no module 'no_such_agent_module'" in run.last_stderr_line, run.describe()
+        assert run.failure["errorCode"] == "agent_import_failed", run.describe()
 
     def test_entrypoint_that_raises_fails_with_its_message(self, tmp_path):
         app = tmp_path / "app"
@@ -502,7 +510,8 @@ class FrameworkContract(LiveTextContract):
         run = run_framework(self.framework, tmp_path, input={"entrypoint": "broken_agent:agent"},
                             env={"AGENTDISPATCH_APP_DIR": str(app)})
         assert run.returncode != 0, run.describe()
-        assert "agent construction failed: 42" in run.last_stderr_line, run.describe()
+        assert "agent construction failed: 42 (broken_agent.py:1, in <module>)" in run.last_stderr_line, run.describe()
+        assert run.failure["errorCode"] == "agent_import_failed", run.describe()
 
     def test_a_factory_of_your_own_returning_the_agent_runs(self, tmp_path):
         app = tmp_path / "app"
@@ -526,6 +535,7 @@ class FrameworkContract(LiveTextContract):
         line = run.last_stderr_line
         assert "'not_an_agent:build' is a function returning an int, expected" in line, run.describe()
         assert line.endswith("or a factory returning one"), run.describe()
+        assert run.failure["errorCode"] == "invalid_entrypoint", run.describe()
 
     def test_a_library_function_is_never_called_even_when_allowed(self, tmp_path):
         # cgi.print_environ prints the whole environment: called as a "factory", it would put

@@ -38,6 +38,25 @@ def test_envelope_falls_back_to_input_and_env(monkeypatch):
     assert (r.instruction, r.context, r.input) == ("", {}, {})
 
 
+def test_history_is_the_callers_conversation_before_the_turn():
+    """An AG-UI run's messages (SPEC §13): the text of those before the last user message."""
+    messages = [
+        {"id": "1", "role": "developer", "content": "be brief"},
+        {"id": "2", "role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image", "source": {}}]},
+        {"id": "3", "role": "assistant", "content": "", "toolCalls": [{"id": "c"}]},
+        {"id": "4", "role": "tool", "content": "x", "toolCallId": "c"},
+        {"id": "5", "role": "assistant", "content": "hello"},
+        {"id": "6", "role": "user", "content": "again"},
+        {"id": "7", "role": "assistant", "content": "a reply after the turn is not history"},
+    ]
+    r, _ = collecting_runner({"input": {"instruction": "again", "messages": messages}})
+    assert r.history == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "hello"}]
+    assert r.history_turns() == [{"instruction": "hi", "output": "hello"}]
+    assert collecting_runner({"input": {"messages": "no"}})[0].history == []
+    assert collecting_runner({"instruction": "x"})[0].history == []
+
+
 def test_envelope_must_be_an_object():
     with pytest.raises(ValueError):
         adr.Runner(["not", "a", "dict"])
@@ -94,6 +113,20 @@ def test_quiet_env_keeps_user_values(monkeypatch):
     adr.quiet_env()
     assert os.environ["LANGSMITH_TRACING"] == "true"
     assert os.environ["OTEL_SDK_DISABLED"] == "true" and os.environ["CREWAI_DISABLE_TELEMETRY"] == "true"
+
+
+@pytest.mark.parametrize("asked", [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                                   ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces"),
+                                   ("AGENT_OBSERVABILITY_ENABLED", "true")])
+def test_quiet_env_keeps_opentelemetry_on_when_traces_are_asked_for(monkeypatch, asked):
+    for name in ("OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "AGENT_OBSERVABILITY_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(*asked)
+    adr.quiet_env()
+    assert "OTEL_SDK_DISABLED" not in os.environ and os.environ["CREWAI_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the user's word wins
+    assert not adr.otel.wanted()
 
 
 def test_example_shout():
@@ -243,21 +276,60 @@ def test_load_agent_default_factory_and_none(app, monkeypatch):
         adr.model_id_from_env()
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("no_colon", "invalid entrypoint"),
-    ("mod:", "invalid entrypoint"),
-    ("mod:not-an-identifier", "invalid entrypoint"),
-    ("ad_missing_module:agent", "entrypoint module 'ad_missing_module' not found"),
-    ("ad_agent_c:missing", "has no attribute 'missing'"),
-    ("ad_agent_raises:agent", "failed: RuntimeError: construction failed"),
-    ("ad_agent_bad_import:agent", "failed: No module named 'ad_dependency_missing'"),
+@pytest.mark.parametrize("spec, message, code", [
+    ("no_colon", "invalid entrypoint", "invalid_entrypoint"),
+    ("mod:", "invalid entrypoint", "invalid_entrypoint"),
+    ("mod:not-an-identifier", "invalid entrypoint", "invalid_entrypoint"),
+    ("ad_missing_module:agent", "cannot import 'ad_missing_module' .*no module 'ad_missing_module'", "agent_import_failed"),
+    ("ad_agent_c:missing", "has no attribute 'missing'", "invalid_entrypoint"),
+    ("ad_agent_raises:agent", r"failed: RuntimeError: construction failed \(ad_agent_raises.py:1, in <module>\)",
+     "agent_import_failed"),
+    ("ad_agent_bad_import:agent", "failed: ModuleNotFoundError: No module named 'ad_dependency_missing'",
+     "agent_import_failed"),
 ])
-def test_load_agent_errors(app, monkeypatch, spec, message):
+def test_load_agent_errors(app, monkeypatch, spec, message, code):
     write_module(app, "ad_agent_c", "agent = 1\n")
     write_module(app, "ad_agent_raises", "raise RuntimeError('construction failed')\n")
     write_module(app, "ad_agent_bad_import", "import ad_dependency_missing\n")
-    with pytest.raises(adr.EntrypointError, match=message):
+    with pytest.raises(adr.EntrypointError, match=message) as caught:
         collecting_runner(approved(monkeypatch, spec))[0].load_agent()
+    assert caught.value.code == code
+
+
+def test_load_agent_builds_what_is_not_the_agent_yet(app, monkeypatch):
+    """A runner's ``build`` turns a builder into the agent (LangGraph compiles a StateGraph),
+    given directly or returned by a factory; what it cannot build is refused as before."""
+    write_module(app, "ad_builders", "class Builder:\n    pass\nbuilder = Builder()\n"
+                                     "def make():\n    return builder\nother = 3\n")
+    build = lambda obj: "built" if type(obj).__name__ == "Builder" else None  # noqa: E731
+    is_agent = lambda obj: obj == "built"  # noqa: E731
+    for spec in ("ad_builders:builder", "ad_builders:make"):
+        r, _ = collecting_runner(approved(monkeypatch, spec))
+        assert r.load_agent(expect=is_agent, what="a built thing", build=build) == "built"
+    r, _ = collecting_runner(approved(monkeypatch, "ad_builders:other"))
+    with pytest.raises(adr.EntrypointError, match="is an int, expected a built thing or a factory"):
+        r.load_agent(expect=is_agent, what="a built thing", build=build)
+
+
+def test_check_mode_loads_and_builds_then_stops_before_running(app, monkeypatch):
+    from agentdispatch.entrypoint import AgentLoaded
+
+    write_module(app, "ad_checked", "agent = 'the agent'\n")
+    monkeypatch.setenv("AGENTDISPATCH_ENTRYPOINT", "ad_checked:agent")
+    r = adr.Runner({"input": {}}, "test", check=True)
+    with pytest.raises(AgentLoaded, match="ad_checked:agent: a str"):
+        r.load_agent(expect=str, what="a string")
+    # A runner that writes events before loading its agent is stopped at the first one.
+    with pytest.raises(adr.EntrypointError, match="before it loaded its agent"):
+        r.progress("running already")
+
+
+def test_the_worker_names_the_framework_not_the_runner():
+    """A folder of the user's own that copies a shipped runner is its own framework."""
+    r, _ = collecting_runner({"framework": "my-graph", "input": {}})
+    assert r.framework == "my-graph"
+    r, _ = collecting_runner({"input": {}})
+    assert r.framework == "test"
 
 
 # -- main(): the process plumbing ------------------------------------------------------------
@@ -299,9 +371,29 @@ def test_main_exception_exits_1_with_clear_last_line(tmp_path):
         def run(r):
             raise RuntimeError("the model is\\nunreachable")
     """)
-    assert run.returncode == 1 and run.events == []
-    assert run.last_stderr_line == "plain runner failed: RuntimeError: the model is unreachable"
-    assert "Traceback" in run.stderr
+    line = "the agent failed: RuntimeError: the model is unreachable (plain/plain_runner.py:7, in run)"
+    assert run.returncode == 1 and run.events == [
+        {"type": "task.result", "ok": False, "error": line, "errorCode": "agent_failed"}], run.describe()
+    assert run.last_stderr_line == f"plain runner failed: {line}"
+    assert "Traceback" in run.stderr  # no task folder (a manual run): the traceback on stderr
+
+
+def test_main_with_a_task_folder_puts_the_traceback_there_not_on_stderr(tmp_path):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    run = run_plain_runner(tmp_path, """
+        def run(r):
+            raise ValueError("boom")
+    """, env={"AGENTDISPATCH_TASK_DIR": str(task_dir)})
+    assert run.returncode == 1, run.describe()
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.describe()
+    (result,) = run.events
+    assert result["errorCode"] == "agent_failed"
+    assert result["error"].splitlines() == [
+        "the agent failed: ValueError: boom (plain/plain_runner.py:7, in run)",
+        "(the traceback is in traceback.txt in the task folder)"]
+    assert result["traceback"].startswith("Traceback") and result["traceback"].endswith("ValueError: boom")
+    assert (task_dir / "traceback.txt").read_text() == result["traceback"] + "\n"
 
 
 def test_main_entrypoint_that_raises_shows_its_traceback_tail(tmp_path):
@@ -312,7 +404,21 @@ def test_main_entrypoint_that_raises_shows_its_traceback_tail(tmp_path):
     """, env={"AGENTDISPATCH_ENTRYPOINT": "ad_user_agent:agent", "AGENTDISPATCH_APP_DIR": str(tmp_path)})
     assert run.returncode == 1, run.describe()
     assert "ad_user_agent.py" in run.stderr and "ValueError: bad config" in run.stderr, run.describe()
-    assert "EntrypointError" in run.last_stderr_line and "bad config" in run.last_stderr_line
+    assert run.last_stderr_line == ("plain runner failed: importing 'ad_user_agent' failed: "
+                                    "ValueError: bad config (ad_user_agent.py:2, in build)")
+    assert run.events[-1]["errorCode"] == "agent_import_failed"
+
+
+def test_check_mode_answers_what_loaded_without_running_it(tmp_path):
+    write_module(tmp_path, "ad_checked_agent", "agent = 'the agent'\n")
+    run = run_plain_runner(tmp_path, """
+        def run(r):
+            agent = r.load_agent(expect=str, what="a string")
+            raise AssertionError("ran in check mode")
+    """, env={"AGENTDISPATCH_ENTRYPOINT": "ad_checked_agent:agent", "AGENTDISPATCH_APP_DIR": str(tmp_path),
+              "AGENTDISPATCH_CHECK": "1"})
+    assert run.returncode == 0, run.describe()
+    assert run.events == [{"type": "task.result", "output": "ad_checked_agent:agent: a str"}]
 
 
 def test_main_exits_at_once_after_the_result(tmp_path):
@@ -439,11 +545,16 @@ def test_framework_manifests_are_valid():
     program is its own .venv's (a Python framework) has the requirements.txt it is made from.
     A user's folder in another language (README "Bring your own framework") passes too."""
     from conftest import FRAMEWORKS
+    import shlex
+
     for path in sorted(FRAMEWORKS.glob("*/framework.json")):
         m = json.loads(path.read_text())
-        assert m["name"] == path.parent.name and isinstance(m["command"], list) and m["command"], path
-        assert (path.parent / m["command"][-1]).exists(), f"{path}: {m['command'][-1]} is missing"
-        if m["command"][0].startswith(".venv/"):
+        # The worker takes the folder's name when "name" is left out, and a command as a string.
+        assert m.get("name", path.parent.name) == path.parent.name, path
+        command = shlex.split(m["command"]) if isinstance(m["command"], str) else m["command"]
+        assert isinstance(command, list) and command, path
+        assert (path.parent / command[-1]).exists(), f"{path}: {command[-1]} is missing"
+        if command[0].startswith(".venv/"):
             assert (path.parent / "requirements.txt").exists(), f"{path}: its .venv needs a requirements.txt"
         assert isinstance(m.get("env", {}), dict) and m.get("timeoutSeconds", 1) > 0, path
 

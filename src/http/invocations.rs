@@ -4,16 +4,20 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{json, Value};
 use warp::http::{header, HeaderMap, StatusCode};
 use warp::reply::Response;
 
 use super::{
-    error_response, json_response, json_response_sized, sse, REQUEST_HEADER, SESSION_HEADER,
+    agui, error_response, json_response, json_response_sized, sse, REQUEST_HEADER, SESSION_HEADER,
 };
+use crate::agui::looks_like;
+use crate::config::Protocol;
 use crate::request_context::RequestContext;
 use crate::task::{RequestIds, Start, Worker};
-use crate::wire::{parse_payload, ErrorCode, PayloadError, TaskResult, TaskType};
+use crate::wire::{
+    parse_payload, payload_from_value, ErrorCode, PayloadError, TaskResult, TaskType,
+};
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -40,17 +44,39 @@ fn answer(result: &TaskResult, stream: bool) -> Response {
 }
 
 /// Handles one invocation body.
-pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    worker: Arc<Worker>,
+    headers: &HeaderMap,
+    body: Bytes,
+    trace: crate::trace::Parent,
+) -> Response {
     let ids = RequestIds::new(
         header_str(headers, REQUEST_HEADER),
         header_str(headers, SESSION_HEADER),
-    );
+    )
+    .traced(trace);
     let ids = match RequestContext::from_headers(headers) {
         Ok(ctx) => ids.with_request(ctx),
         Err(e) => return super::request_too_large(&ids, &e),
     };
     let sse_header = wants_sse(headers);
-    let payload = match parse_payload(&body) {
+    // A RunAgentInput by its shape, or any body but a §7 control request when the deployment
+    // speaks AG-UI (SPEC §13).
+    let agui_only = worker.cfg.protocol == Protocol::Agui;
+    let parsed = serde_json::from_slice::<Value>(&body);
+    match &parsed {
+        Ok(v) if looks_like(v) || (agui_only && v.get("taskType").is_none()) => {
+            return agui::run(worker, ids, v).await
+        }
+        Err(e) if agui_only => return agui::refusal("Invalid JSON", &e.to_string()),
+        _ => {}
+    }
+    let parsed = match parsed {
+        Ok(v) => payload_from_value(v),
+        // Parsed again for the payload's own words (an empty body, where the JSON breaks).
+        Err(_) => parse_payload(&body),
+    };
+    let payload = match parsed {
         Ok(p) => p,
         Err(PayloadError::Invalid(msg)) => {
             tracing::info!(requestId = %ids.request_id, sessionId = ids.session_id.as_deref().unwrap_or(""), error = %msg, "invalid payload");

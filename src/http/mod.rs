@@ -2,12 +2,14 @@
 //! method and path, so that 404 and 405 answers are exact and every error is JSON.
 
 mod a2a;
+mod agui;
 mod guard;
 #[doc(hidden)]
 pub use a2a::fuzz_request as fuzz_a2a_request;
 mod invocations;
 mod serve;
-mod sse;
+pub(crate) mod sse;
+mod warmup;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +22,8 @@ use serde::Serialize;
 use serde_json::json;
 use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
+
+use crate::trace;
 use warp::Filter;
 
 use crate::task::Worker;
@@ -80,13 +84,19 @@ pub(crate) fn request_too_large(
 
 fn ping(worker: &Worker) -> Response {
     let (busy, since) = worker.ping();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": if busy { "HealthyBusy" } else { "Healthy" },
-            "time_of_last_update": since,
-        }),
-    )
+    let mut body = json!({
+        "status": if busy { "HealthyBusy" } else { "Healthy" },
+        "time_of_last_update": since,
+    });
+    // The status keeps AgentCore's values (the worker serves; other frameworks may work): what
+    // is wrong goes beside it, for a person or a probe that reads it.
+    if let Some(why) = worker.agent_problem() {
+        body["agentError"] = json!(format!(
+            "the default framework {}'s agent cannot load: {why}",
+            worker.cfg.default_framework
+        ));
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 /// Reads a request body up to `limit` bytes; `Err` is the 413 answer.
@@ -148,6 +158,7 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
 /// Dispatches one request.
 async fn route<S, B>(
     worker: Arc<Worker>,
+    calls: Arc<crate::mcp::Calls>,
     local: SocketAddr,
     method: Method,
     path: String,
@@ -172,18 +183,40 @@ where
             return refused;
         }
     }
+    if warmup::is_hook(&worker, &path) {
+        return match method {
+            Method::POST => warmup::handle(&worker).await,
+            _ => method_not_allowed("POST"),
+        };
+    }
     match (segments.as_slice(), &method) {
         (["ping"] | ["health"], &Method::GET | &Method::HEAD) => ping(&worker),
         (["ping"] | ["health"], _) => method_not_allowed("GET"),
-        (["invocations"], &Method::POST) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => invocations::handle(worker, &headers, bytes).await,
-            Err(resp) => resp,
-        },
+        (["invocations"], &Method::POST) => {
+            traced_post(&headers, body, limit, "/invocations", |bytes, trace| {
+                invocations::handle(worker, &headers, bytes, trace)
+            })
+            .await
+        }
         (["invocations"], _) => method_not_allowed("POST"),
-        ([], &Method::POST) => match read_body(&headers, body, limit).await {
-            Ok(bytes) => a2a::handle(worker, &headers, bytes).await,
+        (["mcp"], &Method::POST) => {
+            traced_post(&headers, body, limit, "/mcp", |bytes, trace| {
+                crate::mcp::handle(worker, calls, &Method::POST, &headers, bytes, trace)
+            })
+            .await
+        }
+        (["mcp"], m) => match read_body(&headers, body, limit).await {
+            Ok(bytes) => {
+                crate::mcp::handle(worker, calls, m, &headers, bytes, Default::default()).await
+            }
             Err(resp) => resp,
         },
+        ([], &Method::POST) => {
+            traced_post(&headers, body, limit, "/", |bytes, trace| {
+                a2a::handle(worker, &headers, bytes, trace)
+            })
+            .await
+        }
         ([".well-known", "agent-card.json" | "agent.json"], &Method::GET) => {
             a2a::agent_card(&worker, local)
         }
@@ -214,6 +247,30 @@ where
     }
 }
 
+/// A `POST` to `route` in its span (`trace::Invocation`): the body read, then `handle`d with
+/// the trace context its task continues; the span ends with the answer's status.
+async fn traced_post<S, B, F, Fut>(
+    headers: &HeaderMap,
+    body: S,
+    limit: usize,
+    route: &'static str,
+    handle: F,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+    F: FnOnce(Bytes, trace::Parent) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let call = trace::Invocation::start(headers, route);
+    let resp = match read_body(headers, body, limit).await {
+        Ok(bytes) => handle(bytes, call.parent()).await,
+        Err(resp) => resp,
+    };
+    call.end(resp.status());
+    resp
+}
+
 /// The session a request acts for: AgentCore's session header, when sent (see
 /// `task::Scope`).
 pub(crate) fn session_of(headers: &HeaderMap) -> Option<String> {
@@ -231,6 +288,8 @@ pub fn routes(
     worker: Arc<Worker>,
     local: SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    // The MCP tool calls running now (for `notifications/cancelled`), shared by every request.
+    let calls = Arc::new(crate::mcp::Calls::default());
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
@@ -238,9 +297,11 @@ pub fn routes(
         .then(
             move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
                 let worker = worker.clone();
+                let calls = calls.clone();
                 async move {
                     route(
                         worker,
+                        calls,
                         local,
                         method,
                         path.as_str().to_string(),

@@ -51,9 +51,14 @@ pub fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
 
 /// A stream holding one message: the result (a failure before any task started).
 pub fn single(result: &TaskResult) -> Response {
-    let (tx, rx) = mpsc::channel(1);
     let data = serde_json::to_string(result).unwrap_or_default();
-    let _ = tx.try_send(Ok(frame(None, &data)));
+    bytes_response(frame(None, &data))
+}
+
+/// A stream of messages already framed, all known at once.
+pub fn bytes_response(messages: Bytes) -> Response {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(Ok(messages));
     sse_response(rx)
 }
 

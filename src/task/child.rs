@@ -8,6 +8,7 @@ use serde_json::json;
 use super::finish::Ending;
 use super::runner::cancel_message;
 use super::{Task, Worker};
+use crate::childlog::TaskLog;
 use crate::protocol::{self, ChildLine, ChildResult};
 use crate::supervisor::{self, Child, Heartbeat, Line, Observer, Outcome};
 use crate::task_log;
@@ -32,6 +33,9 @@ struct ChildObserver<'a> {
     stderr_tail: VecDeque<String>,
     /// `task.delta` lines refused so far.
     bad_deltas: u64,
+    /// A framework child's own lines on the worker's log (`None` for commands: their output
+    /// is the answer, not the agent's account).
+    agent_log: Option<TaskLog<'a>>,
 }
 
 /// Output text up to a cap; the rest is counted, and stays in `events.ndjson`.
@@ -92,7 +96,10 @@ impl ChildObserver<'_> {
         ));
     }
 
-    fn log(&self, stream: Stream, text: String, truncated: bool, invalid_utf8: bool) {
+    fn log(&mut self, stream: Stream, text: String, truncated: bool, invalid_utf8: bool) {
+        if let Some(agent_log) = &mut self.agent_log {
+            agent_log.line(self.task, stream, &text, truncated);
+        }
         self.task.events.emit(&EventDraft {
             kind: EventType::Log,
             message: Some(text),
@@ -153,6 +160,9 @@ impl Observer for ChildObserver<'_> {
     }
 
     fn heartbeat(&mut self, hb: Heartbeat) {
+        if let Some(agent_log) = &mut self.agent_log {
+            agent_log.report(self.task);
+        }
         self.task.events.emit(&EventDraft::new(
             EventType::Heartbeat,
             "running",
@@ -200,8 +210,12 @@ pub(super) async fn supervise(
         result: None,
         stderr_tail: VecDeque::new(),
         bad_deltas: 0,
+        agent_log: protocol.then(|| TaskLog::new(&worker.child_log)),
     };
     let outcome = supervisor::run(spec, child, task.cancel.clone(), &mut obs).await;
+    if let Some(agent_log) = &mut obs.agent_log {
+        agent_log.report(task);
+    }
     if obs.bad_deltas > BAD_DELTA_WARNINGS {
         task.events.emit(&EventDraft::new(
             EventType::Log,
@@ -220,15 +234,23 @@ pub(super) async fn supervise(
         ..
     } = obs;
     let plain = output.finish();
-    let (output, result, declared, child_failed, child_error) = match child_result {
-        Some(r) => (
-            r.output.unwrap_or_default(),
-            r.result,
-            r.artifacts,
-            r.failed,
-            r.error,
-        ),
-        None => (plain, None, Vec::new(), false, None),
+    let (output, result, declared, child_failed, child_error, child_code) = match child_result {
+        Some(r) => {
+            if let (true, Some(tb)) = (r.failed, &r.traceback) {
+                // The whole traceback for whoever reads the worker's log; the answer and the
+                // events keep the one line that says what failed (and the task folder the file).
+                task_log!(info, task, error = r.error.as_deref().unwrap_or(""), traceback = %tb, "agent failed");
+            }
+            (
+                r.output.unwrap_or_default(),
+                r.result,
+                r.artifacts,
+                r.failed,
+                r.error,
+                r.error_code,
+            )
+        }
+        None => (plain, None, Vec::new(), false, None, None),
     };
     let who = if protocol {
         "Framework command"
@@ -282,7 +304,18 @@ pub(super) async fn supervise(
                 (Some(0), _) if child_failed => {
                     ending.error =
                         Some(child_error.unwrap_or_else(|| "Framework reported a failure.".into()));
-                    ending.error_code = Some(ErrorCode::TaskFailed);
+                    ending.error_code = Some(child_code.unwrap_or(ErrorCode::TaskFailed));
+                }
+                // A child that said why it failed (its result line: one-line error, the
+                // agent's code) is answered with that, the exit status beside it.
+                (Some(code), _) if protocol && child_failed && child_error.is_some() => {
+                    ending.error = child_error;
+                    ending.error_code = Some(child_code.unwrap_or(ErrorCode::ExitNonzero));
+                    task.events.emit(&EventDraft::new(
+                        EventType::Log,
+                        ending.error.clone().unwrap_or_default(),
+                        Some(json!({"stream": "stderr", "exitCode": code})),
+                    ));
                 }
                 (Some(0), _) => {
                     ending.ok = true;

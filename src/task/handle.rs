@@ -20,6 +20,8 @@ pub struct RequestIds {
     pub request_id: String,
     /// `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`, when sent.
     pub session_id: Option<String>,
+    /// The request's trace context, that the task's span continues.
+    pub trace: crate::trace::Parent,
     /// The request's context for the child's envelope (SPEC §12), when a door built one:
     /// `Worker::start` moves it into the task, which hands it to the child once.
     pub request: Option<Arc<RequestContext>>,
@@ -33,8 +35,14 @@ impl RequestIds {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             session_id: session_id.filter(|s| !s.is_empty()),
+            trace: Default::default(),
             request: None,
         }
+    }
+
+    /// The same, continuing the request's trace context.
+    pub fn traced(self, trace: crate::trace::Parent) -> Self {
+        RequestIds { trace, ..self }
     }
 
     /// These ids with the request's context.
@@ -105,6 +113,8 @@ pub struct Task {
     pub cancel: CancellationToken,
     /// Its live event streams.
     pub subscribers: Subscribers,
+    /// Its span, and the trace context its child gets.
+    pub trace: crate::trace::TaskSpan,
     /// The request's context until the child's envelope takes it ([`Task::take_request`]):
     /// its secrets are not kept for as long as the task is.
     pub(super) request: std::sync::Mutex<Option<Arc<RequestContext>>>,

@@ -100,6 +100,8 @@ pub struct Worker {
     trimmer: crate::memory::Trimmer,
     /// Reads of task folders at once (see `Worker::off_thread`).
     readers: Arc<tokio::sync::Semaphore>,
+    /// The whole worker's share of child lines on its log.
+    pub child_log: crate::childlog::Budget,
 }
 
 #[derive(Default)]
@@ -162,6 +164,7 @@ impl Worker {
         let shutdown = CancellationToken::new();
         let cgroups = start_cgroups(cfg.task_cgroups);
         let warm = warm::Pool::new(&cfg, &frameworks, shutdown.child_token());
+        let child_log = crate::childlog::Budget::new(cfg.child_log);
         Arc::new_cyclic(|me: &std::sync::Weak<Worker>| {
             let me = me.clone();
             let trimmer = crate::memory::Trimmer::start(move || me.upgrade().map(|w| w.ping()));
@@ -181,6 +184,7 @@ impl Worker {
                 cgroups,
                 trimmer,
                 readers: Arc::new(tokio::sync::Semaphore::new(read::READS_AT_ONCE)),
+                child_log,
             }
         })
     }
@@ -214,6 +218,11 @@ impl Worker {
     pub fn ping(&self) -> (bool, u64) {
         let b = lock(&self.busy);
         (b.running > 0, b.since)
+    }
+
+    /// Why the default framework's agent cannot load, when it cannot (`/ping` says it).
+    pub fn agent_problem(&self) -> Option<String> {
+        self.warm.agents.problem(&self.cfg.default_framework)
     }
 
     /// Starts an `agent.run` or `command.run` payload, or finds the task it names.
@@ -251,6 +260,7 @@ impl Worker {
         };
         // A caller's value, kept for an hour and listed by task.list: bounded.
         let label = crate::wire::clip(label, MAX_LABEL_BYTES);
+        let trace = crate::trace::TaskSpan::new(&ids.trace);
         let request = ids.request.take();
         let task = Arc::new(Task {
             request: Mutex::new(request),
@@ -264,6 +274,7 @@ impl Worker {
             folder: TaskFolder::at(&self.cfg.artifact_dir, &id),
             cancel: self.shutdown.child_token(),
             subscribers: handle::Subscribers::new(self.cfg.max_subscribers_per_task),
+            trace,
             done: watch::channel(None).0,
         });
         let ticket;

@@ -65,6 +65,19 @@ pub async fn execute(
     // Listing, hashing and writing the folder are file work: never on a thread that serves
     // HTTP (a child's FIFO or a huge file would stall it).
     let result = tokio::task::block_in_place(|| finish(task, ending));
+    let is_agent = payload.task_type == TaskType::AgentRun;
+    task.trace.end(crate::trace::TaskEnd {
+        task_id: &task.id,
+        task_type: payload.task_type.as_str(),
+        framework: is_agent.then_some(task.label.as_str()),
+        session_id: task.ids.session_id.as_deref(),
+        request_id: &task.ids.request_id,
+        started_at: task.started_at,
+        status: result.status.as_str(),
+        exit_code: result.exit_code,
+        error_code: result.error_code.map(|c| c.as_str()),
+        error: result.error.as_deref(),
+    });
     task_log!(
         info,
         task,
@@ -213,15 +226,49 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 chosen.unwrap_or_default().to_string(),
             ));
             if let Some(dir) = &session_dir {
-                spec.unset.clear();
+                spec.unset.retain(|k| k != "AGENTDISPATCH_SESSION_DIR");
                 spec.env.push((
                     "AGENTDISPATCH_SESSION_DIR".into(),
                     dir.to_string_lossy().into_owned(),
                 ));
             }
             let child = start_child(worker, task, Some(name), &spec).await;
-            supervise(worker, task, spec, child, true).await
+            let ending = supervise(worker, task, spec, child, true).await;
+            if chosen.is_none() {
+                note_agent_loading(worker, task, name, &ending);
+            }
+            ending
         }
+    }
+}
+
+/// What a task of the deployment's own entrypoint tells of its agent: one that cannot be
+/// imported or is not an agent fails every such task, so it is kept for `/ping` (and logged at
+/// ERROR for the default framework, the first time); one that ran clears it.
+fn note_agent_loading(worker: &Worker, task: &Task, framework: &str, ending: &Ending) {
+    let agents = &worker.warm.agents;
+    match ending.error_code {
+        Some(ErrorCode::AgentImportFailed | ErrorCode::InvalidEntrypoint) => {
+            let why = ending
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("");
+            if agents.problem(framework).is_none() && framework == worker.cfg.default_framework {
+                task_log!(
+                    error,
+                    task,
+                    framework,
+                    error = why,
+                    "the default framework's agent cannot load: its tasks fail until it is fixed"
+                );
+            }
+            agents.failed(framework, why);
+        }
+        _ if ending.ok => agents.loaded(framework),
+        _ => {}
     }
 }
 
@@ -308,6 +355,7 @@ async fn start_child(
             .await
         {
             Ok(mut child) => {
+                task.trace.started(true);
                 in_its_cgroup(worker, task, &mut child);
                 let cgroup = child.cgroup.as_ref().map(Cgroup::name);
                 let fork_ms = asked.elapsed().as_secs_f64() * 1000.0;
@@ -343,6 +391,7 @@ async fn start_child(
         }
     }
     let mut child = Child::spawn(spec, worker.task_cgroup(task))?;
+    task.trace.started(false);
     in_its_cgroup(worker, task, &mut child);
     Ok(child)
 }
@@ -423,12 +472,23 @@ fn spec_for(
         env.push(("AGENTDISPATCH_SESSION_ID".into(), s.clone()));
     }
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    // OpenTelemetry's environment carrier, naming the task's span (set in a warm child after
+    // its fork, as every variable here).
+    env.extend(task.trace.child_env());
+    // The worker's own session setting is the parent of every session folder, not the
+    // child's; its own (or a warm parent's inherited) trace variables never name a task's
+    // parent: those this task does not set are removed.
+    let mut unset = vec!["AGENTDISPATCH_SESSION_DIR".to_string()];
+    for name in crate::trace::context::CHILD_VARS {
+        if !env.iter().any(|(k, _)| k == name) {
+            unset.push(name.to_string());
+        }
+    }
     supervisor::Spec {
         argv,
         cwd,
         env,
-        // The worker's own setting is the parent of every session folder, not the child's.
-        unset: vec!["AGENTDISPATCH_SESSION_DIR".into()],
+        unset,
         base_env: cfg.child_env.kept(),
         marker: ("AGENTDISPATCH_TASK_ID".into(), task.id.clone()),
         stdin,

@@ -25,6 +25,9 @@ pub(super) struct Ready {
     /// The manifest's entrypoint it imported, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<String>,
+    /// Why the entrypoint's agent cannot load (import, build), when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint_error: Option<String>,
     /// Its threads when ready: it forks only while it has one.
     #[serde(default = "one")]
     pub threads: u64,

@@ -18,6 +18,7 @@
 //! backoff; the worker's shutdown stops every one of them.
 
 mod channel;
+pub mod hook;
 mod messages;
 mod parent;
 
@@ -104,6 +105,11 @@ pub struct Parent {
     base_env: Option<Vec<(String, String)>>,
     when: When,
     status: watch::Sender<Status>,
+    /// It is the default framework's: an agent that cannot load is an ERROR, and /ping says it.
+    default: bool,
+    agents: Arc<crate::entrypoints::Loading>,
+    /// Lines a second of its own output on the worker's log (`AGENTDISPATCH_CHILD_LOG_LINES_PER_SECOND`).
+    log_rate: u32,
     /// How many times [`Pool::reload`] was asked (`serve --dev`): a parent started before the
     /// latest request is replaced at once (the one restarting after an exit too, with no
     /// backoff). A count rather than a wake-up, so that requests made while one is handled
@@ -145,6 +151,8 @@ pub struct Pool {
     tracker: TaskTracker,
     /// Start-up warnings (unknown names in `AGENTDISPATCH_WARM`, …).
     pub warnings: Vec<String>,
+    /// The frameworks whose agent cannot load (the parents report theirs when ready).
+    pub agents: Arc<crate::entrypoints::Loading>,
 }
 
 /// When (if ever) `name`'s warm parent starts under `policy`; `None` for no warm parent.
@@ -164,6 +172,7 @@ impl Pool {
     pub fn new(cfg: &Config, reg: &Registry, shutdown: CancellationToken) -> Pool {
         let mut parents = HashMap::new();
         let mut warnings = Vec::new();
+        let agents = Arc::new(crate::entrypoints::Loading::default());
         if let WarmPolicy::List(names) = &cfg.warm {
             for n in names {
                 match reg.get(n) {
@@ -183,7 +192,12 @@ impl Pool {
                 continue;
             };
             if !fw.program_found() {
-                // Restarting it with backoff would only log the same failure forever.
+                // Restarting it with backoff would only log the same failure forever. Said
+                // only of a parent asked for at start-up: a framework warmed on its first task
+                // may well be one this deployment never uses (its tasks say what is missing).
+                if when != When::StartUp {
+                    continue;
+                }
                 warnings.push(format!(
                     "framework {}: {} is not there, so it has no warm parent (its tasks fail until it is)",
                     fw.name, argv[0]
@@ -200,6 +214,9 @@ impl Pool {
                     base_env: cfg.child_env.kept(),
                     when,
                     status: watch::channel(Status::Idle).0,
+                    default: fw.name == cfg.default_framework,
+                    agents: agents.clone(),
+                    log_rate: cfg.child_log.per_second,
                     generation: watch::channel(0).0,
                     started: Default::default(),
                 }),
@@ -210,6 +227,7 @@ impl Pool {
             shutdown,
             tracker: TaskTracker::new(),
             warnings,
+            agents,
         }
     }
 
@@ -220,6 +238,7 @@ impl Pool {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             warnings: Vec::new(),
+            agents: Arc::default(),
         }
     }
 

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use nix::libc;
 use nix::sys::socket;
-use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::Conn;
@@ -20,7 +21,9 @@ use super::{
     Parent, Ready, Status, BACKOFF_MAX, BACKOFF_MIN, MARKER_SLOT, MARKER_VAR, READY_TIMEOUT,
     STABLE, WARM_FD, WARM_FD_VAR,
 };
+use crate::childlog;
 use crate::reaper;
+use crate::supervisor::lines::LineDecoder;
 
 /// Runs `p`'s warm parent until the worker stops, restarting it with backoff.
 pub(super) async fn keep_running(p: Arc<Parent>, shutdown: CancellationToken) {
@@ -121,8 +124,8 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken, generation: u64) -> 
     };
     drop(theirs);
     let pid = child.id().unwrap_or(0);
-    forward_output(&p.name, pid, child.stdout.take(), "stdout");
-    forward_output(&p.name, pid, child.stderr.take(), "stderr");
+    forward_output(&p.name, pid, child.stdout.take(), "stdout", p.log_rate);
+    forward_output(&p.name, pid, child.stderr.take(), "stderr", p.log_rate);
     tracing::info!(framework = %p.name, pid, "warm parent starting");
 
     let ended = |status: io::Result<std::process::ExitStatus>| {
@@ -156,6 +159,18 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken, generation: u64) -> 
         .iter()
         .map(|(trick, why)| format!("{trick}: {why}"))
         .collect();
+    // Before "ready" is logged: whoever sees it finds the agent's state said too.
+    match &ready.entrypoint_error {
+        Some(why) if p.default => {
+            tracing::error!(framework = %p.name, pid, error = %why, "the default framework's agent cannot load: its tasks fail until it is fixed");
+            p.agents.failed(&p.name, why);
+        }
+        Some(why) => {
+            tracing::warn!(framework = %p.name, pid, error = %why, "the framework's agent cannot load: its tasks fail until it is fixed");
+            p.agents.failed(&p.name, why);
+        }
+        None => p.agents.loaded(&p.name),
+    }
     tracing::info!(
         framework = %p.name,
         pid,
@@ -246,18 +261,51 @@ async fn replace(child: &mut tokio::process::Child, pid: u32) -> String {
     "replaced: its framework's files changed".into()
 }
 
-/// Copies a warm parent's own output into the worker's log.
-fn forward_output<R>(framework: &str, pid: u32, pipe: Option<R>, stream: &'static str)
+/// Copies a warm parent's own output (its imports' warnings, a traceback) into the worker's
+/// log: lines clipped and held to the child-log rate like a task's, so that an agent module
+/// writing without end at import can neither fill the worker's memory nor drown its log.
+fn forward_output<R>(framework: &str, pid: u32, pipe: Option<R>, stream: &'static str, rate: u32)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let Some(pipe) = pipe else { return };
     let framework = framework.to_string();
     tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(framework = %framework, pid, stream, source = "warm parent", "{line}");
+        let mut lines = FramedRead::new(pipe, LineDecoder::new(childlog::MAX_LINE_BYTES));
+        let mut limit = childlog::Limited::new(rate);
+        let report = |limit: &mut childlog::Limited| {
+            if let Some((n, total)) = limit.take_dropped() {
+                tracing::warn!(framework = %framework, pid, stream, source = "warm parent", droppedLines = n, droppedTotal = total, "{n} lines of the warm parent's output were not logged (rate limit)");
+            }
+        };
+        loop {
+            // Lines held back are said within a few seconds even when no further line comes
+            // (the parent keeps its pipes open while it lives).
+            let next = if limit.holding() {
+                match tokio::time::timeout(childlog::REPORT_EVERY, lines.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        report(&mut limit);
+                        continue;
+                    }
+                }
+            } else {
+                lines.next().await
+            };
+            let Some(Ok(line)) = next else { break };
+            let now = Instant::now();
+            let passes = limit.admit(now, || true);
+            if limit.due(now) {
+                report(&mut limit);
+            }
+            if passes {
+                let cut = line.truncated;
+                let (text, _) = line.into_text();
+                let (text, clipped) = childlog::clip(&text, cut);
+                tracing::info!(framework = %framework, pid, stream, source = "warm parent", clipped, "{text}");
+            }
         }
+        report(&mut limit);
     });
 }
 

@@ -48,6 +48,9 @@ error_codes! {
     TimedOut = "timed_out": "The task was stopped at its deadline.",
     Cancelled = "cancelled": "The task was cancelled (`task.cancel` or the worker's shutdown).",
     TaskFailed = "task_failed": "The child exited 0 but reported `ok:false`.",
+    AgentImportFailed = "agent_import_failed": "The agent's module cannot be imported: not found, or its code failed as it loaded.",
+    InvalidEntrypoint = "invalid_entrypoint": "The entrypoint is malformed, names nothing, or is not the framework's agent (nor a builder or factory of one).",
+    AgentFailed = "agent_failed": "The agent (or its factory) raised while it ran.",
     ArtifactWriteFailed = "artifact_write_failed": "The task folder could not be written.",
     ArtifactReadFailed = "artifact_read_failed": "A task folder's file could not be read back (a link, a FIFO, too large).",
     SessionUnavailable = "session_unavailable": "The session's folder could not be prepared.",
@@ -61,6 +64,7 @@ error_codes! {
     TooManyConnections = "too_many_connections": "Past the connection limit; only `/ping` is answered (HTTP 503).",
     TooManySubscribers = "too_many_subscribers": "The task has as many live event streams as allowed (HTTP 429).",
     Interrupted = "interrupted": "The worker stopped while the task ran; its events are kept.",
+    WarmNotReady = "warm_not_ready": "The warm-up hook's warm parents were not ready within its bound (HTTP 503).",
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -70,6 +74,20 @@ impl std::fmt::Display for ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code a child may declare for its own failure (`errorCode` in its result line):
+    /// what went wrong in the agent, never the worker's own verdicts (a deadline, a signal).
+    pub fn from_child(s: &str) -> Option<ErrorCode> {
+        Self::from_wire(s).filter(|c| {
+            matches!(
+                c,
+                ErrorCode::AgentImportFailed
+                    | ErrorCode::InvalidEntrypoint
+                    | ErrorCode::AgentFailed
+                    | ErrorCode::SessionUnavailable
+            )
+        })
+    }
+
     /// The code with this wire name (e.g. one a child declares), if there is one.
     pub fn from_wire(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.iter().copied().find(|c| c.as_str() == s)

@@ -149,7 +149,8 @@ async fn a_library_function_allowed_by_mistake_is_not_called() {
         .await;
     assert_eq!(r["ok"], false, "{r:#}");
     assert!(!r.to_string().contains(&canary), "leaked: {r:#}");
-    let line = super::failures::last_line(&r);
+    let line = super::failures::first_line(&r);
+    assert_eq!(r["errorCode"], "invalid_entrypoint", "{r:#}");
     assert!(
         line.contains("is the function cgi.print_environ from outside your code")
             && line.contains("expected a strands.Agent or a factory returning one"),

@@ -3,13 +3,13 @@
 
 use super::*;
 
-/// The last line of an error (the runner's one clear line).
-pub(crate) fn last_line(r: &Value) -> &str {
+/// The first line of an error (the runner's one clear line).
+pub(crate) fn first_line(r: &Value) -> &str {
     r["error"]
         .as_str()
         .unwrap_or("")
         .lines()
-        .last()
+        .next()
         .unwrap_or("")
 }
 
@@ -35,21 +35,20 @@ async fn a_missing_or_raising_entrypoint_fails_clearly_and_the_worker_keeps_serv
     let (missing, raising) =
         tokio::join!(w.run(run("nosuch:agent")), w.run(run("broken_agent:agent")));
 
+    // The one line that says what failed: first (own_agent.rs has each kind's code and line).
     assert_eq!(missing["ok"], false, "{missing:#}");
     assert_eq!(missing["status"], "failed");
-    assert_eq!(missing["errorCode"], "exit_nonzero");
+    assert_eq!(missing["errorCode"], "agent_import_failed");
     assert_eq!(missing["exitCode"], 1);
-    let line = last_line(&missing);
+    let line = first_line(&missing);
     assert!(
-        line.contains("entrypoint module 'nosuch' not found")
-            && line.contains("AGENTDISPATCH_APP_DIR="),
+        line.contains("no module 'nosuch'") && line.contains("AGENTDISPATCH_APP_DIR="),
         "{missing:#}"
     );
-    assert!(line.starts_with("langgraph runner failed: EntrypointError"));
 
     assert_eq!(raising["ok"], false, "{raising:#}");
-    assert_eq!(raising["errorCode"], "exit_nonzero");
-    let line = last_line(&raising);
+    assert_eq!(raising["errorCode"], "agent_import_failed");
+    let line = first_line(&raising);
     assert!(
         line.contains("'broken_agent'")
             && line.contains("RuntimeError: agent construction failed: 42"),

@@ -49,6 +49,8 @@ fn run_json_prints_each_delta_as_it_comes() {
     let rest: Vec<Value> = lines
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
         .collect();
+    let (answer, rest) = rest.split_last().unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
     assert_eq!(rest.last().unwrap()["type"], "task.result");
     assert!(rest.iter().all(|e| e["type"] != "task.delta"));
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -147,6 +147,23 @@ async fn a_warm_framework_whose_program_is_missing_gets_no_warm_parent_and_says_
         .log_lines()
         .iter()
         .any(|l| l["message"] == "warm parent starting"));
+
+    // By default only the default framework is warmed at start-up: a framework the deployment
+    // never asked for (here not the default) is not warned about; its task says what is missing.
+    let w = WorkerBuilder::new()
+        .env("AGENTDISPATCH_FRAMEWORKS_DIR", dir.path().to_str().unwrap())
+        .start()
+        .await;
+    let ping = w.ping().await;
+    assert_eq!(ping["status"], "Healthy", "{ping}");
+    let warnings: Vec<Value> = w
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    let r = w.run(json!({"framework":"gone","prompt":"hi"})).await;
+    assert_eq!(r["errorCode"], "spawn_failed", "{r:#}");
 }
 
 #[tokio::test]

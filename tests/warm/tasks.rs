@@ -89,11 +89,11 @@ async fn a_failing_warm_task_reports_its_exit_status_and_error_like_a_cold_one()
             .await;
         assert_eq!(r["ok"], false, "{kind:?}: {r:#}");
         assert_eq!(r["exitCode"], 1, "{kind:?}");
-        assert_eq!(r["errorCode"], "exit_nonzero");
+        assert_eq!(r["errorCode"], "agent_failed", "{kind:?}: {r:#}");
         let error = r["error"].as_str().unwrap();
         assert!(
-            error.ends_with(
-                "pyfixture runner failed: ValueError: unknown fixture instruction 'nonsense'"
+            error.starts_with(
+                "the agent failed: ValueError: unknown fixture instruction 'nonsense' (runner.py:"
             ),
             "{kind:?}: {error}"
         );

@@ -33,6 +33,9 @@ Its modules, by concern:
 * ``examples``: what the shipped example agents share (``example_shout``, ``earlier_turns_note``,
   ``example_pieces`` and ``piece_pause``: their models write answers piece by piece);
 * ``warm``: the warm parent (``main`` hands over to it under ``AGENTDISPATCH_WARM_FD``);
+* ``otel``: OpenTelemetry in a task: export when the deployment asked for traces, and the
+  worker's task span (``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``) as the current context, set
+  up after a warm task's fork;
 * ``langchain_live``: the live text of a LangChain message chunk (langchain and langgraph runners);
 * ``scripted_chat_model``: the offline LangChain chat model of the langchain and langgraph
   examples (needs ``langchain-core``; not imported here).

@@ -33,6 +33,67 @@ APPROVED_VAR = "AGENTDISPATCH_PAYLOAD_ENTRYPOINT"
 class EntrypointError(Exception):
     """The user's agent entrypoint is missing, malformed, not allowed, or not an agent."""
 
+    code = "invalid_entrypoint"  # the task's errorCode (README "Error codes")
+
+
+class AgentImportError(EntrypointError):
+    """The entrypoint's module cannot be imported: not found, or its code failed as it loaded."""
+
+    code = "agent_import_failed"
+
+
+class AgentLoaded(BaseException):
+    """Raised by ``load_agent`` in check mode (``frameworks --check``, a warm parent's warm-up)
+    once the agent is loaded and built, so that ``run`` stops before it runs anything. A
+    BaseException, so that a runner's ``except Exception`` does not take it for a failure."""
+
+    def __init__(self, description: str):
+        super().__init__(description)
+        self.description = description
+
+
+def where(exc: BaseException) -> str:
+    """Where ``exc`` happened, in the user's code when the traceback passes through it:
+    ``my_agent.py:12, in add`` (the path relative to the app dir). Empty when unknown."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_shown_path(exc.filename)}:{exc.lineno or '?'}"
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    if not frames:
+        return ""
+    mine = [f for f in frames if _is_users_file(f.tb_frame.f_code.co_filename)]
+    last = (mine or frames)[-1]
+    code = last.tb_frame.f_code
+    return f"{_shown_path(code.co_filename)}:{last.tb_lineno}, in {code.co_name}"
+
+
+def _shown_path(path: str) -> str:
+    real = os.path.realpath(path)
+    for root in (app_dir(), os.getcwd()):
+        if _under(real, root):
+            return os.path.relpath(real, os.path.realpath(root))
+    return path
+
+
+def _is_users_file(path: str) -> bool:
+    if path.startswith("<"):
+        return False
+    real = os.path.realpath(path)
+    if any(_under(real, d) for d in _interpreter_dirs()):
+        return False
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the shared helper
+    return not _under(real, here)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message (file:line, in function)`` on one line, the message clipped."""
+    message = " ".join(str(exc).split()) or "(no message)"
+    at = where(exc)
+    return f"{type(exc).__name__}: {clip(message, 500)}" + (f" ({at})" if at else "")
+
 
 def clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
@@ -72,10 +133,13 @@ def import_attr(spec: str):
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing == module_name or module_name.startswith(missing + "."):
-            raise EntrypointError(f"entrypoint module {module_name!r} not found (AGENTDISPATCH_APP_DIR={app})") from None
-        raise EntrypointError(f"importing entrypoint module {module_name!r} failed: {exc}") from exc
+            raise AgentImportError(
+                f"cannot import {module_name!r} of entrypoint {clip(spec)!r}: no module {missing!r} "
+                f"in AGENTDISPATCH_APP_DIR={app}"
+            ) from None
+        raise AgentImportError(f"importing {module_name!r} failed: {one_line(exc)}") from exc
     except Exception as exc:
-        raise EntrypointError(f"importing entrypoint module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise AgentImportError(f"importing {module_name!r} failed: {one_line(exc)}") from exc
     reclaim_signals()  # the runner, not the agent module, owns SIGTERM
     obj = module
     for part in attr.split("."):
@@ -130,15 +194,23 @@ def yours(function) -> bool:
     return any(_under(path, r) for r in roots)
 
 
-def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None, named: dict | None = None):
-    """``obj`` when ``is_agent(obj)``; else, when it is a factory (module docstring), what it
-    returns, checked the same way. Anything else: EntrypointError saying what was expected.
+def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None, named: dict | None = None,
+            build=None):
+    """``obj`` when ``is_agent(obj)``; else what ``build(obj)`` makes of it (a runner's builder:
+    an uncompiled LangGraph StateGraph compiled), when not None; else, when it is a factory
+    (module docstring), what it returns, checked the same way. Anything else: EntrypointError
+    saying what was expected.
 
     A factory gets the ``offered`` keyword arguments it names or takes as ``**kwargs``, and the
     ``named`` ones only when it names them (``payload``, ``context``: a ``**kwargs`` factory
     written before they were offered does not get them by surprise)."""
     if is_agent(obj):
         return obj
+    built = build(obj) if build is not None else None
+    if built is not None:
+        if not is_agent(built):
+            raise EntrypointError(f"entrypoint {clip(spec)!r} built {describe(built)}, expected {what}")
+        return built
     expected = f"expected {what} or a factory returning one"
     if not inspect.isfunction(obj):
         raise EntrypointError(f"entrypoint {clip(spec)!r} is {describe(obj)}, {expected}")
@@ -163,6 +235,8 @@ def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None, na
             + (f" (offered by name: {', '.join(offered)})" if offered else "")
         ) from None
     made = obj(**kwargs)
+    if not is_agent(made) and build is not None and (built := build(made)) is not None:
+        made = built
     if not is_agent(made):
         raise EntrypointError(f"entrypoint {clip(spec)!r} is a function returning {describe(made)}, {expected}")
     return made

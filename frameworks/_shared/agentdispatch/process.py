@@ -23,7 +23,8 @@ QUIET_ENV = {
     "CREWAI_DISABLE_TELEMETRY": "true",
     "CREWAI_DISABLE_TRACKING": "true",
     "CREWAI_TRACING_ENABLED": "false",
-    # OpenTelemetry (crewai, strands, logfire)
+    # OpenTelemetry (crewai, strands, logfire): off unless the deployment asked for traces
+    # (quiet_env leaves it to otel.wanted() then)
     "OTEL_SDK_DISABLED": "true",
     # pydantic-ai / logfire
     "LOGFIRE_SEND_TO_LOGFIRE": "false",
@@ -40,8 +41,14 @@ QUIET_ENV = {
 def quiet_env() -> None:
     """Turn telemetry and tracing off for every shipped framework, unless the user set them.
 
-    Call before importing the framework: several read these variables at import time."""
+    Call before importing the framework: several read these variables at import time. When the
+    deployment asked for traces (``otel.wanted``), OpenTelemetry stays on."""
+    from .otel import wanted
+
+    traced = wanted()
     for key, value in QUIET_ENV.items():
+        if key == "OTEL_SDK_DISABLED" and traced:
+            continue
         os.environ.setdefault(key, value)
 
 

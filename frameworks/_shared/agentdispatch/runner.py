@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import entrypoint
-from .entrypoint import EntrypointError
+from .entrypoint import AgentLoaded, EntrypointError, describe
 from .live import LiveText
 from .protocol import STEPS, Emitter, clip_step_text
 from .request import Request, request_context
@@ -26,14 +26,53 @@ def model_id_from_env() -> str:
     return model_id
 
 
+def _not_loaded(_event) -> None:
+    raise EntrypointError("the runner wrote events before it loaded its agent with runner.load_agent: "
+                          "its agent cannot be checked or warmed up without running it")
+
+
+def _text(content) -> str:
+    """An AG-UI message's content as text: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
+                         and isinstance(p.get("text"), str))
+    return ""
+
+
+def conversation_before(messages) -> list[dict]:
+    """The messages before the last user message (the turn being run) as ``{"role", "content"}``
+    text messages: user, assistant (its text; tool calls and results are left out: the
+    framework's own tools answered them, or the client's), and system (developer too). The
+    worker checked the shapes (AG-UI's ``Message``); anything else is skipped."""
+    if not isinstance(messages, list):
+        return []
+    last_user = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"),
+                    default=None)
+    out = []
+    for m in messages[:last_user] if last_user is not None else []:
+        role = m.get("role") if isinstance(m, dict) else None
+        role = "system" if role == "developer" else role
+        text = _text(m.get("content")) if role in ("user", "assistant", "system") else ""
+        if text:
+            out.append({"role": role, "content": text})
+    return out
+
+
 class Runner:
     """What ``run(runner)`` receives. Create through ``main``; tests may pass ``emit``."""
 
-    def __init__(self, envelope: dict, framework: str = "", emit=None):
+    def __init__(self, envelope: dict, framework: str = "", emit=None, check: bool = False):
         if not isinstance(envelope, dict):
             raise ValueError("the envelope must be a JSON object")
         self.envelope = envelope
-        self.framework = framework or str(envelope.get("framework") or "")
+        # The name the worker runs it under first: a folder of the user's own that copies a
+        # shipped runner is its own framework, not "strands".
+        self.framework = str(envelope.get("framework") or "") or framework
+        # Check mode (``frameworks --check``, a warm parent's warm-up): ``load_agent`` loads and
+        # builds the agent, then stops ``run`` with AgentLoaded before anything runs it.
+        self.check = check
         inp = envelope.get("input")
         self.input: dict = inp if isinstance(inp, dict) else {}
         instruction = envelope.get("instruction")
@@ -66,11 +105,26 @@ class Runner:
             "metadata": self.metadata,
         }
         self._emit = emit or Emitter(sys.stdout.fileno()).write_line
+        if check:  # a runner that does not load its agent first would run it: stop at once
+            self._emit = _not_loaded
         self.result_emitted = False
         self.steps = 0
         # The model's text as it is written (SPEC §4.1): runner.live.text(key, piece), and the
         # closing step's messageId from runner.live.close(key, text).
         self.live = LiveText(self._emit)
+        # The conversation the caller sent before this turn (an AG-UI run's messages, SPEC §13).
+        self.history: list[dict] = conversation_before(self.input.get("messages"))
+
+    def history_turns(self) -> list[dict]:
+        """``history`` as the turns a runner keeps itself: each user message with the
+        assistant's answer that follows it, ``{"instruction", "output"}``."""
+        turns = []
+        for m in self.history:
+            if m["role"] == "user":
+                turns.append({"instruction": m["content"], "output": ""})
+            elif m["role"] == "assistant" and turns and not turns[-1]["output"]:
+                turns[-1]["output"] = m["content"]
+        return turns
 
     # -- events ---------------------------------------------------------------------------
 
@@ -133,7 +187,8 @@ class Runner:
         says so), else env ``AGENTDISPATCH_ENTRYPOINT``; empty counts as unset."""
         return entrypoint.chosen(self.input)
 
-    def load_agent(self, default_factory=None, *, expect=None, what: str = "", offered: dict | None = None):
+    def load_agent(self, default_factory=None, *, expect=None, what: str = "", offered: dict | None = None,
+                   build=None):
         """Return the user's agent.
 
         The entrypoint ``module:attr`` (attr may be dotted; see ``entrypoint``) is imported with
@@ -146,20 +201,27 @@ class Runner:
         anything else is an EntrypointError. A factory that names them also gets ``payload`` (the
         invocation's instruction, context, input, metadata) and ``context`` (``request_context``:
         AWS's ``RequestContext`` when its SDK is installed), as ``@app.entrypoint(payload,
-        context)`` gets them. Without an entrypoint, ``default_factory()`` builds the production
-        default agent; without either, EntrypointError."""
+        context)`` gets them. ``build(obj)`` may turn what is not the agent yet into it (None: it
+        cannot): LangGraph's runner compiles a StateGraph builder. Without an entrypoint,
+        ``default_factory()`` builds the production default agent; without either,
+        EntrypointError. In check mode it raises AgentLoaded once the agent is built."""
         spec = self.entrypoint()
         if not spec:
             if default_factory is None:
                 raise EntrypointError(
                     "no agent entrypoint: set input.entrypoint or AGENTDISPATCH_ENTRYPOINT to \"module:attr\""
                 )
-            return default_factory()
-        obj = entrypoint.import_attr(spec)
-        if expect is None:
-            return obj
-        named = {"payload": self.payload, "context": request_context(self.request)}
-        return entrypoint.resolve(obj, spec, entrypoint.kind_check(expect), what or "the framework's agent", offered, named)
+            agent = default_factory()
+            spec = "the default agent"
+        else:
+            agent = entrypoint.import_attr(spec)
+            if expect is not None:
+                named = {"payload": self.payload, "context": request_context(self.request)}
+                agent = entrypoint.resolve(agent, spec, entrypoint.kind_check(expect), what or "the framework's agent",
+                                           offered, named, build)
+        if self.check:
+            raise AgentLoaded(f"{spec}: {describe(agent)}")
+        return agent
 
     def final_answer(self, output, **payload) -> str:
         """Report the agent's answer as the ``final_answer`` step and return it as the task's

@@ -95,7 +95,12 @@ fn single_message_stream(data: String) -> Response {
 }
 
 /// `POST /`: one JSON-RPC request.
-pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    worker: Arc<Worker>,
+    headers: &HeaderMap,
+    body: Bytes,
+    trace: crate::trace::Parent,
+) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -130,7 +135,8 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
     let ids = RequestIds::new(
         header(headers, REQUEST_HEADER),
         header(headers, SESSION_HEADER),
-    );
+    )
+    .traced(trace);
     let ids = match RequestContext::from_headers(headers) {
         Ok(ctx) => ids.with_request(ctx),
         Err(e) => return super::request_too_large(&ids, &e),

@@ -51,6 +51,7 @@ class Ready:
 
     pid: int
     entrypoint: str | None = None
+    entrypoint_error: str | None = None  # why the entrypoint's agent cannot load
     threads: int = 1
     import_ms: float = 0.0
     fork: str = "double"  # "clone" (one clone(CLONE_PARENT)) or "double" (two forks)
@@ -66,7 +67,8 @@ class Ready:
 
     def to_json(self) -> dict:
         return _drop_none({
-            "type": "ready", "pid": self.pid, "entrypoint": self.entrypoint, "threads": self.threads,
+            "type": "ready", "pid": self.pid, "entrypoint": self.entrypoint,
+            "entrypointError": self.entrypoint_error, "threads": self.threads,
             "importMs": self.import_ms, "fork": self.fork, "forkWhy": self.fork_why, "hugeMB": self.huge_mb,
             "immortal": self.immortal, "immortalWhy": self.immortal_why, "plugged": self.plugged,
             "tuning": self.tuning, "runtime": self.runtime, "tricks": self.tricks, "tricksOff": self.tricks_off,
@@ -87,6 +89,7 @@ class Ready:
             raise MessageError("tricks and tricksOff hold names and reasons (strings)")
         return cls(
             pid=_get(obj, "pid", int), entrypoint=_get(obj, "entrypoint", str, False),
+            entrypoint_error=_get(obj, "entrypointError", str, False),
             threads=_get(obj, "threads", int, False, 1), import_ms=_get(obj, "importMs", (int, float), False, 0.0),
             fork=_get(obj, "fork", str, False, "double"), fork_why=_get(obj, "forkWhy", str, False),
             huge_mb=_get(obj, "hugeMB", (int, float), False, 0.0), immortal=_get(obj, "immortal", int, False, 0),

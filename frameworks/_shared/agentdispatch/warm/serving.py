@@ -50,26 +50,35 @@ def warmup_runs() -> int:
         return 3
 
 
-def _preload(framework: str, run, warmup) -> str | None:
-    """Import the manifest's entrypoint (and call the runner's ``warmup``) so that forked children
-    find it loaded; with AGENTDISPATCH_WARMUP_PROMPT set, also run the agent on it
-    (AGENTDISPATCH_WARMUP_RUNS times, default 3).
+def _preload(framework: str, run, warmup) -> tuple[str | None, str | None]:
+    """Load and build the entrypoint's agent as a task would, without running it (``run`` in
+    check mode: it stops in ``runner.load_agent``), and call the runner's ``warmup``, so that
+    forked children find it all imported and built; (the entrypoint, None) or (None, why it
+    cannot load: the worker logs it and says it in /ping). A model is called only when the
+    manifest or the deployment asks for it: with AGENTDISPATCH_WARMUP_PROMPT set, the agent
+    also runs on it (AGENTDISPATCH_WARMUP_RUNS times, default 3).
 
     A first run does lazy work (caches, schemas, first-use imports) that every forked child would
     otherwise repeat: ~4 ms of the LangGraph example's ~11. But it runs the agent: whatever the
     run leaves in the agent's objects, every task inherits, and a real model is called. Set it
-    only for agents whose run keeps no state and costs nothing (the shipped offline examples)."""
+    only for agents whose run keeps no state and costs nothing (the shipped offline examples:
+    the worker drops a manifest's prompt when the deployment chose another entrypoint)."""
+    from ..child import first_line
+    from ..entrypoint import AgentLoaded
     from ..request import preload_sdk
     from ..runner import Runner
 
     discard = lambda _event: None  # noqa: E731
-    runner = Runner({"input": {}}, framework, emit=discard)
-    spec = runner.entrypoint()
-    if spec:
+    spec = Runner({"input": {}}, framework, emit=discard).entrypoint()
+    problem = None
+    if spec and run is not None:
         try:
-            runner.load_agent()
-        except Exception as exc:  # noqa: BLE001 - the task child reports it in full
-            sys.stderr.write(f"warm parent: preloading {spec} failed: {type(exc).__name__}: {exc}\n")
+            run(Runner({"input": {}}, framework, check=True))
+        except AgentLoaded:
+            pass
+        except Exception as exc:  # noqa: BLE001 - every task child reports it in full too
+            problem = first_line(exc)
+            sys.stderr.write(f"warm parent: loading {spec} failed: {problem}\n")
             spec = None
     # A child sets AWS's request context after its fork (request.install): the SDK is imported
     # here once (0.4-1 s), not in every forked task.
@@ -77,13 +86,13 @@ def _preload(framework: str, run, warmup) -> str | None:
     if warmup is not None:
         warmup()
     prompt = os.environ.get(WARMUP_PROMPT_VAR)
-    if prompt and run is not None:
+    if prompt and run is not None and problem is None:
         try:
             for _ in range(warmup_runs()):
                 run(Runner({"instruction": prompt, "input": {}}, framework, emit=discard))
         except Exception as exc:  # noqa: BLE001
             sys.stderr.write(f"warm parent: the warm-up run failed: {type(exc).__name__}: {exc}\n")
-    return spec
+    return spec, problem
 
 
 def _prepare(tuning: Tuning) -> tuple[int, int, int]:
@@ -130,10 +139,10 @@ def serve(framework: str, run=None, warmup=None) -> None:
     # Nothing here reports on stdout; SIGTERM ends the parent (and its spare) at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    entrypoint = _preload(framework, run, warmup)
+    entrypoint, problem = _preload(framework, run, warmup)
     immortal, plugged, huge = _prepare(tuning)
     ready = Ready(
-        pid=os.getpid(), entrypoint=entrypoint, threads=len(thread_names()),
+        pid=os.getpid(), entrypoint=entrypoint, entrypoint_error=problem, threads=len(thread_names()),
         import_ms=round((time.monotonic() - started) * 1000, 1),
         fork="clone" if cloner.available else "double", fork_why=None if cloner.available else cloner.why,
         huge_mb=round(huge / (1 << 20), 1), immortal=immortal, immortal_why=tuning.why("immortal"),
