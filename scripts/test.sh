@@ -79,6 +79,9 @@ step "A2A, MCP and AG-UI SDK clients, the AWS CLI, the AgentCore SDK and the Web
 export AGENTDISPATCH_TEST_SH=1
 scripts/setup-clients.sh || setup_failed+=(scripts/setup-clients.sh)
 
+step "headless Chromium for the playground test"
+scripts/setup-browser.sh || setup_failed+=(scripts/setup-browser.sh)
+
 step "build"
 build_json=$LOGS/build.json
 mkdir -p "$LOGS"

@@ -115,6 +115,8 @@ pub struct Config {
     pub child_log: crate::childlog::Settings,
     /// AgentCore's warm-up hook (`AGENTDISPATCH_WARMUP_HOOK_…`).
     pub warmup_hook: crate::warm::hook::Settings,
+    /// Dev mode (`serve --dev`): framework folders watched, the playground page at `/`.
+    pub dev: bool,
 }
 
 /// `AGENTDISPATCH_CHILD_ENV`: what of the worker's environment a child inherits.
@@ -427,6 +429,9 @@ impl Config {
                 get(crate::warm::hook::PATH_VAR),
                 get(crate::warm::hook::TIMEOUT_VAR),
             )?,
+            // Set by the command line (`serve --dev`), never by the environment: a deployment's
+            // environment cannot turn the playground on by mistake.
+            dev: false,
         })
     }
 }

@@ -58,6 +58,7 @@ pub mod childlog;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod dev;
 pub mod entrypoints;
 pub mod events;
 pub mod frameworks;

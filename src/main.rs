@@ -28,13 +28,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve HTTP (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Run one payload locally, with no server; exit status 0 when it succeeds.
     Run(RunArgs),
     /// List the frameworks found, where each comes from and which agent each runs.
     Frameworks(agentdispatch_worker::check::FrameworksArgs),
     /// Write a framework folder for your own agent, run by a shipped framework's runner.
     Init(agentdispatch_worker::init::InitArgs),
+}
+
+/// `serve`'s flags.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Dev mode: reload a framework when its files change, and serve a playground page at /.
+    #[arg(long)]
+    dev: bool,
 }
 
 /// Where log lines go and how they look.
@@ -169,7 +177,7 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command.unwrap_or(Cmd::Serve) {
+    match cli.command.unwrap_or(Cmd::Serve(ServeArgs::default())) {
         Cmd::Frameworks(args) if args.check => {
             use agentdispatch_worker::check;
             let (text, ok) = check::report(&check::check_all(&reg, &cfg, &args));
@@ -185,9 +193,11 @@ fn run(cli: Cli, unsealed: &[String]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Init(_) => unreachable!("init returned above"),
-        Cmd::Serve => {
+        Cmd::Serve(args) => {
             init_logging(Logs::JsonStdout, "info");
             unsealed.iter().for_each(|w| tracing::warn!("{w}"));
+            let mut cfg = cfg;
+            cfg.dev = args.dev;
             runtime.block_on(serve(cfg, reg))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -299,6 +309,12 @@ async fn serve(cfg: Config, reg: Registry) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     worker.warm.start();
+    if worker.cfg.dev {
+        if !worker.cfg.host.is_loopback() {
+            tracing::warn!(host = %worker.cfg.host, "dev mode on an address that is not loopback: the playground page is open to whoever reaches it (AGENTDISPATCH_HOST=127.0.0.1 keeps it local)");
+        }
+        agentdispatch_worker::dev::watch(worker.clone())?;
+    }
     tokio::spawn(agentdispatch_worker::retention::run(worker.clone()));
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",

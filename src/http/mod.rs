@@ -249,6 +249,9 @@ where
         }
         (["tasks", id, "events"], &Method::GET) => sse::follow(&worker, id, &headers).await,
         (["tasks"] | ["tasks", _] | ["tasks", _, "events"], _) => method_not_allowed("GET"),
+        // Dev mode only (`serve --dev`); otherwise these are the 404 below, as before.
+        ([], &Method::GET) if worker.cfg.dev => crate::dev::playground(),
+        (["dev", "frameworks"], &Method::GET) if worker.cfg.dev => crate::dev::frameworks(&worker),
         _ => error_response(
             StatusCode::NOT_FOUND,
             "Not found. Use POST /invocations for HTTP or POST / for A2A.",

@@ -110,6 +110,13 @@ pub struct Parent {
     agents: Arc<crate::entrypoints::Loading>,
     /// Lines a second of its own output on the worker's log (`AGENTDISPATCH_CHILD_LOG_LINES_PER_SECOND`).
     log_rate: u32,
+    /// How many times [`Pool::reload`] was asked (`serve --dev`): a parent started before the
+    /// latest request is replaced at once (the one restarting after an exit too, with no
+    /// backoff). A count rather than a wake-up, so that requests made while one is handled
+    /// never replace the new parent a second time.
+    generation: watch::Sender<u64>,
+    /// The generation the latest parent started at.
+    started: std::sync::atomic::AtomicU64,
 }
 
 /// Why a task is not forked warm.
@@ -121,6 +128,20 @@ pub enum Fallback {
     Cold(String),
     /// The task cannot start at all (warm or cold): it fails, saying why.
     Fail(String),
+}
+
+/// What [`Pool::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The framework has no warm parent: its tasks start cold, from the files as they are.
+    NoParent,
+    /// Its warm parent has not started yet (or is stopped): nothing to replace.
+    NotStarted,
+    /// The parent (pid `old`, when it was ready) is being replaced.
+    Replacing {
+        /// The pid of the parent replaced, when one was ready.
+        old: Option<u32>,
+    },
 }
 
 /// Every warm parent of the worker.
@@ -196,6 +217,8 @@ impl Pool {
                     default: fw.name == cfg.default_framework,
                     agents: agents.clone(),
                     log_rate: cfg.child_log.per_second,
+                    generation: watch::channel(0).0,
+                    started: Default::default(),
                 }),
             );
         }
@@ -312,6 +335,47 @@ impl Pool {
                 Err(Fallback::Cold(format!(
                     "the warm parent of {name} failed a fork request ({e}); it is restarted, this task runs cold"
                 )))
+            }
+        }
+    }
+
+    /// Replaces `name`'s warm parent, so that its next tasks run the framework's code as it is
+    /// on disk now; a task forked by the old parent is a process of its own and finishes on the
+    /// old code. Returns at once; [`Pool::replaced`] waits for the new parent.
+    pub fn reload(&self, name: &str) -> Reload {
+        let Some(p) = self.parents.get(name) else {
+            return Reload::NoParent;
+        };
+        let old = match &*p.status.borrow() {
+            // Nothing imported yet: its first start reads the files as they are then.
+            Status::Idle | Status::Stopped => return Reload::NotStarted,
+            Status::Ready(r) => Some(r.pid),
+            Status::Starting | Status::Down(_) => None,
+        };
+        p.generation.send_modify(|g| *g += 1);
+        Reload::Replacing { old }
+    }
+
+    /// Waits until `name`'s parent is ready again after [`Pool::reload`] (a pid other than
+    /// `old`): its pid, or why it is not (it exited, or the worker stops).
+    pub async fn replaced(&self, name: &str, old: Option<u32>) -> Result<u32, String> {
+        let Some(p) = self.parents.get(name) else {
+            return Err(format!("{name} has no warm parent"));
+        };
+        let mut rx = p.status.subscribe();
+        loop {
+            let status = rx.borrow_and_update().clone();
+            // Until the replacement starts, the status is still the old parent's.
+            let settled =
+                p.started.load(std::sync::atomic::Ordering::SeqCst) == *p.generation.borrow();
+            match status {
+                Status::Ready(r) if settled && Some(r.pid) != old => return Ok(r.pid),
+                Status::Down(why) if settled => return Err(why),
+                Status::Stopped => return Err("the worker is stopping".into()),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err("the worker is stopping".into());
             }
         }
     }

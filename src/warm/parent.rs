@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,12 +30,19 @@ pub(super) async fn keep_running(p: Arc<Parent>, shutdown: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let began = Instant::now();
+        let generation = *p.generation.borrow();
+        p.started.store(generation, Ordering::SeqCst);
         p.status.send_replace(Status::Starting);
-        let why = run_once(&p, &shutdown).await;
+        let why = run_once(&p, &shutdown, generation).await;
         if shutdown.is_cancelled() {
             p.status.send_replace(Status::Stopped);
             tracing::info!(framework = %p.name, "warm parent stopped");
             return;
+        }
+        if *p.generation.borrow() != generation {
+            // Replaced on purpose (`serve --dev`): the new one starts now.
+            backoff = BACKOFF_MIN;
+            continue;
         }
         if began.elapsed() >= STABLE {
             backoff = BACKOFF_MIN;
@@ -48,6 +56,11 @@ pub(super) async fn keep_running(p: Arc<Parent>, shutdown: CancellationToken) {
         p.status.send_replace(Status::Down(why));
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
+            // The files were fixed: no need to wait out the backoff.
+            _ = reloaded(&p, generation) => {
+                backoff = BACKOFF_MIN;
+                continue;
+            }
             _ = shutdown.cancelled() => {
                 p.status.send_replace(Status::Stopped);
                 return;
@@ -57,8 +70,16 @@ pub(super) async fn keep_running(p: Arc<Parent>, shutdown: CancellationToken) {
     }
 }
 
-/// Starts the warm parent once and returns why it ended.
-async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
+/// Resolves once a reload is asked after `generation` (see `Pool::reload`).
+async fn reloaded(p: &Parent, generation: u64) {
+    let mut rx = p.generation.subscribe();
+    if rx.wait_for(|g| *g != generation).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Starts the warm parent once (as of reload `generation`) and returns why it ended.
+async fn run_once(p: &Parent, shutdown: &CancellationToken, generation: u64) -> String {
     let (ours, theirs) = match socket::socketpair(
         socket::AddressFamily::Unix,
         socket::SockType::SeqPacket,
@@ -118,6 +139,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
         msg = conn.recv::<ParentHello>("ready") => msg,
         status = child.wait() => return ended(status),
         _ = shutdown.cancelled() => return stop(&mut child, pid).await,
+        _ = reloaded(p, generation) => return replace(&mut child, pid).await,
         _ = tokio::time::sleep(READY_TIMEOUT) => {
             let _ = child.start_kill();
             return ended(child.wait().await).replace("it exited", &format!("not ready within {}s;", READY_TIMEOUT.as_secs()));
@@ -181,6 +203,7 @@ async fn run_once(p: &Parent, shutdown: &CancellationToken) -> String {
     tokio::select! {
         status = child.wait() => ended(status),
         _ = shutdown.cancelled() => stop(&mut child, pid).await,
+        _ = reloaded(p, generation) => replace(&mut child, pid).await,
         _ = broken.cancelled() => {
             let _ = child.start_kill();
             let _ = ended(child.wait().await);
@@ -230,6 +253,12 @@ async fn stop(child: &mut tokio::process::Child, pid: u32) -> String {
     }
     reaper::release(pid as i32);
     "stopped with the worker".into()
+}
+
+/// Stops a parent being replaced (its framework's files changed).
+async fn replace(child: &mut tokio::process::Child, pid: u32) -> String {
+    stop(child, pid).await;
+    "replaced: its framework's files changed".into()
 }
 
 /// Copies a warm parent's own output (its imports' warnings, a traceback) into the worker's

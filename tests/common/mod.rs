@@ -15,16 +15,19 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 pub mod fixtures;
+pub mod gate;
 pub mod listening;
 pub mod procfs;
 pub mod sse;
 pub mod talker;
+pub mod wait;
 use listening::listening_port;
 // Not every test binary uses the `/proc` helpers.
 #[allow(unused_imports)]
 pub use fixtures::*;
 #[allow(unused_imports)]
 pub use procfs::*;
+pub use wait::*;
 
 /// The binary cargo built for this machine.
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentdispatch-worker");
@@ -70,6 +73,7 @@ pub struct WorkerBuilder {
     env: HashMap<String, String>,
     remove: Vec<String>,
     wrapper: Vec<String>,
+    args: Vec<String>,
 }
 
 /// A running worker; killed when dropped.
@@ -109,6 +113,7 @@ impl WorkerBuilder {
             env,
             remove: Vec::new(),
             wrapper: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -131,6 +136,12 @@ impl WorkerBuilder {
         self
     }
 
+    /// Gives the worker these arguments (e.g. `serve --dev`); none: `serve` by default.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Starts the worker and waits until `/ping` answers. A failure names the caller's line
     /// (`#[track_caller]` does not reach into an `async fn`, so the future carries it).
     #[track_caller]
@@ -149,6 +160,7 @@ impl WorkerBuilder {
             c.args(&self.wrapper[1..]).args(worker_argv());
             c
         };
+        cmd.args(&self.args);
         for k in &self.remove {
             cmd.env_remove(k);
         }
@@ -451,35 +463,6 @@ pub async fn read_sse(resp: reqwest::Response, max: usize) -> Vec<SseMessage> {
         }
     }
     out
-}
-
-/// Polls `check` until it holds or `within` passes; returns whether it held.
-pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    check()
-}
-
-/// [`eventually`] for a check that has to await (an HTTP request, say): polls `check` every
-/// 25 ms until it holds or `within` passes; returns whether it held.
-pub async fn eventually_async<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    check().await
 }
 
 /// Events of a result by type.

@@ -44,7 +44,7 @@ pub(crate) async fn framework_end_to_end(name: &str, kind: Kind, also: Also) {
     )
     .unwrap();
     let session_dir = tempfile::tempdir().unwrap();
-    let mut gate = live_text::Gate::new();
+    let mut gate = crate::common::gate::Gate::new();
     let start = |log: &Path| {
         WorkerBuilder::new()
             .env(
