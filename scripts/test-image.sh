@@ -36,21 +36,10 @@ RUST_RECIPE=1
 PYTHON_RECIPE=2
 
 cd "$ROOT"
-step() { printf '\n== image: %s\n' "$*"; }
-say() { printf 'test-image: %s\n' "$*"; }
-die() {
-  printf 'test-image: FAIL: %s\n' "$*" >&2
-  exit 1
-}
-sha256() { sha256sum | cut -d' ' -f1; }
-
-# "URI SUITE" of every configured Debian source for SUITE and its -updates/-security.
-source_lines() {
-  # shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
-  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' 2>/dev/null |
-    awk -v s="$1" '$3 == "main" && ($2 == s || $2 == s "-updates" || $2 == s "-security") { print $1, $2 }' | sort -u
-}
-
+TAG=image
+# step, say, die, source_lines, write_sources, sha256, install_missing, can_run_or_exit
+# shellcheck source=scripts/lib/debian-host.sh
+source scripts/lib/debian-host.sh
 # The host's rustup toolchain matching the Dockerfile's RUST_IMAGE tag, and its CPython 3.12.
 rust_version() { sed -n 's/^ARG RUST_IMAGE=rust:\([0-9.]*\)-.*/\1/p' Dockerfile; }
 host_toolchain() {
@@ -79,20 +68,7 @@ cannot_run_reason() {
   true
 }
 
-if [[ ${1:-} == --can-run ]]; then
-  reason=$(cannot_run_reason)
-  if [[ -n $reason ]]; then
-    echo "$reason"
-    exit 1
-  fi
-  echo "this machine can run scripts/test-image.sh"
-  exit 0
-elif [[ $# -gt 0 ]]; then
-  echo "usage: scripts/test-image.sh [--can-run]" >&2
-  exit 2
-fi
-reason=$(cannot_run_reason)
-[[ -z $reason ]] || die "cannot run here: $reason"
+can_run_or_exit test-image.sh "$@"
 started=$SECONDS
 mkdir -p "$CACHE/tmp"
 
@@ -102,11 +78,7 @@ for tool in buildah podman runc mmdebstrap; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing "${missing[@]}"
 say "$(buildah --version); $(podman --version)"
 # podman's defaults fail here: crun cannot set RLIMIT_NOFILE, nor use hybrid cgroups. What works
 # (IMAGE-NOTES): no default ulimits, runc, cgroupfs.
@@ -118,11 +90,7 @@ podman_() { podman --runtime runc --cgroup-manager cgroupfs "$@"; }
 
 # Debian sources for mmdebstrap: the host's SUITE sources.
 sources=$CACHE/$SUITE.sources
-: >"$sources"
-while read -r uri suite; do
-  printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n' \
-    "$uri" "$suite" >>"$sources"
-done < <(source_lines "$SUITE")
+write_sources "$sources"
 
 # The label a stand-in carries: what it was made from; a different one remakes it.
 standin_label() { podman image inspect --format '{{index .Labels "agentdispatch.standin"}}' "$1" 2>/dev/null || true; }
@@ -328,7 +296,7 @@ builder.add_edge(START, "add")
 agent = builder.compile()
 PY
 sed 's/^/  | /' "$own/Dockerfile"
-buildah bud --isolation chroot --force-rm --pull-never -t "$OWN_IMAGE" "$own" >"$CACHE/own-build.log" 2>&1 ||
+buildah bud --isolation chroot --no-cache --force-rm --pull-never -t "$OWN_IMAGE" "$own" >"$CACHE/own-build.log" 2>&1 ||
   { tail -20 "$CACHE/own-build.log"; die "the recipe's build failed (the log: $CACHE/own-build.log)"; }
 c=agentdispatch-image-test-own
 start "$c" "$OWN_IMAGE"
