@@ -40,12 +40,10 @@ EMULATION_SKIPS=(
 )
 
 cd "$ROOT"
-step() { printf '\n== arm64: %s\n' "$*"; }
-say() { printf 'test-arm64: %s\n' "$*"; }
-die() {
-  printf 'test-arm64: FAIL: %s\n' "$*" >&2
-  exit 1
-}
+TAG=arm64
+# step, say, die, source_lines, write_sources, sha256, install_missing, can_run_or_exit
+# shellcheck source=scripts/lib/debian-host.sh
+source scripts/lib/debian-host.sh
 
 # Why this machine cannot run the script, or nothing when it can.
 cannot_run_reason() {
@@ -69,44 +67,8 @@ cannot_run_reason() {
   true
 }
 
-# "URI SUITE" of every configured Debian source for SUITE and its -updates/-security.
-source_lines() {
-  # shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
-  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' 2>/dev/null |
-    awk -v s="$1" '$3 == "main" && ($2 == s || $2 == s "-updates" || $2 == s "-security") { print $1, $2 }' | sort -u
-}
 
-# A deb822 sources file for apt/mmdebstrap: the host's SUITE sources, or (with a second argument)
-# OTHER from the URI of the host's SUITE source.
-write_sources() {
-  local out=$1 other=${2:-} uri suite
-  : >"$out"
-  while read -r uri suite; do
-    if [[ -n $other ]]; then
-      [[ $suite == "$SUITE" ]] || continue
-      suite=$other
-    fi
-    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n' \
-      "$uri" "$suite" >>"$out"
-  done < <(source_lines "$SUITE")
-}
-
-sha256() { sha256sum | cut -d' ' -f1; }
-
-if [[ ${1:-} == --can-run ]]; then
-  reason=$(cannot_run_reason)
-  if [[ -n $reason ]]; then
-    echo "$reason"
-    exit 1
-  fi
-  echo "this machine can run scripts/test-arm64.sh"
-  exit 0
-elif [[ $# -gt 0 ]]; then
-  echo "usage: scripts/test-arm64.sh [--can-run]" >&2
-  exit 2
-fi
-reason=$(cannot_run_reason)
-[[ -z $reason ]] || die "cannot run here: $reason"
+can_run_or_exit test-arm64.sh "$@"
 started=$SECONDS
 mkdir -p "$CACHE"
 
@@ -116,11 +78,7 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing "${missing[@]}"
 write_sources "$CACHE/$SUITE.sources"
 
 step "qemu-aarch64 from Debian $QEMU_SUITE"
