@@ -17,8 +17,9 @@
 #   AWS_REGION or AWS_DEFAULT_REGION  (required)
 #   AGENTCORE_RUNTIME_NAME     default agentdispatch_worker (letters, digits, _; no hyphen)
 #   AGENTCORE_RUNTIME_ID       the runtime to update; a real `update` finds it by name when unset
-#   AGENTCORE_PROTOCOL         HTTP (default, port 8080) or A2A (port 9000: sets
-#                              AGENTDISPATCH_WORKER_PROTOCOL=a2a)
+#   AGENTCORE_PROTOCOL         AgentCore's serverProtocol: HTTP (default, port 8080), A2A
+#                              (port 9000), MCP (port 8000, /mcp) or AGUI (port 8080); all but
+#                              HTTP set AGENTDISPATCH_WORKER_PROTOCOL to match (a2a, mcp, agui)
 #   AGENTCORE_SESSION_STORAGE  managed session storage mount, default /mnt/data (sets
 #                              AGENTDISPATCH_SESSION_DIR to it); "none" for none
 #   AGENTCORE_SUBNETS, AGENTCORE_SECURITY_GROUPS   comma-separated ids: VPC mode (both needed);
@@ -74,8 +75,8 @@ name="${AGENTCORE_RUNTIME_NAME:-agentdispatch_worker}"
 protocol="${AGENTCORE_PROTOCOL:-HTTP}"
 protocol=$(printf '%s' "$protocol" | tr '[:lower:]' '[:upper:]') # bash 3.2 (macOS) has no ${x^^}
 case $protocol in
-  HTTP | A2A) ;;
-  *) die "AGENTCORE_PROTOCOL '$protocol': the worker serves HTTP or A2A" ;;
+  HTTP | A2A | MCP | AGUI) ;;
+  *) die "AGENTCORE_PROTOCOL '$protocol': the worker serves HTTP, A2A, MCP or AGUI" ;;
 esac
 storage="${AGENTCORE_SESSION_STORAGE:-/mnt/data}"
 [[ $storage == none || $storage =~ ^/mnt/[a-zA-Z0-9._-]+/?$ ]] ||
@@ -135,7 +136,8 @@ set_env() {
   env_values+=("$2")
 }
 [[ $storage == none ]] || set_env AGENTDISPATCH_SESSION_DIR "$storage"
-[[ $protocol != A2A ]] || set_env AGENTDISPATCH_WORKER_PROTOCOL a2a
+# The worker listens where AgentCore calls for that protocol (its port follows the protocol).
+[[ $protocol == HTTP ]] || set_env AGENTDISPATCH_WORKER_PROTOCOL "$(printf '%s' "$protocol" | tr '[:upper:]' '[:lower:]')"
 for pair in ${extra_env[@]+"${extra_env[@]}"}; do
   [[ $pair == *=* && ${pair%%=*} =~ ^[A-Za-z_][A-Za-z0-9_]{0,99}$ ]] ||
     die "--env '$pair': NAME=VALUE with a variable name of letters, digits and '_'"

@@ -37,7 +37,7 @@ struct Template {
 const GRAPH_ANSWER: &str =
     "    return agent.invoke({\"messages\": [(\"user\", text)]})[\"messages\"][-1].content";
 
-const TEMPLATES: [Template; 5] = [
+const TEMPLATES: [Template; 6] = [
     Template {
         framework: "langchain",
         agent: include_str!("init/langchain_agent.py"),
@@ -64,6 +64,12 @@ const TEMPLATES: [Template; 5] = [
         answer:
             "    from agents import Runner\n\n    return Runner.run_sync(agent, text).final_output",
     },
+    Template {
+        framework: "crewai",
+        agent: include_str!("init/crewai_agent.py"),
+        // The inputs the runner gives a crew outside a session.
+        answer: "    return agent.kickoff(inputs={\"instruction\": text, \"history\": \"\", \"turn\": 1}).raw.strip()",
+    },
 ];
 
 const RUNNER: &str = include_str!("init/runner.py");
@@ -86,7 +92,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if !ok {
         bail!("the name {name:?} cannot name a framework: use lower-case letters, digits, '-' and '_' (at most 64, starting with a letter or digit)");
     }
-    if TEMPLATES.iter().any(|t| t.framework == name) || ["echo", "crewai"].contains(&name) {
+    if TEMPLATES.iter().any(|t| t.framework == name) || name == "echo" {
         bail!("the name {name:?} is a shipped framework's: pick a name of your own");
     }
     Ok(())

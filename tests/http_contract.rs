@@ -202,9 +202,59 @@ async fn a_repeated_task_id_is_answered_without_a_second_run() {
     let a = w.run(body.clone()).await;
     let b = w.run(body).await;
     assert_eq!(a["ok"], true);
+    assert!(a.get("repeated").is_none(), "a first run: {a}");
     assert_eq!(b["taskId"], "same-1");
     assert_eq!(b["status"], "succeeded");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "run\n");
+    // Said plainly: the answer, a header and the log name it the earlier task's answer.
+    assert_eq!(b["repeated"], true, "{b}");
+    let said = |w: &common::Worker, id: &str, from: &str| {
+        w.log_lines().iter().any(|l| {
+            l["taskId"] == id
+                && l["from"] == from
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not a new run"))
+        })
+    };
+    assert!(said(&w, "same-1", "memory"), "{:?}", w.log_lines());
+    // Another prompt under the same id, streamed: the earlier answer, marked by the header.
+    let again = json!({"taskType":"command.run","taskId":"same-1","stream":true,"input":{"command":"echo other"}});
+    let resp = w
+        .client()
+        .post(format!("{}/invocations", w.url))
+        .json(&again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-agentdispatch-repeated-task"], "same-1");
+    // After a restart, from the task folder on disk.
+    let artifacts = tempfile::tempdir().unwrap();
+    let at = artifacts.path().to_str().unwrap();
+    let body = json!({"taskType":"command.run","taskId":"same-2","input":{"command":"echo first"}});
+    let first = WorkerBuilder::new()
+        .env("AGENTDISPATCH_ARTIFACT_DIR", at)
+        .start()
+        .await;
+    assert!(first.run(body).await.get("repeated").is_none());
+    drop(first);
+    let second = WorkerBuilder::new()
+        .env("AGENTDISPATCH_ARTIFACT_DIR", at)
+        .start()
+        .await;
+    let other =
+        json!({"taskType":"command.run","taskId":"same-2","input":{"command":"echo second"}});
+    let c = second.run(other).await;
+    assert_eq!(
+        (c["repeated"].clone(), c["output"].as_str()),
+        (json!(true), Some("first\n")),
+        "{c}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || said(&second, "same-2", "disk")).await,
+        "{:?}",
+        second.log_lines()
+    );
 }
 
 #[tokio::test]

@@ -254,6 +254,98 @@ async fn the_bring_your_own_framework_commands_run_as_written() {
     assert!(stdout.contains("data: "), "the SSE answer\n{stdout}");
 }
 
+#[tokio::test]
+async fn the_own_agent_walkthrough_runs_as_written() {
+    // "Your own agent: `init`" from `init` to a streamed answer. Changed only where a test must:
+    // the binary under test for `agentdispatch-worker`, a temporary frameworks directory
+    // (AGENTDISPATCH_FRAMEWORKS_DIR, holding links to the shipped `_shared` and `strands`), the
+    // venv linked to the shipped strands one in place of `scripts/setup-frameworks.sh` (the same
+    // pinned packages; building one takes minutes), and a free port for 8080 (PORT).
+    let venv = Path::new(ROOT).join("frameworks/strands/.venv");
+    assert!(
+        venv.join("bin/python").exists(),
+        "{} is missing: run scripts/setup-frameworks.sh strands",
+        venv.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["_shared", "strands"] {
+        std::os::unix::fs::symlink(
+            Path::new(ROOT).join("frameworks").join(name),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    let frameworks = dir.path().to_str().unwrap().to_string();
+    let block = commands(&section("## Your own agent: `init`"));
+    let setup = "scripts/setup-frameworks.sh my-agent";
+    assert!(block.contains(setup), "{block}");
+    let block = block
+        .replace(
+            setup,
+            &format!(
+                "ln -s '{}' \"$AGENTDISPATCH_FRAMEWORKS_DIR/my-agent/.venv\"",
+                venv.display()
+            ),
+        )
+        .replace("agentdispatch-worker", "cargo run --release --");
+    let port = common::free_port();
+    let artifacts = tempfile::tempdir().unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = run_script(
+        &as_script(&block, port, 0),
+        &[
+            ("AGENTDISPATCH_FRAMEWORKS_DIR", &frameworks),
+            ("PORT", &port.to_string()),
+            (
+                "AGENTDISPATCH_ARTIFACT_DIR",
+                artifacts.path().to_str().unwrap(),
+            ),
+            (
+                "AGENTDISPATCH_SESSION_DIR",
+                sessions.path().to_str().unwrap(),
+            ),
+        ],
+    );
+    let said = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    // `init` wrote the folder; `run` printed the own agent's answer (its `reverse` tool).
+    assert!(dir.path().join("my-agent/my_agent.py").exists(), "{said}");
+    let answers: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    let ran = stdout
+        .lines()
+        .take_while(|l| serde_json::from_str::<Value>(l).is_err())
+        .any(|l| l.contains("Shouted: dlrow olleh"));
+    assert!(ran, "`run` did not print the own agent's answer\n{said}");
+    // The session: the first task answers alone, the second sees one earlier turn.
+    let outputs: Vec<&str> = answers
+        .iter()
+        .filter(|v| v["ok"] == true)
+        .filter_map(|v| v["output"].as_str())
+        .collect();
+    assert!(
+        outputs.first() == Some(&"Shouted: dlrow olleh")
+            && outputs.get(1) == Some(&"Shouted: niaga olleh (earlier turns: 1)"),
+        "the session's two answers: {outputs:?}\n{said}"
+    );
+    // The stream: task.delta messages of the answer, then the whole answer, last.
+    let data: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert!(
+        data.iter().any(|d| d["type"] == "task.delta"),
+        "no task.delta message\n{said}"
+    );
+    let last = data
+        .last()
+        .unwrap_or_else(|| panic!("no SSE message\n{said}"));
+    assert_eq!(last["output"], "Shouted: dlrow olleh", "{said}");
+}
+
 /// The codes in the README's error-code table. Its shape: a heading `## Error codes` (or
 /// `### Error codes`), then, before any other heading, a Markdown table: a header row, a
 /// `|---|…` row, and one row per code whose first cell is the code in backticks

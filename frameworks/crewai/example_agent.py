@@ -31,8 +31,11 @@ def shout(text: str) -> str:
 
 
 class ScriptedLLM(BaseLLM):
-    """Turn 1: an OpenAI-style call of `shout` with the instruction. Turn 2: final text. Each is
-    handed out in pieces on the event bus first, as a streaming provider does."""
+    """Turn 1: an OpenAI-style call of `tool` (`shout`) with the instruction. Turn 2: final text.
+    Each is handed out in pieces on the event bus first, as a streaming provider does.
+    (`agentdispatch-worker init` gives an own agent this model with a tool of its own.)"""
+
+    tool: str = "shout"
 
     def call(self, messages, tools=None, callbacks=None, available_functions=None,
              from_task=None, from_agent=None, response_model=None):
@@ -52,7 +55,7 @@ class ScriptedLLM(BaseLLM):
                 found = next((m.group(1) for m in (r.search(text) for r in _FIND) if m), text)
                 args = {"text": found}
                 response = [{"id": "call_1", "type": "function",
-                             "function": {"name": "shout", "arguments": json.dumps(args)}}]
+                             "function": {"name": self.tool, "arguments": json.dumps(args)}}]
                 kind = LLMCallType.TOOL_CALL
             self._write_in_pieces(response, kind, from_task, from_agent)
             self._emit_call_completed_event(response, kind, from_task, from_agent, messages)

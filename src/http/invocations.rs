@@ -112,8 +112,12 @@ pub async fn handle(
         ),
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
+            let (request_id, session_id) = (ids.request_id.clone(), ids.session_id.clone());
+            let said = |id: &str, from: &str| {
+                tracing::info!(requestId = %request_id, sessionId = session_id.as_deref().unwrap_or(""), taskId = %id, from, "taskId already known: answering the earlier task, not a new run");
+            };
             match worker.start(payload, ids).await {
-                Start::New(task) | Start::Existing(task) => {
+                Start::New(task) => {
                     if stream {
                         sse::task_stream(task, 0, cap)
                     } else if is_async {
@@ -123,8 +127,48 @@ pub async fn handle(
                         json_response_sized(StatusCode::OK, &r, r.json_len_hint())
                     }
                 }
-                Start::OnDisk(r) | Start::Refused(r) => answer(&r, stream),
+                Start::Existing(task) => {
+                    said(&task.id, "memory");
+                    let id = task.id.clone();
+                    if stream {
+                        repeated(sse::task_stream(task, 0, cap), &id)
+                    } else if is_async {
+                        repeated_json(&task.view(0, cap))
+                    } else {
+                        repeated_json(&task.answer(cap).await)
+                    }
+                }
+                Start::OnDisk(r) => {
+                    said(&r.task_id, "disk");
+                    if stream {
+                        repeated(sse::single(&r), &r.task_id)
+                    } else {
+                        repeated_json(&r)
+                    }
+                }
+                Start::Refused(r) => answer(&r, stream),
             }
         }
     }
+}
+
+/// Marks an answer to a taskId already known (SPEC §3: a retry does not start a second run):
+/// the earlier task's answer, whose input may differ from this request's. Said plainly, so a
+/// caller who reused an id by mistake sees why its new prompt had no effect.
+const REPEATED_HEADER: &str = "x-agentdispatch-repeated-task";
+
+fn repeated(mut resp: Response, id: &str) -> Response {
+    if let Ok(v) = header::HeaderValue::from_str(id) {
+        resp.headers_mut().insert(REPEATED_HEADER, v);
+    }
+    resp
+}
+
+/// The earlier task's JSON answer with `"repeated": true`, and the header.
+fn repeated_json(r: &TaskResult) -> Response {
+    let mut body = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
+    if let Some(o) = body.as_object_mut() {
+        o.insert("repeated".into(), Value::Bool(true));
+    }
+    repeated(json_response(StatusCode::OK, &body), &r.task_id)
 }

@@ -226,6 +226,8 @@ def script_env(**extra):
     ("create", {}, []),
     ("create", {"AGENTCORE_PROTOCOL": "a2a", "AGENTCORE_SESSION_STORAGE": "none"},
      ["--env", "AGENTDISPATCH_MODEL_ID=us.anthropic.claude-sonnet-4-5-20250929-v1:0"]),
+    ("create", {"AGENTCORE_PROTOCOL": "mcp"}, []),
+    ("create", {"AGENTCORE_PROTOCOL": "AGUI"}, []),
     ("update", {"AGENTCORE_RUNTIME_ID": RUNTIME_ID, "AGENTCORE_SUBNETS": "subnet-0a1b2c3d,subnet-4e5f6a7b",
                 "AGENTCORE_SECURITY_GROUPS": "sg-0a1b2c3d", "AGENTCORE_IDLE_TIMEOUT_SECONDS": "60"},
      ["--env", "NOTE=it's \"quoted\" \\ and\ttabbed", "--wait"]),
@@ -252,7 +254,7 @@ def test_the_script_dry_run_prints_what_a_real_run_sends(tmp_path, action, setti
     variables = params["environmentVariables"]
     protocol = settings.get("AGENTCORE_PROTOCOL", "http").upper()
     assert params["protocolConfiguration"] == {"serverProtocol": protocol}
-    assert (variables.get("AGENTDISPATCH_WORKER_PROTOCOL") == "a2a") == (protocol == "A2A")
+    assert variables.get("AGENTDISPATCH_WORKER_PROTOCOL") == (None if protocol == "HTTP" else protocol.lower())
     if settings.get("AGENTCORE_SESSION_STORAGE") == "none":
         assert "filesystemConfigurations" not in params and "AGENTDISPATCH_SESSION_DIR" not in variables
     else:
@@ -289,7 +291,7 @@ def test_the_script_updates_the_runtime_it_finds_by_name(tmp_path):
     ({"ROLE_ARN": "AgentCoreRuntime"}, "ROLE_ARN 'AgentCoreRuntime' is not an IAM role ARN"),
     ({"AWS_REGION": ""}, "no AWS region"),
     ({"AGENTCORE_RUNTIME_NAME": "my-agent"}, "AGENTCORE_RUNTIME_NAME 'my-agent'"),
-    ({"AGENTCORE_PROTOCOL": "mcp"}, "AGENTCORE_PROTOCOL 'MCP': the worker serves HTTP or A2A"),
+    ({"AGENTCORE_PROTOCOL": "grpc"}, "AGENTCORE_PROTOCOL 'GRPC': the worker serves HTTP, A2A, MCP or AGUI"),
     ({"AGENTCORE_SESSION_STORAGE": "/mnt/a/b"}, "AGENTCORE_SESSION_STORAGE '/mnt/a/b'"),
     ({"AGENTCORE_IDLE_TIMEOUT_SECONDS": "30"}, "AGENTCORE_IDLE_TIMEOUT_SECONDS '30'"),
     ({"AGENTCORE_MAX_LIFETIME_SECONDS": "8h"}, "AGENTCORE_MAX_LIFETIME_SECONDS '8h'"),

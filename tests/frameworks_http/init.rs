@@ -135,6 +135,16 @@ async fn openai_agents_warm_an_init_folder_runs_its_own_agent_at_once() {
     own_agent_runs_at_once("openai-agents", Kind::Warm).await;
 }
 
+#[tokio::test]
+async fn crewai_cold_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("crewai", Kind::Cold).await;
+}
+
+#[tokio::test]
+async fn crewai_warm_an_init_folder_runs_its_own_agent_at_once() {
+    own_agent_runs_at_once("crewai", Kind::Warm).await;
+}
+
 /// What `init` refuses, each with exit status 2 and one line naming what is wrong; nothing written.
 #[test]
 fn init_refuses_what_it_cannot_write_saying_why() {
@@ -156,13 +166,13 @@ fn init_refuses_what_it_cannot_write_saying_why() {
         ),
         (
             dir.path(),
-            &["strands", "--framework", "strands"],
+            &["crewai", "--framework", "strands"],
             "is a shipped framework's",
         ),
         (
             dir.path(),
-            &["mine", "--framework", "crewai"],
-            "knows langchain, langgraph, strands, pydantic-ai, openai-agents",
+            &["mine", "--framework", "autogen"],
+            "knows langchain, langgraph, strands, pydantic-ai, openai-agents, crewai",
         ),
         (
             empty.path(),
