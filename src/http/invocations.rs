@@ -80,10 +80,14 @@ pub async fn handle(worker: Arc<Worker>, headers: &HeaderMap, body: Bytes) -> Re
             let id = payload.task_id.as_deref().unwrap_or_default();
             answer(&worker.cancel(id, scope).await, false)
         }
-        TaskType::List => json_response(
-            StatusCode::OK,
-            &json!({"ok": true, "tasks": worker.list(scope)}),
-        ),
+        TaskType::List => {
+            let mut list = json!({"ok": true, "tasks": worker.list(scope)});
+            // A session's list names its open questions (SPEC §14), kept in its folder.
+            if let Some(session) = scope {
+                list["openQuestions"] = worker.open_questions(session).await;
+            }
+            json_response(StatusCode::OK, &list)
+        }
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
             match worker.start(payload, ids).await {

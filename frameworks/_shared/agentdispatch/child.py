@@ -69,7 +69,7 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
         runner = Runner(envelope, framework, emit=emitter.write_line)
         install(runner.request)  # here, after a warm child's fork: the parent never holds it
         output = run(runner)
-        if not runner.result_emitted:
+        if not runner.result_emitted and not runner.asked:
             if output is None:
                 sys.stderr.write(f"{framework} runner: finished without a result\n")
             else:

@@ -24,10 +24,12 @@ pub fn state(status: TaskStatus, v: Version) -> &'static str {
         (Version::V03, TaskStatus::Succeeded) => "completed",
         (Version::V03, TaskStatus::Failed | TaskStatus::TimedOut) => "failed",
         (Version::V03, TaskStatus::Cancelled) => "canceled",
+        (Version::V03, TaskStatus::InputRequired) => "input-required",
         (Version::V1, TaskStatus::Running) => "TASK_STATE_WORKING",
         (Version::V1, TaskStatus::Succeeded) => "TASK_STATE_COMPLETED",
         (Version::V1, TaskStatus::Failed | TaskStatus::TimedOut) => "TASK_STATE_FAILED",
         (Version::V1, TaskStatus::Cancelled) => "TASK_STATE_CANCELED",
+        (Version::V1, TaskStatus::InputRequired) => "TASK_STATE_INPUT_REQUIRED",
     }
 }
 
