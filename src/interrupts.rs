@@ -28,6 +28,9 @@ pub struct Open {
     pub interrupts: Vec<Value>,
     /// When it asked (RFC 3339).
     pub asked_at: String,
+    /// The framework that asked: the answer runs on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
     /// The task that answered them: set before that task's child starts, so that an answer
     /// is used once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +228,7 @@ mod tests {
             task_id: "t1".into(),
             interrupts: parse(Some(json!({ "interrupts": questions }))).unwrap(),
             asked_at: String::new(),
+            framework: None,
             answered_by: None,
         }
     }

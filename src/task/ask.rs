@@ -96,6 +96,12 @@ pub(super) fn before(
                 ),
             ));
         }
+        if let Some(fw) = open.framework.as_deref().filter(|fw| *fw != task.label) {
+            return Err(refuse(
+                ErrorCode::InvalidResume,
+                format!("The question of task {} was asked by framework {fw}: answer it with framework {fw}, not {}.", open.task_id, crate::wire::clip(&task.label, 200)),
+            ));
+        }
         let answers = interrupts::answers(&open, resume).map_err(|r| match r {
             Refusal::NotOpen(m) => refuse(ErrorCode::InterruptNotOpen, m),
             Refusal::Invalid(m) => refuse(ErrorCode::InvalidResume, m),
@@ -147,6 +153,7 @@ pub(super) fn after(task: &Task, session: Session, ending: &mut Ending) {
         task_id: task.id.clone(),
         interrupts: ending.asked.interrupts.clone().unwrap_or_default(),
         asked_at: crate::events::now_ts(),
+        framework: Some(task.label.clone()),
         answered_by: None,
     };
     let kept = std::fs::create_dir_all(&dir).and_then(|()| interrupts::save(&dir, &open));
@@ -179,6 +186,7 @@ impl Worker {
                 "taskId": open.task_id,
                 "interrupts": open.interrupts,
                 "askedAt": open.asked_at,
+                "framework": open.framework,
             }),
             Ok(_) => Value::Null,
             Err(e) => json!({ "error": e }),

@@ -82,7 +82,16 @@ pub(super) async fn send(
     mut ids: RequestIds,
     streaming: bool,
 ) -> Result<Response, RpcError> {
-    let request = message_payload(params, &ids)?;
+    let mut request = message_payload(params, &ids)?;
+    // A follow-up that answers a waiting task runs as a new run, shown under the task's id.
+    let asked =
+        super::resume::follow_up(worker, &mut request, params, ids.session_id.as_deref()).await?;
+    let shown = |mut r: TaskResult| {
+        if let Some(a) = &asked {
+            r.task_id = a.clone();
+        }
+        r
+    };
     let cap = worker.cfg.max_output_bytes;
     let config = params.get("configuration");
     let immediately = config.is_some_and(|c| {
@@ -115,14 +124,17 @@ pub(super) async fn send(
     }
     let context_id = task_context(&task);
     if immediately {
-        let r = task.view(0, cap);
+        let r = shown(task.view(0, cap));
         let t = shape::task(v, &r, &context_id, detail);
         return Ok(rpc_result(id, shape::task_result(v, t)));
     }
-    let r = task.answer(cap).await;
+    let r = shown(task.answer(cap).await);
     let result = match v {
-        Version::V03 => shape::reference_answer(&r, &context_id),
-        Version::V1 => shape::task_result(v, shape::task(v, &r, &context_id, detail)),
+        // A task waiting for input is answered as a Task: its state tells the client to reply.
+        Version::V03 if r.status != crate::wire::TaskStatus::InputRequired => {
+            shape::reference_answer(&r, &context_id)
+        }
+        _ => shape::task_result(v, shape::task(v, &r, &context_id, detail)),
     };
     Ok(rpc_result(id, result))
 }
