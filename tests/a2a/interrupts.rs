@@ -67,7 +67,8 @@ async fn input_required_is_answered_by_a_follow_up_with_the_same_task_id_in_both
             id.as_str(),
             "{r:#}"
         );
-        let out: Value = serde_json::from_str(text.as_str().unwrap_or("")).unwrap_or_else(|_| panic!("{method}: {r:#}"));
+        let out: Value = serde_json::from_str(text.as_str().unwrap_or(""))
+            .unwrap_or_else(|_| panic!("{method}: {r:#}"));
         assert_eq!(out["refunded"], true, "{method}: {r:#}");
         let folder = sessions.path().join(context.as_str().unwrap());
         let refunds = std::fs::read_to_string(folder.join("refunds.log")).unwrap();
