@@ -219,3 +219,31 @@ async fn several_questions_need_answers_by_id_and_a_deleted_session_is_not_start
     assert!(!sessions.path().join("many").exists());
     assert_eq!(w.ping().await["status"], "Healthy");
 }
+
+#[tokio::test]
+async fn a_bad_question_line_is_a_warning_and_a_child_that_asks_then_fails_keeps_nothing_open() {
+    let sessions = tempfile::tempdir().unwrap();
+    let root = sessions.path().to_str().unwrap().to_string();
+    let w = worker(Kind::Cold, &root).await;
+    let bad = r#"sh echo '{"type":"task.interrupt","payload":{"interrupts":[{"id":"a","kind":"maybe"}]}}'"#;
+    let r = w.run(in_session("hostile-1", "hostile", bad, None)).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert!(
+        events_of(&r, "task.log").iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("task.interrupt line was refused") && m.contains("kind"))),
+        "{r:#}"
+    );
+    let fails = r#"sh echo '{"type":"task.interrupt","payload":{"interrupts":[{"id":"a","kind":"input"}]}}'; exit 3"#;
+    let r = w.run(in_session("hostile-2", "hostile", fails, None)).await;
+    assert_eq!(r["status"], "failed", "{r:#}");
+    assert!(r.get("interrupts").is_none(), "{r:#}");
+    let list = w
+        .run(json!({"taskType": "task.list", "sessionId": "hostile"}))
+        .await;
+    assert_eq!(list["openQuestions"], Value::Null, "{list:#}");
+    let resume = w
+        .run(in_session("hostile-3", "hostile", "ask", Some(json!("a"))))
+        .await;
+    assert_eq!(resume["errorCode"], "interrupt_not_open", "{resume:#}");
+}
