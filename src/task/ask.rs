@@ -193,3 +193,19 @@ impl Worker {
         }
     }
 }
+
+impl Worker {
+    /// The task that answered `asked`'s questions in `session`, when the session folder says so
+    /// (a door shows that run under the asking task's id).
+    pub async fn answered_by(&self, session: &str, asked: &str) -> Option<String> {
+        let dir = self.cfg.session_dir.join(sessions::folder_name(session));
+        let open = self
+            .off_thread(session, move || interrupts::load(&dir))
+            .await
+            .ok()?
+            .ok()??;
+        (open.task_id == asked)
+            .then_some(open.answered_by)
+            .flatten()
+    }
+}

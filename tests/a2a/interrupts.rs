@@ -70,6 +70,20 @@ async fn input_required_is_answered_by_a_follow_up_with_the_same_task_id_in_both
         let out: Value = serde_json::from_str(text.as_str().unwrap_or(""))
             .unwrap_or_else(|_| panic!("{method}: {r:#}"));
         assert_eq!(out["refunded"], true, "{method}: {r:#}");
+        // Get with the task's id: the run that answered it, under that id.
+        let get = if method == "SendMessage" {
+            "GetTask"
+        } else {
+            "tasks/get"
+        };
+        let got = w.rpc(rpc(get, json!({"id": id}))).await;
+        let completed = if method == "SendMessage" {
+            "TASK_STATE_COMPLETED"
+        } else {
+            "completed"
+        };
+        assert_eq!(got["result"]["status"]["state"], completed, "{got:#}");
+        assert_eq!(got["result"]["id"], id, "{got:#}");
         let folder = sessions.path().join(context.as_str().unwrap());
         let refunds = std::fs::read_to_string(folder.join("refunds.log")).unwrap();
         assert_eq!(refunds.lines().count(), 1);

@@ -151,10 +151,32 @@ pub(super) async fn get(
         history: history_length(params.get("historyLength"))?,
         artifacts: true,
     };
-    let r = known(worker, task_id, scope).await?;
+    let mut r = known(worker, task_id, scope).await?;
+    // A task that asked and was answered is, over A2A, the same task: show the run that
+    // answered it (and the one that answered that, when it asked again), under its id.
+    for _ in 0..MAX_RESUMES_FOLLOWED {
+        let (true, Some(session)) = (
+            r.status == crate::wire::TaskStatus::InputRequired,
+            r.asked.session_id.clone(),
+        ) else {
+            break;
+        };
+        let Some(by) = worker.answered_by(&session, &r.task_id).await else {
+            break;
+        };
+        let next = worker.status(&by, 0, scope).await;
+        if next.error_code == Some(ErrorCode::UnknownTask) {
+            break;
+        }
+        r = next;
+    }
+    r.task_id = task_id.to_string();
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, detail))
 }
+
+/// Questions and answers followed from an asking task to the run that ended its conversation.
+const MAX_RESUMES_FOLLOWED: usize = 16;
 
 /// CancelTask / tasks/cancel: `TaskNotCancelable` once the task has finished.
 pub(super) async fn cancel(
