@@ -29,6 +29,8 @@
 //! - [`command`]: `command.run` argv splitting and the allowlist.
 //! - [`entrypoints`]: which agent entrypoints a payload may choose.
 //! - [`init`]: `init`, a framework folder for the user's own agent on a shipped runner.
+//! - [`interrupts`]: a task that asks (SPEC §14): questions checked, kept open in the session
+//!   folder, answers matched by `input.resume`.
 //! - [`artifacts`]: the task folder, atomic files, artifact metadata.
 //! - [`sessions`]: session folders and one `agent.run` turn at a time per session.
 //! - [`cgroup`]: a cgroup v2 per task where the hierarchy is writable: the worker's own tree,
@@ -64,6 +66,7 @@ pub mod events;
 pub mod frameworks;
 pub mod http;
 pub mod init;
+pub mod interrupts;
 pub mod live;
 pub mod mcp;
 pub mod memory;

@@ -35,6 +35,10 @@ pub enum ChildLine {
     Delta(Box<crate::live::Delta>),
     /// A `task.delta` line that cannot be used: what is wrong with it.
     BadDelta(String),
+    /// A `task.interrupt` line's questions (SPEC §14), checked.
+    Interrupt(Vec<Value>),
+    /// A `task.interrupt` line that cannot be used: what is wrong with it.
+    BadInterrupt(String),
     /// A final result (the last one wins).
     Result(Box<ChildResult>),
     /// A JSON object that is neither: shown as a log line.
@@ -59,6 +63,10 @@ pub fn classify(line: &str) -> ChildLine {
         };
     }
     match obj.get("type").and_then(Value::as_str) {
+        Some("task.interrupt") => match crate::interrupts::parse(obj.remove("payload")) {
+            Ok(questions) => ChildLine::Interrupt(questions),
+            Err(why) => ChildLine::BadInterrupt(why),
+        },
         Some("task.result") => ChildLine::Result(Box::new(result_from(obj, true))),
         Some(t) => match EventType::from_wire(t) {
             Some(kind) => ChildLine::Event(event_from(kind, obj)),

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 mod card;
 #[path = "a2a/errors.rs"]
 mod errors;
+#[path = "a2a/interrupts.rs"]
+mod interrupts;
 #[path = "a2a/list.rs"]
 mod list;
 #[path = "a2a/messages.rs"]

@@ -22,6 +22,8 @@ mod entrypoints;
 mod failures;
 #[path = "frameworks_http/init.rs"]
 mod init;
+#[path = "frameworks_http/interrupts.rs"]
+mod interrupts;
 #[path = "frameworks_http/listing.rs"]
 mod listing;
 #[path = "frameworks_http/live_text.rs"]

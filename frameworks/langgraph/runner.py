@@ -49,20 +49,37 @@ def live(runner, message):
     live_chunk(runner.live, getattr(message, "id", None), message)
 
 
+def sqlite_saver(runner):
+    """The session folder's SqliteSaver (langgraph-checkpoint-sqlite, pinned in requirements.txt)."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = runner.session_file("langgraph.sqlite")
+    check_sqlite(path)
+    return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
+
+
 def with_session(runner, graph, config):
     """In a session, the conversation lives in a SqliteSaver checkpointer in the session folder,
-    under thread_id = the session key; a graph compiled with a checkpointer of its own keeps it."""
-    if not runner.session_dir:
-        return graph
-    if getattr(graph, "checkpointer", None) is None:
-        import sqlite3
+    under thread_id = the session key; a graph compiled with a checkpointer of its own keeps it.
+    Without a session, an InMemorySaver (``interrupt()`` needs a checkpointer), under the key of
+    the session the worker gives the task if it asks: ``keep_asked`` then copies it to that
+    session's folder, so that a stateless run pays for no file unless it asks."""
+    # A saver set here is replaced on every run: a warm parent's graph (warmed without a
+    # session) is every forked task's graph.
+    if getattr(graph, "checkpointer", None) is None or getattr(graph, "_agentdispatch_saver", False):
+        if runner.session_dir:
+            graph.checkpointer = sqlite_saver(runner)
+        else:
+            from langgraph.checkpoint.memory import InMemorySaver
 
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        path = runner.session_file("langgraph.sqlite")
-        check_sqlite(path)
-        graph.checkpointer = SqliteSaver(sqlite3.connect(path, check_same_thread=False))
-    config["configurable"] = {"thread_id": runner.session_key}
+            graph.checkpointer = InMemorySaver()
+        graph._agentdispatch_saver = True
+    spare = (runner.envelope.get("askSession") or {}).get("sessionDir")
+    # A run outside the worker (no spare session) still needs a thread for its own checkpoints.
+    key = runner.session_key or (os.path.basename(spare) if spare else "stateless")
+    config["configurable"] = {"thread_id": key}
     return graph
 
 
@@ -75,6 +92,45 @@ def earlier_messages(runner, graph, config):
         if (graph.get_state(config).values or {}).get("messages"):
             return []
     return runner.history
+
+
+def keep_asked(runner, graph):
+    """A stateless run that asks: its in-memory checkpoints (every namespace, oldest first, with
+    their pending writes, the interrupt's among them) copied to the SqliteSaver of the session
+    the worker gives it, where the answer's run finds them."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    memory = graph.checkpointer
+    if runner.session_dir or not isinstance(memory, InMemorySaver):
+        return
+    if not runner.state_dir():
+        raise RuntimeError("the graph asked (interrupt()), and this run has no session folder to keep its state in")
+    saver = sqlite_saver(runner)
+    for tup in reversed(list(memory.list(None))):
+        conf = tup.config["configurable"]
+        parent = tup.parent_config or {"configurable": {"thread_id": conf["thread_id"], "checkpoint_ns": conf.get("checkpoint_ns", "")}}
+        saver.put(parent, tup.checkpoint, tup.metadata, tup.checkpoint["channel_versions"])
+        by_task = {}
+        for task_id, channel, value in tup.pending_writes or []:
+            by_task.setdefault(task_id, []).append((channel, value))
+        for task_id, writes in by_task.items():
+            saver.put_writes(tup.config, writes, task_id)
+
+
+def questions(interrupts):
+    """LangGraph Interrupts as the worker's questions: the interrupt's id, and its value's
+    ``kind`` ("approval" or "input", else "input"), ``tool`` and ``args`` when it names them."""
+    out = []
+    for it in interrupts:
+        value = it.value
+        named = value if isinstance(value, dict) else {}
+        kind = named.get("kind") if named.get("kind") in ("approval", "input") else "input"
+        q = {"id": it.id, "kind": kind, "value": value}
+        for key in ("tool", "args"):
+            if key in named:
+                q[key] = named[key]
+        out.append(q)
+    return out
 
 
 CUSTOM_VAR = "AGENTDISPATCH_LANGGRAPH_CUSTOM"
@@ -103,13 +159,19 @@ def compile_builder(obj):
 
 def run(runner):
     from langgraph.pregel import Pregel
+    from langgraph.types import Command
 
     graph = runner.load_agent(default_factory=default_agent, expect=Pregel, what="a compiled LangGraph graph or its StateGraph",
                               build=compile_builder)
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     graph = with_session(runner, graph, config)
-    inputs = {"messages": [*earlier_messages(runner, graph, config), {"role": "user", "content": runner.instruction}]}
+    if runner.resume is not None:
+        # The answers by interrupt id: LangGraph resumes each interrupt() with its own.
+        inputs = Command(resume=runner.resume.get("answers") or {})
+    else:
+        inputs = {"messages": [*earlier_messages(runner, graph, config), {"role": "user", "content": runner.instruction}]}
     state = None
+    asked = []
     for mode, chunk in graph.stream(inputs, config=config, stream_mode=stream_modes()):
         if mode == "values":
             state = chunk
@@ -118,9 +180,14 @@ def run(runner):
         elif mode == "custom":
             runner.progress("custom", **(chunk if isinstance(chunk, dict) else {"data": chunk}))
         else:
+            asked.extend(chunk.get("__interrupt__", ()) if isinstance(chunk, dict) else ())
             for update in chunk.values():
                 for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
                     report(runner, message)
+    if asked:
+        keep_asked(runner, graph)
+        runner.interrupt(questions(asked))
+        return None
     messages = state.get("messages") if isinstance(state, dict) else None
     return runner.final_answer(messages[-1] if messages else state)
 

@@ -572,3 +572,28 @@ def test_a_users_framework_in_another_language_passes_the_manifest_check(tmp_pat
     (folder / "framework.json").write_text(json.dumps({"name": "hello-sh", "command": [".venv/bin/python", "run.sh"]}))
     with pytest.raises(AssertionError, match="requirements.txt"):
         test_framework_manifests_are_valid()
+
+
+# -- interrupts (SPEC §14) -------------------------------------------------------------------
+
+def test_interrupt_writes_one_line_and_uses_the_spare_session_without_one(tmp_path):
+    spare = tmp_path / "spare-1"
+    r, events = collecting_runner({"taskId": "t1", "askSession": {"sessionId": "spare-1", "sessionDir": str(spare)}})
+    assert r.session_dir is None and r.resume is None
+    q = [{"id": "refund-1", "kind": "approval", "tool": "refund", "args": {"amount": 5}}]
+    r.interrupt(q)
+    assert events == [{"type": "task.interrupt", "payload": {"interrupts": q}}]
+    assert (r.session_dir, r.session_id, spare.is_dir()) == (str(spare), "spare-1", True)
+    with pytest.raises(RuntimeError):
+        r.interrupt(q)
+    for bad in ([], [{"kind": "approval"}], [{"id": "a", "kind": "maybe"}], [{"id": "a", "kind": "input"}] * 2):
+        r, _ = collecting_runner({})
+        with pytest.raises(ValueError):
+            r.interrupt(bad)
+
+
+def test_a_resumed_run_reads_its_answers():
+    r, _ = collecting_runner({"resume": {"taskId": "t0", "answers": {"refund-1": {"approved": False}}}})
+    assert r.answer("refund-1") == {"approved": False}
+    assert r.answer("other") is None
+    assert collecting_runner({})[0].answer("refund-1") is None

@@ -106,10 +106,14 @@ pub async fn handle(
             let id = payload.task_id.as_deref().unwrap_or_default();
             answer(&worker.cancel(id, scope).await, false)
         }
-        TaskType::List => json_response(
-            StatusCode::OK,
-            &json!({"ok": true, "tasks": worker.list(scope)}),
-        ),
+        TaskType::List => {
+            let mut list = json!({"ok": true, "tasks": worker.list(scope)});
+            // A session's list names its open questions (SPEC §14), kept in its folder.
+            if let Some(session) = scope {
+                list["openQuestions"] = worker.open_questions(session).await;
+            }
+            json_response(StatusCode::OK, &list)
+        }
         TaskType::AgentRun | TaskType::CommandRun => {
             let is_async = payload.is_async;
             let (request_id, session_id) = (ids.request_id.clone(), ids.session_id.clone());

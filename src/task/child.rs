@@ -30,6 +30,8 @@ struct ChildObserver<'a> {
     protocol: bool,
     output: Output,
     result: Option<ChildResult>,
+    /// The questions of a `task.interrupt` line (the last one wins, as for results).
+    interrupts: Option<Vec<serde_json::Value>>,
     stderr_tail: VecDeque<String>,
     /// `task.delta` lines refused so far.
     bad_deltas: u64,
@@ -151,6 +153,21 @@ impl Observer for ChildObserver<'_> {
             }
             ChildLine::Delta(d) => self.task.events.delta(*d),
             ChildLine::BadDelta(why) => self.bad_delta(&why),
+            ChildLine::Interrupt(questions) => {
+                self.task.events.emit(&EventDraft::new(
+                    EventType::Progress,
+                    "input_required",
+                    Some(json!({"interrupts": questions})),
+                ));
+                self.interrupts = Some(questions);
+            }
+            ChildLine::BadInterrupt(why) => {
+                self.task.events.emit(&EventDraft::new(
+                    EventType::Log,
+                    format!("A task.interrupt line was refused: {why}."),
+                    Some(json!({"stream": "stdout", "source": "worker", "level": "warning"})),
+                ));
+            }
             ChildLine::OtherJson => self.log(stream, text, truncated, invalid),
             ChildLine::Text => {
                 self.output.push(&text, newline);
@@ -208,6 +225,7 @@ pub(super) async fn supervise(
             dropped: 0,
         },
         result: None,
+        interrupts: None,
         stderr_tail: VecDeque::new(),
         bad_deltas: 0,
         agent_log: protocol.then(|| TaskLog::new(&worker.child_log)),
@@ -230,6 +248,7 @@ pub(super) async fn supervise(
     let ChildObserver {
         output,
         result: child_result,
+        interrupts,
         stderr_tail,
         ..
     } = obs;
@@ -266,6 +285,7 @@ pub(super) async fn supervise(
         error_code: None,
         exit_code: None,
         declared,
+        asked: Default::default(),
     };
     match outcome {
         Outcome::SpawnFailed(e) => {
@@ -316,6 +336,12 @@ pub(super) async fn supervise(
                         ending.error.clone().unwrap_or_default(),
                         Some(json!({"stream": "stderr", "exitCode": code})),
                     ));
+                }
+                (Some(0), _) if interrupts.is_some() => {
+                    // A child that asked (SPEC §14): its questions, not a result, are the end.
+                    ending.ok = true;
+                    ending.status = TaskStatus::InputRequired;
+                    ending.asked.interrupts = interrupts;
                 }
                 (Some(0), _) => {
                     ending.ok = true;

@@ -22,6 +22,8 @@ pub(super) struct Ending {
     pub(super) error_code: Option<ErrorCode>,
     pub(super) exit_code: Option<i32>,
     pub(super) declared: Vec<Value>,
+    /// Questions asked, the session to answer them in, the questions this run answered.
+    pub(super) asked: crate::wire::Asked,
 }
 
 impl Ending {
@@ -35,6 +37,7 @@ impl Ending {
             error_code: Some(code),
             exit_code: None,
             declared: Vec::new(),
+            asked: Default::default(),
         }
     }
 }
@@ -97,6 +100,7 @@ pub(super) fn finish(task: &Task, mut ending: Ending) -> TaskResult {
         error_code: ending.error_code,
         exit_code: ending.exit_code,
         duration_ms: task.started.elapsed().as_millis() as u64,
+        asked: ending.asked,
     };
     if let Some(intact) = intact {
         if let Err(err) = intact {

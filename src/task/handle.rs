@@ -175,6 +175,7 @@ impl Task {
                 error_code: None,
                 exit_code: None,
                 duration_ms: self.started.elapsed().as_millis() as u64,
+                asked: Default::default(),
             },
         };
         let since = self.events.since(after_seq, view.events_budget(cap));

@@ -4,12 +4,15 @@
 //!
 //! - `handle`: one [`Task`], running or finished, and the views of it that answers show.
 //! - [`runner`]: the run's straight line: accepted event, pick the runner, spawn or fork.
+//! - `ask`: a task that asks (SPEC §14): the answers of `input.resume` before the child, its
+//!   questions kept in the session folder after it.
 //! - `child`: the supervised child's lines turned into events, its outcome into an ending.
 //! - `finish`: the ending written to the task folder, the `task.result` event, the answer.
 //! - `read`: `task.status`, `task.cancel` and event pages, read off the HTTP threads.
 //! - [`folder`]: the task folder, the one owner of its paths and files (made, written, read
 //!   back for a task that left memory, its events paged).
 
+mod ask;
 mod child;
 mod finish;
 pub mod folder;
@@ -245,7 +248,7 @@ impl Worker {
                 return self.existing(t, scope);
             }
             match self.read_back(&id, 0, scope).await {
-                Ok(read::OnDisk::Found(r)) => return Start::OnDisk(Box::new(r)),
+                Ok(read::OnDisk::Found(r)) => return Start::OnDisk(r),
                 Ok(read::OnDisk::Hidden) => return Start::Refused(Box::new(scope::taken(&id))),
                 Ok(read::OnDisk::None) => {}
                 Err(e) => return Start::Refused(Box::new(unreadable(&id, e))),

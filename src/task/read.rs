@@ -25,7 +25,7 @@ pub(super) enum OnDisk {
     /// Another session's task.
     Hidden,
     /// The task's answer.
-    Found(TaskResult),
+    Found(Box<TaskResult>),
 }
 
 impl Worker {
@@ -77,7 +77,7 @@ impl Worker {
                 Ok(None) => Ok(OnDisk::None),
                 // Not even why it cannot be read: another session's folder says nothing.
                 _ if !visible => Ok(OnDisk::Hidden),
-                Ok(Some(r)) => Ok(OnDisk::Found(r)),
+                Ok(Some(r)) => Ok(OnDisk::Found(Box::new(r))),
                 Err(e) => Err(e),
             }
         })
@@ -116,7 +116,7 @@ impl Worker {
             return unknown(id);
         }
         match self.read_back(id, after_seq, scope).await {
-            Ok(OnDisk::Found(r)) => r,
+            Ok(OnDisk::Found(r)) => *r,
             Ok(OnDisk::None | OnDisk::Hidden) => unknown(id),
             Err(e) => unreadable(id, e),
         }

@@ -12,7 +12,7 @@ use crate::cgroup::Cgroup;
 use crate::command;
 use crate::frameworks::Launch;
 use crate::request_context::RequestContext;
-use crate::sessions::{self, Ticket};
+use crate::sessions::Ticket;
 use crate::supervisor::{self, Child};
 use crate::task_log;
 use crate::warm::Fallback;
@@ -179,6 +179,7 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 error_code: None,
                 exit_code: None,
                 declared: Vec::new(),
+                asked: Default::default(),
             }
         }
         Launch::Command { argv, cwd, env } => {
@@ -187,13 +188,13 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 Ok(chosen) => chosen,
                 Err(refusal) => return Ending::failed(ErrorCode::EntrypointNotAllowed, refusal),
             };
-            let session_dir = match &task.ids.session_id {
-                None => None,
-                Some(id) => match sessions::prepare(&worker.cfg.session_dir, id) {
-                    Ok(dir) => Some(dir),
-                    Err(e) => return Ending::failed(ErrorCode::SessionUnavailable, e),
-                },
-            };
+            // File work (a session folder, its open questions): off the HTTP threads.
+            let session =
+                match tokio::task::block_in_place(|| super::ask::before(worker, task, payload)) {
+                    Ok(session) => session,
+                    Err(refused) => return *refused,
+                };
+            let session_dir = session.dir.clone();
             // The request's context (SPEC §12), secrets included, goes here and nowhere else:
             // the child's stdin (a warm child's too: the pipe is its own, not the parent's).
             let request = match task.take_request() {
@@ -214,6 +215,8 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 "sessionDir": session_dir,
                 "requestId": task.ids.request_id,
                 "request": request,
+                "resume": session.resume,
+                "askSession": session.spare.as_ref().map(|(id, dir)| json!({"sessionId": id, "sessionDir": dir})),
             });
             let mut stdin = serde_json::to_vec(&envelope).unwrap_or_default();
             stdin.push(b'\n');
@@ -233,7 +236,8 @@ async fn run_agent(worker: &Worker, task: &Task, payload: &Payload) -> Ending {
                 ));
             }
             let child = start_child(worker, task, Some(name), &spec).await;
-            let ending = supervise(worker, task, spec, child, true).await;
+            let mut ending = supervise(worker, task, spec, child, true).await;
+            tokio::task::block_in_place(|| super::ask::after(task, session, &mut ending));
             if chosen.is_none() {
                 note_agent_loading(worker, task, name, &ending);
             }

@@ -65,6 +65,8 @@ error_codes! {
     TooManySubscribers = "too_many_subscribers": "The task has as many live event streams as allowed (HTTP 429).",
     SocketBusy = "socket_busy": "A task is running on this `/ws` socket; one runs at a time per socket.",
     Interrupted = "interrupted": "The worker stopped while the task ran; its events are kept.",
+    InterruptNotOpen = "interrupt_not_open": "`input.resume` answers no open question (none asked, answered already, or the session is gone).",
+    InvalidResume = "invalid_resume": "`input.resume` has the wrong shape for the open questions.",
     WarmNotReady = "warm_not_ready": "The warm-up hook's warm parents were not ready within its bound (HTTP 503).",
 }
 

@@ -19,4 +19,4 @@ pub use payload::{
     clip, id_problem, kind_of, parse_payload, payload_from_value, valid_task_id, Payload,
     PayloadError, TaskType, MAX_SESSION_ID,
 };
-pub use result::{Artifact, ResultRecord, TaskResult, TaskStatus};
+pub use result::{Artifact, Asked, ResultRecord, TaskResult, TaskStatus};

@@ -21,6 +21,8 @@ pub enum TaskStatus {
     TimedOut,
     /// Stopped by `task.cancel` or worker shutdown.
     Cancelled,
+    /// Ended with ok:true to ask a person (SPEC §14): its `interrupts` wait for `input.resume`.
+    InputRequired,
 }
 
 impl TaskStatus {
@@ -32,6 +34,7 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::TimedOut => "timed_out",
             TaskStatus::Cancelled => "cancelled",
+            TaskStatus::InputRequired => "input_required",
         }
     }
 }
@@ -98,6 +101,24 @@ pub struct TaskResult {
     /// Wall time from acceptance to result.
     #[serde(default)]
     pub duration_ms: u64,
+    /// The questions of an `input_required` task, its session, or the question it answered.
+    #[serde(flatten, default)]
+    pub asked: Asked,
+}
+
+/// What a task that asks (SPEC §14) adds to its answer; all absent for any other task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Asked {
+    /// The open questions of an `input_required` task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupts: Option<Vec<Value>>,
+    /// The session to answer in (`input.resume`): named because the caller may not have sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The task whose questions this run answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<String>,
 }
 
 impl TaskResult {
@@ -116,6 +137,7 @@ impl TaskResult {
             error_code: Some(code),
             exit_code: None,
             duration_ms: 0,
+            asked: Asked::default(),
         }
     }
 
@@ -148,6 +170,8 @@ pub struct ResultRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
     duration_ms: u64,
+    #[serde(flatten)]
+    asked: &'a Asked,
 }
 
 impl TaskResult {
@@ -164,6 +188,7 @@ impl TaskResult {
             error_code: self.error_code,
             exit_code: self.exit_code,
             duration_ms: self.duration_ms,
+            asked: &self.asked,
         }
     }
 

@@ -134,7 +134,7 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
         if otel.setup_ms is not None:
             runner.log("tracing set up", source="runner", setupMs=otel.setup_ms, exporting=otel.exporting)
         output = run(runner)
-        if not runner.result_emitted:
+        if not runner.result_emitted and not runner.asked:
             if output is None:
                 sys.stderr.write(f"{framework} runner: finished without a result\n")
             else:

@@ -104,10 +104,17 @@ class Runner:
             "input": self.input,
             "metadata": self.metadata,
         }
+        # The answers to an earlier task's questions (SPEC §14), when this run resumes it:
+        # {"taskId", "interrupts", "answers": {"<id>": answer}}; approvals as {"approved", "message"?}.
+        resume = envelope.get("resume")
+        self.resume: dict | None = resume if isinstance(resume, dict) else None
+        spare = envelope.get("askSession")
+        self._ask_session: dict | None = spare if isinstance(spare, dict) else None
         self._emit = emit or Emitter(sys.stdout.fileno()).write_line
         if check:  # a runner that does not load its agent first would run it: stop at once
             self._emit = _not_loaded
         self.result_emitted = False
+        self.asked = False
         self.steps = 0
         # The model's text as it is written (SPEC §4.1): runner.live.text(key, piece), and the
         # closing step's messageId from runner.live.close(key, text).
@@ -175,6 +182,36 @@ class Runner:
         event = {"type": "task.result", "output": output, "result": result}
         event["artifacts"] = list(artifacts or [])
         self._emit(event)
+
+    def interrupt(self, interrupts: list) -> None:
+        """Ask a person (SPEC §14): write the ``task.interrupt`` line; the task then ends
+        ``input_required`` (return from ``run`` without a result). Each question is
+        ``{"id", "kind": "approval"|"input", "value"?, "tool"?, "args"?}``. Save what the
+        framework needs to continue in ``state_dir()`` first."""
+        if self.result_emitted or self.asked:
+            raise RuntimeError("this task already answered or asked")
+        ids = [q.get("id") if isinstance(q, dict) else None for q in interrupts]
+        if not interrupts or any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
+            raise ValueError("interrupts must be a non-empty list of objects with distinct string ids")
+        if any(q.get("kind") not in ("approval", "input") for q in interrupts):
+            raise ValueError('each interrupt\'s kind must be "approval" or "input"')
+        self.state_dir()
+        self.asked = True
+        self._emit({"type": "task.interrupt", "payload": {"interrupts": list(interrupts)}})
+
+    def answer(self, interrupt_id: str):
+        """The answer to question ``interrupt_id`` of the run this one resumes; None without."""
+        return ((self.resume or {}).get("answers") or {}).get(interrupt_id)
+
+    def state_dir(self) -> str | None:
+        """The folder to keep what a run that asks needs to continue: the session folder, or
+        for a task sent without a session the one the worker gives it if it asks (made now)."""
+        if not self.session_dir and self._ask_session and self._ask_session.get("sessionDir"):
+            os.makedirs(self._ask_session["sessionDir"], exist_ok=True)
+            self.session_dir = self._ask_session["sessionDir"]
+            self.session_id = self._ask_session.get("sessionId")
+            self.session_key = os.path.basename(self.session_dir)
+        return self.session_dir
 
     def session_file(self, name: str) -> str | None:
         """Path of ``name`` in the session folder; None without a session."""

@@ -82,7 +82,16 @@ pub(super) async fn send(
     mut ids: RequestIds,
     streaming: bool,
 ) -> Result<Response, RpcError> {
-    let request = message_payload(params, &ids)?;
+    let mut request = message_payload(params, &ids)?;
+    // A follow-up that answers a waiting task runs as a new run, shown under the task's id.
+    let asked =
+        super::resume::follow_up(worker, &mut request, params, ids.session_id.as_deref()).await?;
+    let shown = |mut r: TaskResult| {
+        if let Some(a) = &asked {
+            r.task_id = a.clone();
+        }
+        r
+    };
     let cap = worker.cfg.max_output_bytes;
     let config = params.get("configuration");
     let immediately = config.is_some_and(|c| {
@@ -115,14 +124,17 @@ pub(super) async fn send(
     }
     let context_id = task_context(&task);
     if immediately {
-        let r = task.view(0, cap);
+        let r = shown(task.view(0, cap));
         let t = shape::task(v, &r, &context_id, detail);
         return Ok(rpc_result(id, shape::task_result(v, t)));
     }
-    let r = task.answer(cap).await;
+    let r = shown(task.answer(cap).await);
     let result = match v {
-        Version::V03 => shape::reference_answer(&r, &context_id),
-        Version::V1 => shape::task_result(v, shape::task(v, &r, &context_id, detail)),
+        // A task waiting for input is answered as a Task: its state tells the client to reply.
+        Version::V03 if r.status != crate::wire::TaskStatus::InputRequired => {
+            shape::reference_answer(&r, &context_id)
+        }
+        _ => shape::task_result(v, shape::task(v, &r, &context_id, detail)),
     };
     Ok(rpc_result(id, result))
 }
@@ -139,10 +151,32 @@ pub(super) async fn get(
         history: history_length(params.get("historyLength"))?,
         artifacts: true,
     };
-    let r = known(worker, task_id, scope).await?;
+    let mut r = known(worker, task_id, scope).await?;
+    // A task that asked and was answered is, over A2A, the same task: show the run that
+    // answered it (and the one that answered that, when it asked again), under its id.
+    for _ in 0..MAX_RESUMES_FOLLOWED {
+        let (true, Some(session)) = (
+            r.status == crate::wire::TaskStatus::InputRequired,
+            r.asked.session_id.clone(),
+        ) else {
+            break;
+        };
+        let Some(by) = worker.answered_by(&session, &r.task_id).await else {
+            break;
+        };
+        let next = worker.status(&by, 0, scope).await;
+        if next.error_code == Some(ErrorCode::UnknownTask) {
+            break;
+        }
+        r = next;
+    }
+    r.task_id = task_id.to_string();
     let context_id = context_of(worker, &r);
     Ok(shape::task(v, &r, &context_id, detail))
 }
+
+/// Questions and answers followed from an asking task to the run that ended its conversation.
+const MAX_RESUMES_FOLLOWED: usize = 16;
 
 /// CancelTask / tasks/cancel: `TaskNotCancelable` once the task has finished.
 pub(super) async fn cancel(

@@ -14,6 +14,7 @@ mod card;
 mod error;
 mod methods;
 mod request;
+mod resume;
 mod shape;
 mod stream;
 

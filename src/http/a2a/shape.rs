@@ -24,10 +24,12 @@ pub fn state(status: TaskStatus, v: Version) -> &'static str {
         (Version::V03, TaskStatus::Succeeded) => "completed",
         (Version::V03, TaskStatus::Failed | TaskStatus::TimedOut) => "failed",
         (Version::V03, TaskStatus::Cancelled) => "canceled",
+        (Version::V03, TaskStatus::InputRequired) => "input-required",
         (Version::V1, TaskStatus::Running) => "TASK_STATE_WORKING",
         (Version::V1, TaskStatus::Succeeded) => "TASK_STATE_COMPLETED",
         (Version::V1, TaskStatus::Failed | TaskStatus::TimedOut) => "TASK_STATE_FAILED",
         (Version::V1, TaskStatus::Cancelled) => "TASK_STATE_CANCELED",
+        (Version::V1, TaskStatus::InputRequired) => "TASK_STATE_INPUT_REQUIRED",
     }
 }
 
@@ -88,7 +90,9 @@ fn status_ts(r: &TaskResult) -> String {
 /// A task status for a result: its state, and once finished the answer as a message.
 pub fn status(v: Version, r: &TaskResult, context_id: &str) -> Value {
     let mut s = json!({"state": state(r.status, v), "timestamp": status_ts(r)});
-    if r.status != TaskStatus::Running {
+    if r.status == TaskStatus::InputRequired {
+        s["message"] = questions_message(v, r, context_id);
+    } else if r.status != TaskStatus::Running {
         s["message"] = agent_message(
             v,
             &format!("{}-status", r.task_id),
@@ -98,6 +102,42 @@ pub fn status(v: Version, r: &TaskResult, context_id: &str) -> Value {
         );
     }
     s
+}
+
+/// The status message of a task waiting for input (SPEC §14): a sentence naming the questions,
+/// and a data part `{"interrupts": [...]}` with them whole. A follow-up message with the same
+/// `taskId` and `contextId` answers them (text, or a data part `{"resume": …}`).
+fn questions_message(v: Version, r: &TaskResult, context_id: &str) -> Value {
+    let questions = r.asked.interrupts.clone().unwrap_or_default();
+    let named: Vec<String> = questions
+        .iter()
+        .map(|q| {
+            let what = q.get("tool").or_else(|| q.get("value"));
+            let kind = q.get("kind").and_then(Value::as_str).unwrap_or("input");
+            match what {
+                Some(Value::String(s)) => format!("{kind} {s}"),
+                Some(other) => format!("{kind} {other}"),
+                None => kind.to_string(),
+            }
+        })
+        .collect();
+    let text = format!("Input required: {}.", named.join("; "));
+    let mut m = agent_message(
+        v,
+        &format!("{}-status", r.task_id),
+        &text,
+        &r.task_id,
+        context_id,
+    );
+    let data = json!({ "interrupts": questions });
+    let part = match v {
+        Version::V1 => json!({"data": data, "mediaType": "application/json"}),
+        Version::V03 => json!({"kind": "data", "data": data}),
+    };
+    if let Some(parts) = m["parts"].as_array_mut() {
+        parts.push(part);
+    }
+    m
 }
 
 /// The output artifact of a finished task: its text, with the task folder's artifacts and the

@@ -316,3 +316,30 @@ def test_live_text_arrives_as_artifact_updates_appended_to_one_artifact(tmp_path
     [art] = [a for a in final.artifacts if a.name == "message"]
     assert "".join(p.root.text for p in art.parts) == "Hello, world"
     assert final.status.state == TaskState.completed
+
+
+def test_a_task_that_asks_is_input_required_and_a_follow_up_with_its_ids_answers_it(worker):
+    from a2a.types import DataPart
+
+    async def go():
+        client = await connect(worker.url)
+        events = await collect(client.send_message(message("ask")))
+        task = events[-1][0]
+        assert task.status.state == TaskState.input_required, events
+        parts = task.status.message.parts
+        assert "refund" in parts[0].root.text
+        assert parts[1].root.data["interrupts"][0]["id"] == "refund-1"
+        follow = Message(
+            role=Role.user,
+            message_id=str(uuid.uuid4()),
+            parts=[Part(root=DataPart(data={"resume": {"approved": True}}))],
+            context_id=task.context_id,
+            task_id=task.id,
+        )
+        answer = await collect(client.send_message(follow))
+        final = answer[-1][0]
+        assert final.status.state == TaskState.completed, answer
+        assert json.loads(text_of(final.status.message.parts))["refunded"] is True
+        await client.close()
+
+    run(go())

@@ -300,3 +300,26 @@ def test_live_text_arrives_as_artifact_updates_appended_to_one_artifact(tmp_path
     assert [(a, t) for a, t, _ in pieces] == [(False, "Hel"), (True, "lo, "), (True, "world")]
     assert len({i for _, _, i in pieces}) == 1
     assert kinds[-2:] == ["artifact_update", "status_update"]
+
+
+def test_a_task_that_asks_is_input_required_and_a_follow_up_with_its_ids_answers_it(worker):
+    async def go():
+        client = await create_client(worker.url)
+        events = await collect(client.send_message(message("ask")))
+        task = events[-1].status_update if kind(events[-1]) == "status_update" else events[-1].task
+        state = task.status.state
+        assert state == pb.TaskState.TASK_STATE_INPUT_REQUIRED, events
+        task_id = task.task_id if kind(events[-1]) == "status_update" else task.id
+        asked = json_format.MessageToDict(task.status.message)
+        assert "refund" in asked["parts"][0]["text"], asked
+        assert asked["parts"][1]["data"]["interrupts"][0]["id"] == "refund-1", asked
+        follow = message("yes", context_id=task.context_id)
+        follow.message.task_id = task_id
+        answer = await collect(client.send_message(follow))
+        last = answer[-1]
+        final = last.status_update if kind(last) == "status_update" else last.task
+        assert final.status.state == COMPLETED, answer
+        assert json.loads(text_of(final.status.message.parts))["refunded"] is True
+        await client.close()
+
+    run(go())
