@@ -114,14 +114,20 @@ pub fn tool_result(r: &TaskResult) -> Value {
             r.error.as_deref().unwrap_or("the task failed")
         )
     };
+    if let (Some(qs), Some(session)) = (&r.asked.interrupts, &r.asked.session_id) {
+        // No elicitation to carry them (docs/mcp.md): the questions, and how to answer.
+        text = format!(
+            "input_required: the task {} asks {}. Answer by calling this tool again with \
+             sessionId {session:?} and input.resume: {{\"<id>\": answer}} (an approval's \
+             answer is true or false).",
+            r.task_id,
+            serde_json::to_string(qs).unwrap_or_default()
+        );
+    }
     if !r.ok && !r.output.is_empty() {
         text.push_str("\n\n");
         text.push_str(&r.output);
     }
-    // Interrupts (SPEC §14, not built yet): a task with status `input_required` will answer
-    // here with its questions, as 2026-07-28's `resultType: "input_required"` result (its
-    // `inputRequests`, resumed by the retried call's `inputResponses`) and on the 2025
-    // revisions as an elicitation on the call's SSE stream. Until then it is a plain result.
     let mut structured = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
     if let Some(m) = structured.as_object_mut() {
         m.remove("events");
@@ -143,15 +149,38 @@ pub struct CallCtx {
     pub accepts: Accepts,
     pub progress_token: Option<Value>,
     pub ids: RequestIds,
+    /// A 2026-07-28 client that takes elicitations: questions are an `InputRequiredResult`.
+    pub elicit: bool,
+}
+
+/// The call's answer: an asking task's questions as the client can take them, else its
+/// tool result.
+fn answer(proto: &Proto, elicit: bool, r: &TaskResult) -> Value {
+    match super::ask::input_required(r).filter(|_| elicit) {
+        Some(asked) => {
+            let mut v = proto.finish(asked);
+            v["resultType"] = json!("input_required");
+            v
+        }
+        None => proto.finish(tool_result(r)),
+    }
 }
 
 /// Starts the task of `payload` and answers the call.
 pub async fn start(ctx: CallCtx, payload: crate::wire::Payload) -> Response {
     let scope = ctx.ids.session_id.clone();
     let cap = ctx.worker.cfg.max_output_bytes;
-    let task = match ctx.worker.start(payload, ctx.ids.clone()).await {
-        Start::New(task) | Start::Existing(task) => task,
-        Start::OnDisk(r) | Start::Refused(r) => {
+    let task = match start_detached(&ctx.worker, payload, ctx.ids.clone(), ctx.proto.modern).await {
+        Some(Start::New(task)) | Some(Start::Existing(task)) => task,
+        // The start's own task panicked: nothing to answer about but that.
+        None => {
+            let r = TaskResult::fail(
+                crate::wire::ErrorCode::SpawnFailed,
+                "the task's start failed inside the worker",
+            );
+            return result_response(&ctx.id, ctx.proto.finish(tool_result(&r)));
+        }
+        Some(Start::OnDisk(r)) | Some(Start::Refused(r)) => {
             return result_response(&ctx.id, ctx.proto.finish(tool_result(&r)));
         }
     };
@@ -168,6 +197,7 @@ pub async fn start(ctx: CallCtx, payload: crate::wire::Payload) -> Response {
         let framing = Progress {
             id: ctx.id,
             proto: ctx.proto,
+            elicit: ctx.elicit,
             token: ctx.progress_token,
             sent: 0,
             cancel,
@@ -179,13 +209,40 @@ pub async fn start(ctx: CallCtx, payload: crate::wire::Payload) -> Response {
     let mut cancel = cancel;
     cancel.armed = false;
     drop(entry);
-    result_response(&ctx.id, ctx.proto.finish(tool_result(&r)))
+    result_response(&ctx.id, answer(&ctx.proto, ctx.elicit, &r))
+}
+
+/// Starts the task on a task of its own and hands the [`Start`] back: the start may await
+/// (a child's spawn) after the task is already listed as running, and a client that goes
+/// away then drops this call's future before any [`CancelOnDrop`] exists. The detached start
+/// sees its receiver gone and cancels the run it began (only a new one: an existing task is
+/// another caller's), as [`CancelOnDrop`] would have on 2026-07-28.
+async fn start_detached(
+    worker: &Arc<Worker>,
+    payload: crate::wire::Payload,
+    ids: RequestIds,
+    cancel_if_gone: bool,
+) -> Option<Start> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let w = worker.clone();
+    tokio::spawn(async move {
+        let start = w.start(payload, ids).await;
+        let Err(Start::New(task)) = tx.send(start) else {
+            return;
+        };
+        if cancel_if_gone {
+            tracing::info!(taskId = %task.id, "MCP client went away while its call started: cancelling its task");
+            w.cancel(&task.id, None).await;
+        }
+    });
+    rx.await.ok()
 }
 
 /// Frames a task's events as MCP progress notifications, the response last.
 struct Progress {
     id: Value,
     proto: Proto,
+    elicit: bool,
     token: Option<Value>,
     /// Notifications sent: the `progress` value, which must rise with each.
     sent: u64,
@@ -258,7 +315,7 @@ impl Framing for Progress {
         let response = json!({
             "jsonrpc": "2.0",
             "id": self.id,
-            "result": self.proto.finish(tool_result(r)),
+            "result": answer(&self.proto, self.elicit, r),
         });
         vec![sse::frame(None, &response.to_string())]
     }

@@ -21,6 +21,7 @@
 //! - [`call`]: running a call, progress notifications, cancelling;
 //! - [`version`]: the revision a request is served in.
 
+mod ask;
 mod call;
 mod rpc;
 mod tools;
@@ -293,6 +294,7 @@ async fn message(
                 accepts,
                 progress_token: progress_token(&params),
                 ids,
+                elicit: proto.modern && ask::elicits(&params),
             };
             return tools_call(ctx, headers, &params).await.map_err(fail);
         }
@@ -386,6 +388,13 @@ async fn tools_call(
             )))
         }
     };
+    // A 2026-07-28 retry answering an `input_required` result: the session's resume.
+    let resumed = if ctx.proto.modern {
+        ask::resumed(params, args)?
+    } else {
+        None
+    };
+    let args = resumed.as_ref().unwrap_or(args);
     let call = match tools::call(&ctx.worker, name, args) {
         Ok(Some(c)) => c,
         Ok(None) => {
