@@ -114,3 +114,87 @@ async fn langgraph_rejection_takes_the_agents_rejection_path_in_a_session() {
     );
     assert!(refunds(&log).is_empty());
 }
+
+/// A 2026-07-28 `tools/call` of `run_langgraph`, JSON answer; `extra` joins its params.
+async fn mcp_call(w: &Worker, id: u64, caps: Value, extra: Value) -> Value {
+    let mut params = json!({
+        "name": "run_langgraph",
+        "arguments": {"instruction": "refund 5 for order 42"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": caps},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let resp = w
+        .client()
+        .post(format!("{}/mcp", w.url))
+        .header("accept", "application/json")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn over_mcp_2026_07_28_the_question_is_an_input_required_result_the_retry_answers() {
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = langgraph_worker(true, sessions.path(), &log).await;
+    let caps = json!({"elicitation": {"form": {}}});
+    let asked = mcp_call(&w, 1, caps.clone(), json!({})).await;
+    let r = &asked["result"];
+    assert_eq!(r["resultType"], "input_required", "{asked:#}");
+    let requests = r["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1, "{asked:#}");
+    let (key, req) = requests.iter().next().unwrap();
+    assert_eq!(req["method"], "elicitation/create");
+    assert_eq!(
+        req["params"]["requestedSchema"]["properties"]["approved"]["type"],
+        "boolean"
+    );
+    assert!(
+        req["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refund"),
+        "{req}"
+    );
+    assert!(refunds(&log).is_empty(), "asking runs no refund");
+    let state = r["requestState"].clone();
+    let answers = json!({key.clone(): {"action": "accept", "content": {"approved": true}}});
+    let retry = json!({"inputResponses": answers, "requestState": state});
+    let done = mcp_call(&w, 2, caps.clone(), retry.clone()).await;
+    let r = &done["result"];
+    assert_eq!(r["resultType"], "complete", "{done:#}");
+    assert_eq!(r["isError"], false, "{done:#}");
+    assert_eq!(
+        r["content"][0]["text"], "Shouted: refunded (refund 5 for order 42)",
+        "{done:#}"
+    );
+    assert_eq!(refunds(&log), vec!["refund 5 for order 42"]);
+    // The same retry again answers nothing: the question is closed, no second refund.
+    let again = mcp_call(&w, 3, caps, retry).await;
+    assert_eq!(again["result"]["isError"], true, "{again:#}");
+    assert!(
+        again["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupt_not_open"),
+        "{again:#}"
+    );
+    assert_eq!(refunds(&log).len(), 1);
+    // A client without elicitation gets the question as a tool result naming the session.
+    let plain = mcp_call(&w, 4, json!({}), json!({})).await;
+    let r = &plain["result"];
+    assert_eq!(r["resultType"], "complete", "{plain:#}");
+    assert_eq!(r["structuredContent"]["status"], "input_required");
+    let text = r["content"][0]["text"].as_str().unwrap();
+    let session = r["structuredContent"]["sessionId"].as_str().unwrap();
+    assert!(
+        text.starts_with("input_required") && text.contains(session),
+        "{text}"
+    );
+}
