@@ -12,7 +12,7 @@ import time
 import anyio
 import pytest
 
-from mcp import Client
+from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 
 from conftest import ROOT, Worker
@@ -292,3 +292,63 @@ def test_bad_arguments_and_unknown_tools(cold, mode):
                 await c.call_tool("run_nothing", {"instruction": "x"})
             assert e.value.error.code == -32602 and "Unknown tool: run_nothing" in e.value.error.message
     run(go)
+
+
+@pytest.fixture(scope="module")
+def refunds(tmp_path_factory):
+    """A worker whose LangGraph example agent asks before its `refund` tool, and the file the
+    tool appends each refund it makes to."""
+    require_venvs()
+    log = str(tmp_path_factory.mktemp("refunds") / "refunds.log")
+    w = Worker({"AGENTDISPATCH_FRAMEWORKS_DIR": FRAMEWORKS, "AGENTDISPATCH_WARM": "none",
+                "EXAMPLE_REFUND_LOG": log})
+    yield w, log
+    w.stop()
+    w.tmp.cleanup()
+
+
+def refunds_made(log):
+    return open(log).read().splitlines() if os.path.exists(log) else []
+
+
+def test_at_2026_07_28_the_sdk_answers_the_question_with_its_elicitation_callback(refunds):
+    w, log = refunds
+    asked = []
+
+    async def approve(context, params):
+        asked.append(params)
+        return types.ElicitResult(action="accept", content={"approved": True})
+
+    async def go():
+        async with Client(mcp_url(w), elicitation_callback=approve) as c:
+            r = await c.call_tool("run_langgraph", {"instruction": "refund 5 for order 42"})
+            assert not r.is_error, r
+            assert r.content[0].text == "Shouted: refunded (refund 5 for order 42)", r
+    run(go)
+    assert len(asked) == 1 and "refund" in asked[0].message, asked
+    assert asked[0].requested_schema["properties"]["approved"]["type"] == "boolean"
+    assert refunds_made(log) == ["refund 5 for order 42"]
+
+
+def test_at_2025_11_25_the_question_is_a_result_answered_by_calling_again(refunds):
+    w, log = refunds
+    before = len(refunds_made(log))
+
+    async def go():
+        async with Client(mcp_url(w), mode="legacy") as c:
+            r = await c.call_tool("run_langgraph", {"instruction": "refund 7 for order 9"})
+            assert not r.is_error, r
+            s = r.structured_content
+            assert s["status"] == "input_required", s
+            assert r.content[0].text.startswith("input_required"), r
+            assert s["sessionId"] in r.content[0].text
+            assert s["interrupts"][0]["kind"] == "approval"
+            assert len(refunds_made(log)) == before, "asking runs no refund"
+            r = await c.call_tool("run_langgraph", {
+                "instruction": "refund 7 for order 9", "sessionId": s["sessionId"],
+                "input": {"resume": True}})
+            assert not r.is_error, r
+            assert r.structured_content["resumes"] == s["taskId"], r
+            assert r.content[0].text == "Shouted: refunded (refund 7 for order 9)", r
+    run(go)
+    assert refunds_made(log)[before:] == ["refund 7 for order 9"]
