@@ -7,6 +7,8 @@ mod common;
 
 #[path = "ws/client.rs"]
 mod client;
+#[path = "ws/interrupts.rs"]
+mod interrupts;
 #[path = "ws/limits.rs"]
 mod limits;
 

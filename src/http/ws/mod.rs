@@ -5,6 +5,7 @@
 
 mod follow;
 mod read;
+mod resume;
 mod socket;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! What a client's text message asks for. This is where another protocol on `/ws` is told
 //! apart (AG-UI's `RunAgentInput` as a first message: a [`Incoming::Invoke`] with its own
-//! framing), and where answers to a task's questions (SPEC §14) will arrive.
+//! framing), and where answers to a task's questions (SPEC §14) arrive.
 
 use serde_json::Value;
 
@@ -13,9 +13,9 @@ pub enum Incoming {
     Invoke(Box<Payload>, Box<dyn Framing>),
     /// `{"type":"task.cancel"}`: cancel the task running on this socket.
     Cancel,
-    /// `{"type":"task.resume", …}`: answers to a task's questions, once tasks may ask (SPEC
-    /// §14). Refused until then, naming why.
-    Resume,
+    /// `{"type":"task.resume","resume":…}`: answers to a task's questions (SPEC §14), the
+    /// whole message (`resume.rs` reads it).
+    Resume(Value),
     /// A payload the worker refuses without starting anything (200 on `/invocations`, e.g. an
     /// unknown `taskType`): the answer is sent and the socket stays open.
     Refused(ErrorCode, String),
@@ -38,9 +38,9 @@ pub fn read(text: &str, _first: bool) -> Incoming {
     if let Some(kind) = value.get("type") {
         return match kind.as_str() {
             Some("task.cancel") => Incoming::Cancel,
-            Some("task.resume") => Incoming::Resume,
+            Some("task.resume") => Incoming::Resume(value),
             _ => Incoming::Bad(format!(
-                "Unknown message type {}: a message is an invocation payload (as POST /invocations) or {{\"type\":\"task.cancel\"}}.",
+                "Unknown message type {}: a message is an invocation payload (as POST /invocations) {{\"type\":\"task.cancel\"}} or {{\"type\":\"task.resume\",\"resume\":…}}.",
                 clip(&kind.to_string(), 100)
             )),
         };

@@ -18,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::follow::{Follow, Step};
 use super::read::{read, Incoming};
+use super::resume::{self, Asking};
 use crate::task::{RequestIds, Start, Worker};
 use crate::wire::{ErrorCode, Payload, TaskType};
 
@@ -125,6 +126,7 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
         worker,
         ids,
         running: None,
+        asking: None,
         out: Vec::new(),
         first: true,
     };
@@ -147,7 +149,10 @@ pub async fn run(worker: Arc<Worker>, mut ws: Ws, ids: RequestIds) {
                 Step::More => more = true,
                 Step::Idle => {}
                 Step::Ended => {
-                    s.running = None;
+                    // A task that asked leaves its session for a `task.resume` on this socket.
+                    if let Some(a) = s.running.take().and_then(|f| Asking::of(&f.task)) {
+                        s.asking = Some(a);
+                    }
                     if s.worker.shutdown.is_cancelled() {
                         break End::Close(CloseCode::Away, "The worker is shutting down.".into());
                     }
@@ -236,6 +241,8 @@ struct Socket {
     /// The upgrade request's ids and context, which every task started here carries.
     ids: RequestIds,
     running: Option<Follow>,
+    /// The last task here that ended asking: what a `task.resume` answers.
+    asking: Option<Asking>,
     /// Messages to send next.
     out: Vec<String>,
     first: bool,
@@ -248,28 +255,32 @@ impl Socket {
         match read(text, first) {
             Incoming::Bad(why) => {
                 // The whole error first (a close reason holds 123 bytes), then the close.
-                self.out.push(error_message(ErrorCode::InvalidPayload, &why));
+                self.out
+                    .push(error_message(ErrorCode::InvalidPayload, &why));
                 return Some(End::Close(CloseCode::Unsupported, why));
             }
             Incoming::Refused(code, why) => self.out.push(error_message(code, &why)),
             Incoming::Cancel => self.cancel(),
-            Incoming::Resume => self.out.push(error_message(
-                ErrorCode::InvalidPayload,
-                "No task on this socket is waiting for an answer: task.resume answers a task's questions, and this worker's tasks do not ask yet.",
-            )),
-            Incoming::Invoke(payload, framing) => {
-                if let Some(f) = &self.running {
-                    let busy = format!(
-                        "Task {} is running on this socket: send {{\"type\":\"task.cancel\"}} or wait for its result, or open another socket.",
-                        f.task.id
-                    );
-                    self.out.push(error_message(ErrorCode::SocketBusy, &busy));
-                } else {
-                    self.invoke(*payload, framing).await;
-                }
-            }
+            Incoming::Resume(msg) => match resume::payload(&msg, self.asking.as_ref()) {
+                Err((code, why)) => self.out.push(error_message(code, &why)),
+                Ok(payload) => self.start(payload, Box::new(super::follow::Plain)).await,
+            },
+            Incoming::Invoke(payload, framing) => self.start(*payload, framing).await,
         }
         None
+    }
+
+    /// An invocation, unless a task runs here already.
+    async fn start(&mut self, payload: Payload, framing: Box<dyn super::Framing>) {
+        if let Some(f) = &self.running {
+            let busy = format!(
+                "Task {} is running on this socket: send {{\"type\":\"task.cancel\"}} or wait for its result, or open another socket.",
+                f.task.id
+            );
+            self.out.push(error_message(ErrorCode::SocketBusy, &busy));
+        } else {
+            self.invoke(payload, framing).await;
+        }
     }
 
     /// `{"type":"task.cancel"}`: the running task is cancelled; its result ends its messages.
