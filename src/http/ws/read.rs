@@ -65,6 +65,10 @@ mod tests {
             Incoming::Cancel
         ));
         assert!(matches!(
+            read(r#"{"type":"task.resume","resume":true}"#, false),
+            Incoming::Resume(m) if m["resume"] == true
+        ));
+        assert!(matches!(
             read(r#"{"prompt":"hi"}"#, true),
             Incoming::Invoke(..)
         ));
