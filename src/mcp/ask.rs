@@ -140,3 +140,54 @@ pub fn resumed(
     }
     Ok(Some(args))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn state() -> String {
+        json!({"sessionId": "s1", "taskId": "t1", "kinds": {"a": "approval", "q": "input"}})
+            .to_string()
+    }
+
+    fn error(p: Value) -> String {
+        match resumed(&params(p), &Map::new()) {
+            Err(e) => e.message,
+            Ok(a) => panic!("accepted: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_become_the_sessions_resume_and_bad_ones_are_named() {
+        let ok = params(json!({"requestState": state(), "inputResponses": {
+            "a": {"action": "accept", "content": {"approved": true}},
+            "q": {"action": "accept", "content": {"answer": "blue"}}}}));
+        let args = resumed(&ok, &params(json!({"instruction": "x"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(args["sessionId"], "s1");
+        assert_eq!(
+            args["input"]["resume"],
+            json!({"a": {"approved": true}, "q": "blue"})
+        );
+        assert_eq!(args["instruction"], "x");
+        let declined = params(json!({"requestState": state(), "inputResponses": {
+            "a": {"action": "decline"}, "q": {"action": "accept", "content": {"answer": "b"}}}}));
+        let args = resumed(&declined, &Map::new()).unwrap().unwrap();
+        assert_eq!(args["input"]["resume"]["a"], json!({"approved": false}));
+        assert!(resumed(&Map::new(), &Map::new()).unwrap().is_none());
+        assert!(error(json!({"inputResponses": {}})).contains("requestState"));
+        assert!(error(json!({"requestState": "{}", "inputResponses": {}})).contains("not one"));
+        assert!(error(json!({"requestState": state()})).contains("inputResponses must"));
+        assert!(error(json!({"requestState": state(), "inputResponses": {
+            "a": {"action": "accept", "content": {"approved": true}}}}))
+        .contains("no answer to q"));
+        assert!(error(json!({"requestState": state(), "inputResponses": {
+            "a": {"action": "cancel"}, "q": {"action": "accept", "content": {"answer": "b"}}}}))
+        .contains("a was not answered"));
+    }
+}
