@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::agui::AguiFraming;
 use super::follow::{Framing, Plain};
 use crate::wire::{clip, payload_from_value, ErrorCode, Payload, PayloadError};
 
@@ -43,6 +44,17 @@ pub fn read(text: &str, _first: bool) -> Incoming {
                 "Unknown message type {}: a message is an invocation payload (as POST /invocations) or {{\"type\":\"task.cancel\"}}.",
                 clip(&kind.to_string(), 100)
             )),
+        };
+    }
+    // AG-UI's `RunAgentInput` (told by its shape, as on `POST /invocations`): its task is framed
+    // as AG-UI events.
+    if crate::agui::looks_like(&value) {
+        return match crate::agui::parse(&value) {
+            Ok(run) => {
+                let framing = Box::new(AguiFraming::new(&run));
+                Incoming::Invoke(Box::new(run.payload), framing)
+            }
+            Err(details) => Incoming::Bad(format!("Invalid RunAgentInput: {details}")),
         };
     }
     match payload_from_value(value) {
