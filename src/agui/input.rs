@@ -360,6 +360,38 @@ mod tests {
     }
 
     #[test]
+    fn resume_entries_become_answers_by_interrupt_id() {
+        let mut b = body();
+        // A resume needs no new user message: it continues the run that asked.
+        b["messages"] = json!([]);
+        b["resume"] = json!([
+            {"interruptId": "refund-1", "status": "resolved", "payload": {"approved": true}},
+            {"interruptId": "account", "status": "resolved", "payload": "savings"},
+            {"interruptId": "other", "status": "cancelled"},
+            {"interruptId": "bare", "status": "resolved"},
+        ]);
+        let p = parse(&b).unwrap().payload;
+        assert_eq!(
+            p.input["resume"],
+            json!({"refund-1": {"approved": true}, "account": "savings",
+                   "other": {"approved": false}, "bare": true})
+        );
+        assert!(refusal(|b| b["resume"] = json!({"refund-1": true}))
+            .contains("resume must be an array"));
+        assert!(refusal(|b| b["resume"] = json!([{"status": "resolved"}]))
+            .contains("resume[0].interruptId is required"));
+        assert!(
+            refusal(|b| b["resume"] = json!([{"interruptId": "a", "status": "maybe"}]))
+                .contains("resume[0].status must be")
+        );
+        assert!(refusal(|b| b["resume"] = json!([
+            {"interruptId": "a", "status": "resolved"},
+            {"interruptId": "a", "status": "cancelled"}
+        ]))
+        .contains("answered twice"));
+    }
+
+    #[test]
     fn each_refusal_names_the_field() {
         assert!(refusal(|b| b["threadId"] = json!(3)).contains("threadId must be a string"));
         assert!(refusal(|b| b["threadId"] = json!("")).contains("threadId must not be empty"));

@@ -84,6 +84,8 @@ mod tests {
             read(r#"{"taskType":"task.frobnicate"}"#, true),
             Incoming::Refused(ErrorCode::UnsupportedTaskType, _)
         ));
+        let run = r#"{"threadId":"t","runId":"r","messages":[{"id":"1","role":"user","content":"hi"}],"tools":[],"context":[],"forwardedProps":{}}"#;
+        assert!(matches!(read(run, true), Incoming::Invoke(..)));
         let bad = |t: &str| match read(t, true) {
             Incoming::Bad(m) => m,
             _ => panic!("{t} was not refused"),
@@ -92,5 +94,7 @@ mod tests {
         assert!(bad("  ").contains("empty"));
         assert!(bad(r#"{"type":"dance"}"#).contains("\"dance\""));
         assert!(bad("[1]").contains("object"));
+        let no_props = run.replace(r#","forwardedProps":{}"#, "");
+        assert!(bad(&no_props).starts_with("Invalid RunAgentInput: forwardedProps is required"));
     }
 }
