@@ -194,12 +194,7 @@ async fn the_readme_example_runs_as_written() {
 async fn a_task_that_asks_finishes_with_the_interrupt_outcome_and_resume_answers_it_once() {
     for kind in [Kind::Cold, Kind::Warm] {
         let sessions = tempfile::tempdir().unwrap();
-        let root = sessions.path().to_str().unwrap();
-        let w = fixture_worker(
-            kind,
-            WorkerBuilder::new().env("AGENTDISPATCH_SESSION_DIR", root),
-        )
-        .await;
+        let w = session_worker(kind, sessions.path()).await;
         let thread = format!("agui-ask-{kind:?}");
         let mut body = run_input(&thread, "ask");
         body["forwardedProps"] = json!({"framework": "pyfixture"});
