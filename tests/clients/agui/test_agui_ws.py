@@ -18,7 +18,7 @@ from ag_ui.core import ResumeEntry, RunAgentInput, UserMessage
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from test_agui import ENCODER, EVENT, check_order, run as sse_run, run_input, start_worker, validated
+from test_agui import ENCODER, EVENT, SIX, check_order, run as sse_run, run_input, start_worker, validated
 
 
 def ws_url(worker):
@@ -43,7 +43,7 @@ def ws_run(ws, body):
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
-@pytest.mark.parametrize("framework", ["langgraph", "strands"])
+@pytest.mark.parametrize("framework", SIX)
 def test_a_run_agent_input_on_the_socket_answers_valid_ag_ui_events(framework, warm):
     w = start_worker(framework, warm)
     try:
