@@ -26,12 +26,7 @@ async fn in_session(w: &Worker, session: &str, id: &str, instruction: &str) -> V
 async fn a_session_keeps_its_turns_in_its_folder_and_another_session_sees_nothing() {
     for kind in [Kind::Cold, Kind::Warm] {
         let sessions = tempfile::tempdir().unwrap();
-        let root = sessions.path().to_str().unwrap();
-        let w = fixture_worker(
-            kind,
-            WorkerBuilder::new().env("AGENTDISPATCH_SESSION_DIR", root),
-        )
-        .await;
+        let w = session_worker(kind, sessions.path()).await;
         let a = format!("chat-{kind:?}");
         let t1 = turn(&in_session(&w, &a, &format!("{a}-1"), "turn").await);
         assert_eq!(t1["earlier"], json!([]), "{kind:?}: {t1}");
