@@ -2,7 +2,7 @@
 # Install the real SDK clients (A2A, MCP) that scripts/test-clients.sh runs against the worker, and
 # the other cached tools of the tests:
 #
-#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel|agui-py|agui-js|ws …]   (default: all eleven)
+#   scripts/setup-clients.sh [--force] [py-v1|py-v03|js|aws|agentcore|py-mcp|js-mcp|otel|agui-py|agui-ws|agui-js|ws …]   (default: all twelve)
 #
 # Under ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients/:
 #   py-v1/     a venv with a2a-sdk 1.x and pytest (tests/clients/python/requirements-v1.txt)
@@ -19,6 +19,7 @@
 #              tests put its site-packages on a framework venv's path
 #   agui-py/   a venv with AG-UI's Python SDK (ag-ui-protocol) and pytest
 #              (tests/clients/agui/requirements.txt)
+#   agui-ws/   ag-ui-protocol and websockets: AG-UI on /ws (tests/clients/agui/ws-requirements.txt)
 #   agui-js/   node_modules with @ag-ui/client (npm ci of tests/clients/agui-js/package-lock.json)
 #   ws/        a venv with the Python websockets client, for tests/ws.rs
 #              (tests/clients/ws/requirements.txt)
@@ -44,7 +45,7 @@ die() { echo "setup-clients: $*" >&2; exit 1; }
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel | agui-py | agui-js | ws) NAMES+=("$arg") ;;
+    py-v1 | py-v03 | js | aws | agentcore | py-mcp | js-mcp | otel | agui-py | agui-ws | agui-js | ws) NAMES+=("$arg") ;;
     -h | --help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $arg" ;;
   esac
@@ -109,7 +110,7 @@ node_modules() { # node_modules NAME PACKAGE: npm ci of tests/clients/NAME; PACK
 }
 
 mkdir -p "$CLIENTS"
-((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel agui-py agui-js ws)
+((${#NAMES[@]})) || NAMES=(py-v1 py-v03 js aws agentcore py-mcp js-mcp otel agui-py agui-ws agui-js ws)
 for name in "${NAMES[@]}"; do
   case $name in
     py-v1) venv py-v1 "$ROOT/tests/clients/python/requirements-v1.txt" a2a,pytest ;;
@@ -118,6 +119,7 @@ for name in "${NAMES[@]}"; do
     py-mcp) venv py-mcp "$ROOT/tests/clients/python/requirements-mcp.txt" mcp,pytest ;;
     js-mcp) node_modules js-mcp @modelcontextprotocol/sdk ;;
     agui-py) venv agui-py "$ROOT/tests/clients/agui/requirements.txt" ag_ui.core,pytest ;;
+    agui-ws) venv agui-ws "$ROOT/tests/clients/agui/ws-requirements.txt" ag_ui.core,websockets,pytest ;;
     agui-js) node_modules agui-js @ag-ui/client ;;
     aws) venv aws "$ROOT/tests/aws/requirements.txt" awscli.clidriver,pytest ;;
     agentcore) venv agentcore "$ROOT/tests/agentcore/requirements.txt" bedrock_agentcore.identity.auth ;;

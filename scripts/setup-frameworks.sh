@@ -2,6 +2,7 @@
 # Create frameworks/<name>/.venv for the Python framework runners.
 #
 #   scripts/setup-frameworks.sh [--force] [NAME…]
+#   scripts/setup-frameworks.sh --uv          # the path of its uv, for `uv pip compile`
 #
 # NAME defaults to every folder of frameworks/ that has a requirements.txt; a NAME with a "/" is
 # a folder path of its own (bench/agentcore, the in-process floor of the warm-start bench). Each venv is made
@@ -13,7 +14,8 @@
 # Environment: PYTHON (interpreter, default: CPython 3.12 if found, else python3), UV (a uv binary to use),
 # AGENTDISPATCH_FRAMEWORKS_DIR (default: frameworks/ of this repository).
 # uv itself, when not on PATH, is installed with pip into a tools venv under
-# ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/.
+# ${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/; `--uv` prints the path of the uv it uses
+# (installing it when needed), e.g. "$(scripts/setup-frameworks.sh --uv)" pip compile ….
 set -euo pipefail
 
 UV_VERSION=0.13.9
@@ -76,15 +78,25 @@ setup_one() {
 }
 
 FORCE=0
+PRINT_UV=0
 NAMES=()
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --uv) PRINT_UV=1 ;;
+    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $arg" ;;
     *) NAMES+=("${arg%/}") ;;
   esac
 done
+
+if [[ $PRINT_UV == 1 ]]; then
+  # The uv these scripts use, for a command of your own (`uv pip compile`): its path only.
+  pick_python
+  find_uv >&2
+  echo "$UV"
+  exit 0
+fi
 
 if [[ ${#NAMES[@]} == 0 ]]; then
   for req in "$FRAMEWORKS_DIR"/*/requirements.txt; do

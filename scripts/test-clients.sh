@@ -2,7 +2,7 @@
 # Run the worker's A2A, MCP and AG-UI surfaces through the real SDK clients (installed by
 # scripts/setup-clients.sh, which this runs first: a second run takes a second):
 #
-#   scripts/test-clients.sh [py-v1|py-v03|js|py-mcp|js-mcp|agui-py|agui-js …]      (default: all seven)
+#   scripts/test-clients.sh [py-v1|py-v03|js|py-mcp|js-mcp|agui-py|agui-ws|agui-js …] (default: all eight)
 #
 #   py-v1    Python a2a-sdk 1.x, its A2A 1.0 JSON-RPC transport  tests/clients/python/test_a2a_v1.py
 #   py-v03   Python a2a-sdk 0.3.x                               tests/clients/python/test_a2a_v03.py
@@ -10,6 +10,7 @@
 #   py-mcp   Python mcp SDK, its Streamable HTTP client          tests/clients/python/test_mcp.py
 #   js-mcp   @modelcontextprotocol/sdk, its Streamable HTTP client tests/clients/js-mcp/mcp.test.mjs
 #   agui-py  AG-UI's Python models, the six frameworks           tests/clients/agui/test_agui.py
+#   agui-ws  AG-UI's Python models over /ws (websockets)       tests/clients/agui/test_agui_ws.py
 #   agui-js  @ag-ui/client's HttpAgent, two frameworks           tests/clients/agui-js/agui.test.mjs
 #            (both agui suites need the frameworks' venvs: scripts/setup-frameworks.sh)
 #
@@ -23,12 +24,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLIENTS=${XDG_CACHE_HOME:-$HOME/.cache}/agentdispatch-worker/clients
 
 SUITES=("$@")
-[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js py-mcp js-mcp agui-py agui-js)
+[[ ${#SUITES[@]} -gt 0 ]] || SUITES=(py-v1 py-v03 js py-mcp js-mcp agui-py agui-ws agui-js)
 for s in "${SUITES[@]}"; do
   case $s in
-    py-v1 | py-v03 | js | py-mcp | js-mcp | agui-py | agui-js) ;;
+    py-v1 | py-v03 | js | py-mcp | js-mcp | agui-py | agui-ws | agui-js) ;;
     -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js, py-mcp, js-mcp, agui-py, agui-js)" >&2; exit 2 ;;
+    *) echo "test-clients: unknown suite $s (py-v1, py-v03, js, py-mcp, js-mcp, agui-py, agui-ws, agui-js)" >&2; exit 2 ;;
   esac
 done
 
@@ -104,6 +105,9 @@ for s in "${SUITES[@]}"; do
     agui-py)
       run_suite agui-py "ag-ui-protocol" \
         "$CLIENTS/agui-py/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/agui/test_agui.py" ;;
+    agui-ws)
+      run_suite agui-ws "ag-ui-protocol over /ws" \
+        "$CLIENTS/agui-ws/bin/python" -m pytest -p no:cacheprovider -q "$ROOT/tests/clients/agui/test_agui_ws.py" ;;
     agui-js)
       cp "$ROOT/tests/clients/agui-js/agui.test.mjs" "$CLIENTS/agui-js/agui.test.mjs"
       run_suite agui-js "@ag-ui/client HttpAgent" \

@@ -124,7 +124,7 @@ suites["python-shared"] = "scripts/test-frameworks.sh -q " + " ".join(shared)
 # Only the fixture framework (stdlib only), no framework venv.
 warm_tests = " ".join(p for p in shared if p.startswith("frameworks/tests/test_warm"))
 suites["python-warm-3.13"] = "env PYTHON_VERSION=3.13 scripts/test-frameworks.sh -q " + warm_tests
-for client in ("py-v1", "py-v03", "js", "py-mcp", "js-mcp", "agui-py", "agui-js"):
+for client in ("py-v1", "py-v03", "js", "py-mcp", "js-mcp", "agui-py", "agui-ws", "agui-js"):
     suites[f"clients-{client}"] = f"scripts/test-clients.sh {client}"
 # docs/agentcore.md and scripts/agentcore-deploy.sh against the AWS CLI's model (no account).
 suites["python-aws"] = "scripts/test-aws.sh"

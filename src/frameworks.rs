@@ -150,7 +150,12 @@ impl Registry {
             };
             for (name, def) in map {
                 let fw = parse_definition(&name, &def).map_err(|r| bad(format!("{name}: {r}")))?;
-                reg.insert(env_framework(name, fw.0, fw.1, fw.2, VAR));
+                // `warm` as in a manifest: a runner on the shared helper may be warm however it
+                // was defined.
+                let warm = parse_warm(def.as_object()).map_err(|r| bad(format!("{name}: {r}")))?;
+                let mut fw = env_framework(name, fw.0, fw.1, fw.2, VAR);
+                fw.warm = warm;
+                reg.insert(fw);
             }
         }
         for (name, cmd) in &fenv.named {
@@ -258,7 +263,19 @@ fn split_env(var: &str, cmd: &str) -> Result<Vec<String>, ConfigError> {
 
 type Definition = (Vec<String>, Option<Duration>, BTreeMap<String, String>);
 
-/// Parses `"cmd args"` or `{command, timeoutSeconds?, env?}` (command as string or array).
+/// A definition's `"warm"` (SPEC §6.3): absent or null is false.
+fn parse_warm(obj: Option<&serde_json::Map<String, Value>>) -> Result<bool, String> {
+    match obj.and_then(|o| o.get("warm")) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!(
+            "warm must be true or false, got {}",
+            kind_of(other)
+        )),
+    }
+}
+
+/// Parses `"cmd args"` or `{command, timeoutSeconds?, env?, warm?}` (command as string or array).
 fn parse_definition(name: &str, def: &Value) -> Result<Definition, String> {
     if name.trim().is_empty() {
         return Err("a framework name must not be empty".into());
@@ -351,16 +368,7 @@ pub fn parse_manifest(folder: &Path, text: &str) -> Result<Framework, String> {
         Some(_) => return Err("name must be a non-empty string".into()),
     };
     let (mut argv, timeout, env) = parse_definition(&name, &value)?;
-    let warm = match obj.get("warm") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(format!(
-                "warm must be true or false, got {}",
-                kind_of(other)
-            ))
-        }
-    };
+    let warm = parse_warm(Some(obj))?;
     if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
         argv[0] = folder.join(&argv[0]).to_string_lossy().into_owned();
     }
@@ -409,7 +417,7 @@ mod tests {
         let reg = Registry::load(&cfg(&[
             (
                 "AGENTDISPATCH_FRAMEWORK_COMMANDS",
-                r#"{"a":"python3 -u a.py","b":{"command":["b","x y"],"timeoutSeconds":3,"env":{"K":"v"}}}"#,
+                r#"{"a":"python3 -u a.py","b":{"command":["b","x y"],"timeoutSeconds":3,"env":{"K":"v"},"warm":true}}"#,
             ),
             ("AGENTDISPATCH_FRAMEWORK_COMMAND_A", "override 'a b'"),
         ]))
@@ -419,6 +427,10 @@ mod tests {
         let b = reg.get("b").unwrap();
         assert_eq!(b.timeout, Some(Duration::from_secs(3)));
         assert!(matches!(&b.launch, Launch::Command { env, .. } if env["K"] == "v"));
+        assert!(
+            b.warm && !a.warm,
+            "warm from the definition, off by default"
+        );
     }
 
     #[test]
@@ -432,6 +444,10 @@ mod tests {
             (
                 "AGENTDISPATCH_FRAMEWORK_COMMANDS",
                 r#"{"a":{"command":"x","timeoutSeconds":-2}}"#,
+            ),
+            (
+                "AGENTDISPATCH_FRAMEWORK_COMMANDS",
+                r#"{"a":{"command":"x","warm":"yes"}}"#,
             ),
             ("AGENTDISPATCH_FRAMEWORK_COMMAND", "python 'oops"),
         ] {

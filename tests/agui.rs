@@ -1,8 +1,10 @@
 //! AG-UI on `POST /invocations` (SPEC §13) through the real binary with the built-in echo
 //! framework: a `RunAgentInput` recognised by its shape (or any body under
 //! `AGENTDISPATCH_WORKER_PROTOCOL=agui`) answered with AG-UI events over SSE, the bad inputs
-//! answered 400 as AWS's `AGUIApp` answers them, and the worker's own requests untouched. The six
-//! Python frameworks through AG-UI's own clients: tests/clients/agui/ (scripts/test-clients.sh).
+//! answered 400 as AWS's `AGUIApp` answers them, and the worker's own requests untouched; a task
+//! that asks (the `pyfixture` framework) ends with AG-UI's interrupt outcome and a `resume` answers
+//! it. The six Python frameworks through AG-UI's own clients, over SSE and `/ws`:
+//! tests/clients/agui/ (scripts/test-clients.sh agui-py, agui-ws).
 
 mod common;
 
@@ -186,4 +188,47 @@ async fn the_readme_example_runs_as_written() {
         events.last().unwrap()["result"]["output"],
         "Accepted instruction: hello"
     );
+}
+
+#[tokio::test]
+async fn a_task_that_asks_finishes_with_the_interrupt_outcome_and_resume_answers_it_once() {
+    for kind in [Kind::Cold, Kind::Warm] {
+        let sessions = tempfile::tempdir().unwrap();
+        let w = session_worker(kind, sessions.path()).await;
+        let thread = format!("agui-ask-{kind:?}");
+        let mut body = run_input(&thread, "ask");
+        body["forwardedProps"] = json!({"framework": "pyfixture"});
+        let msgs = w.stream(&body).await;
+        let finished = &msgs.last().unwrap().data;
+        assert_eq!(finished["type"], "RUN_FINISHED", "{kind:?}: {msgs:#?}");
+        assert_eq!(finished["outcome"]["type"], "interrupt", "{finished:#}");
+        let q = &finished["outcome"]["interrupts"][0];
+        assert_eq!(
+            (q["id"].as_str(), q["reason"].as_str()),
+            (Some("refund-1"), Some("approval"))
+        );
+        assert_eq!(finished["result"]["status"], "input_required");
+        let refunds = || {
+            std::fs::read_to_string(sessions.path().join(&thread).join("refunds.log"))
+                .map_or(0, |s| s.lines().count())
+        };
+        assert_eq!(refunds(), 0);
+        // AG-UI's answer: a run of the thread whose `resume` answers the interrupt by its id.
+        body["runId"] = json!("run-2");
+        body["resume"] =
+            json!([{"interruptId": "refund-1", "status": "resolved", "payload": true}]);
+        let msgs = w.stream(&body).await;
+        let done = &msgs.last().unwrap().data;
+        assert_eq!(done["type"], "RUN_FINISHED", "{msgs:#?}");
+        assert!(done.get("outcome").is_none(), "{done:#}");
+        assert_eq!(done["result"]["status"], "succeeded", "{done:#}");
+        assert_eq!(refunds(), 1);
+        // Answered once: the second answer is a RUN_ERROR naming why, and nothing runs.
+        body["runId"] = json!("run-3");
+        let msgs = w.stream(&body).await;
+        let again = &msgs.last().unwrap().data;
+        assert_eq!(again["type"], "RUN_ERROR", "{msgs:#?}");
+        assert_eq!(again["code"], "interrupt_not_open", "{again:#}");
+        assert_eq!(refunds(), 1);
+    }
 }

@@ -124,6 +124,10 @@ pub enum Event {
         /// `{taskId, status, output, result}` of the task that ran.
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<Value>,
+        /// Why the run ended, when not plain success: `{"type":"interrupt","interrupts":[…]}`
+        /// for a task that asks (SPEC §14; AG-UI's interrupt-aware run lifecycle).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        outcome: Option<Value>,
     },
     /// The run failed.
     #[serde(rename_all = "camelCase")]

@@ -159,6 +159,47 @@ fn message(v: &Value, i: usize) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// AG-UI's `resume` (`[{interruptId, status: "resolved"|"cancelled", payload?}]`, the answers
+/// to the interrupts a run ended with) as the worker's `input.resume`: answers by question id.
+/// A resolved entry answers its `payload` (none: `true`, an approval given); a cancelled one
+/// `{"approved": false}` (the question is declined, the run continues without it).
+fn resume(obj: &Map<String, Value>) -> Result<Option<Value>, String> {
+    let entries = match obj.get("resume") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => return Ok(None),
+        Some(other) => {
+            return Err(format!(
+                "resume must be an array of {{interruptId, status, payload?}}, got {}",
+                kind_of(other)
+            ))
+        }
+    };
+    let mut answers = Map::new();
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("resume[{i}]");
+        let e = object(e, &at)?;
+        let id = string(e, "interruptId", &format!("{at}."))?;
+        let answer = match string(e, "status", &format!("{at}."))? {
+            "resolved" => match e.get("payload") {
+                None | Some(Value::Null) => Value::Bool(true),
+                Some(p) => p.clone(),
+            },
+            "cancelled" => json!({"approved": false}),
+            other => {
+                return Err(format!(
+                    "{at}.status must be \"resolved\" or \"cancelled\", got {:?}",
+                    crate::wire::clip(other, 100)
+                ))
+            }
+        };
+        if answers.insert(id.to_string(), answer).is_some() {
+            return Err(format!("{at}.interruptId {id:?} is answered twice"));
+        }
+    }
+    Ok(Some(Value::Object(answers)))
+}
+
 /// Reads a `RunAgentInput`; `Err` says what is wrong with it.
 pub fn parse(body: &Value) -> Result<Run, String> {
     let obj = object(body, "RunAgentInput")?;
@@ -203,8 +244,14 @@ pub fn parse(body: &Value) -> Result<Run, String> {
             ))
         }
     };
-    let Some(instruction) = instruction else {
-        return Err("messages holds no user message: there is nothing to run".into());
+    let resume = resume(obj)?;
+    // A resume continues the run that asked: its messages need no new user message.
+    let instruction = match (instruction, &resume) {
+        (Some(i), _) => i,
+        (None, Some(_)) => String::new(),
+        (None, None) => {
+            return Err("messages holds no user message: there is nothing to run".into())
+        }
     };
     let state = obj.get("state").filter(|s| !s.is_null());
     // What the runner sees (docs/agui.md): the instruction, every message (its history where
@@ -230,6 +277,9 @@ pub fn parse(body: &Value) -> Result<Run, String> {
     }
     if let Some(s) = state {
         input["state"] = s.clone();
+    }
+    if let Some(r) = resume {
+        input["resume"] = r;
     }
     let payload = payload_from_value(json!({
         "taskType": "agent.run",
@@ -307,6 +357,38 @@ mod tests {
         b["taskType"] = json!("task.list");
         assert!(!looks_like(&b));
         assert!(!looks_like(&json!({"threadId": "t", "runId": "r"})));
+    }
+
+    #[test]
+    fn resume_entries_become_answers_by_interrupt_id() {
+        let mut b = body();
+        // A resume needs no new user message: it continues the run that asked.
+        b["messages"] = json!([]);
+        b["resume"] = json!([
+            {"interruptId": "refund-1", "status": "resolved", "payload": {"approved": true}},
+            {"interruptId": "account", "status": "resolved", "payload": "savings"},
+            {"interruptId": "other", "status": "cancelled"},
+            {"interruptId": "bare", "status": "resolved"},
+        ]);
+        let p = parse(&b).unwrap().payload;
+        assert_eq!(
+            p.input["resume"],
+            json!({"refund-1": {"approved": true}, "account": "savings",
+                   "other": {"approved": false}, "bare": true})
+        );
+        assert!(refusal(|b| b["resume"] = json!({"refund-1": true}))
+            .contains("resume must be an array"));
+        assert!(refusal(|b| b["resume"] = json!([{"status": "resolved"}]))
+            .contains("resume[0].interruptId is required"));
+        assert!(
+            refusal(|b| b["resume"] = json!([{"interruptId": "a", "status": "maybe"}]))
+                .contains("resume[0].status must be")
+        );
+        assert!(refusal(|b| b["resume"] = json!([
+            {"interruptId": "a", "status": "resolved"},
+            {"interruptId": "a", "status": "cancelled"}
+        ]))
+        .contains("answered twice"));
     }
 
     #[test]

@@ -210,3 +210,34 @@ fn a_failure_ends_what_is_open_then_errs_with_the_code() {
     assert_eq!(err["code"], "timed_out");
     assert_eq!(err["message"], "Command timed out after 5ms.");
 }
+
+#[test]
+fn a_task_that_asks_finishes_with_the_interrupt_outcome() {
+    let mut t = Translator::new("th", "r", None, "t");
+    let mut r = ok("");
+    r.status = TaskStatus::InputRequired;
+    r.asked.session_id = Some("th".into());
+    r.asked.interrupts = Some(vec![
+        json!({"id": "refund-1", "kind": "approval", "tool": "refund", "args": {"n": 5}}),
+        json!({"id": "account", "kind": "input", "value": "which account?"}),
+    ]);
+    let mut out = Vec::new();
+    t.end(&r, &mut out);
+    let finished = serde_json::to_value(&out[0]).unwrap();
+    assert_eq!(finished["result"]["status"], "input_required");
+    assert_eq!(finished["result"]["sessionId"], "th");
+    let qs = &finished["outcome"]["interrupts"];
+    assert_eq!(finished["outcome"]["type"], "interrupt");
+    assert_eq!(qs[0]["id"], "refund-1");
+    assert_eq!(qs[0]["reason"], "approval");
+    assert_eq!(qs[0]["message"], "Approve the call of refund?");
+    assert_eq!(qs[0]["responseSchema"]["required"], json!(["approved"]));
+    assert_eq!(qs[0]["metadata"]["question"]["args"]["n"], 5);
+    assert_eq!(qs[1]["message"], "which account?");
+    assert!(qs[1].get("responseSchema").is_none());
+    // Any other end has no outcome (absent means success in AG-UI).
+    let mut out = Vec::new();
+    Translator::new("th", "r", None, "t").end(&ok("done"), &mut out);
+    let last = serde_json::to_value(out.last().unwrap()).unwrap();
+    assert!(last.get("outcome").is_none(), "{last}");
+}

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::event::Event;
 use crate::live::{Delta, Kind};
-use crate::wire::TaskResult;
+use crate::wire::{TaskResult, TaskStatus};
 
 /// Where a tool call is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,15 +220,28 @@ impl Translator {
                 let id = format!("{}-output", self.task_id_of(r));
                 self.close_message(&id, &r.output, out);
             }
+            let mut result = json!({
+                "taskId": r.task_id,
+                "status": r.status,
+                "output": r.output,
+                "result": r.result,
+            });
+            // A task that asks: AG-UI's interrupt outcome, its answer a run with `resume`.
+            let outcome = match &r.asked.interrupts {
+                Some(qs) if r.status == TaskStatus::InputRequired && !qs.is_empty() => {
+                    result["sessionId"] = json!(r.asked.session_id);
+                    Some(json!({
+                        "type": "interrupt",
+                        "interrupts": qs.iter().map(interrupt).collect::<Vec<_>>(),
+                    }))
+                }
+                _ => None,
+            };
             out.push(Event::RunFinished {
                 thread_id: self.thread_id.clone(),
                 run_id: self.run_id.clone(),
-                result: Some(json!({
-                    "taskId": r.task_id,
-                    "status": r.status,
-                    "output": r.output,
-                    "result": r.result,
-                })),
+                result: Some(result),
+                outcome,
             });
         } else {
             let code = r
@@ -346,6 +359,38 @@ impl Translator {
             None => format!("{}-call-{seq}", self.task_id),
         }
     }
+}
+
+/// One of the worker's questions (`{id, kind, value?, tool?, args?}`, SPEC §14) as an AG-UI
+/// `Interrupt`: `reason` is its kind, `message` its text when it has one (else a sentence
+/// naming the tool), an approval's `responseSchema` the answer it takes, and the question
+/// itself in `metadata` (its tool and arguments, for a client that shows them).
+fn interrupt(q: &Value) -> Value {
+    let kind = q["kind"].as_str().unwrap_or("input");
+    let message = match (&q["value"], q["tool"].as_str()) {
+        (Value::String(s), _) => Some(s.clone()),
+        (_, Some(tool)) if kind == "approval" => Some(format!("Approve the call of {tool}?")),
+        _ => None,
+    };
+    let mut i = json!({
+        "id": q["id"],
+        "reason": kind,
+        "metadata": {"question": q},
+    });
+    if let Some(m) = message {
+        i["message"] = json!(m);
+    }
+    if let Some(call) = q["toolCallId"].as_str() {
+        i["toolCallId"] = json!(call);
+    }
+    if kind == "approval" {
+        i["responseSchema"] = json!({
+            "type": "object",
+            "properties": {"approved": {"type": "boolean"}, "message": {"type": "string"}},
+            "required": ["approved"],
+        });
+    }
+    i
 }
 
 fn reasoning_id(message_id: &str) -> String {

@@ -1,8 +1,17 @@
 //! Finished spans and their OTLP protobuf form: the `ExportTraceServiceRequest` that an
-//! OTLP/HTTP receiver takes at `/v1/traces` (opentelemetry-proto's `trace/v1/trace.proto`,
-//! `collector/trace/v1/trace_service.proto`). Only the fields the worker's spans use are written.
+//! OTLP/HTTP receiver takes at `/v1/traces`, built from the OpenTelemetry project's own
+//! generated messages (the `opentelemetry-proto` crate) and encoded with prost, so the wire form
+//! follows `trace.proto` by construction rather than by hand-written field numbers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+use prost::Message;
 
 use super::context::SpanContext;
 
@@ -21,9 +30,9 @@ pub enum Value {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `SPAN_KIND_INTERNAL`.
-    Internal = 1,
+    Internal,
     /// `SPAN_KIND_SERVER`.
-    Server = 2,
+    Server,
 }
 
 /// One ended span.
@@ -49,117 +58,79 @@ pub struct SpanData {
     pub error: Option<String>,
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, u64::from(field) << 3 | u64::from(wire));
-}
-
-fn bytes_field(out: &mut Vec<u8>, field: u32, b: &[u8]) {
-    tag(out, field, 2);
-    varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn str_field(out: &mut Vec<u8>, field: u32, s: &str) {
-    if !s.is_empty() {
-        bytes_field(out, field, s.as_bytes());
-    }
-}
-
-fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
-    tag(out, field, 1);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
-    tag(out, field, 0);
-    varint(out, v);
-}
-
 fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
 }
 
-/// `KeyValue { key = 1; AnyValue value = 2 }`, `AnyValue { string 1 | bool 2 | int64 3 }`.
-fn key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    let mut any = Vec::new();
-    match value {
-        Value::Str(s) => bytes_field(&mut any, 1, s.as_bytes()),
-        Value::Bool(b) => varint_field(&mut any, 2, u64::from(*b)),
-        // int64 is a two's-complement varint.
-        Value::Int(i) => varint_field(&mut any, 3, *i as u64),
+fn key_value(key: &str, value: &Value) -> KeyValue {
+    let value = match value {
+        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::Int(i) => any_value::Value::IntValue(*i),
+    };
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
     }
-    let mut kv = Vec::new();
-    str_field(&mut kv, 1, key);
-    bytes_field(&mut kv, 2, &any);
-    bytes_field(out, field, &kv);
 }
 
-/// The `Resource` message of these attributes (`attributes = 1`).
-pub fn resource(attributes: &[(String, String)]) -> Vec<u8> {
-    let mut r = Vec::new();
-    for (k, v) in attributes {
-        key_value(&mut r, 1, k, &Value::Str(v.clone()));
+/// The `Resource` of these attributes, made once and put in each export.
+pub fn resource(attributes: &[(String, String)]) -> Resource {
+    Resource {
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| key_value(k, &Value::Str(v.clone())))
+            .collect(),
+        ..Resource::default()
     }
-    r
 }
 
-/// One `Span` message.
-fn span(out: &mut Vec<u8>, s: &SpanData) {
-    let mut m = Vec::new();
-    bytes_field(&mut m, 1, &s.ctx.trace_id);
-    bytes_field(&mut m, 2, &s.ctx.span_id);
-    if let Some(state) = &s.tracestate {
-        str_field(&mut m, 3, state);
+fn span(s: &SpanData) -> Span {
+    let kind = match s.kind {
+        Kind::Internal => SpanKind::Internal,
+        Kind::Server => SpanKind::Server,
+    };
+    Span {
+        trace_id: s.ctx.trace_id.to_vec(),
+        span_id: s.ctx.span_id.to_vec(),
+        trace_state: s.tracestate.clone().unwrap_or_default(),
+        parent_span_id: s.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        // The W3C trace flags in the low byte (`SPAN_FLAGS_TRACE_FLAGS_MASK`).
+        flags: u32::from(s.ctx.sampled),
+        name: s.name.clone(),
+        kind: kind as i32,
+        start_time_unix_nano: unix_nanos(s.start),
+        end_time_unix_nano: unix_nanos(s.end),
+        attributes: s.attributes.iter().map(|(k, v)| key_value(k, v)).collect(),
+        status: s.error.as_ref().map(|message| Status {
+            message: message.clone(),
+            code: StatusCode::Error as i32,
+        }),
+        ..Span::default()
     }
-    if let Some(parent) = &s.parent {
-        bytes_field(&mut m, 4, parent);
-    }
-    str_field(&mut m, 5, &s.name);
-    varint_field(&mut m, 6, s.kind as u64);
-    fixed64(&mut m, 7, unix_nanos(s.start));
-    fixed64(&mut m, 8, unix_nanos(s.end));
-    for (k, v) in &s.attributes {
-        key_value(&mut m, 9, k, v);
-    }
-    if let Some(message) = &s.error {
-        // Status { message = 2; code = 3 (STATUS_CODE_ERROR = 2) }.
-        let mut status = Vec::new();
-        str_field(&mut status, 2, message);
-        varint_field(&mut status, 3, 2);
-        bytes_field(&mut m, 15, &status);
-    }
-    // flags = 16 (fixed32): the W3C trace flags in the low byte.
-    tag(&mut m, 16, 5);
-    m.extend_from_slice(&u32::from(s.ctx.sampled).to_le_bytes());
-    bytes_field(out, 2, &m);
 }
 
-/// `ExportTraceServiceRequest { ResourceSpans { resource, ScopeSpans { scope, spans } } }`
-/// of `spans`, under the encoded `resource`.
-pub fn export_request(resource: &[u8], spans: &[SpanData]) -> Vec<u8> {
-    let mut scope = Vec::new();
-    str_field(&mut scope, 1, "agentdispatch-worker");
-    str_field(&mut scope, 2, env!("CARGO_PKG_VERSION"));
-    let mut scope_spans = Vec::new();
-    bytes_field(&mut scope_spans, 1, &scope);
-    for s in spans {
-        span(&mut scope_spans, s);
-    }
-    let mut resource_spans = Vec::new();
-    bytes_field(&mut resource_spans, 1, resource);
-    bytes_field(&mut resource_spans, 2, &scope_spans);
-    let mut request = Vec::with_capacity(resource_spans.len() + 8);
-    bytes_field(&mut request, 1, &resource_spans);
-    request
+/// The encoded `ExportTraceServiceRequest { ResourceSpans { resource, ScopeSpans { scope,
+/// spans } } }` of `spans`, under `resource`.
+pub fn export_request(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "agentdispatch-worker".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans: spans.iter().map(span).collect(),
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    request.encode_to_vec()
 }
 
 #[cfg(test)]
@@ -167,20 +138,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn varints_are_little_endian_base_128() {
-        let mut out = Vec::new();
-        varint(&mut out, 300);
-        assert_eq!(out, [0xac, 0x02]);
-        out.clear();
-        varint(&mut out, (-1i64) as u64);
-        assert_eq!(out.len(), 10);
-    }
-
-    #[test]
-    fn a_key_value_is_a_nested_message() {
-        let mut out = Vec::new();
-        key_value(&mut out, 1, "a", &Value::Str("b".into()));
-        // field 1 (len 8): key "a", value AnyValue { string_value "b" }.
-        assert_eq!(out, [0x0a, 8, 0x0a, 1, b'a', 0x12, 3, 0x0a, 1, b'b']);
+    fn a_span_decodes_back_with_the_fields_the_worker_sets() {
+        let t = UNIX_EPOCH + std::time::Duration::from_nanos(1_700_000_000_123_456_789);
+        let data = SpanData {
+            ctx: SpanContext {
+                trace_id: [7; 16],
+                span_id: [9; 8],
+                sampled: true,
+            },
+            parent: Some([3; 8]),
+            tracestate: Some("k=v".into()),
+            name: "POST /invocations".into(),
+            kind: Kind::Server,
+            start: t,
+            end: t,
+            attributes: vec![("n", Value::Int(-1)), ("b", Value::Bool(true))],
+            error: Some("boom".into()),
+        };
+        let body = export_request(&resource(&[("service.name".into(), "w".into())]), &[data]);
+        let back = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+        let rs = &back.resource_spans[0];
+        let span = &rs.scope_spans[0].spans[0];
+        assert_eq!(rs.resource.as_ref().map(|r| r.attributes.len()), Some(1));
+        assert_eq!(span.parent_span_id, [3; 8]);
+        assert_eq!(span.trace_state, "k=v");
+        assert_eq!(span.kind, SpanKind::Server as i32);
+        assert_eq!(span.start_time_unix_nano, 1_700_000_000_123_456_789);
+        assert_eq!(span.flags, 1);
+        assert_eq!(span.attributes[0], key_value("n", &Value::Int(-1)));
+        assert_eq!(
+            span.status.as_ref().map(|s| s.code),
+            Some(StatusCode::Error as i32)
+        );
     }
 }

@@ -131,6 +131,16 @@ pub async fn fixture_worker(kind: Kind, builder: WorkerBuilder) -> Worker {
     w
 }
 
+/// A fixture worker whose session folders are under `root` (a test's temporary folder).
+pub async fn session_worker(kind: Kind, root: &std::path::Path) -> Worker {
+    let root = root.to_str().expect("a UTF-8 temporary folder");
+    fixture_worker(
+        kind,
+        WorkerBuilder::new().env("AGENTDISPATCH_SESSION_DIR", root),
+    )
+    .await
+}
+
 /// The memory holder a warm task's fork event names (it shares the task's memory, so it shows
 /// the task's marker until it exits, right after the task).
 pub fn holder_of(r: &Value) -> Option<i32> {

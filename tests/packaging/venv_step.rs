@@ -162,3 +162,28 @@ fn a_leave_out_that_is_not_a_folder_name_fails_the_build_naming_it() {
         assert!(root.join("scripts").is_dir() && root.join("frameworks/_shared").is_dir());
     }
 }
+
+/// The frameworks README's `uv pip compile` line names `scripts/setup-frameworks.sh --uv`, since
+/// a newcomer has no `uv` on PATH (the set-up installs its own into a tools venv): the option
+/// prints a uv that runs.
+#[test]
+fn setup_frameworks_names_the_uv_it_uses() {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/setup-frameworks.sh"))
+        .arg("--uv")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uv = String::from_utf8(out.stdout).unwrap();
+    let version = Command::new(uv.trim()).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("uv "),
+        "{uv}: {version:?}"
+    );
+    let readme = fs::read_to_string(repo_root().join("frameworks/README.md")).unwrap();
+    assert!(readme.contains("\"$(scripts/setup-frameworks.sh --uv)\" pip compile"));
+}

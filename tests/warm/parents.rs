@@ -101,6 +101,29 @@ async fn auto_warms_the_default_framework_at_start_up_and_another_after_its_firs
 }
 
 #[tokio::test]
+async fn a_framework_defined_in_the_environment_may_be_warm() {
+    // AGENTDISPATCH_FRAMEWORK_COMMANDS takes "warm" as a manifest does: a runner on the shared
+    // helper, defined without a folder, is forked from its warm parent.
+    let runner = fixture_frameworks().join("pyfixture").join("runner.py");
+    let commands = json!({"envwarm": {"command": ["python3", runner], "warm": true}});
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            fixture_frameworks().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_FRAMEWORK_COMMANDS", &commands.to_string())
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "envwarm")
+        .start()
+        .await;
+    w.warm_ready("envwarm", 1).await;
+    let r = w
+        .run(json!({"taskId":"env-warm","input":{"instruction":"state"}}))
+        .await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(forked_from(&r).is_some(), "{r:#}");
+}
+
+#[tokio::test]
 async fn warm_none_runs_every_task_cold_without_a_word() {
     let w = fixture_worker(Kind::Cold, WorkerBuilder::new()).await;
     for i in 0..2 {

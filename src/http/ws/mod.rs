@@ -3,6 +3,7 @@
 //! hands the socket to [`socket::run`], which reads client messages ([`read`]) and follows one
 //! task at a time ([`follow`]).
 
+mod agui;
 mod follow;
 mod read;
 mod resume;

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::agui::AguiFraming;
 use super::follow::{Framing, Plain};
 use crate::wire::{clip, payload_from_value, ErrorCode, Payload, PayloadError};
 
@@ -45,6 +46,17 @@ pub fn read(text: &str, _first: bool) -> Incoming {
             )),
         };
     }
+    // AG-UI's `RunAgentInput` (told by its shape, as on `POST /invocations`): its task is framed
+    // as AG-UI events.
+    if crate::agui::looks_like(&value) {
+        return match crate::agui::parse(&value) {
+            Ok(run) => {
+                let framing = Box::new(AguiFraming::new(&run));
+                Incoming::Invoke(Box::new(run.payload), framing)
+            }
+            Err(details) => Incoming::Bad(format!("Invalid RunAgentInput: {details}")),
+        };
+    }
     match payload_from_value(value) {
         Ok(p) => Incoming::Invoke(Box::new(p), Box::new(Plain)),
         Err(PayloadError::Invalid(msg)) => Incoming::Bad(msg),
@@ -76,6 +88,8 @@ mod tests {
             read(r#"{"taskType":"task.frobnicate"}"#, true),
             Incoming::Refused(ErrorCode::UnsupportedTaskType, _)
         ));
+        let run = r#"{"threadId":"t","runId":"r","messages":[{"id":"1","role":"user","content":"hi"}],"tools":[],"context":[],"forwardedProps":{}}"#;
+        assert!(matches!(read(run, true), Incoming::Invoke(..)));
         let bad = |t: &str| match read(t, true) {
             Incoming::Bad(m) => m,
             _ => panic!("{t} was not refused"),
@@ -84,5 +98,7 @@ mod tests {
         assert!(bad("  ").contains("empty"));
         assert!(bad(r#"{"type":"dance"}"#).contains("\"dance\""));
         assert!(bad("[1]").contains("object"));
+        let no_props = run.replace(r#","forwardedProps":{}"#, "");
+        assert!(bad(&no_props).starts_with("Invalid RunAgentInput: forwardedProps is required"));
     }
 }

@@ -337,7 +337,13 @@ impl Socket {
                             )),
                         }
                     }
-                    Start::OnDisk(r) | Start::Refused(r) => self.out.push(answer(&r)),
+                    // Refused (at capacity, an unknown framework, …): the run's whole answer,
+                    // framed (AG-UI: RUN_STARTED then RUN_ERROR).
+                    Start::OnDisk(r) | Start::Refused(r) => {
+                        let mut framing = framing;
+                        framing.start(&r.task_id, &mut self.out);
+                        framing.end(0, &r, &mut self.out);
+                    }
                 }
             }
         }
