@@ -4,7 +4,9 @@
 //! Text line starting with `{` is not a JSON object, OtherJson is one; an Event is never of type
 //! task.result and no event inside a Result is either; every event payload serialises; a
 //! delta (good or refused) comes from a JSON object, a good one has a message id and its wire
-//! form is a JSON object of type task.delta; classifying is deterministic.
+//! form is a JSON object of type task.delta; a task.interrupt (good or refused) comes from a JSON
+//! object, a good one holds at least one question with an id and a kind, a refused one says why; classifying
+//! is deterministic.
 #![no_main]
 
 use agentdispatch_worker::protocol::{classify, ChildLine};
@@ -52,6 +54,24 @@ fuzz_target!(|data: &[u8]| {
         ChildLine::BadDelta(why) => {
             assert!(is_object());
             assert!(!why.is_empty(), "a refused delta without a reason");
+        }
+        ChildLine::Interrupt(questions) => {
+            assert!(is_object());
+            assert!(
+                !questions.is_empty(),
+                "an interrupt line without a question"
+            );
+            for q in questions {
+                assert!(q["id"].as_str().is_some_and(|id| !id.is_empty()), "{q}");
+                assert!(
+                    matches!(q["kind"].as_str(), Some("approval" | "input")),
+                    "{q}"
+                );
+            }
+        }
+        ChildLine::BadInterrupt(why) => {
+            assert!(is_object());
+            assert!(!why.is_empty(), "a refused interrupt without a reason");
         }
         ChildLine::Result(r) => {
             assert!(is_object());
