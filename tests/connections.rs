@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{eventually_async, fd_count, status_kb, WorkerBuilder};
+use common::{eventually, eventually_async, fd_count, status_kb, WorkerBuilder};
 use serde_json::{json, Value};
 
 fn connect(port: u16) -> TcpStream {
@@ -60,6 +60,13 @@ async fn past_the_connection_limit_ping_is_answered_and_other_requests_get_503()
             s
         })
         .collect();
+    // Synchronise on the worker having accepted all 8 (each an open descriptor of its own): a
+    // connect returns once the kernel has queued it, before the worker has counted it.
+    assert!(
+        eventually(Duration::from_secs(30), || fd_count(w.pid()) >= before + 8).await,
+        "the worker did not accept the 8 connections: {} descriptors, {before} before",
+        fd_count(w.pid())
+    );
     let port = w.port;
     // Past the limit, the health check is answered...
     let answer = ping_answered(port, "past the limit").await;
