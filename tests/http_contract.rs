@@ -217,7 +217,13 @@ async fn a_repeated_task_id_is_answered_without_a_second_run() {
                     .is_some_and(|m| m.contains("not a new run"))
         })
     };
-    assert!(said(&w, "same-1", "memory"), "{:?}", w.log_lines());
+    // The log is read from the worker's stdout by a thread of the test: it may come just after
+    // the answer.
+    assert!(
+        eventually(Duration::from_secs(5), || said(&w, "same-1", "memory")).await,
+        "{:?}",
+        w.log_lines()
+    );
     // Another prompt under the same id, streamed: the earlier answer, marked by the header.
     let again = json!({"taskType":"command.run","taskId":"same-1","stream":true,"input":{"command":"echo other"}});
     let resp = w
