@@ -258,7 +258,7 @@ impl<F: Framing> Pump<F> {
                 break;
             }
             self.sent += 1;
-            if e.get().starts_with(r#"{"type":"task.result""#) {
+            if crate::wire::event::is_result(&e) {
                 let result = self.task.answer(self.cap).await;
                 for m in self.framing.end(self.sent, &result) {
                     self.batch.extend_from_slice(&m);

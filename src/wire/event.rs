@@ -9,6 +9,12 @@ use serde_json::Value;
 /// A serialized event, shared between the response buffer, SSE subscribers and the log.
 pub type EventJson = Arc<RawValue>;
 
+/// Whether a recorded event is the task's `task.result` (the serializer always writes `type`
+/// first, so the prefix says it without parsing).
+pub fn is_result(e: &RawValue) -> bool {
+    e.get().starts_with(r#"{"type":"task.result""#)
+}
+
 /// The four event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum EventType {

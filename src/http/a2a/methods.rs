@@ -247,7 +247,7 @@ pub(super) async fn subscribe(
     if last
         .events
         .last()
-        .is_some_and(|e| e.get().starts_with(r#"{"type":"task.result""#))
+        .is_some_and(|e| crate::wire::event::is_result(e))
     {
         after = after.saturating_sub(1);
     }

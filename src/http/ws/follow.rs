@@ -151,7 +151,7 @@ impl Follow {
                 break;
             }
             self.sent += 1;
-            if e.get().starts_with(r#"{"type":"task.result""#) {
+            if crate::wire::event::is_result(&e) {
                 let result = self.task.answer(self.cap).await;
                 self.framing.end(self.sent, &result, out);
                 return Step::Ended;
