@@ -72,9 +72,10 @@ async fn past_the_connection_limit_ping_is_answered_and_other_requests_get_503()
     let answer = ping_answered(port, "past the limit").await;
     assert!(answer.contains("Healthy"), "{answer}");
     assert!(
-        w.log_lines().iter().any(|l| l["message"]
+        w.logged(|l| l["message"]
             .as_str()
-            .is_some_and(|m| m.contains("AGENTDISPATCH_MAX_CONNECTIONS reached"))),
+            .is_some_and(|m| m.contains("AGENTDISPATCH_MAX_CONNECTIONS reached")))
+            .await,
         "the limit is logged"
     );
     // ...and anything else is refused, naming the limit.

@@ -69,7 +69,7 @@ async fn the_hook_answers_once_the_warm_parent_is_ready_and_blocks_nothing_else(
     assert_eq!(status, 200, "{body:#}");
     assert_eq!(body["ok"], true, "{body:#}");
     assert_eq!(body["ready"], json!(["pyfixture"]), "{body:#}");
-    assert!(logged(&w, "warm parent ready"));
+    assert!(w.logged(|l| l["message"] == "warm parent ready").await);
     // Ready now: a second call answers at once, and the next task is forked warm.
     assert_eq!(post(&w, "/warmup").await.0, 200);
     w.fixture_task(Kind::Warm, "after-hook", "state").await;

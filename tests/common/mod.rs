@@ -410,6 +410,14 @@ impl Worker {
             .collect()
     }
 
+    /// Whether a log line matching `line` comes within 5 s. The log is read on a thread, so a
+    /// line written just before an answer may land just after it: check through this, not
+    /// through [`Worker::log_lines`] at the instant of the answer.
+    pub async fn logged(&self, line: impl Fn(&Value) -> bool) -> bool {
+        let seen = || self.log_lines().iter().any(&line);
+        wait::eventually(Duration::from_secs(5), seen).await
+    }
+
     /// Sends a signal to the worker.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();

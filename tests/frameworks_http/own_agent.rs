@@ -242,10 +242,11 @@ async fn each_agent_failure_has_its_code_and_a_first_line_naming_what_and_where(
     }
     // The traceback is in the worker's log, beside the task's ids.
     assert!(
-        w.log_lines().iter().any(|l| l["message"] == "agent failed"
+        w.logged(|l| l["message"] == "agent failed"
             && l["traceback"]
                 .as_str()
-                .is_some_and(|t| t.contains("ValueError: the tool broke"))),
+                .is_some_and(|t| t.contains("ValueError: the tool broke")))
+            .await,
         "no traceback in the worker's log"
     );
     // What the user meant: a StateGraph builder is compiled, a zero-argument factory called.
@@ -329,19 +330,21 @@ async fn a_default_framework_whose_agent_cannot_load_is_an_error_and_ping_says_i
             "{ping}"
         );
     };
-    let error_logged = |w: &Worker| {
-        w.log_lines().iter().any(|l| {
-            l["level"] == "ERROR"
-                && l["framework"] == "langgraph"
-                && l["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("broken_agent"))
-        })
+    let error_line = |l: &Value| {
+        l["level"] == "ERROR"
+            && l["framework"] == "langgraph"
+            && l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("broken_agent"))
     };
     // Warm (the default): the parent's load fails at start-up.
     let w = with_env(WorkerBuilder::new(), &env).start().await;
     w.warm_ready("langgraph", 1).await;
-    assert!(error_logged(&w), "no ERROR line:\n{:#?}", w.log_lines());
+    assert!(
+        w.logged(error_line).await,
+        "no ERROR line:\n{:#?}",
+        w.log_lines()
+    );
     said(&w.ping().await);
     let r = w.run(json!({"prompt": "hi"})).await;
     assert_eq!(r["errorCode"], "agent_import_failed", "{r:#}");
@@ -354,6 +357,6 @@ async fn a_default_framework_whose_agent_cannot_load_is_an_error_and_ping_says_i
     assert!(w.ping().await.get("agentError").is_none());
     let r = w.run(json!({"prompt": "hi"})).await;
     assert_eq!(r["errorCode"], "agent_import_failed", "{r:#}");
-    assert!(error_logged(&w), "no ERROR line");
+    assert!(w.logged(error_line).await, "no ERROR line");
     said(&w.ping().await);
 }
