@@ -10,15 +10,13 @@ first (LangGraph `interrupt()`, SPEC §14): the task ends `input_required`, and 
 line in the file EXAMPLE_REFUND_LOG names, when set (tests count them).
 """
 
-import os
-
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import interrupt
 
-from agentdispatch import example_shout  # on sys.path via runner.py
+from agentdispatch import example_refund, example_shout  # on sys.path via runner.py
 from agentdispatch.scripted_chat_model import ScriptedShoutModel
 
 
@@ -33,14 +31,8 @@ def refund(text: str) -> str:
     """Refund what the text names, once a person approves."""
     answer = interrupt({"kind": "approval", "tool": "refund", "args": {"text": text}})
     approved = answer.get("approved") if isinstance(answer, dict) else answer is True
-    if not approved:
-        reason = answer.get("message") if isinstance(answer, dict) else None
-        return f"refund rejected: {reason or 'not approved'}"
-    log = os.environ.get("EXAMPLE_REFUND_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write(text + "\n")
-    return f"refunded ({text})"
+    message = answer.get("message") if isinstance(answer, dict) else None
+    return example_refund(text, approved, message)
 
 
 model = ScriptedShoutModel().bind_tools([shout])

@@ -56,7 +56,8 @@ def sqlite_saver(runner):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = runner.session_file("langgraph.sqlite")
-    check_sqlite(path)
+    with runner.saved_state(path):  # a run that answers a question needs the checkpoint it asked in
+        check_sqlite(path)
     return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
 
 
@@ -166,6 +167,9 @@ def run(runner):
     config = {"metadata": {"taskId": runner.task_id, "sessionId": runner.session_id}}
     graph = with_session(runner, graph, config)
     if runner.resume is not None:
+        with runner.saved_state():
+            if not graph.get_state(config).interrupts:  # a resume of nothing would end silently
+                raise ValueError("its checkpoint has no interrupt waiting for an answer")
         # The answers by interrupt id: LangGraph resumes each interrupt() with its own.
         inputs = Command(resume=runner.resume.get("answers") or {})
     else:

@@ -133,6 +133,11 @@ pub(super) fn before(
 /// The ending's questions kept in the session folder (so that they outlive this worker), the
 /// session named in the answer; an unused spare session folder removed.
 pub(super) fn after(task: &Task, session: Session, ending: &mut Ending) {
+    if ending.error_code == Some(ErrorCode::ResumeStateInvalid) {
+        if let (Some(dir), Some(asked)) = (&session.dir, &session.resumes) {
+            reopen(task, dir, asked, ending);
+        }
+    }
     ending.asked.resumes = session.resumes;
     if ending.status != TaskStatus::InputRequired {
         if let Some((_, dir)) = session.spare {
@@ -169,6 +174,34 @@ pub(super) fn after(task: &Task, session: Session, ending: &mut Ending) {
     }
     task_log!(info, task, askedIn = %id, questions = open.interrupts.len(), "the task asked; its questions wait for input.resume");
     ending.asked.session_id = Some(id);
+}
+
+/// The questions of `asked`, answered by this task, open again: its child said it could not use
+/// what `asked` saved (`resume_state_invalid`) before it ran anything, so the answer was not
+/// used and may be given again once the cause is mended.
+fn reopen(task: &Task, dir: &std::path::Path, asked: &str, ending: &mut Ending) {
+    let reopened = match interrupts::load(dir) {
+        Ok(Some(mut open))
+            if open.task_id == asked && open.answered_by.as_deref() == Some(&task.id) =>
+        {
+            open.answered_by = None;
+            interrupts::save(dir, &open).map_err(|e| e.to_string())
+        }
+        Ok(_) => Err("the session's questions changed meanwhile".into()),
+        Err(e) => Err(e),
+    };
+    let error = ending.error.get_or_insert_with(String::new);
+    match reopened {
+        Ok(()) => {
+            task_log!(warn, task, asked = %asked, error = %error, "the resumed run could not use the saved state; the question is open again");
+            error.push_str(&format!(
+                " The question of task {asked} is still open: answer it again once this is mended."
+            ));
+        }
+        Err(e) => {
+            task_log!(warn, task, asked = %asked, error = %e, "cannot open the question again");
+        }
+    }
 }
 
 impl Worker {

@@ -67,6 +67,7 @@ error_codes! {
     Interrupted = "interrupted": "The worker stopped while the task ran; its events are kept.",
     InterruptNotOpen = "interrupt_not_open": "`input.resume` answers no open question (none asked, answered already, or the session is gone).",
     InvalidResume = "invalid_resume": "`input.resume` has the wrong shape for the open questions.",
+    ResumeStateInvalid = "resume_state_invalid": "What the asking task saved cannot be used (missing, corrupted, or another version of the framework); nothing ran, the question stays open.",
     WarmNotReady = "warm_not_ready": "The warm-up hook's warm parents were not ready within its bound (HTTP 503).",
 }
 
@@ -87,6 +88,7 @@ impl ErrorCode {
                     | ErrorCode::InvalidEntrypoint
                     | ErrorCode::AgentFailed
                     | ErrorCode::SessionUnavailable
+                    | ErrorCode::ResumeStateInvalid
             )
         })
     }

@@ -10,29 +10,31 @@ fn refunds(log: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn langgraph_worker(warm: bool, sessions: &Path, log: &Path) -> Worker {
-    require_venv("langgraph");
+/// What each example agent's `refund` tool gives once approved, and on a rejection with the
+/// message "over the limit" (the scripted models answer "Shouted: <tool result>").
+const REFUNDED: &str = "refunded (refund 5 for order 42)";
+const REJECTED: &str = "refund rejected: over the limit";
+
+async fn asking_worker(fw: &str, warm: bool, sessions: &Path, log: &Path) -> Worker {
+    require_venv(fw);
     let w = WorkerBuilder::new()
         .env(
             "AGENTDISPATCH_FRAMEWORKS_DIR",
             frameworks_dir().to_str().unwrap(),
         )
         .env("AGENTDISPATCH_SESSION_DIR", sessions.to_str().unwrap())
-        .env(
-            "AGENTDISPATCH_WARM",
-            if warm { "langgraph" } else { "none" },
-        )
+        .env("AGENTDISPATCH_WARM", if warm { fw } else { "none" })
         .env("EXAMPLE_REFUND_LOG", log.to_str().unwrap())
         .start()
         .await;
     if warm {
-        w.warm_ready("langgraph", 1).await;
+        w.warm_ready(fw, 1).await;
     }
     w
 }
 
-fn refund(id: &str, session: Option<&str>, resume: Option<Value>) -> Value {
-    let mut body = json!({"taskId": id, "framework": "langgraph",
+fn refund(fw: &str, id: &str, session: Option<&str>, resume: Option<Value>) -> Value {
+    let mut body = json!({"taskId": id, "framework": fw,
                           "input": {"instruction": "refund 5 for order 42"}});
     if let Some(s) = session {
         body["sessionId"] = json!(s);
@@ -43,76 +45,189 @@ fn refund(id: &str, session: Option<&str>, resume: Option<Value>) -> Value {
     body
 }
 
-#[tokio::test]
-async fn langgraph_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+/// Asks (no session: the worker names one) on a fresh worker, checks the question, and returns
+/// the session to answer in once that worker is gone.
+async fn ask(fw: &str, warm: bool, sessions: &Path, log: &Path, asked: &str) -> String {
+    let w = asking_worker(fw, warm, sessions, log).await;
+    let r = w.run(refund(fw, asked, None, None)).await;
+    assert_eq!(r["status"], "input_required", "{fw} warm={warm}: {r:#}");
+    let q = &r["interrupts"][0];
+    assert_eq!(q["kind"], "approval", "{fw}: {r:#}");
+    assert_eq!(q["tool"], "refund", "{fw}: {r:#}");
+    assert_eq!(q["args"]["text"], "refund 5 for order 42", "{fw}: {r:#}");
+    assert!(refunds(log).is_empty(), "{fw}: asking runs no refund");
+    r["sessionId"].as_str().unwrap().to_string()
+}
+
+/// SPEC §14 with `fw`'s example agent, cold and warm: ask, restart the worker, approve: the
+/// refund runs once and the answer says so; answering again is `interrupt_not_open`.
+pub(crate) async fn approval_after_a_restart_runs_the_tool_once(fw: &str) {
     for warm in [false, true] {
         let sessions = tempfile::tempdir().unwrap();
         let log = sessions.path().join("refunds.log");
-        let asked = unique_id(&format!("lg-ask-{warm}"));
-        // Sent without a session (a stateless run): the worker names the one to answer in.
-        let session = {
-            let w = langgraph_worker(warm, sessions.path(), &log).await;
-            let r = w.run(refund(&asked, None, None)).await;
-            assert_eq!(r["status"], "input_required", "warm={warm}: {r:#}");
-            let q = &r["interrupts"][0];
-            assert_eq!(q["kind"], "approval", "{r:#}");
-            assert_eq!(q["tool"], "refund", "{r:#}");
-            assert_eq!(q["args"]["text"], "refund 5 for order 42", "{r:#}");
-            assert!(refunds(&log).is_empty(), "asking runs no refund");
-            r["sessionId"].as_str().unwrap().to_string()
-        };
-        let w = langgraph_worker(warm, sessions.path(), &log).await;
-        let answer = unique_id(&format!("lg-answer-{warm}"));
+        let asked = unique_id(&format!("{fw}-ask-{warm}"));
+        let session = ask(fw, warm, sessions.path(), &log, &asked).await;
+        let w = asking_worker(fw, warm, sessions.path(), &log).await;
+        let answer = unique_id(&format!("{fw}-answer-{warm}"));
         let r = w
-            .run(refund(&answer, Some(&session), Some(json!(true))))
+            .run(refund(fw, &answer, Some(&session), Some(json!(true))))
             .await;
-        assert_eq!(r["status"], "succeeded", "warm={warm}: {r:#}");
+        assert_eq!(r["status"], "succeeded", "{fw} warm={warm}: {r:#}");
         assert_eq!(r["resumes"], asked.as_str());
-        assert_eq!(
-            r["output"], "Shouted: refunded (refund 5 for order 42)",
-            "{r:#}"
-        );
-        assert_eq!(refunds(&log), vec!["refund 5 for order 42"]);
+        let out = r["output"].as_str().unwrap();
+        assert!(out.contains(REFUNDED), "{fw} warm={warm}: {r:#}");
+        assert_eq!(refunds(&log), vec!["refund 5 for order 42"], "{fw}");
         let again = w
             .run(refund(
-                &unique_id("lg-again"),
+                fw,
+                &unique_id(&format!("{fw}-again")),
                 Some(&session),
                 Some(json!(true)),
             ))
             .await;
-        assert_eq!(again["errorCode"], "interrupt_not_open", "{again:#}");
+        assert_eq!(again["errorCode"], "interrupt_not_open", "{fw}: {again:#}");
         assert_eq!(
             refunds(&log).len(),
             1,
-            "answering twice runs no second refund"
+            "{fw}: answering twice runs no second refund"
         );
     }
 }
 
-#[tokio::test]
-async fn langgraph_rejection_takes_the_agents_rejection_path_in_a_session() {
+/// A rejection (with a message) takes the example agent's rejection path: no refund.
+pub(crate) async fn rejection_takes_the_rejection_path(fw: &str) {
     let sessions = tempfile::tempdir().unwrap();
     let log = sessions.path().join("refunds.log");
-    let w = langgraph_worker(true, sessions.path(), &log).await;
-    let session = format!("lg-reject-{}", std::process::id());
+    let w = asking_worker(fw, true, sessions.path(), &log).await;
+    let session = unique_id(&format!("{fw}-reject"));
     let r = w
-        .run(refund(&unique_id("lg-rj-1"), Some(&session), None))
+        .run(refund(fw, &unique_id("rj-1"), Some(&session), None))
         .await;
-    assert_eq!(r["status"], "input_required", "{r:#}");
+    assert_eq!(r["status"], "input_required", "{fw}: {r:#}");
     assert_eq!(r["sessionId"], session.as_str());
+    let no = json!({"approved": false, "message": "over the limit"});
+    let r = w
+        .run(refund(fw, &unique_id("rj-2"), Some(&session), Some(no)))
+        .await;
+    assert_eq!(r["status"], "succeeded", "{fw}: {r:#}");
+    assert!(
+        r["output"].as_str().unwrap().contains(REJECTED),
+        "{fw}: {r:#}"
+    );
+    assert!(refunds(&log).is_empty(), "{fw}: a rejection runs no refund");
+}
+
+/// The open question of `session` as `task.list` shows it.
+async fn open_question(w: &Worker, session: &str) -> Value {
+    let list = w
+        .run(json!({"taskType": "task.list", "sessionId": session}))
+        .await;
+    list["openQuestions"].clone()
+}
+
+/// The saved state made unusable two ways, each a `resume_state_invalid` naming what is wrong
+/// with nothing run and the question still open: the framework's versions changed since it
+/// asked (the record says another), then mended, the answer runs the refund once; and
+/// `framework_file` (the framework's own saved run, in the session folder) corrupted.
+pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
+    fw: &str,
+    framework_file: &str,
+) {
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = asking_worker(fw, true, sessions.path(), &log).await;
+    let session = unique_id(&format!("{fw}-state"));
+    let asked = unique_id(&format!("{fw}-st-1"));
+    let r = w.run(refund(fw, &asked, Some(&session), None)).await;
+    assert_eq!(r["status"], "input_required", "{fw}: {r:#}");
+    let folder = sessions.path().join(&session);
+
+    // Another version of the framework wrote it.
+    let record = folder.join(".agentdispatch-asked.json");
+    let kept = std::fs::read_to_string(&record).unwrap();
+    let mut older: Value = serde_json::from_str(&kept).unwrap();
+    let versions = older["versions"].as_object_mut().unwrap();
+    let package = versions
+        .keys()
+        .next()
+        .expect("the record names the framework's packages")
+        .clone();
+    versions.insert(package.clone(), json!("0.0.1"));
+    std::fs::write(&record, older.to_string()).unwrap();
     let r = w
         .run(refund(
-            &unique_id("lg-rj-2"),
+            fw,
+            &unique_id("st-2"),
             Some(&session),
-            Some(json!({"approved": false, "message": "over the limit"})),
+            Some(json!(true)),
         ))
         .await;
-    assert_eq!(r["status"], "succeeded", "{r:#}");
-    assert_eq!(
-        r["output"], "Shouted: refund rejected: over the limit",
-        "{r:#}"
+    assert_eq!(r["errorCode"], "resume_state_invalid", "{fw}: {r:#}");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("{package} 0.0.1")) && error.contains(&format!("{package}==0.0.1")),
+        "{fw}: {error}"
     );
-    assert!(refunds(&log).is_empty());
+    assert!(error.contains("still open"), "{fw}: {error}");
+    assert!(refunds(&log).is_empty(), "{fw}: nothing ran");
+    assert_eq!(open_question(&w, &session).await["taskId"], asked.as_str());
+
+    // Mended (the versions the question was asked under): the answer is taken, once.
+    std::fs::write(&record, &kept).unwrap();
+    let r = w
+        .run(refund(
+            fw,
+            &unique_id("st-3"),
+            Some(&session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(r["status"], "succeeded", "{fw}: {r:#}");
+    assert_eq!(refunds(&log).len(), 1, "{fw}");
+
+    // The framework's own saved run corrupted: named, nothing run, still open.
+    let asked = unique_id(&format!("{fw}-st-4"));
+    let r = w.run(refund(fw, &asked, Some(&session), None)).await;
+    assert_eq!(r["status"], "input_required", "{fw}: {r:#}");
+    let file = folder.join(framework_file);
+    assert!(file.exists(), "{fw}: no {}", file.display());
+    // Not what the framework wrote, past any header it checks; a SQLite file's write-ahead log
+    // (where its last pages are) goes with it.
+    std::fs::write(&file, "this is not what the framework wrote\n".repeat(256)).unwrap();
+    for log in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(folder.join(format!("{framework_file}{log}")));
+    }
+    let r = w
+        .run(refund(
+            fw,
+            &unique_id("st-5"),
+            Some(&session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(r["errorCode"], "resume_state_invalid", "{fw}: {r:#}");
+    assert!(
+        r["error"].as_str().unwrap().contains(framework_file),
+        "{fw}: {r:#}"
+    );
+    assert_eq!(refunds(&log).len(), 1, "{fw}: nothing ran");
+    assert_eq!(open_question(&w, &session).await["taskId"], asked.as_str());
+}
+
+#[tokio::test]
+async fn langgraph_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("langgraph").await;
+}
+
+#[tokio::test]
+async fn langgraph_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("langgraph").await;
+}
+
+#[tokio::test]
+async fn langgraph_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    unusable_saved_state_is_named_and_keeps_the_question_open("langgraph", "langgraph.sqlite")
+        .await;
 }
 
 /// A 2026-07-28 `tools/call` of `run_langgraph`, JSON answer; `extra` joins its params.
@@ -142,7 +257,7 @@ async fn mcp_call(w: &Worker, id: u64, caps: Value, extra: Value) -> Value {
 async fn over_mcp_2026_07_28_the_question_is_an_input_required_result_the_retry_answers() {
     let sessions = tempfile::tempdir().unwrap();
     let log = sessions.path().join("refunds.log");
-    let w = langgraph_worker(true, sessions.path(), &log).await;
+    let w = asking_worker("langgraph", true, sessions.path(), &log).await;
     let caps = json!({"elicitation": {"form": {}}});
     let asked = mcp_call(&w, 1, caps.clone(), json!({})).await;
     let r = &asked["result"];

@@ -30,7 +30,7 @@ Its modules, by concern:
   ``reclaim_signals``;
 * ``sessions``: the session folder's files (``SessionError``, ``check_sqlite``, …);
 * ``text``: ``as_text`` and the JSON fallback for framework objects;
-* ``examples``: what the shipped example agents share (``example_shout``, ``earlier_turns_note``,
+* ``examples``: what the shipped example agents share (``example_shout``, ``example_refund``, ``earlier_turns_note``,
   ``example_pieces`` and ``piece_pause``: their models write answers piece by piece);
 * ``warm``: the warm parent (``main`` hands over to it under ``AGENTDISPATCH_WARM_FD``);
 * ``otel``: OpenTelemetry in a task: export when the deployment asked for traces, and the
@@ -69,13 +69,13 @@ For manual use, ``python runner.py some instruction`` runs without a stdin envel
 from __future__ import annotations
 
 from .child import main
-from .examples import apiece_pause, earlier_turns_note, example_pieces, example_shout, piece_pause
+from .examples import apiece_pause, earlier_turns_note, example_pieces, example_refund, example_shout, piece_pause
 from .live import LiveText
 from .process import quiet_env, reclaim_signals
 from .protocol import STEPS, EnvelopeError
 from .request import Request, current_request
 from .runner import EntrypointError, Runner, model_id_from_env
-from .sessions import SessionError, check_sqlite, read_session_json, write_session_file
+from .sessions import ResumeStateError, SessionError, check_sqlite, read_session_json, write_session_file
 from .text import as_text
 
 __all__ = [
@@ -84,6 +84,7 @@ __all__ = [
     "current_request",
     "EntrypointError",
     "SessionError",
+    "ResumeStateError",
     "earlier_turns_note",
     "check_sqlite",
     "read_session_json",
@@ -93,6 +94,7 @@ __all__ = [
     "quiet_env",
     "reclaim_signals",
     "example_shout",
+    "example_refund",
     "example_pieces",
     "piece_pause",
     "apiece_pause",

@@ -14,7 +14,7 @@ from .process import SIGNAL_HANDLERS, exit_now, protect_stdout, quiet_env
 from .protocol import Emitter, EnvelopeError, read_envelope
 from .request import install
 from .runner import EntrypointError, Runner
-from .sessions import SessionError
+from .sessions import ResumeStateError, SessionError
 from .text import jsonable
 
 CHECK_VAR = "AGENTDISPATCH_CHECK"
@@ -28,6 +28,8 @@ def error_code(exc: BaseException) -> str | None:
         return exc.code
     if isinstance(exc, SessionError):
         return "session_unavailable"
+    if isinstance(exc, ResumeStateError):
+        return "resume_state_invalid"
     if isinstance(exc, EnvelopeError):
         return None
     return "agent_failed"
@@ -35,7 +37,7 @@ def error_code(exc: BaseException) -> str | None:
 
 def first_line(exc: BaseException) -> str:
     """The one line a person reads: what failed, and where in their code."""
-    if isinstance(exc, (EntrypointError, EnvelopeError, SessionError)):
+    if isinstance(exc, (EntrypointError, EnvelopeError, SessionError, ResumeStateError)):
         return " ".join(str(exc).split()) or type(exc).__name__  # our own words say it
     return f"the agent failed: {one_line(exc)}"
 
@@ -47,7 +49,7 @@ def fail(framework: str, exc: BaseException, code: int = 1, emit=None) -> None:
     try:
         line = first_line(exc)
         shown = exc
-        if isinstance(exc, (EntrypointError, EnvelopeError, SessionError)) and not os.environ.get("AGENTDISPATCH_DEBUG"):
+        if isinstance(exc, (EntrypointError, EnvelopeError, SessionError, ResumeStateError)) and not os.environ.get("AGENTDISPATCH_DEBUG"):
             # Our own wrapping says enough; what the user's code raised (its cause) does not.
             shown = exc.__cause__ if isinstance(exc.__cause__, Exception) else None
         tb = "".join(traceback.format_exception(shown)).rstrip() if shown is not None else ""
@@ -131,6 +133,7 @@ def main(framework: str, run, argv: list[str] | None = None, warmup=None) -> Non
         envelope = read_envelope(sys.argv[1:] if argv is None else argv)
         runner = Runner(envelope, framework, emit=emitter.write_line)
         install(runner.request)  # here, after a warm child's fork: the parent never holds it
+        runner.check_resume()
         if otel.setup_ms is not None:
             runner.log("tracing set up", source="runner", setupMs=otel.setup_ms, exporting=otel.exporting)
         output = run(runner)

@@ -14,6 +14,22 @@ def earlier_turns_note(earlier: int) -> str:
     return f" (earlier turns: {earlier})" if earlier > 0 else ""
 
 
+REFUND_LOG_VAR = "EXAMPLE_REFUND_LOG"
+
+
+def example_refund(text: str, approved: bool, message: str | None = None) -> str:
+    """Body of the example agents' ``refund`` tool, run once a person answered its approval
+    (SPEC §14): approved, one line ``text`` in the file EXAMPLE_REFUND_LOG names (tests count
+    the refunds that ran) and "refunded (<text>)"; rejected, "refund rejected: <message>"."""
+    if not approved:
+        return f"refund rejected: {message or 'not approved'}"
+    log = os.environ.get(REFUND_LOG_VAR)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return f"refunded ({text})"
+
+
 def example_shout(text: str) -> str:
     """Body of the example agents' one tool: upper-cases ``text``.
 

@@ -3,15 +3,17 @@ result, the session folder and the user's agent entrypoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 
-from . import entrypoint
+from . import asking, entrypoint
 from .entrypoint import AgentLoaded, EntrypointError, describe
 from .live import LiveText
 from .protocol import STEPS, Emitter, clip_step_text
 from .request import Request, request_context
+from .sessions import ResumeStateError
 from .text import as_text, jsonable
 
 
@@ -70,6 +72,8 @@ class Runner:
         # The name the worker runs it under first: a folder of the user's own that copies a
         # shipped runner is its own framework, not "strands".
         self.framework = str(envelope.get("framework") or "") or framework
+        # The shipped runner this is (its packages decide how a saved run is read back).
+        self.runner_name = framework
         # Check mode (``frameworks --check``, a warm parent's warm-up): ``load_agent`` loads and
         # builds the agent, then stops ``run`` with AgentLoaded before anything runs it.
         self.check = check
@@ -195,13 +199,50 @@ class Runner:
             raise ValueError("interrupts must be a non-empty list of objects with distinct string ids")
         if any(q.get("kind") not in ("approval", "input") for q in interrupts):
             raise ValueError('each interrupt\'s kind must be "approval" or "input"')
-        self.state_dir()
+        if self.state_dir():
+            asking.record(self.session_dir, self.task_id, self.runner_name)
         self.asked = True
         self._emit({"type": "task.interrupt", "payload": {"interrupts": list(interrupts)}})
+
+    def check_resume(self) -> None:
+        """When this run answers an earlier task's questions: a ResumeStateError, before anything
+        runs, if what that task saved is missing, corrupted or from other versions of the
+        framework (``asking.check``). The shipped runner's ``main`` calls it before ``run``."""
+        if self.resume is not None:
+            asking.check(self.session_dir, self.resume.get("taskId"), self.runner_name)
 
     def answer(self, interrupt_id: str):
         """The answer to question ``interrupt_id`` of the run this one resumes; None without."""
         return ((self.resume or {}).get("answers") or {}).get(interrupt_id)
+
+    @contextlib.contextmanager
+    def saved_state(self, path: str | None = None):
+        """Around reading back, in a run that answers a task's questions, what that task saved
+        (the framework's checkpoint, serialised run, history): a missing ``path`` or anything
+        raised inside becomes a ResumeStateError naming the file (``resume_state_invalid``: the
+        question stays open). Outside such a run it does nothing. Use it only before the run
+        does anything: the worker then knows no tool ran."""
+        if self.resume is None:
+            yield
+            return
+        asked = self.resume.get("taskId")
+        name = os.path.basename(path) if path else "the saved run"
+        if path is not None and not os.path.exists(path):
+            raise ResumeStateError(
+                f"what task {asked} saved when it asked is gone: {name} is missing from the session folder ({path}); "
+                "start a new run without input.resume"
+            )
+        try:
+            yield
+        except ResumeStateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the framework raises reading it
+            detail = " ".join(str(exc).split())[:300]
+            raise ResumeStateError(
+                f"what task {asked} saved when it asked cannot be read back from {name}"
+                f"{f' ({path})' if path else ''}: {type(exc).__name__}: {detail}; "
+                "start a new run without input.resume"
+            ) from exc
 
     def state_dir(self) -> str | None:
         """The folder to keep what a run that asks needs to continue: the session folder, or

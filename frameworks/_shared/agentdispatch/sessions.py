@@ -10,6 +10,13 @@ class SessionError(Exception):
     """The conversation kept in the session folder cannot be read or written (names the file)."""
 
 
+class ResumeStateError(Exception):
+    """A run that resumes a task that asked (SPEC §14) cannot use what that task saved: missing,
+    corrupted, or written by another version of the framework. Raised before the run does
+    anything (no tool runs); the worker keeps the question open (``resume_state_invalid``).
+    The message names the file or the versions, and what to do."""
+
+
 def check_sqlite(path: str) -> None:
     """Fail with a SessionError naming ``path`` when it exists and is not a readable SQLite
     database (a framework would otherwise fail later, deep in its run, without the name)."""
