@@ -10,10 +10,11 @@ fn refunds(log: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What each example agent's `refund` tool gives once approved, and on a rejection with the
-/// message "over the limit" (the scripted models answer "Shouted: <tool result>").
+/// What each example agent's `refund` tool gives once approved (the scripted models answer
+/// "Shouted: <tool result>"), and the person's message on a rejection, which reaches the agent
+/// through its framework's own denial (a tool result, a denial message) and so its answer.
 const REFUNDED: &str = "refunded (refund 5 for order 42)";
-const REJECTED: &str = "refund rejected: over the limit";
+const REJECTED: &str = "over the limit";
 
 async fn asking_worker(fw: &str, warm: bool, sessions: &Path, log: &Path) -> Worker {
     require_venv(fw);
