@@ -97,6 +97,9 @@ pub struct Config {
     /// How long a finished task's folder stays in the artifact directory; `None`: for ever
     /// (`AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS`, unset by default).
     pub artifact_retention: Option<Duration>,
+    /// How long a session's folder stays after its last change, its open questions with it;
+    /// `None`: for ever (`AGENTDISPATCH_SESSION_RETENTION_SECONDS`, unset by default).
+    pub session_retention: Option<Duration>,
     /// Agent card name.
     pub agent_name: String,
     /// Agent card description.
@@ -282,6 +285,12 @@ impl Config {
                 Some(v) => parse_seconds(v).map_err(|reason| ConfigError::new(var, reason)),
             }
         };
+        // A retention: unset (or empty) is for ever.
+        let optional_secs = |var: &str| -> Result<Option<Duration>, ConfigError> {
+            get(var)
+                .map(|v| parse_seconds(v).map_err(|reason| ConfigError::new(var, reason)))
+                .transpose()
+        };
         let count = |var: &str, default: usize| -> Result<usize, ConfigError> {
             match get(var) {
                 None => Ok(default),
@@ -372,12 +381,8 @@ impl Config {
             ws_ping: secs("AGENTDISPATCH_WS_PING_SECONDS", 30.0)?,
             task_retention: secs("AGENTDISPATCH_TASK_RETENTION_SECONDS", 3600.0)?,
             max_retained_tasks: count("AGENTDISPATCH_MAX_RETAINED_TASKS", 10_000)?,
-            artifact_retention: match get("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS") {
-                None => None,
-                Some(v) => Some(parse_seconds(v).map_err(|reason| {
-                    ConfigError::new("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS", reason)
-                })?),
-            },
+            artifact_retention: optional_secs("AGENTDISPATCH_ARTIFACT_RETENTION_SECONDS")?,
+            session_retention: optional_secs("AGENTDISPATCH_SESSION_RETENTION_SECONDS")?,
             agent_name: get("AGENTDISPATCH_AGENT_NAME")
                 .unwrap_or("AgentDispatch Worker")
                 .to_string(),

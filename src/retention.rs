@@ -3,6 +3,11 @@
 //! task's folder, never anything reached through a link: an entry of the artifact directory
 //! is deleted only when it is itself a directory (not a link to one) named like a task id,
 //! and `remove_dir_all` unlinks the links inside without following them.
+//!
+//! `AGENTDISPATCH_SESSION_RETENTION_SECONDS` does the same for the session directory: a session
+//! folder (its conversation, a framework's saved run, its open questions) unchanged for longer
+//! than the retention is deleted, never one with a turn running or waiting. A question asked
+//! there then expires with it: answering it is `interrupt_not_open` (SPEC §14).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,40 +18,76 @@ use crate::task::Worker;
 /// The longest pause between two sweeps.
 const MAX_PERIOD: Duration = Duration::from_secs(600);
 
-/// Sweeps `worker`'s artifact directory until the worker stops; returns at once without a
-/// retention setting.
+/// Sweeps `worker`'s artifact and session directories, each with its retention, until the
+/// worker stops; returns at once when neither is set.
 pub async fn run(worker: Arc<Worker>) {
-    let Some(keep) = worker.cfg.artifact_retention else {
+    let (artifacts, sessions) = (worker.cfg.artifact_retention, worker.cfg.session_retention);
+    let Some(shortest) = artifacts.into_iter().chain(sessions).min() else {
         return;
     };
-    let period = (keep / 2).clamp(Duration::from_millis(500), MAX_PERIOD);
+    let period = (shortest / 2).clamp(Duration::from_millis(500), MAX_PERIOD);
     loop {
-        let w = worker.clone();
-        // Directory walks and deletes: never on a thread that serves HTTP.
-        let swept = tokio::task::spawn_blocking(move || {
-            sweep(&w.cfg.artifact_dir, keep, |id| {
-                w.get(id).is_some_and(|t| t.result().is_none())
+        if let Some(keep) = artifacts {
+            let w = worker.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                sweep(&w.cfg.artifact_dir, keep, Folder::Task, |id| {
+                    w.get(id).is_some_and(|t| t.result().is_none())
+                })
             })
-        })
-        .await;
-        match swept {
-            Ok(Sweep { removed, failed }) => {
-                if removed > 0 || failed.is_some() {
-                    tracing::info!(
-                        removed,
-                        error = failed.as_deref(),
-                        retentionSeconds = keep.as_secs_f64(),
-                        "removed task folders past the artifact retention"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "the artifact retention sweep failed"),
+            .await;
+            said(
+                swept,
+                keep,
+                "removed task folders past the artifact retention",
+            );
+        }
+        if let Some(keep) = sessions {
+            let w = worker.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                sweep(&w.cfg.session_dir, keep, Folder::Session, |name| {
+                    // Asked at each folder, just before it would go: a turn may have begun.
+                    w.sessions.in_use().contains(name)
+                })
+            })
+            .await;
+            said(
+                swept,
+                keep,
+                "removed session folders past the session retention",
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = worker.shutdown.cancelled() => return,
         }
     }
+}
+
+/// One sweep's log line (none when it did nothing). Directory walks and deletes run on a
+/// blocking thread, never one that serves HTTP: `swept` is that thread's end.
+fn said(swept: Result<Sweep, tokio::task::JoinError>, keep: Duration, what: &str) {
+    match swept {
+        Ok(Sweep { removed, failed }) => {
+            if removed > 0 || failed.is_some() {
+                tracing::info!(
+                    removed,
+                    error = failed.as_deref(),
+                    retentionSeconds = keep.as_secs_f64(),
+                    "{what}"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "{what}: the sweep failed"),
+    }
+}
+
+/// What kind of folder a sweep removes: which of its files tell when it last changed.
+#[derive(Clone, Copy)]
+pub enum Folder {
+    /// A task folder: the files the worker writes there.
+    Task,
+    /// A session folder: every file in it (a framework's database changes in place).
+    Session,
 }
 
 /// What one sweep did.
@@ -57,9 +98,9 @@ pub struct Sweep {
     pub failed: Option<String>,
 }
 
-/// Deletes the task folders in `dir` last changed more than `keep` ago, except those for which
+/// Deletes the folders in `dir` last changed more than `keep` ago, except those for which
 /// `running` holds.
-pub fn sweep(dir: &Path, keep: Duration, running: impl Fn(&str) -> bool) -> Sweep {
+pub fn sweep(dir: &Path, keep: Duration, kind: Folder, running: impl Fn(&str) -> bool) -> Sweep {
     let mut out = Sweep {
         removed: 0,
         failed: None,
@@ -83,7 +124,7 @@ pub fn sweep(dir: &Path, keep: Duration, running: impl Fn(&str) -> bool) -> Swee
         if !meta.file_type().is_dir() || !crate::wire::valid_task_id(id) || running(id) {
             continue;
         }
-        if last_change(&path, meta)
+        if last_change(&path, meta, kind)
             .is_some_and(|t| now.duration_since(t).unwrap_or_default() > keep)
         {
             match std::fs::remove_dir_all(&path) {
@@ -98,17 +139,30 @@ pub fn sweep(dir: &Path, keep: Duration, running: impl Fn(&str) -> bool) -> Swee
     out
 }
 
-/// When the folder last changed: the newest of the folder and the files the worker writes in
-/// it (a running task's log grows in place, which does not touch the folder's own time).
-fn last_change(dir: &Path, meta: std::fs::Metadata) -> Option<SystemTime> {
-    let files = [
-        crate::task::folder::EVENTS_FILE,
-        crate::task::folder::RESULT_FILE,
-        crate::task::folder::MANIFEST_FILE,
-    ];
+/// When the folder last changed: the newest of the folder and the files in it that change in
+/// place (a running task's log grows, a session's database is written), which does not touch
+/// the folder's own time.
+fn last_change(dir: &Path, meta: std::fs::Metadata, kind: Folder) -> Option<SystemTime> {
+    let changed = |p: &Path| std::fs::symlink_metadata(p).ok()?.modified().ok();
+    let files: Vec<std::path::PathBuf> = match kind {
+        Folder::Task => [
+            crate::task::folder::EVENTS_FILE,
+            crate::task::folder::RESULT_FILE,
+            crate::task::folder::MANIFEST_FILE,
+        ]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect(),
+        // Its own entries only (a framework keeps its files at the top); a folder that
+        // cannot be listed counts as changed now, so that it is not removed on a guess.
+        Folder::Session => match std::fs::read_dir(dir) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(_) => return Some(SystemTime::now()),
+        },
+    };
     files
         .iter()
-        .filter_map(|f| std::fs::symlink_metadata(dir.join(f)).ok()?.modified().ok())
+        .filter_map(|f| changed(f))
         .chain(meta.modified().ok())
         .max()
 }

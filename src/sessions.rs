@@ -64,6 +64,15 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// The folder names of the sessions with a turn running or waiting: never removed by the
+    /// session retention.
+    pub fn in_use(&self) -> std::collections::HashSet<String> {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.keys().map(|id| folder_name(id)).collect()
+    }
+}
+
 impl Ticket {
     /// Waits for this ticket's turn; `waiting` is called first when an earlier turn is not done.
     pub async fn wait(&self, waiting: impl FnOnce()) {

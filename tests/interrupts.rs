@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -246,4 +247,57 @@ async fn a_bad_question_line_is_a_warning_and_a_child_that_asks_then_fails_keeps
         .run(in_session("hostile-3", "hostile", "ask", Some(json!("a"))))
         .await;
     assert_eq!(resume["errorCode"], "interrupt_not_open", "{resume:#}");
+}
+
+#[tokio::test]
+async fn a_question_expires_with_its_session_folder_and_a_session_in_use_is_kept() {
+    let sessions = tempfile::tempdir().unwrap();
+    let root = sessions.path().to_str().unwrap().to_string();
+    let w = fixture_worker(
+        Kind::Cold,
+        WorkerBuilder::new()
+            .env("AGENTDISPATCH_SESSION_DIR", &root)
+            .env("AGENTDISPATCH_SESSION_RETENTION_SECONDS", "0.5"),
+    )
+    .await;
+    // A turn that runs past the retention, begun first: its folder is the older one.
+    let busy = tokio::spawn({
+        let (url, client) = (w.url.clone(), w.client().clone());
+        async move {
+            let body = in_session("keep-1", "in-use", "sleep 60", None);
+            let resp = client.post(format!("{url}/invocations")).json(&body).send();
+            resp.await.unwrap().json::<Value>().await.unwrap()
+        }
+    });
+    let running = || async {
+        let st = w
+            .run(json!({"taskType": "task.status", "taskId": "keep-1"}))
+            .await;
+        st["status"] == "running"
+    };
+    assert!(eventually_async(Duration::from_secs(30), running).await);
+    let r = w.run(in_session("gone-1", "idle", "ask", None)).await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    let (idle, in_use) = (sessions.path().join("idle"), sessions.path().join("in-use"));
+    assert!(idle.is_dir() && in_use.is_dir());
+    // The question's folder goes once unchanged for the retention; the one in use stays,
+    // though it is older.
+    assert!(eventually(Duration::from_secs(30), || !idle.exists()).await);
+    assert!(in_use.is_dir(), "a session with a running turn was removed");
+    assert!(
+        w.logged(|l| l["message"] == "removed session folders past the session retention")
+            .await
+    );
+    // Answering it: the question expired with its folder; nothing is started over.
+    let r = w
+        .run(in_session("gone-2", "idle", "ask", Some(json!(true))))
+        .await;
+    assert_eq!(r["errorCode"], "interrupt_not_open", "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("expired"), "{r:#}");
+    assert!(!idle.exists(), "the refused answer made no folder");
+    // Its turn over, the other session's folder goes too.
+    w.run(json!({"taskType": "task.cancel", "taskId": "keep-1"}))
+        .await;
+    assert_eq!(busy.await.unwrap()["status"], "cancelled");
+    assert!(eventually(Duration::from_secs(30), || !in_use.exists()).await);
 }
