@@ -270,7 +270,8 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
     let mut cfg = cfg;
     cfg.warm = agentdispatch_worker::config::WarmPolicy::None;
     let worker = Worker::new(cfg, reg);
-    let result = cli::run(worker.clone(), payload, args.json).await;
+    let framework = payload.framework.clone();
+    let result = run_answering(&worker, payload, args.json).await;
     worker.release_cgroups();
     agentdispatch_worker::trace::shutdown(Duration::from_secs(2)).await;
     let result = result?;
@@ -278,13 +279,35 @@ async fn run_once(cfg: Config, reg: Registry, args: RunArgs) -> anyhow::Result<E
         // The answer last, as result.json holds it: the events alone never carry its text.
         println!("{}", serde_json::to_string(&result.record(true))?);
     } else {
-        cli::print_summary(&result);
+        cli::print_summary(&result, framework.as_deref());
     }
     Ok(if result.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs `payload`; while the run asks (SPEC §14) and a person is at the terminal, puts its
+/// questions to them and runs the answer, in the session the question named.
+async fn run_answering(
+    worker: &std::sync::Arc<Worker>,
+    payload: agentdispatch_worker::wire::Payload,
+    json: bool,
+) -> anyhow::Result<agentdispatch_worker::wire::TaskResult> {
+    let mut payload = payload;
+    loop {
+        let result = cli::run(worker.clone(), payload.clone(), json).await?;
+        if !cli::ask::asks(&result) || !cli::ask::can_prompt(json) {
+            return Ok(result);
+        }
+        let asked = result.clone();
+        let answers = tokio::task::spawn_blocking(move || cli::ask::prompt(&asked)).await??;
+        let Some(answers) = answers else {
+            return Ok(result); // stdin ended: answered later, with --resume
+        };
+        payload = cli::ask::resume_payload(&payload, &result, answers);
+    }
 }
 
 /// `serve`: the HTTP server until SIGTERM or SIGINT, then a bounded graceful stop.

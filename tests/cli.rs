@@ -258,3 +258,138 @@ fn an_unknown_framework_is_answered_with_the_names_that_exist() {
     assert!(s.contains("Unsupported agent framework: ecko"), "{s}");
     assert!(s.contains("known frameworks: echo"), "{s}");
 }
+
+/// `run` on the `pyfixture` framework, its sessions under `sessions`.
+fn fixture_run(artifacts: &std::path::Path, sessions: &std::path::Path) -> Command {
+    let mut c = worker_cmd(artifacts);
+    c.env("AGENTDISPATCH_FRAMEWORKS_DIR", common::fixture_frameworks())
+        .env("AGENTDISPATCH_SESSION_DIR", sessions)
+        .args(["run", "--framework", "pyfixture"]);
+    c
+}
+
+fn refunds(folder: &std::path::Path) -> usize {
+    std::fs::read_to_string(folder.join("refunds.log")).map_or(0, |s| s.lines().count())
+}
+
+#[test]
+fn a_run_that_asks_says_how_to_answer_and_resume_answers_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let out = fixture_run(tmp.path(), &sessions)
+        .args(["--instruction", "ask"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(
+        s.contains("refund-1 (approval): refund {\"amount\":5}"),
+        "{s}"
+    );
+    // The session it names, in the command that answers.
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("answer with: "))
+        .unwrap_or_else(|| panic!("no way to answer in {s}"));
+    let session = line
+        .split("--session ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("--framework pyfixture") && line.ends_with("--resume true"),
+        "{line}"
+    );
+    assert_eq!(refunds(&sessions.join(&session)), 0, "asking runs nothing");
+
+    // Bad answers: named, nothing started.
+    let out = fixture_run(tmp.path(), &sessions)
+        .args(["--resume", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--session"));
+    let out = fixture_run(tmp.path(), &sessions)
+        .args(["--session", &session, "--resume", "yes please"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume takes JSON"));
+
+    let out = fixture_run(tmp.path(), &sessions)
+        .args([
+            "--instruction",
+            "ask",
+            "--session",
+            &session,
+            "--resume",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(
+        s.contains("ok: succeeded") && s.contains("\"refunded\": true"),
+        "{s}"
+    );
+    assert_eq!(refunds(&sessions.join(&session)), 1);
+    // Twice: refused, the refund not run again.
+    let out = fixture_run(tmp.path(), &sessions)
+        .args(["--session", &session, "--resume", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("interrupt_not_open"), "{}", text(&out));
+    assert_eq!(refunds(&sessions.join(&session)), 1);
+}
+
+#[test]
+fn on_a_terminal_a_run_that_asks_prompts_and_the_answer_resumes_it() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let inner = format!(
+        "AGENTDISPATCH_ARTIFACT_DIR={} AGENTDISPATCH_SESSION_DIR={} AGENTDISPATCH_FRAMEWORKS_DIR={} {} run --framework pyfixture --session by-hand --instruction ask",
+        tmp.path().display(),
+        sessions.display(),
+        common::fixture_frameworks().display(),
+        worker_shell()
+    );
+    // util-linux `script` gives the command a pseudo-terminal and passes our stdin to it.
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer is typed only once the question is on the screen.
+    while !String::from_utf8_lossy(&seen).contains("approve? [y/n") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt in {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(refunds(&sessions.join("by-hand")), 0);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"n over the limit\n").unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let s = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(0), "{s}");
+    assert!(
+        s.contains("refund-1 (approval): refund {\"amount\":5}"),
+        "{s}"
+    );
+    assert!(s.contains("\"rejection\": \"over the limit\""), "{s}");
+    assert!(s.contains("ok: succeeded"), "{s}");
+    assert_eq!(
+        refunds(&sessions.join("by-hand")),
+        0,
+        "a rejection runs no refund"
+    );
+}

@@ -1,6 +1,8 @@
 //! The `run` and `frameworks` subcommands: one payload run locally with no server, and the
 //! list of frameworks with where each comes from.
 
+pub mod ask;
+
 use std::io::{IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,11 +34,17 @@ pub struct RunArgs {
     /// Session id: the conversation carries on from earlier runs of the same session.
     #[arg(long)]
     pub session: Option<String>,
+    /// Answer the question(s) a run of --session asked (input.resume), as JSON: true, false,
+    /// {"approved": false, "message": "why"}, or {"<id>": answer, …} for several. On a
+    /// terminal a run that asks prompts for its answers instead.
+    #[arg(long, value_name = "JSON")]
+    pub resume: Option<String>,
 }
 
 /// Builds the payload from a file (or stdin) and the flags; flags win over the file.
 pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
     if args.file.is_none()
+        && args.resume.is_none()
         && args.instruction.is_none()
         && args.command.is_none()
         && args.framework.is_none()
@@ -75,6 +83,19 @@ pub fn build_payload(args: &RunArgs) -> anyhow::Result<Payload> {
         }
         if let Some(c) = &args.command {
             input.insert("command".into(), Value::String(c.clone()));
+        }
+        if let Some(r) = &args.resume {
+            if args.session.is_none() {
+                anyhow::bail!(
+                    "--resume answers a question asked in a session: give --session (the input_required answer names it)"
+                );
+            }
+            let answer: Value = serde_json::from_str(r).map_err(|e| {
+                anyhow::anyhow!(
+                    "--resume takes JSON (true, false, {{\"approved\": false, \"message\": \"why\"}}, or {{\"<id>\": answer}}): {e}"
+                )
+            })?;
+            input.insert("resume".into(), answer);
         }
     }
     if args.command.is_some() {
@@ -249,8 +270,10 @@ pub async fn run(worker: Arc<Worker>, payload: Payload, json: bool) -> anyhow::R
 }
 
 /// Prints the result's summary for a person (the `--json` form prints events only).
-pub fn print_summary(result: &TaskResult) {
-    if result.ok {
+pub fn print_summary(result: &TaskResult, framework: Option<&str>) {
+    if ask::asks(result) {
+        println!("{}", ask::how_to_answer(result, framework));
+    } else if result.ok {
         println!(
             "ok: {} in {} ms",
             result.status.as_str(),
