@@ -89,3 +89,59 @@ async fn input_required_is_answered_by_a_follow_up_with_the_same_task_id_in_both
         assert_eq!(refunds.lines().count(), 1);
     }
 }
+
+/// The id each message of an A2A stream names its task by (1.0: under its kind; 0.3: `id` of a
+/// Task, `taskId` of an update).
+fn streamed_task_id(m: &Value) -> String {
+    let r = &m["result"];
+    let inner = r.as_object().filter(|o| o.len() == 1).and_then(|o| {
+        ["task", "statusUpdate", "artifactUpdate"]
+            .iter()
+            .find_map(|k| o.get(*k))
+    });
+    let r = inner.unwrap_or(r);
+    r["taskId"]
+        .as_str()
+        .or(r["id"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_streamed_follow_up_shows_the_answering_run_under_the_asking_tasks_id() {
+    let sessions = tempfile::tempdir().unwrap();
+    let w = asking_worker(sessions.path()).await;
+    for (ask, stream_method, completed) in [
+        (
+            "SendMessage",
+            "SendStreamingMessage",
+            "TASK_STATE_COMPLETED",
+        ),
+        ("message/send", "message/stream", "completed"),
+    ] {
+        let r = w.rpc(send(ask, "ask", "pyfixture", json!({}))).await;
+        let task = r["result"].get("task").unwrap_or(&r["result"]).clone();
+        let (id, context) = (task["id"].clone(), task["contextId"].clone());
+        let follow = send(
+            stream_method,
+            "yes",
+            "pyfixture",
+            json!({"message": {"taskId": id, "contextId": context}}),
+        );
+        let msgs = stream(&w, &follow).await;
+        assert!(msgs.len() >= 3, "{msgs:#?}");
+        for m in &msgs {
+            assert_eq!(
+                streamed_task_id(m),
+                id.as_str().unwrap(),
+                "{stream_method}: {m:#}"
+            );
+        }
+        let last = &msgs.last().unwrap()["result"];
+        let last = last.get("statusUpdate").unwrap_or(last);
+        assert_eq!(last["status"]["state"], completed, "{last:#}");
+        let folder = sessions.path().join(context.as_str().unwrap());
+        let refunds = std::fs::read_to_string(folder.join("refunds.log")).unwrap();
+        assert_eq!(refunds.lines().count(), 1, "{stream_method}");
+    }
+}

@@ -120,7 +120,7 @@ pub(super) async fn send(
         }
     };
     if streaming {
-        return Ok(task_stream(task, v, id, 0, cap, detail));
+        return Ok(task_stream(task, v, id, 0, cap, detail, asked));
     }
     let context_id = task_context(&task);
     if immediately {
@@ -151,9 +151,15 @@ pub(super) async fn get(
         history: history_length(params.get("historyLength"))?,
         artifacts: true,
     };
-    let mut r = known(worker, task_id, scope).await?;
-    // A task that asked and was answered is, over A2A, the same task: show the run that
-    // answered it (and the one that answered that, when it asked again), under its id.
+    let mut r = latest_run(worker, known(worker, task_id, scope).await?, scope).await;
+    r.task_id = task_id.to_string();
+    let context_id = context_of(worker, &r);
+    Ok(shape::task(v, &r, &context_id, detail))
+}
+
+/// A task that asked and was answered is, over A2A, the same task: the run that answered it
+/// (and the one that answered that, when it asked again); `r` itself when nothing answered it.
+async fn latest_run(worker: &Worker, mut r: TaskResult, scope: Scope<'_>) -> TaskResult {
     for _ in 0..MAX_RESUMES_FOLLOWED {
         let (true, Some(session)) = (
             r.status == crate::wire::TaskStatus::InputRequired,
@@ -170,9 +176,7 @@ pub(super) async fn get(
         }
         r = next;
     }
-    r.task_id = task_id.to_string();
-    let context_id = context_of(worker, &r);
-    Ok(shape::task(v, &r, &context_id, detail))
+    r
 }
 
 /// Questions and answers followed from an asking task to the run that ended its conversation.
@@ -218,10 +222,17 @@ pub(super) async fn subscribe(
     scope: Scope<'_>,
 ) -> Result<Response, RpcError> {
     let task_id = task_id_param(params)?;
-    let Some(task) = worker
-        .get_in(task_id, scope)
-        .filter(|t| t.result().is_none())
-    else {
+    // A task that asked and was answered streams as the run that answers it, under its id.
+    let running = match worker.get_in(task_id, scope) {
+        Some(t) if t.result().is_none() => Some(t),
+        _ => {
+            let r = latest_run(worker, known(worker, task_id, scope).await?, scope).await;
+            worker
+                .get_in(&r.task_id, scope)
+                .filter(|t| t.result().is_none())
+        }
+    };
+    let Some(task) = running else {
         let r = known(worker, task_id, scope).await?;
         let message = format!(
             "Task {} has already finished ({}); there is no stream to subscribe to.",
@@ -251,7 +262,16 @@ pub(super) async fn subscribe(
     {
         after = after.saturating_sub(1);
     }
-    Ok(task_stream(task, v, id, after, cap, Detail::default()))
+    let shown = (task.id != task_id).then(|| task_id.to_string());
+    Ok(task_stream(
+        task,
+        v,
+        id,
+        after,
+        cap,
+        Detail::default(),
+        shown,
+    ))
 }
 
 /// A task's stream: the task as it is now (one `task` message), then its updates after
@@ -263,9 +283,14 @@ fn task_stream(
     after: u64,
     cap: usize,
     detail: Detail,
+    shown_as: Option<String>,
 ) -> Response {
     let context_id = task_context(&task);
-    let first = shape::task(v, &task.view(u64::MAX, cap), &context_id, detail);
+    let mut now = task.view(u64::MAX, cap);
+    if let Some(shown) = &shown_as {
+        now.task_id = shown.clone();
+    }
+    let first = shape::task(v, &now, &context_id, detail);
     let first = vec![sse::frame(
         None,
         &rpc_line(id, &shape::task_result(v, first)),
@@ -275,6 +300,7 @@ fn task_stream(
         context_id,
         version: v,
         begun: Default::default(),
+        shown_as,
     };
     sse::framed_stream(task, after, cap, first, framing)
 }

@@ -32,6 +32,16 @@ pub struct A2aFraming {
     /// Artifacts of live text this stream has begun: the first piece of each creates it,
     /// the rest are appended to it (an SDK ignores an append to an artifact it has not seen).
     pub begun: HashSet<String>,
+    /// The id the task is shown under when it is not the run's own: a run that answers a
+    /// task's questions streams as that task (SPEC §14: over A2A the task keeps its id).
+    pub shown_as: Option<String>,
+}
+
+impl A2aFraming {
+    /// The id the client knows this task by.
+    fn shown<'a>(&'a self, run: &'a str) -> &'a str {
+        self.shown_as.as_deref().unwrap_or(run)
+    }
 }
 
 impl Framing for A2aFraming {
@@ -40,7 +50,9 @@ impl Framing for A2aFraming {
             return;
         };
         let v = self.version;
-        let task_id = ev["taskId"].as_str().unwrap_or_default().to_string();
+        let task_id = self
+            .shown(ev["taskId"].as_str().unwrap_or_default())
+            .to_string();
         let mut status = json!({
             "state": shape::state(crate::wire::TaskStatus::Running, v),
             "timestamp": ev["ts"],
@@ -66,6 +78,8 @@ impl Framing for A2aFraming {
     /// A piece of live text: appended to one artifact per message (and kind), so that a
     /// client's task ends up holding the text as written.
     fn delta(&mut self, d: &Delta, task_id: &str, out: &mut BytesMut) {
+        let task_id = self.shown(task_id).to_string();
+        let task_id = task_id.as_str();
         let (artifact_id, name) = match &d.kind {
             Kind::Text => (format!("{task_id}-message-{}", d.message_id), "message"),
             Kind::Reasoning => (format!("{task_id}-reasoning-{}", d.message_id), "reasoning"),
@@ -98,6 +112,15 @@ impl Framing for A2aFraming {
 
     fn end(&mut self, _seq: u64, r: &TaskResult) -> Vec<Bytes> {
         let v = self.version;
+        let mut shown;
+        let r = match &self.shown_as {
+            Some(id) => {
+                shown = r.clone();
+                shown.task_id = id.clone();
+                &shown
+            }
+            None => r,
+        };
         let artifact = shape::artifact_update(v, r, &self.context_id);
         let done = shape::status_update(
             v,
