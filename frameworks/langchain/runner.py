@@ -3,6 +3,11 @@ and the model's text as it is written (on_chat_model_stream) as task.delta lines
 
 The entrypoint is a Runnable taking {"messages": [...]} (e.g. `langchain.agents.create_agent`).
 Without one, the default agent is `create_agent(AGENTDISPATCH_MODEL_ID)` with no tools.
+
+A `create_agent` agent may ask a person (SPEC §14): `HumanInTheLoopMiddleware` (or a tool's own
+`interrupt()`) pauses it; each pending LangGraph interrupt becomes a question under its own id,
+the checkpoint stays in the session folder's `langchain.sqlite`, and the run that answers resumes
+it with `Command(resume=…)`, an approval as the middleware's decision (docs/interrupts.md).
 """
 
 import asyncio
