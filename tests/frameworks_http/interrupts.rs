@@ -314,3 +314,100 @@ async fn over_mcp_2026_07_28_the_question_is_an_input_required_result_the_retry_
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn langchain_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("langchain").await;
+}
+
+#[tokio::test]
+async fn langchain_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("langchain").await;
+}
+
+#[tokio::test]
+async fn langchain_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    unusable_saved_state_is_named_and_keeps_the_question_open("langchain", "langchain.sqlite")
+        .await;
+}
+
+/// An own `create_agent` agent with `HumanInTheLoopMiddleware` in its default "batched" mode
+/// (one interrupt per model turn, answered `{"decisions": [...]}`): its model always calls
+/// `refund` (the shared example body) with the instruction.
+const BATCHED_AGENT: &str = r#"from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain_core.tools import tool
+
+from agentdispatch import example_refund
+from agentdispatch.scripted_chat_model import ScriptedShoutModel
+
+
+@tool
+def refund(text: str) -> str:
+    """Refund what the text names."""
+    return example_refund(text, True)
+
+
+agent = create_agent(ScriptedShoutModel(tool="refund"), tools=[refund],
+                     middleware=[HumanInTheLoopMiddleware(interrupt_on={"refund": True})])
+"#;
+
+/// The langchain runner answers the middleware's batched request too: one approval question
+/// under its interrupt id naming the tool, approved → the tool runs once; rejected with a
+/// message → no refund, and the model's answer carries the message.
+#[tokio::test]
+async fn langchain_an_own_agent_in_batched_mode_asks_one_approval_and_takes_its_answer() {
+    require_venv("langchain");
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("batched_agent.py"), BATCHED_AGENT).unwrap();
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            frameworks_dir().to_str().unwrap(),
+        )
+        .env(
+            "AGENTDISPATCH_SESSION_DIR",
+            sessions.path().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_WARM", "none")
+        .env("AGENTDISPATCH_APP_DIR", app.path().to_str().unwrap())
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langchain") // the entrypoint is the default framework's
+        .env("AGENTDISPATCH_ENTRYPOINT", "batched_agent:agent")
+        .env("EXAMPLE_REFUND_LOG", log.to_str().unwrap())
+        .start()
+        .await;
+    let session = unique_id("lc-batched");
+    for (answer, expected) in [
+        (json!(true), REFUNDED),
+        (json!({"approved": false, "message": REJECTED}), REJECTED),
+    ] {
+        let asked = unique_id("lc-batched-ask");
+        let r = w
+            .run(refund("langchain", &asked, Some(&session), None))
+            .await;
+        assert_eq!(r["status"], "input_required", "{r:#}");
+        let q = &r["interrupts"][0];
+        assert_eq!(q["kind"], "approval", "{r:#}");
+        assert_eq!(q["tool"], "refund", "{r:#}");
+        assert_eq!(q["args"]["text"], "refund 5 for order 42", "{r:#}");
+        assert!(q["value"]["action_requests"].is_array(), "{q}");
+        let r = w
+            .run(refund(
+                "langchain",
+                &unique_id("lc-batched-answer"),
+                Some(&session),
+                Some(answer),
+            ))
+            .await;
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+        assert_eq!(r["resumes"], asked.as_str());
+        assert!(r["output"].as_str().unwrap().contains(expected), "{r:#}");
+        assert_eq!(
+            refunds(&log),
+            vec!["refund 5 for order 42"],
+            "approved once, then rejected"
+        );
+    }
+}
