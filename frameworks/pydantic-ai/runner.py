@@ -8,6 +8,7 @@ The entrypoint is a `pydantic_ai.Agent`. Without one, the default agent is
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -58,8 +59,102 @@ def model_messages(history):
             else ModelRequest(parts=[part[m["role"]](m["content"])]) for m in history]
 
 
+# A run that asks (SPEC §14: a tool with requires_approval=True, or one raising ApprovalRequired)
+# ends with DeferredToolRequests as its output; what the answer's run needs is kept in the session
+# folder under these names: the messages so far (the last one the model's response with the calls
+# waiting), and the requests themselves.
+PAUSED_MESSAGES = "pydantic-ai-paused-messages.json"
+DEFERRED_REQUESTS = "pydantic-ai-deferred-requests.json"
+
+
+def output_types(spec) -> list:
+    """An output spec (a type, a union of types, a marker, or a list of them) as one flat list."""
+    import types
+    import typing
+
+    if isinstance(spec, (list, tuple)):
+        return [t for item in spec for t in output_types(item)]
+    if typing.get_origin(spec) in (typing.Union, types.UnionType):
+        return list(typing.get_args(spec))
+    return [spec]
+
+
+def run_output_type(agent):
+    """The output type to run ``agent`` with so that a tool waiting for approval ends the run with
+    DeferredToolRequests (without it among the output types, pydantic-ai raises a UserError):
+    the agent's own output types plus DeferredToolRequests, or None when the agent has it already
+    or cannot take a run-time output type (an agent with output validators: pydantic-ai refuses
+    one there, as its validators expect the agent's own type; such an agent must list
+    DeferredToolRequests itself)."""
+    from pydantic_ai import DeferredToolRequests
+
+    own = output_types(agent.output_type)
+    if DeferredToolRequests in own:
+        return None
+    inner = agent
+    while inner is not None:  # a WrapperAgent runs the agent it wraps
+        if getattr(inner, "_output_validators", None):
+            return None
+        inner = getattr(inner, "wrapped", None)
+    return [*own, DeferredToolRequests]
+
+
+def ask(runner, result) -> None:
+    """The run ended waiting for approvals: keep its messages and requests in the session folder
+    (made now for a task sent without a session) and ask one approval question per call, by
+    pydantic-ai's tool call id."""
+    from pydantic import TypeAdapter
+    from pydantic_ai import DeferredToolRequests
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+    requests = result.output
+    if requests.calls:  # external calls: their results come from a program, not a person's yes or no
+        names = ", ".join(c.tool_name for c in requests.calls)
+        raise RuntimeError(f"the agent deferred tool calls for external execution ({names}): this runner answers "
+                           "approvals only (requires_approval=True, ApprovalRequired)")
+    folder = runner.state_dir()
+    if not folder:
+        raise RuntimeError("a tool waits for approval, and this run has no session folder to keep its state in")
+    write_session_file(os.path.join(folder, PAUSED_MESSAGES), ModelMessagesTypeAdapter.dump_json(result.all_messages()))
+    write_session_file(os.path.join(folder, DEFERRED_REQUESTS), TypeAdapter(DeferredToolRequests).dump_json(requests))
+    runner.interrupt([{"id": c.tool_call_id, "kind": "approval", "tool": c.tool_name, "args": c.args_as_dict()}
+                      for c in requests.approvals])
+
+
+def resumed(runner):
+    """The run that answers: the asking run's messages and its DeferredToolResults from the
+    person's answers (approved: ToolApproved; rejected: ToolDenied with their message, which
+    pydantic-ai gives the model as the tool's result). Read under ``runner.saved_state``: a
+    missing or unreadable file, or requests that do not match the questions answered, keep the
+    question open (resume_state_invalid) with nothing run."""
+    from pydantic import TypeAdapter
+    from pydantic_ai import DeferredToolRequests, ToolApproved, ToolDenied
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+    folder = runner.session_dir or ""
+    path = os.path.join(folder, PAUSED_MESSAGES)
+    with runner.saved_state(path):
+        with open(path, "rb") as f:
+            history = ModelMessagesTypeAdapter.validate_json(f.read())
+    path = os.path.join(folder, DEFERRED_REQUESTS)
+    with runner.saved_state(path):
+        with open(path, "rb") as f:
+            requests = TypeAdapter(DeferredToolRequests).validate_json(f.read())
+        approvals = {}
+        for call in requests.approvals:
+            answer = runner.answer(call.tool_call_id)
+            if not isinstance(answer, dict) or not isinstance(answer.get("approved"), bool):
+                raise ValueError(f"tool call {call.tool_call_id} ({call.tool_name}) waits for approval, "
+                                 "and the answered questions do not include it")
+            message = answer.get("message")
+            approvals[call.tool_call_id] = (ToolApproved() if answer["approved"]
+                                            else ToolDenied(message) if message else ToolDenied())
+        results = requests.build_results(approvals=approvals)
+    return history, results
+
+
 async def stream(runner, agent):
-    from pydantic_ai import AgentRunResultEvent
+    from pydantic_ai import AgentRunResultEvent, DeferredToolRequests
     from pydantic_ai.messages import (
         FunctionToolCallEvent, FunctionToolResultEvent, PartDeltaEvent, PartEndEvent, PartStartEvent, TextPart,
         ToolCallPart,
@@ -68,13 +163,23 @@ async def stream(runner, agent):
     from pydantic_ai.messages import ModelMessagesTypeAdapter
 
     # In a session, the conversation is pydantic-ai's own message history, kept as JSON in the
-    # session folder and given back as message_history.
+    # session folder and given back as message_history. A turn that asks is not in it until the
+    # answer's run finishes it: a turn run meanwhile continues the conversation as it was.
     path = runner.session_file("pydantic-ai.json")
-    history = read_session_json(path, ModelMessagesTypeAdapter.validate_json) if path else None
-    if not history:  # no saved conversation: the caller's, if it sent one (SPEC §13)
-        history = model_messages(runner.history) or None
-    output, texts, calls = None, [], []
-    async with agent.run_stream_events(runner.instruction, message_history=history) as events:
+    options = {}
+    if runner.resume is not None:  # the answer: the asking run continues, with no new prompt
+        prompt = None
+        options["message_history"], options["deferred_tool_results"] = resumed(runner)
+    else:
+        prompt = runner.instruction
+        history = read_session_json(path, ModelMessagesTypeAdapter.validate_json) if path else None
+        # no saved conversation: the caller's, if it sent one (SPEC §13)
+        options["message_history"] = history or model_messages(runner.history) or None
+    output_type = run_output_type(agent)
+    if output_type is not None:
+        options["output_type"] = output_type
+    result, texts, calls = None, [], []
+    async with agent.run_stream_events(prompt, **options) as events:
         async for ev in events:
             if isinstance(ev, (PartStartEvent, PartDeltaEvent)):
                 live(runner, ev)
@@ -92,10 +197,17 @@ async def stream(runner, agent):
                 runner.step("tool_result", tool=ev.part.tool_name, result=as_text(ev.part.model_response_str()),
                             toolCallId=ev.tool_call_id)
             elif isinstance(ev, AgentRunResultEvent):
-                output = ev.result.output
-                if path:
-                    write_session_file(path, ModelMessagesTypeAdapter.dump_json(ev.result.all_messages()))
-    return runner.final_answer(output)
+                result = ev.result
+    if isinstance(result.output, DeferredToolRequests):
+        ask(runner, result)  # its as_text() is no answer: the task asks instead
+        return None
+    if path:
+        write_session_file(path, ModelMessagesTypeAdapter.dump_json(result.all_messages()))
+    if runner.resume is not None:  # answered: what the question kept is spent
+        for name in (PAUSED_MESSAGES, DEFERRED_REQUESTS):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(runner.session_dir, name))
+    return runner.final_answer(result.output)
 
 
 def run(runner):
