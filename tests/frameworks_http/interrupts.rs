@@ -334,3 +334,61 @@ async fn pydantic_ai_unusable_saved_state_is_named_and_keeps_the_question_open()
     )
     .await;
 }
+
+/// A pydantic-ai agent of the user's own whose output types lack `DeferredToolRequests` (as
+/// `Agent(model)` has): a `requires_approval` tool would end its run with pydantic-ai's
+/// UserError, so the runner adds the type at run time. Its `refund` asks, the approval runs it.
+const OWN_PYDANTIC_AGENT: &str = r#"from pydantic_ai import Agent
+
+from agentdispatch import example_refund
+from example_agent import scripted_model
+
+agent = Agent(scripted_model(asking="refund"), name="own-asking")
+
+
+@agent.tool_plain(requires_approval=True)
+def refund(text: str) -> str:
+    return example_refund(text, True)
+"#;
+
+#[tokio::test]
+async fn pydantic_ai_an_own_agent_without_deferred_tool_requests_in_its_output_types_asks() {
+    require_venv("pydantic-ai");
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("own_asking.py"), OWN_PYDANTIC_AGENT).unwrap();
+    let w = WorkerBuilder::new()
+        .env(
+            "AGENTDISPATCH_FRAMEWORKS_DIR",
+            frameworks_dir().to_str().unwrap(),
+        )
+        .env(
+            "AGENTDISPATCH_SESSION_DIR",
+            sessions.path().to_str().unwrap(),
+        )
+        .env("AGENTDISPATCH_WARM", "none")
+        .env("AGENTDISPATCH_APP_DIR", app.path().to_str().unwrap())
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "pydantic-ai")
+        .env("AGENTDISPATCH_ENTRYPOINT", "own_asking:agent")
+        .env("EXAMPLE_REFUND_LOG", log.to_str().unwrap())
+        .start()
+        .await;
+    let r = w
+        .run(refund("pydantic-ai", &unique_id("own-ask"), None, None))
+        .await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    assert_eq!(r["interrupts"][0]["tool"], "refund", "{r:#}");
+    let session = r["sessionId"].as_str().unwrap();
+    let r = w
+        .run(refund(
+            "pydantic-ai",
+            &unique_id("own-answer"),
+            Some(session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert!(r["output"].as_str().unwrap().contains(REFUNDED), "{r:#}");
+    assert_eq!(refunds(&log), vec!["refund 5 for order 42"]);
+}
