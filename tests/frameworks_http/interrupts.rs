@@ -392,3 +392,55 @@ async fn pydantic_ai_an_own_agent_without_deferred_tool_requests_in_its_output_t
     assert!(r["output"].as_str().unwrap().contains(REFUNDED), "{r:#}");
     assert_eq!(refunds(&log), vec!["refund 5 for order 42"]);
 }
+
+/// The session's conversation after an answered question: the turn that asked is in it once
+/// the answer's run finished it (the example counts the earlier turns it is given), the turn
+/// before the question too, and what the question kept in the session folder is spent.
+#[tokio::test]
+async fn pydantic_ai_a_resumed_turn_joins_the_sessions_conversation() {
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = asking_worker("pydantic-ai", false, sessions.path(), &log).await;
+    let session = unique_id("pyd-conv");
+    let turn = |id: &str, text: &str| {
+        json!({"taskId": unique_id(id), "framework": "pydantic-ai", "sessionId": session,
+               "input": {"instruction": text}})
+    };
+    let r = w.run(turn("conv-1", "hello")).await;
+    assert_eq!(r["output"], "Shouted: HELLO", "{r:#}");
+    let r = w
+        .run(refund(
+            "pydantic-ai",
+            &unique_id("conv-2"),
+            Some(&session),
+            None,
+        ))
+        .await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    let folder = sessions.path().join(&session);
+    let kept = [
+        "pydantic-ai-paused-messages.json",
+        "pydantic-ai-deferred-requests.json",
+    ];
+    for name in kept {
+        assert!(folder.join(name).exists(), "no {name}");
+    }
+    let r = w
+        .run(refund(
+            "pydantic-ai",
+            &unique_id("conv-3"),
+            Some(&session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(
+        r["output"],
+        format!("Shouted: {REFUNDED} (earlier turns: 1)"),
+        "{r:#}"
+    );
+    for name in kept {
+        assert!(!folder.join(name).exists(), "{name} outlived its answer");
+    }
+    let r = w.run(turn("conv-4", "again")).await;
+    assert_eq!(r["output"], "Shouted: AGAIN (earlier turns: 2)", "{r:#}");
+}
