@@ -59,10 +59,10 @@ def model_messages(history):
             else ModelRequest(parts=[part[m["role"]](m["content"])]) for m in history]
 
 
-# A run that asks (SPEC §14: a tool with requires_approval=True, or one raising ApprovalRequired)
-# ends with DeferredToolRequests as its output; what the answer's run needs is kept in the session
-# folder under these names: the messages so far (the last one the model's response with the calls
-# waiting), and the requests themselves.
+# A run that asks (SPEC §14: a tool with requires_approval=True, or raising ApprovalRequired or
+# CallDeferred) ends with DeferredToolRequests as its output; what the answer's run needs is kept
+# in the session folder under these names: the messages so far (the last one the model's response
+# with the calls waiting), and the requests themselves.
 PAUSED_MESSAGES = "pydantic-ai-paused-messages.json"
 DEFERRED_REQUESTS = "pydantic-ai-deferred-requests.json"
 
@@ -99,34 +99,41 @@ def run_output_type(agent):
     return [*own, DeferredToolRequests]
 
 
+def question(requests, call, kind: str) -> dict:
+    """One deferred call as the worker's question: pydantic-ai's tool call id, the tool and its
+    arguments, and the metadata the tool deferred it with (ApprovalRequired, CallDeferred) as
+    its value."""
+    q = {"id": call.tool_call_id, "kind": kind, "tool": call.tool_name, "args": call.args_as_dict()}
+    if requests.metadata.get(call.tool_call_id):
+        q["value"] = requests.metadata[call.tool_call_id]
+    return q
+
+
 def ask(runner, result) -> None:
-    """The run ended waiting for approvals: keep its messages and requests in the session folder
-    (made now for a task sent without a session) and ask one approval question per call, by
-    pydantic-ai's tool call id."""
+    """The run ended with deferred tool calls: keep its messages and requests in the session
+    folder (made now for a task sent without a session) and ask one question per call: an
+    approval for each call awaiting one, an input (its answer is the call's result) for each
+    call deferred to be answered outside the agent (CallDeferred, an external tool)."""
     from pydantic import TypeAdapter
     from pydantic_ai import DeferredToolRequests
     from pydantic_ai.messages import ModelMessagesTypeAdapter
 
     requests = result.output
-    if requests.calls:  # external calls: their results come from a program, not a person's yes or no
-        names = ", ".join(c.tool_name for c in requests.calls)
-        raise RuntimeError(f"the agent deferred tool calls for external execution ({names}): this runner answers "
-                           "approvals only (requires_approval=True, ApprovalRequired)")
     folder = runner.state_dir()
     if not folder:
-        raise RuntimeError("a tool waits for approval, and this run has no session folder to keep its state in")
+        raise RuntimeError("a tool call waits for a person, and this run has no session folder to keep its state in")
     write_session_file(os.path.join(folder, PAUSED_MESSAGES), ModelMessagesTypeAdapter.dump_json(result.all_messages()))
     write_session_file(os.path.join(folder, DEFERRED_REQUESTS), TypeAdapter(DeferredToolRequests).dump_json(requests))
-    runner.interrupt([{"id": c.tool_call_id, "kind": "approval", "tool": c.tool_name, "args": c.args_as_dict()}
-                      for c in requests.approvals])
+    runner.interrupt([question(requests, c, "approval") for c in requests.approvals]
+                     + [question(requests, c, "input") for c in requests.calls])
 
 
 def resumed(runner):
     """The run that answers: the asking run's messages and its DeferredToolResults from the
     person's answers (approved: ToolApproved; rejected: ToolDenied with their message, which
-    pydantic-ai gives the model as the tool's result). Read under ``runner.saved_state``: a
-    missing or unreadable file, or requests that do not match the questions answered, keep the
-    question open (resume_state_invalid) with nothing run."""
+    pydantic-ai gives the model as the tool's result; an input's answer: the call's result).
+    Read under ``runner.saved_state``: a missing or unreadable file, or requests that do not
+    match the questions answered, keep the question open (resume_state_invalid), nothing run."""
     from pydantic import TypeAdapter
     from pydantic_ai import DeferredToolRequests, ToolApproved, ToolDenied
     from pydantic_ai.messages import ModelMessagesTypeAdapter
@@ -140,16 +147,18 @@ def resumed(runner):
     with runner.saved_state(path):
         with open(path, "rb") as f:
             requests = TypeAdapter(DeferredToolRequests).validate_json(f.read())
+        answers = runner.resume.get("answers") or {}
+        unanswered = [c.tool_call_id for c in requests.approvals + requests.calls if c.tool_call_id not in answers]
+        if unanswered:  # the questions answered are not the calls this file holds
+            raise ValueError(f"its deferred tool calls {', '.join(unanswered)} are not among the questions answered")
         approvals = {}
         for call in requests.approvals:
-            answer = runner.answer(call.tool_call_id)
-            if not isinstance(answer, dict) or not isinstance(answer.get("approved"), bool):
-                raise ValueError(f"tool call {call.tool_call_id} ({call.tool_name}) waits for approval, "
-                                 "and the answered questions do not include it")
-            message = answer.get("message")
-            approvals[call.tool_call_id] = (ToolApproved() if answer["approved"]
+            answer = answers[call.tool_call_id]  # the worker gives an approval as {"approved", "message"?}
+            message = answer.get("message") if isinstance(answer, dict) else None
+            approvals[call.tool_call_id] = (ToolApproved() if isinstance(answer, dict) and answer.get("approved") is True
                                             else ToolDenied(message) if message else ToolDenied())
-        results = requests.build_results(approvals=approvals)
+        results = requests.build_results(approvals=approvals,
+                                         calls={c.tool_call_id: answers[c.tool_call_id] for c in requests.calls})
     return history, results
 
 
