@@ -2,6 +2,11 @@
 model's text as it is written (its text, thinking and tool-call part starts and deltas) as
 task.delta lines.
 
+A run whose tools defer their calls (pydantic-ai's deferred tools: `requires_approval=True`,
+`ApprovalRequired`, `CallDeferred`) asks a person (SPEC §14; docs/interrupts.md, "pydantic-ai"):
+its messages and `DeferredToolRequests` are kept in the session folder, and the run that
+answers continues it with `DeferredToolResults`.
+
 The entrypoint is a `pydantic_ai.Agent`. Without one, the default agent is
 `Agent(AGENTDISPATCH_MODEL_ID)` (a "provider:model" id; add the provider's extra, e.g.
 `pydantic-ai-slim[bedrock]`, to requirements.txt).
@@ -80,7 +85,7 @@ def output_types(spec) -> list:
 
 
 def run_output_type(agent):
-    """The output type to run ``agent`` with so that a tool waiting for approval ends the run with
+    """The output type to run ``agent`` with so that a deferred tool call ends the run with
     DeferredToolRequests (without it among the output types, pydantic-ai raises a UserError):
     the agent's own output types plus DeferredToolRequests, or None when the agent has it already
     or cannot take a run-time output type (an agent with output validators: pydantic-ai refuses
