@@ -2,15 +2,22 @@
 
 A pydantic-ai Agent with one tool, `shout`, on a FunctionModel scripted to first call `shout`
 with the instruction, then answer "Shouted: <tool result>". Loaded as `example_agent:agent`.
+
+An instruction that starts with "refund" calls `refund` instead, a tool that needs a person's
+approval first (pydantic-ai's deferred tools, `requires_approval=True`; SPEC §14): the run ends
+with `DeferredToolRequests` as its output (hence that type among the agent's output types), the
+task `input_required`, and the answer (`input.resume`: true/false or {"approved", "message"})
+resumes it. Approved, the tool runs (one line in the file EXAMPLE_REFUND_LOG names, when set);
+denied, pydantic-ai gives the model the denial's message as the tool's result instead.
 """
 
 import json
 
-from pydantic_ai import Agent
+from pydantic_ai import Agent, DeferredToolRequests
 from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
-from agentdispatch import apiece_pause, earlier_turns_note, example_pieces, example_shout  # via runner.py
+from agentdispatch import apiece_pause, earlier_turns_note, example_pieces, example_refund, example_shout  # via runner.py
 
 
 def _script(messages) -> tuple[str, str]:
@@ -25,13 +32,17 @@ def _script(messages) -> tuple[str, str]:
     return "tool", str(parts[prompts[-1]].content) if prompts else ""
 
 
-def scripted_model(tool: str = "shout") -> FunctionModel:
+def scripted_model(tool: str = "shout", asking: str | None = None) -> FunctionModel:
     """The offline model: it calls ``tool`` with the instruction, then answers "Shouted: <its
-    result>" (`agentdispatch-worker init` gives an own agent this model with a tool of its own)."""
+    result>" (`agentdispatch-worker init` gives an own agent this model with a tool of its own).
+    With ``asking``, an instruction starting with "refund" calls that tool instead."""
+
+    def chosen(prompt: str) -> str:
+        return asking if asking and prompt.lower().startswith("refund") else tool
 
     def respond(messages, info: AgentInfo) -> ModelResponse:
         kind, value = _script(messages)
-        part = TextPart(value) if kind == "text" else ToolCallPart(tool, {"text": value})
+        part = TextPart(value) if kind == "text" else ToolCallPart(chosen(value), {"text": value})
         return ModelResponse(parts=[part])
 
     async def stream_respond(messages, info: AgentInfo):
@@ -45,16 +56,24 @@ def scripted_model(tool: str = "shout") -> FunctionModel:
                 yield piece
             return
         for n, piece in enumerate(example_pieces(json.dumps({"text": value}))):
-            yield {0: DeltaToolCall(name=tool, json_args=piece, tool_call_id="call_1") if n == 0
+            yield {0: DeltaToolCall(name=chosen(value), json_args=piece, tool_call_id="call_1") if n == 0
                    else DeltaToolCall(json_args=piece)}
 
     return FunctionModel(respond, stream_function=stream_respond, model_name="scripted-shout")
 
 
-agent = Agent(scripted_model(), name="shout-agent")
+# DeferredToolRequests among the output types: a run whose model calls `refund` ends with the
+# calls awaiting approval as its output (without it, pydantic-ai raises a UserError).
+agent = Agent(scripted_model(asking="refund"), name="shout-agent", output_type=[str, DeferredToolRequests])
 
 
 @agent.tool_plain
 def shout(text: str) -> str:
     """Return the text in upper case."""
     return example_shout(text)
+
+
+@agent.tool_plain(requires_approval=True)
+def refund(text: str) -> str:
+    """Refund what the text names; pydantic-ai runs it only once a person approved the call."""
+    return example_refund(text, True)

@@ -4,7 +4,7 @@
 
 use super::*;
 
-fn refunds(log: &Path) -> Vec<String> {
+pub(crate) fn refunds(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .map(|s| s.lines().map(String::from).collect())
         .unwrap_or_default()
@@ -13,10 +13,10 @@ fn refunds(log: &Path) -> Vec<String> {
 /// What each example agent's `refund` tool gives once approved (the scripted models answer
 /// "Shouted: <tool result>"), and the person's message on a rejection, which reaches the agent
 /// through its framework's own denial (a tool result, a denial message) and so its answer.
-const REFUNDED: &str = "refunded (refund 5 for order 42)";
+pub(crate) const REFUNDED: &str = "refunded (refund 5 for order 42)";
 const REJECTED: &str = "over the limit";
 
-async fn asking_worker(fw: &str, warm: bool, sessions: &Path, log: &Path) -> Worker {
+pub(crate) async fn asking_worker(fw: &str, warm: bool, sessions: &Path, log: &Path) -> Worker {
     require_venv(fw);
     let w = WorkerBuilder::new()
         .env(
@@ -34,7 +34,7 @@ async fn asking_worker(fw: &str, warm: bool, sessions: &Path, log: &Path) -> Wor
     w
 }
 
-fn refund(fw: &str, id: &str, session: Option<&str>, resume: Option<Value>) -> Value {
+pub(crate) fn refund(fw: &str, id: &str, session: Option<&str>, resume: Option<Value>) -> Value {
     let mut body = json!({"taskId": id, "framework": fw,
                           "input": {"instruction": "refund 5 for order 42"}});
     if let Some(s) = session {
@@ -410,4 +410,24 @@ async fn langchain_an_own_agent_in_batched_mode_asks_one_approval_and_takes_its_
             "approved once, then rejected"
         );
     }
+}
+
+#[tokio::test]
+async fn pydantic_ai_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("pydantic-ai").await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("pydantic-ai").await;
+}
+
+#[tokio::test]
+async fn pydantic_ai_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    // The runner reads the paused run's messages first, then its deferred tool requests.
+    unusable_saved_state_is_named_and_keeps_the_question_open(
+        "pydantic-ai",
+        "pydantic-ai-paused-messages.json",
+    )
+    .await;
 }
