@@ -70,7 +70,8 @@ def _respond(tool):
     when the agent has that tool). Call ids are per turn, distinct in a session's history."""
 
     def respond(call):
-        outputs = [i["output"] for i in _this_turn(call) if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        turn = _this_turn(call)
+        outputs = [i["output"] for i in turn if isinstance(i, dict) and i.get("type") == "function_call_output"]
         users = len(_user_texts(call))
         if outputs:
             return [assistant_message(f"Shouted: {outputs[-1]}{earlier_turns_note(users - 1)}")]
