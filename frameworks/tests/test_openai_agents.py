@@ -1,6 +1,11 @@
 """Runner contract tests for frameworks/openai-agents (shared tests in conftest.py), plus SDK specifics."""
 
-from conftest import AUDIT_SITECUSTOMIZE, FrameworkContract, run_framework, start_framework, write_module
+import json
+import subprocess
+
+import pytest
+from conftest import (AUDIT_SITECUSTOMIZE, FRAMEWORKS, FrameworkContract, framework_command, framework_env,
+                      run_framework, start_framework, write_module)
 from live_contract import OpenAIClientContract
 
 
@@ -50,3 +55,45 @@ class TestOpenaiAgents(FrameworkContract, OpenAIClientContract):
         assert run.returncode == 0, run.describe()
         assert run.results[0][1]["output"] == "Shouted: HELLO WORLD", run.describe()
         assert log.read_text().splitlines()[1:] == [], log.read_text()
+
+
+CONTEXT_AGENT = """
+    from agents import Agent, RunContextWrapper, function_tool
+    from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+
+    @function_tool(needs_approval=True)
+    def who(ctx: RunContextWrapper) -> str:
+        return str(ctx.context.get("user"))
+
+    def respond(call):
+        outputs = [i["output"] for i in call.input if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        return [assistant_message("user=" + outputs[-1])] if outputs else [function_call("who", {}, call_id="c1")]
+
+    model = ScriptedModel([ModelStep.respond(respond), ModelStep.respond(respond)])
+    agent = Agent(name="ctx", model=model, tools=[who])
+"""
+
+
+def _envelope_run(tmp_path, app, envelope):
+    """One cold run of the runner on a whole envelope of the test's own (a session, a resume)."""
+    env = framework_env("openai-agents", tmp_path, {"AGENTDISPATCH_APP_DIR": str(app),
+                                                    "AGENTDISPATCH_ENTRYPOINT": "ctx_agent:agent"})
+    proc = subprocess.run(framework_command("openai-agents"), cwd=FRAMEWORKS / "openai-agents", env=env,
+                          input=json.dumps(envelope) + "\n", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # (conftest's parse_lines knows no task.interrupt)
+    return [e for e in events if e["type"] in ("task.interrupt", "task.result")]
+
+
+@pytest.mark.parametrize(("answering", "seen"), [({}, "user=alice"), ({"user": "bob"}, "user=bob")])
+def test_a_resumed_run_has_the_answering_context_else_the_asking_one(tmp_path, answering, seen):
+    app, folder = tmp_path / "app", tmp_path / "session"
+    write_module(app, "ctx_agent", CONTEXT_AGENT)
+    folder.mkdir()
+    base = {"framework": "openai-agents", "instruction": "who", "sessionId": "s", "sessionDir": str(folder)}
+    asked = _envelope_run(tmp_path, app, {**base, "taskId": "t1", "context": {"user": "alice"}})
+    assert [e["type"] for e in asked] == ["task.interrupt"], asked
+    assert asked[0]["payload"]["interrupts"][0]["id"] == "c1"
+    resume = {"taskId": "t1", "interrupts": asked[0]["payload"]["interrupts"], "answers": {"c1": {"approved": True}}}
+    done = _envelope_run(tmp_path, app, {**base, "taskId": "t2", "context": answering, "resume": resume})
+    assert done[-1]["output"] == seen, done

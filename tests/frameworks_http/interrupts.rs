@@ -431,3 +431,50 @@ async fn pydantic_ai_unusable_saved_state_is_named_and_keeps_the_question_open()
     )
     .await;
 }
+
+#[tokio::test]
+async fn openai_agents_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("openai-agents").await;
+}
+
+#[tokio::test]
+async fn openai_agents_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("openai-agents").await;
+}
+
+#[tokio::test]
+async fn openai_agents_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    unusable_saved_state_is_named_and_keeps_the_question_open(
+        "openai-agents",
+        "openai-agents-runstate.json",
+    )
+    .await;
+}
+
+/// A stateless task that asks leaves its conversation so far in the session the worker names
+/// (the SDK keeps it in a SQLiteSession only in a session): once answered there, the next turn
+/// of that session sees the refund turn as an earlier one.
+#[tokio::test]
+async fn openai_agents_a_stateless_question_leaves_its_turn_in_the_session_it_names() {
+    let fw = "openai-agents";
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = asking_worker(fw, true, sessions.path(), &log).await;
+    let r = w.run(refund(fw, &unique_id("oa-sl-1"), None, None)).await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    let session = r["sessionId"].as_str().unwrap().to_string();
+    let r = w
+        .run(refund(
+            fw,
+            &unique_id("oa-sl-2"),
+            Some(&session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(r["output"], format!("Shouted: {REFUNDED}"), "{r:#}");
+    let next = json!({"taskId": unique_id("oa-sl-3"), "framework": fw, "sessionId": session,
+                      "input": {"instruction": "hello"}});
+    let r = w.run(next).await;
+    assert_eq!(r["output"], "Shouted: HELLO (earlier turns: 1)", "{r:#}");
+    assert_eq!(refunds(&log).len(), 1);
+}
