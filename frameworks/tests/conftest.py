@@ -45,7 +45,7 @@ FRAMEWORKS = REPO / "frameworks"
 SHARED = FRAMEWORKS / "_shared"
 sys.path.insert(0, str(SHARED))  # unit tests import the agentdispatch package directly
 
-EVENT_TYPES = {"task.progress", "task.log", "task.heartbeat", "task.result"}
+EVENT_TYPES = {"task.progress", "task.log", "task.heartbeat", "task.result", "task.interrupt"}
 DELTA_KINDS = {"text", "reasoning", "tool_call"}
 STEPS = {"model_turn", "tool_call", "tool_result", "final_answer"}
 RUN_TIMES: dict[tuple[str, str], list[float]] = {}  # (framework, "cold"/"warm") → seconds per run
