@@ -129,7 +129,9 @@ async fn open_question(w: &Worker, session: &str) -> Value {
 /// The saved state made unusable two ways, each a `resume_state_invalid` naming what is wrong
 /// with nothing run and the question still open: the framework's versions changed since it
 /// asked (the record says another), then mended, the answer runs the refund once; and
-/// `framework_file` (the framework's own saved run, in the session folder) corrupted.
+/// `framework_file` (the framework's own saved run, in the session folder; `{session}` in it
+/// stands for the session's id, the folder's name, for a framework that files its run under it)
+/// corrupted.
 pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
     fw: &str,
     framework_file: &str,
@@ -190,7 +192,8 @@ pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
     let asked = unique_id(&format!("{fw}-st-4"));
     let r = w.run(refund(fw, &asked, Some(&session), None)).await;
     assert_eq!(r["status"], "input_required", "{fw}: {r:#}");
-    let file = folder.join(framework_file);
+    let framework_file = framework_file.replace("{session}", &session);
+    let file = folder.join(&framework_file);
     assert!(file.exists(), "{fw}: no {}", file.display());
     // Not what the framework wrote, past any header it checks; a SQLite file's write-ahead log
     // (where its last pages are) goes with it.
@@ -208,7 +211,7 @@ pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
         .await;
     assert_eq!(r["errorCode"], "resume_state_invalid", "{fw}: {r:#}");
     assert!(
-        r["error"].as_str().unwrap().contains(framework_file),
+        r["error"].as_str().unwrap().contains(&framework_file),
         "{fw}: {r:#}"
     );
     assert_eq!(refunds(&log).len(), 1, "{fw}: nothing ran");
@@ -313,4 +316,25 @@ async fn over_mcp_2026_07_28_the_question_is_an_input_required_result_the_retry_
         text.starts_with("input_required") && text.contains(session),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn strands_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("strands").await;
+}
+
+#[tokio::test]
+async fn strands_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("strands").await;
+}
+
+#[tokio::test]
+async fn strands_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    // FileSessionManager files the agent (its pending interrupt in `_internal_state`) under the
+    // session key, the session folder's name.
+    unusable_saved_state_is_named_and_keeps_the_question_open(
+        "strands",
+        "session_{session}/agents/agent_default/agent.json",
+    )
+    .await;
 }
