@@ -86,7 +86,8 @@ def session_manager(runner):
                 super().initialize(agent, **kwargs)
                 waiting = agent._interrupt_state.interrupts if agent._interrupt_state.activated else {}
                 if not waiting:
-                    raise ValueError("it holds no interrupt waiting for an answer")
+                    raise ValueError("it holds no interrupt waiting for an answer (answered, or given up for a later "
+                                     "instruction in the session)")
                 for answered in (runner.resume.get("answers") or {}):
                     if answered not in waiting:
                         raise ValueError(f"it holds no interrupt {answered!r} (it waits for {', '.join(waiting)})")
@@ -143,6 +144,17 @@ def keep_asked(runner, agent):
     attach(agent, session_manager(runner))
 
 
+def give_up_asking(runner, agent):
+    """A new instruction where the agent still waits for answers (the person moved on, or the
+    run that answered failed before its tool ran): while paused Strands takes nothing but the
+    answers (a text is a TypeError), so the wait ends here. Its held-back tool calls never run:
+    Strands gives each the error result of a call that got none, and the text goes on from there."""
+    waiting = list(agent._interrupt_state.interrupts)
+    agent._interrupt_state.deactivate()
+    runner.log("a new instruction instead of input.resume: the agent's unanswered questions are given up, "
+               "their tool calls do not run", interrupts=waiting)
+
+
 def run(runner):
     from strands import Agent
 
@@ -156,11 +168,9 @@ def run(runner):
         # The answers, each the response its interrupt's event.interrupt(...) now returns.
         prompt = [{"interruptResponse": {"interruptId": i, "response": a}}
                   for i, a in (runner.resume.get("answers") or {}).items()]
-    elif agent._interrupt_state.activated:
-        # Strands takes nothing but the answers while it waits (a text is a TypeError).
-        raise RuntimeError("this session's agent waits for the answer to its question: "
-                           "send it as input.resume (task.list names the open question)")
     else:
+        if agent._interrupt_state.activated:
+            give_up_asking(runner, agent)
         prompt = runner.instruction
         if not agent.messages:  # no saved conversation: the caller's, if it sent one (SPEC §13)
             for m in runner.history:

@@ -338,3 +338,40 @@ async fn strands_unusable_saved_state_is_named_and_keeps_the_question_open() {
     )
     .await;
 }
+
+/// A new instruction where a Strands agent waits for answers (Strands itself would refuse it with
+/// a TypeError, and a session whose answering run failed would be stuck): the wait is given up,
+/// the held-back refund never runs, the instruction is answered, and a late answer finds nothing
+/// to resume.
+#[tokio::test]
+async fn strands_a_new_instruction_instead_of_the_answer_gives_up_the_question() {
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = asking_worker("strands", true, sessions.path(), &log).await;
+    let session = unique_id("strands-moved-on");
+    let r = w
+        .run(refund("strands", &unique_id("mo-1"), Some(&session), None))
+        .await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    let r = w
+        .run(
+            json!({"taskId": unique_id("mo-2"), "framework": "strands", "sessionId": session,
+                    "input": {"instruction": "hello world"}}),
+        )
+        .await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert!(
+        r["output"].as_str().unwrap().contains("HELLO WORLD"),
+        "{r:#}"
+    );
+    let r = w
+        .run(refund(
+            "strands",
+            &unique_id("mo-3"),
+            Some(&session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(r["errorCode"], "resume_state_invalid", "{r:#}");
+    assert!(refunds(&log).is_empty(), "the given-up refund never runs");
+}
