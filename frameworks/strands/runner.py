@@ -137,8 +137,8 @@ def keep_asked(runner, agent):
     """A run without a session that asks: its agent, the pending interrupt with it, saved by a
     FileSessionManager in the session folder the worker gives it (made now), so that a stateless
     run writes no file unless it asks."""
-    if getattr(agent, "_session_manager", None) is not None and runner.session_dir:
-        return  # the session's manager saved it as the run went
+    if runner.session_dir:
+        return  # the session's manager (run() attaches it) saved it as the run went
     if not runner.state_dir():
         raise RuntimeError("the agent asked (a Strands interrupt), and this run has no session folder to keep its state in")
     attach(agent, session_manager(runner))
