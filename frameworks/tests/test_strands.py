@@ -3,7 +3,8 @@
 import json
 import subprocess
 
-from conftest import FRAMEWORKS, FrameworkContract, framework_command, framework_env, run_framework, start_framework, write_module
+from conftest import (FRAMEWORKS, FrameworkContract, framework_command, framework_env, run_framework, start_framework,
+                      write_module)
 from live_contract import OpenAIClientContract
 
 
