@@ -1,6 +1,10 @@
 """Runner contract tests for frameworks/strands (shared tests in conftest.py), plus Strands specifics."""
 
-from conftest import FrameworkContract, run_framework, start_framework, write_module
+import json
+import subprocess
+
+from conftest import (FRAMEWORKS, FrameworkContract, framework_command, framework_env, run_framework, start_framework,
+                      write_module)
 from live_contract import OpenAIClientContract
 
 
@@ -43,3 +47,57 @@ class TestStrands(FrameworkContract, OpenAIClientContract):
         assert run.returncode == 0, run.describe()  # run_framework already checked every stdout line is JSON
         assert run.results[0][1]["output"] == "Shouted: HELLO WORLD"
         assert "Shouted: HELLO WORLD" in run.stderr  # the handler's print went to stderr
+
+
+def run_envelope(tmp_path, body: dict, env: dict) -> list[dict]:
+    """The strands runner, cold, on one envelope of the worker's (with its session or spare session
+    and its resume): its protocol events."""
+    task_dir = tmp_path / f"task-{body['taskId']}"
+    task_dir.mkdir()
+    body = {"taskType": "agent.run", "framework": "strands", "taskDir": str(task_dir), **body}
+    proc = subprocess.run(framework_command("strands"), cwd=FRAMEWORKS / "strands", input=json.dumps(body) + "\n",
+                          env=framework_env("strands", task_dir, env), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # Not conftest.parse_lines: its event types do not know task.interrupt yet.
+    return [e for e in map(json.loads, proc.stdout.splitlines()) if e["type"] != "task.delta"]
+
+
+def test_a_tool_that_asks_for_input_without_a_session_is_answered_in_the_session_it_was_given(tmp_path):
+    """Not the example's hook: a `@tool(context=True)` that calls `tool_context.interrupt`, with a
+    reason naming an input question, on an agent with its own agent_id, asked without a session."""
+    app = tmp_path / "app"
+    write_module(app, "picker", """
+        from strands import Agent, ToolContext, tool
+        import example_agent
+
+        @tool(context=True)
+        def pick(text: str, tool_context: ToolContext) -> str:
+            \"\"\"Asks which account.\"\"\"
+            account = tool_context.interrupt("which-account", reason={"kind": "input", "question": "which account?"})
+            return f"picked {account} for {text}"
+
+        agent = Agent(model=example_agent.ScriptedModel(tool="pick"), tools=[pick], agent_id="picker",
+                      callback_handler=None)
+    """)
+    env = {"AGENTDISPATCH_APP_DIR": str(app), "AGENTDISPATCH_ENTRYPOINT": "picker:agent"}
+    folder = tmp_path / "sessions" / "spare"  # the worker's spare session: made only when the task asks
+    events = run_envelope(tmp_path, {"taskId": "t1", "instruction": "order 7",
+                                     "askSession": {"sessionId": "spare", "sessionDir": str(folder)}}, env)
+    asked = [e for e in events if e["type"] == "task.interrupt"]
+    assert not [e for e in events if e["type"] == "task.result"], events
+    [question] = asked[0]["payload"]["interrupts"]
+    assert question["id"].startswith("v1:tool_call:"), question  # Strands' own id
+    assert question["kind"] == "input" and question["value"]["question"] == "which account?", question
+    assert (question["tool"], question["args"]) == ("pick", {"text": "order 7"}), question
+    saved = json.loads((folder / "session_spare/agents/agent_picker/agent.json").read_text())
+    assert saved["_internal_state"]["interrupt_state"]["activated"] is True
+
+    events = run_envelope(tmp_path, {"taskId": "t2", "instruction": "order 7", "sessionId": "spare",
+                                     "sessionDir": str(folder),
+                                     "resume": {"taskId": "t1", "interrupts": [question],
+                                                "answers": {question["id"]: "savings"}}}, env)
+    [result] = [e for e in events if e["type"] == "task.result"]
+    assert result["output"] == "Shouted: picked savings for order 7", events
+    # The resumed run streamed no toolUse message of its own: the tool's name came from the saved one.
+    [(_, step)] = [(e, e["payload"]) for e in events if e.get("payload", {}).get("step") == "tool_result"]
+    assert step["tool"] == "pick", events

@@ -129,7 +129,9 @@ async fn open_question(w: &Worker, session: &str) -> Value {
 /// The saved state made unusable two ways, each a `resume_state_invalid` naming what is wrong
 /// with nothing run and the question still open: the framework's versions changed since it
 /// asked (the record says another), then mended, the answer runs the refund once; and
-/// `framework_file` (the framework's own saved run, in the session folder) corrupted.
+/// `framework_file` (the framework's own saved run, in the session folder; `{session}` in it
+/// stands for the session's id, the folder's name, for a framework that files its run under it)
+/// corrupted.
 pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
     fw: &str,
     framework_file: &str,
@@ -190,7 +192,8 @@ pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
     let asked = unique_id(&format!("{fw}-st-4"));
     let r = w.run(refund(fw, &asked, Some(&session), None)).await;
     assert_eq!(r["status"], "input_required", "{fw}: {r:#}");
-    let file = folder.join(framework_file);
+    let framework_file = framework_file.replace("{session}", &session);
+    let file = folder.join(&framework_file);
     assert!(file.exists(), "{fw}: no {}", file.display());
     // Not what the framework wrote, past any header it checks; a SQLite file's write-ahead log
     // (where its last pages are) goes with it.
@@ -208,7 +211,7 @@ pub(crate) async fn unusable_saved_state_is_named_and_keeps_the_question_open(
         .await;
     assert_eq!(r["errorCode"], "resume_state_invalid", "{fw}: {r:#}");
     assert!(
-        r["error"].as_str().unwrap().contains(framework_file),
+        r["error"].as_str().unwrap().contains(&framework_file),
         "{fw}: {r:#}"
     );
     assert_eq!(refunds(&log).len(), 1, "{fw}: nothing ran");
@@ -477,4 +480,62 @@ async fn openai_agents_a_stateless_question_leaves_its_turn_in_the_session_it_na
     let r = w.run(next).await;
     assert_eq!(r["output"], "Shouted: HELLO (earlier turns: 1)", "{r:#}");
     assert_eq!(refunds(&log).len(), 1);
+}
+
+#[tokio::test]
+async fn strands_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("strands").await;
+}
+
+#[tokio::test]
+async fn strands_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("strands").await;
+}
+
+#[tokio::test]
+async fn strands_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    // FileSessionManager files the agent (its pending interrupt in `_internal_state`) under the
+    // session key, the session folder's name.
+    unusable_saved_state_is_named_and_keeps_the_question_open(
+        "strands",
+        "session_{session}/agents/agent_default/agent.json",
+    )
+    .await;
+}
+
+/// A new instruction where a Strands agent waits for answers (Strands itself would refuse it with
+/// a TypeError, and a session whose answering run failed would be stuck): the wait is given up,
+/// the held-back refund never runs, the instruction is answered, and a late answer finds nothing
+/// to resume.
+#[tokio::test]
+async fn strands_a_new_instruction_instead_of_the_answer_gives_up_the_question() {
+    let sessions = tempfile::tempdir().unwrap();
+    let log = sessions.path().join("refunds.log");
+    let w = asking_worker("strands", true, sessions.path(), &log).await;
+    let session = unique_id("strands-moved-on");
+    let r = w
+        .run(refund("strands", &unique_id("mo-1"), Some(&session), None))
+        .await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    let r = w
+        .run(
+            json!({"taskId": unique_id("mo-2"), "framework": "strands", "sessionId": session,
+                    "input": {"instruction": "hello world"}}),
+        )
+        .await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert!(
+        r["output"].as_str().unwrap().contains("HELLO WORLD"),
+        "{r:#}"
+    );
+    let r = w
+        .run(refund(
+            "strands",
+            &unique_id("mo-3"),
+            Some(&session),
+            Some(json!(true)),
+        ))
+        .await;
+    assert_eq!(r["errorCode"], "resume_state_invalid", "{r:#}");
+    assert!(refunds(&log).is_empty(), "the given-up refund never runs");
 }

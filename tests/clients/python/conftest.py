@@ -96,6 +96,25 @@ class Worker:
         self.log.close()
 
 
+# The shipped frameworks whose example agent asks before its `refund` tool runs (SPEC §14).
+FRAMEWORKS_THAT_ASK = ["langgraph", "langchain", "openai-agents", "pydantic-ai"]
+REFUND = "refund 5 for order 42"
+REFUNDED = f"refunded ({REFUND})"
+
+
+def framework_worker(framework):
+    """A worker whose default framework is `framework` of the repository's frameworks/, warm
+    (its venv made by scripts/setup-frameworks.sh, as scripts/test.sh does first)."""
+    venv = os.path.join(ROOT, "frameworks", framework, ".venv", "bin", "python")
+    if not os.path.exists(venv):
+        pytest.fail(f"{venv} is missing: run scripts/setup-frameworks.sh {framework}")
+    return Worker({
+        "AGENTDISPATCH_FRAMEWORKS_DIR": os.path.join(ROOT, "frameworks"),
+        "AGENTDISPATCH_AGENT_FRAMEWORK": framework,
+        "AGENTDISPATCH_WARM": framework,
+    })
+
+
 @pytest.fixture
 def worker():
     w = Worker()

@@ -33,7 +33,7 @@ from a2a.types import (
     TextPart,
 )
 
-from conftest import Worker, go, talker, unknown_keys
+from conftest import FRAMEWORKS_THAT_ASK, REFUND, REFUNDED, Worker, framework_worker, go, talker, unknown_keys
 
 RESPONSE_MODEL = {
     "message/send": SendMessageResponse,
@@ -343,3 +343,36 @@ def test_a_task_that_asks_is_input_required_and_a_follow_up_with_its_ids_answers
         await client.close()
 
     run(go())
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS_THAT_ASK)
+def test_each_frameworks_agent_asks_and_a_follow_up_yes_runs_its_refund_under_the_same_task(framework):
+    w = framework_worker(framework)
+
+    async def go_on():
+        client = await connect(w.url)
+        asked = await collect(client.send_message(message(REFUND)))
+        task = asked[-1][0]
+        assert task.status.state == TaskState.input_required, asked
+        question = task.status.message.parts[1].root.data["interrupts"][0]
+        assert question["tool"] == "refund" and question["kind"] == "approval", question
+        follow = Message(
+            role=Role.user,
+            message_id=str(uuid.uuid4()),
+            parts=[Part(root=TextPart(text="yes"))],
+            context_id=task.context_id,
+            task_id=task.id,
+        )
+        answer = await collect(client.send_message(follow))
+        await client.close()
+        return task.id, answer
+
+    try:
+        task_id, answer = run(go_on())
+    finally:
+        w.stop()
+        w.tmp.cleanup()
+    assert {t.id for t, _ in answer} == {task_id}, answer
+    final = answer[-1][0]
+    assert final.status.state == TaskState.completed, answer
+    assert REFUNDED in text_of(final.status.message.parts), answer

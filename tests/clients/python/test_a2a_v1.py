@@ -16,7 +16,7 @@ from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.types import a2a_pb2 as pb
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError, UnsupportedOperationError
 
-from conftest import Worker, go, talker
+from conftest import FRAMEWORKS_THAT_ASK, REFUND, REFUNDED, Worker, framework_worker, go, talker
 
 RESULT_MODEL = {
     "SendMessage": pb.SendMessageResponse,
@@ -323,3 +323,39 @@ def test_a_task_that_asks_is_input_required_and_a_follow_up_with_its_ids_answers
         await client.close()
 
     run(go())
+
+
+def task_of(event):
+    """The task an event names: (its id, context, state, status message)."""
+    t = event.status_update if kind(event) == "status_update" else event.task
+    tid = t.task_id if kind(event) == "status_update" else t.id
+    return tid, t.context_id, t.status.state, t.status.message
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS_THAT_ASK)
+def test_each_frameworks_agent_asks_and_a_follow_up_yes_runs_its_refund_under_the_same_task(framework):
+    w = framework_worker(framework)
+
+    async def go_on():
+        client = await create_client(w.url)
+        asked = await collect(client.send_message(message(REFUND)))
+        task_id, context, state, said = task_of(asked[-1])
+        assert state == pb.TaskState.TASK_STATE_INPUT_REQUIRED, asked
+        question = json_format.MessageToDict(said)["parts"][1]["data"]["interrupts"][0]
+        assert question["tool"] == "refund" and question["kind"] == "approval", question
+        follow = message("yes", context_id=context)
+        follow.message.task_id = task_id
+        answer = await collect(client.send_message(follow))
+        await client.close()
+        return task_id, answer
+
+    try:
+        task_id, answer = run(go_on())
+    finally:
+        w.stop()
+        w.tmp.cleanup()
+    # The answering run is the same task to the client, from its first event to its end.
+    assert {task_of(e)[0] for e in answer if kind(e) in ("task", "status_update")} == {task_id}
+    _, _, state, said = task_of(answer[-1])
+    assert state == COMPLETED, answer
+    assert REFUNDED in text_of(said.parts), answer
