@@ -35,6 +35,17 @@ pub struct Open {
     /// is used once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// The task that began a new turn in the session instead of answering: the questions are
+    /// given up (an answer after it would continue a conversation that went on without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_up_by: Option<String>,
+}
+
+impl Open {
+    /// Whether the questions still wait for an answer.
+    pub fn is_open(&self) -> bool {
+        self.answered_by.is_none() && self.given_up_by.is_none()
+    }
 }
 
 /// The questions of a `task.interrupt` line's payload, or what is wrong with them.
@@ -230,6 +241,7 @@ mod tests {
             asked_at: String::new(),
             framework: None,
             answered_by: None,
+            given_up_by: None,
         }
     }
 

@@ -301,3 +301,30 @@ async fn a_question_expires_with_its_session_folder_and_a_session_in_use_is_kept
     assert_eq!(busy.await.unwrap()["status"], "cancelled");
     assert!(eventually(Duration::from_secs(30), || !in_use.exists()).await);
 }
+
+#[tokio::test]
+async fn a_new_turn_instead_of_the_answer_gives_the_question_up() {
+    let sessions = tempfile::tempdir().unwrap();
+    let root = sessions.path().to_str().unwrap().to_string();
+    let w = worker(Kind::Warm, &root).await;
+    let folder = sessions.path().join("moved-on");
+    let r = w.run(in_session("mo-1", "moved-on", "ask", None)).await;
+    assert_eq!(r["status"], "input_required", "{r:#}");
+    // Not an answer: a new instruction in the same session runs, and the question is given up.
+    let r = w.run(in_session("mo-2", "moved-on", "sleep 0", None)).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    let list = w
+        .run(json!({"taskType": "task.list", "sessionId": "moved-on"}))
+        .await;
+    assert_eq!(list["openQuestions"], Value::Null, "{list:#}");
+    let late = w
+        .run(in_session("mo-3", "moved-on", "ask", Some(json!(true))))
+        .await;
+    assert_eq!(late["errorCode"], "interrupt_not_open", "{late:#}");
+    let error = late["error"].as_str().unwrap();
+    assert!(
+        error.contains("given up") && error.contains("mo-2"),
+        "{error}"
+    );
+    assert_eq!(refunds(&folder), 0, "the late answer started nothing");
+}

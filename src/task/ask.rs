@@ -87,6 +87,15 @@ pub(super) fn before(
                 ))
             }
         };
+        if let Some(by) = &open.given_up_by {
+            return Err(refuse(
+                ErrorCode::InterruptNotOpen,
+                format!(
+                    "The questions of task {} were given up: task {by} began a new turn in session {shown} instead of answering them. Start a new run without input.resume.",
+                    open.task_id
+                ),
+            ));
+        }
         if let Some(by) = &open.answered_by {
             return Err(refuse(
                 ErrorCode::InterruptNotOpen,
@@ -127,7 +136,34 @@ pub(super) fn before(
         Ok(dir) => out.dir = Some(dir),
         Err(e) => return Err(refuse(ErrorCode::SessionUnavailable, e)),
     }
+    if out.resume.is_none() {
+        if let Some(dir) = &out.dir {
+            give_up_open_questions(task, dir);
+        }
+    }
     Ok(out)
+}
+
+/// A new turn in a session whose questions wait for an answer: they are given up, before its
+/// child starts (the conversation goes on without them, and an answer after this turn would
+/// resume a run from before it). Said in the log; a folder that cannot be read or written is
+/// left as it is (the turn runs; an answer later finds what the folder says).
+fn give_up_open_questions(task: &Task, dir: &std::path::Path) {
+    let Ok(Some(mut open)) = interrupts::load(dir) else {
+        return;
+    };
+    if !open.is_open() {
+        return;
+    }
+    open.given_up_by = Some(task.id.clone());
+    match interrupts::save(dir, &open) {
+        Ok(()) => {
+            task_log!(info, task, asked = %open.task_id, "a new turn gives up the questions that waited in this session")
+        }
+        Err(e) => {
+            task_log!(warn, task, asked = %open.task_id, error = %e, "cannot mark the waiting questions given up")
+        }
+    }
 }
 
 /// The ending's questions kept in the session folder (so that they outlive this worker), the
@@ -160,6 +196,7 @@ pub(super) fn after(task: &Task, session: Session, ending: &mut Ending) {
         asked_at: crate::events::now_ts(),
         framework: Some(task.label.clone()),
         answered_by: None,
+        given_up_by: None,
     };
     let kept = std::fs::create_dir_all(&dir).and_then(|()| interrupts::save(&dir, &open));
     if let Err(e) = kept {
@@ -215,7 +252,7 @@ impl Worker {
             .await
             .and_then(|r| r);
         match read {
-            Ok(Some(open)) if open.answered_by.is_none() => json!({
+            Ok(Some(open)) if open.is_open() => json!({
                 "taskId": open.task_id,
                 "interrupts": open.interrupts,
                 "askedAt": open.asked_at,

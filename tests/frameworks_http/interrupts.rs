@@ -536,6 +536,9 @@ async fn strands_a_new_instruction_instead_of_the_answer_gives_up_the_question()
             Some(json!(true)),
         ))
         .await;
-    assert_eq!(r["errorCode"], "resume_state_invalid", "{r:#}");
+    // The worker gave the question up when the new turn began: the late answer is refused
+    // before any child starts.
+    assert_eq!(r["errorCode"], "interrupt_not_open", "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("given up"), "{r:#}");
     assert!(refunds(&log).is_empty(), "the given-up refund never runs");
 }
