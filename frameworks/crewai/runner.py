@@ -12,8 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import (  # noqa: E402
-    SessionError, as_text, main, model_id_from_env, read_session_json, write_session_file,
+    SessionError, as_text, check_sqlite, main, model_id_from_env, read_session_json, write_session_file,
 )
+from agentdispatch.entrypoint import describe  # noqa: E402
 
 
 def default_agent():
@@ -124,6 +125,13 @@ def kicks_off(obj) -> bool:
     return not isinstance(obj, type) and callable(getattr(obj, "kickoff", None))
 
 
+def make_flow(obj):
+    """A Flow class named as the entrypoint: an instance of it (one per run); else None."""
+    from crewai import Flow
+
+    return obj() if isinstance(obj, type) and issubclass(obj, Flow) else None
+
+
 def run(runner):
     private_home(runner)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -131,7 +139,8 @@ def run(runner):
     from crewai.events import crewai_event_bus
     from crewai.telemetry import Telemetry
 
-    agent = runner.load_agent(default_factory=default_agent, expect=kicks_off, what="a crewai Crew, Flow or Agent")
+    agent = runner.load_agent(default_factory=default_agent, expect=kicks_off, what="a crewai Crew, Flow or Agent",
+                              build=make_flow)
     # CrewAI's telemetry (when on) installs SIGTERM/SIGINT handlers: a telemetry flush, then SystemExit(0)
     # when no handler was there. Create its singleton now, then put the helper's back (report, exit 143
     # at once), so that a killed run never looks successful.
@@ -142,7 +151,13 @@ def run(runner):
     stream_llms(agent)
     path, earlier = transcript(runner)
     earlier = earlier or runner.history_turns()  # no saved conversation: the caller's (SPEC §13)
-    if isinstance(agent, (Crew, Flow)):
+    instruction = runner.instruction
+    if runner.resume is not None:
+        agent, output = resume_flow(runner, agent)
+        # The turn is the asking run's instruction (the answering run's may be just "yes").
+        instruction = str(agent.state.get("instruction", instruction)) if isinstance(agent.state, dict) else instruction
+    elif isinstance(agent, (Crew, Flow)):
+        scratch_persistence(runner, agent)
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}
         history = "".join(f"<turn>user: {t['instruction']}\nassistant: {t['output']}</turn>\n" for t in earlier)
         inputs = {**scalars, "instruction": runner.instruction, "history": history, "turn": len(earlier) + 1}
@@ -154,12 +169,122 @@ def run(runner):
     else:
         output = agent.kickoff(runner.instruction)
     crewai_event_bus.flush()
+    if paused(output):
+        keep_asked(runner, agent, output)
+        runner.interrupt([question(output.context)])
+        return None
     text = getattr(output, "raw", output)
     text = runner.final_answer(text if isinstance(text, str) else str(text))
     if path:
-        turns = [*earlier, {"instruction": runner.instruction, "output": text}]
+        turns = [*earlier, {"instruction": instruction, "output": text}]
         write_session_file(path, json.dumps(turns, ensure_ascii=False).encode())
     return text
+
+
+# A paused Flow (SPEC §14), kept in the session folder: CrewAI's own SQLite persistence of flows.
+FLOW_FILE = "crewai-flows.sqlite"
+# What a Flow's @human_feedback method gets as the person's feedback when an approval is approved;
+# a rejection gets the person's message (never this word), "reject" without one.
+APPROVE = "approve"
+
+
+def headless_feedback():
+    """CrewAI's default feedback provider reads the console (`input()`: EOF fails the run here).
+    Unless the deployment set one, the runner's: it pauses the flow instead (CrewAI then returns
+    HumanFeedbackPending from kickoff and saves the flow in its persistence)."""
+    from crewai.flow import HumanFeedbackPending, flow_config
+
+    class AskLater:
+        def request_feedback(self, context, flow):
+            raise HumanFeedbackPending(context=context)
+
+    if flow_config.hitl_provider is None:
+        flow_config.hitl_provider = AskLater()
+
+
+def scratch_persistence(runner, flow):
+    """A Flow without a persistence of its own would save a pause in CrewAI's default database
+    (under CREWAI_STORAGE_DIR, the user's own with AGENTDISPATCH_KEEP_HOME): give it one in the
+    task folder. A pause is then copied to the session folder (``keep_asked``), made only when
+    it asks."""
+    from crewai import Flow
+
+    if not isinstance(flow, Flow):
+        return
+    headless_feedback()
+    if flow.persistence is None and runner.task_dir:
+        from crewai.flow.persistence import SQLiteFlowPersistence
+
+        os.makedirs(os.path.join(runner.task_dir, "crewai"), exist_ok=True)
+        flow.persistence = SQLiteFlowPersistence(os.path.join(runner.task_dir, "crewai", FLOW_FILE))
+
+
+def paused(output) -> bool:
+    from crewai.flow import HumanFeedbackPending
+
+    return isinstance(output, HumanFeedbackPending)
+
+
+def keep_asked(runner, flow, pending):
+    """The paused flow (its state and what it asks), as CrewAI saved it in the flow's
+    persistence, copied to the session folder's SQLite persistence, where the answer's run
+    finds it by flow id."""
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    flow_id = pending.context.flow_id
+    saved = flow.persistence.load_pending_feedback(flow_id) if flow.persistence is not None else None
+    if saved is None:
+        raise RuntimeError(f"the flow paused for feedback and its persistence has no pending feedback for {flow_id}")
+    if not runner.state_dir():
+        raise RuntimeError("the flow paused for feedback, and this run has no session folder to keep it in")
+    state, context = saved
+    SQLiteFlowPersistence(runner.session_file(FLOW_FILE)).save_pending_feedback(
+        flow_uuid=flow_id, context=context, state_data=state)
+
+
+def question(context) -> dict:
+    """A paused flow as the worker's question: id = the flow id (CrewAI's key of the pause);
+    kind ("approval" or "input", else "input"), tool and args from the method's output when it
+    is a dict naming them; value = the feedback message, the method and its output."""
+    output = context.to_dict()["method_output"]  # as CrewAI saved it (JSON-safe)
+    named = output if isinstance(output, dict) else {}
+    kind = named.get("kind") if named.get("kind") in ("approval", "input") else "input"
+    q = {"id": context.flow_id, "kind": kind,
+         "value": {"message": context.message, "method": context.method_name, "output": output}}
+    for key in ("tool", "args"):
+        if key in named:
+            q[key] = named[key]
+    return q
+
+
+def feedback_text(asked: dict, answer) -> str:
+    """The person's answer as the feedback text a @human_feedback method gets: an approval
+    ``APPROVE``, a rejection its message (or "reject"); an input answer as is, or as JSON."""
+    if asked.get("kind") == "approval" and isinstance(answer, dict):
+        if answer.get("approved") is True:
+            return APPROVE
+        message = str(answer.get("message") or "").strip() or "reject"
+        return f"rejected: {message}" if message.lower() == APPROVE else message
+    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
+def resume_flow(runner, agent):
+    """The paused flow of the asking run, read back from the session folder (nothing has run
+    yet: any failure is ``resume_state_invalid`` and the question stays open), resumed with the
+    answer: CrewAI runs the listeners of the method that asked; that method does not run again."""
+    from crewai import Flow
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    asked = (runner.resume.get("interrupts") or [{}])[0]
+    flow_id = asked.get("id")
+    path = runner.session_file(FLOW_FILE)
+    with runner.saved_state(path):
+        if not isinstance(agent, Flow):
+            raise ValueError(f"the entrypoint is {describe(agent)} now, not the Flow that asked")
+        check_sqlite(path)
+        flow = type(agent).from_pending(flow_id, SQLiteFlowPersistence(path))
+    headless_feedback()  # a flow that asks again pauses again
+    return flow, flow.resume(feedback_text(asked, runner.answer(flow_id)))
 
 
 def transcript(runner):

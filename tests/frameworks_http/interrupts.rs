@@ -314,3 +314,22 @@ async fn over_mcp_2026_07_28_the_question_is_an_input_required_result_the_retry_
         "{text}"
     );
 }
+
+// CrewAI: the example's entrypoint is a Flow; "refund …" proposes the refund in a
+// `@human_feedback` method, the flow pauses (HumanFeedbackPending) and is kept in CrewAI's
+// SQLite flow persistence in the session folder; the answer resumes it there.
+#[tokio::test]
+async fn crewai_asks_for_approval_and_the_answer_after_a_restart_runs_the_tool_once() {
+    approval_after_a_restart_runs_the_tool_once("crewai").await;
+}
+
+#[tokio::test]
+async fn crewai_rejection_takes_the_agents_rejection_path_in_a_session() {
+    rejection_takes_the_rejection_path("crewai").await;
+}
+
+#[tokio::test]
+async fn crewai_unusable_saved_state_is_named_and_keeps_the_question_open() {
+    unusable_saved_state_is_named_and_keeps_the_question_open("crewai", "crewai-flows.sqlite")
+        .await;
+}
