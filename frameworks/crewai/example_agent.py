@@ -137,6 +137,9 @@ class ShoutFlow(Flow):
 
     # A Flow prints its panels whatever `verbose` says (each line a task.log event here): quiet.
     suppress_flow_events: bool = True
+    # CrewAI gives every new Flow a Memory (LanceDB: 2.4 s and threads at the first one): this
+    # flow remembers nothing. (A knob of CrewAI's own internal flows.)
+    _skip_auto_memory: bool = True
 
     def crew_inputs(self) -> dict:
         return {"instruction": self.state.get("instruction", ""), "history": self.state.get("history", "")}

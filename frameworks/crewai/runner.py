@@ -125,11 +125,17 @@ def kicks_off(obj) -> bool:
     return not isinstance(obj, type) and callable(getattr(obj, "kickoff", None))
 
 
-def make_flow(obj):
-    """A Flow class named as the entrypoint: an instance of it (one per run); else None."""
+def flow_class(obj) -> bool:
+    """A Flow subclass: the runner makes one instance per run (``start_flow``), in the task's
+    process; a warm parent never builds it (CrewAI gives every new Flow a Memory whose LanceDB
+    threads would keep the parent from forking)."""
     from crewai import Flow
 
-    return obj() if isinstance(obj, type) and issubclass(obj, Flow) else None
+    return isinstance(obj, type) and issubclass(obj, Flow)
+
+
+def runnable(obj) -> bool:
+    return kicks_off(obj) or flow_class(obj)
 
 
 def run(runner):
@@ -139,8 +145,8 @@ def run(runner):
     from crewai.events import crewai_event_bus
     from crewai.telemetry import Telemetry
 
-    agent = runner.load_agent(default_factory=default_agent, expect=kicks_off, what="a crewai Crew, Flow or Agent",
-                              build=make_flow)
+    agent = runner.load_agent(default_factory=default_agent, expect=runnable,
+                              what="a crewai Crew, Flow (or Flow class) or Agent")
     # CrewAI's telemetry (when on) installs SIGTERM/SIGINT handlers: a telemetry flush, then SystemExit(0)
     # when no handler was there. Create its singleton now, then put the helper's back (report, exit 143
     # at once), so that a killed run never looks successful.
@@ -148,7 +154,7 @@ def run(runner):
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     watch(runner, crewai_event_bus)
-    stream_llms(agent)
+    stream_llms(agent)  # a Crew's or lone Agent's (a Flow builds its agents in its methods)
     path, earlier = transcript(runner)
     earlier = earlier or runner.history_turns()  # no saved conversation: the caller's (SPEC §13)
     instruction = runner.instruction
@@ -156,8 +162,9 @@ def run(runner):
         agent, output = resume_flow(runner, agent)
         # The turn is the asking run's instruction (the answering run's may be just "yes").
         instruction = str(agent.state.get("instruction", instruction)) if isinstance(agent.state, dict) else instruction
-    elif isinstance(agent, (Crew, Flow)):
-        scratch_persistence(runner, agent)
+    elif isinstance(agent, (Crew, Flow)) or flow_class(agent):
+        if not isinstance(agent, Crew):
+            agent = start_flow(runner, agent)
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}
         history = "".join(f"<turn>user: {t['instruction']}\nassistant: {t['output']}</turn>\n" for t in earlier)
         inputs = {**scalars, "instruction": runner.instruction, "history": history, "turn": len(earlier) + 1}
@@ -202,21 +209,28 @@ def headless_feedback():
         flow_config.hitl_provider = AskLater()
 
 
-def scratch_persistence(runner, flow):
-    """A Flow without a persistence of its own would save a pause in CrewAI's default database
-    (under CREWAI_STORAGE_DIR, the user's own with AGENTDISPATCH_KEEP_HOME): give it one in the
-    task folder. A pause is then copied to the session folder (``keep_asked``), made only when
-    it asks."""
-    from crewai import Flow
+def session_flows(runner):
+    """CrewAI's SQLite flow persistence in the session folder; a task without a session gets
+    the one the worker gives it if it asks, made only now (CrewAI asks for it when a flow
+    pauses, or for a ``@persist`` method)."""
+    from crewai.flow.persistence import SQLiteFlowPersistence
 
-    if not isinstance(flow, Flow):
-        return
+    folder = runner.state_dir()
+    return SQLiteFlowPersistence(os.path.join(folder, FLOW_FILE)) if folder else SQLiteFlowPersistence()
+
+
+def start_flow(runner, flow):
+    """The run's Flow instance (a Flow class named as the entrypoint: a new one), set to pause
+    headless, its pauses saved in the session folder unless it has a persistence of its own
+    or the deployment registered a default one (``keep_asked`` then copies the pause there)."""
+    from crewai.flow.persistence import factory
+
     headless_feedback()
-    if flow.persistence is None and runner.task_dir:
-        from crewai.flow.persistence import SQLiteFlowPersistence
-
-        os.makedirs(os.path.join(runner.task_dir, "crewai"), exist_ok=True)
-        flow.persistence = SQLiteFlowPersistence(os.path.join(runner.task_dir, "crewai", FLOW_FILE))
+    # CrewAI's documented process-wide default, read back from its module: a factory the
+    # user's code registered wins.
+    if factory._factory is None:
+        factory.set_flow_persistence_factory(lambda: session_flows(runner))
+    return flow() if isinstance(flow, type) else flow
 
 
 def paused(output) -> bool:
@@ -226,20 +240,24 @@ def paused(output) -> bool:
 
 
 def keep_asked(runner, flow, pending):
-    """The paused flow (its state and what it asks), as CrewAI saved it in the flow's
-    persistence, copied to the session folder's SQLite persistence, where the answer's run
-    finds it by flow id."""
+    """The paused flow (its state and what it asks) in the session folder's SQLite persistence,
+    where the answer's run finds it by flow id: CrewAI saved it there, or in the flow's own
+    persistence, from which it is moved."""
     from crewai.flow.persistence import SQLiteFlowPersistence
 
-    flow_id = pending.context.flow_id
-    saved = flow.persistence.load_pending_feedback(flow_id) if flow.persistence is not None else None
-    if saved is None:
-        raise RuntimeError(f"the flow paused for feedback and its persistence has no pending feedback for {flow_id}")
     if not runner.state_dir():
         raise RuntimeError("the flow paused for feedback, and this run has no session folder to keep it in")
+    target = runner.session_file(FLOW_FILE)
+    own = flow.persistence
+    if isinstance(own, SQLiteFlowPersistence) and os.path.realpath(own.db_path) == os.path.realpath(target):
+        return
+    flow_id = pending.context.flow_id
+    saved = own.load_pending_feedback(flow_id) if own is not None else None
+    if saved is None:
+        raise RuntimeError(f"the flow paused for feedback and its persistence has no pending feedback for {flow_id}")
     state, context = saved
-    SQLiteFlowPersistence(runner.session_file(FLOW_FILE)).save_pending_feedback(
-        flow_uuid=flow_id, context=context, state_data=state)
+    SQLiteFlowPersistence(target).save_pending_feedback(flow_uuid=flow_id, context=context, state_data=state)
+    own.clear_pending_feedback(flow_id)  # one pause, one place: the answer resumes it from the session
 
 
 def question(context) -> dict:
@@ -279,11 +297,12 @@ def resume_flow(runner, agent):
     flow_id = asked.get("id")
     path = runner.session_file(FLOW_FILE)
     with runner.saved_state(path):
-        if not isinstance(agent, Flow):
+        if not (isinstance(agent, Flow) or flow_class(agent)):
             raise ValueError(f"the entrypoint is {describe(agent)} now, not the Flow that asked")
         check_sqlite(path)
-        flow = type(agent).from_pending(flow_id, SQLiteFlowPersistence(path))
-    headless_feedback()  # a flow that asks again pauses again
+        cls = agent if flow_class(agent) else type(agent)
+        flow = cls.from_pending(flow_id, SQLiteFlowPersistence(path))
+    headless_feedback()  # a flow that asks again pauses again (saved in the same file)
     return flow, flow.resume(feedback_text(asked, runner.answer(flow_id)))
 
 
