@@ -302,6 +302,10 @@ def resume_flow(runner, agent):
         check_sqlite(path)
         cls = agent if flow_class(agent) else type(agent)
         flow = cls.from_pending(flow_id, SQLiteFlowPersistence(path))
+        # Another Flow class would run listeners of its own after a method of the asking one.
+        paused_in = flow.pending_feedback.flow_class
+        if paused_in != f"{cls.__module__}.{cls.__name__}":
+            raise ValueError(f"the flow that asked is {paused_in}, the entrypoint is {cls.__module__}.{cls.__name__} now")
     headless_feedback()  # a flow that asks again pauses again (saved in the same file)
     return flow, flow.resume(feedback_text(asked, runner.answer(flow_id)))
 
