@@ -9,7 +9,7 @@ An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
 Crew cannot pause for a person without a terminal (`Task(human_input=True)` reads stdin), a
 Flow can: `propose_refund` is a `@human_feedback` method, so the flow pauses once it returns
 (the runner's provider raises HumanFeedbackPending); the answer resumes it in another process
-and `refund` runs the refund crew (approved: its model calls `refund`, the tool runs
+and `do_refund` runs the refund crew (approved: its model calls `refund`, the tool runs
 `example_refund`, "Shouted: refunded (…)") or answers the rejection with the person's message.
 Each refund that runs is one line in the file EXAMPLE_REFUND_LOG names, when set (tests count
 them). The runner kicks the flow off with inputs {"instruction", "history", "turn"}.

@@ -3,7 +3,12 @@ the model's text as it is written (LLMStreamChunkEvent, LLMThinkingChunkEvent) a
 
 CrewAI (1.15) hands out chunks only from an LLM whose `stream` is true: the runner turns it on
 for the agents of a Crew and for a lone Agent, as `Crew(stream=True)` does. It cannot reach the
-agents a Flow builds inside its methods: give those LLMs `stream=True` yourself."""
+agents a Flow builds inside its methods: give those LLMs `stream=True` yourself.
+
+A Flow (or a Flow class: one instance per run) may ask a person (SPEC §14) with a
+`@human_feedback` method: the flow pauses, is kept in the session folder (CrewAI's SQLite flow
+persistence) and the answer's run resumes it (`start_flow`, `keep_asked`, `resume_flow`). A Crew
+cannot pause: its human input reads stdin (docs/interrupts.md, "CrewAI")."""
 
 import json
 import os
