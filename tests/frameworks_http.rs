@@ -24,6 +24,8 @@ mod failures;
 mod init;
 #[path = "frameworks_http/interrupts.rs"]
 mod interrupts;
+#[path = "frameworks_http/interrupts_each.rs"]
+mod interrupts_each;
 #[path = "frameworks_http/interrupts_pydantic_ai.rs"]
 mod interrupts_pydantic_ai;
 #[path = "frameworks_http/listing.rs"]

@@ -1,21 +1,31 @@
-"""Example CrewAI crew on an offline scripted LLM (no network, no key).
+"""Example CrewAI flow and crew on an offline scripted LLM (no network, no key).
 
 Contract shared by every framework example: one tool `shout`; the model first
 calls `shout` with the user's instruction, then answers "Shouted: <result>".
 An instruction containing "slow" makes the tool sleep 60 s (cancel tests).
-The runner kicks the crew off with inputs {"instruction": ...}.
+
+`agent` is a Flow (`ShoutFlow`): an instruction that starts with "refund" asks a person first
+(SPEC §14), any other runs the shout crew (`crew`, which is also an entrypoint on its own). A
+Crew cannot pause for a person without a terminal (`Task(human_input=True)` reads stdin), a
+Flow can: `propose_refund` is a `@human_feedback` method, so the flow pauses once it returns
+(the runner's provider raises HumanFeedbackPending); the answer resumes it in another process
+and `do_refund` runs the refund crew (approved: its model calls `refund`, the tool runs
+`example_refund`, "Shouted: refunded (…)") or answers the rejection with the person's message.
+Each refund that runs is one line in the file EXAMPLE_REFUND_LOG names, when set (tests count
+them). The runner kicks the flow off with inputs {"instruction", "history", "turn"}.
 """
 
 import json
 import re
 
 # frameworks/_shared, on sys.path via runner.py
-from agentdispatch import earlier_turns_note, example_pieces, example_shout, piece_pause, quiet_env
+from agentdispatch import earlier_turns_note, example_pieces, example_refund, example_shout, piece_pause, quiet_env
 
 quiet_env()  # CrewAI reads its telemetry switches at import time: set them first
 
 from crewai import Agent, Crew, Task  # noqa: E402
 from crewai.events.types.llm_events import LLMCallType  # noqa: E402
+from crewai.flow import Flow, HumanFeedbackResult, human_feedback, listen, router, start  # noqa: E402
 from crewai.llms.base_llm import BaseLLM, llm_call_context  # noqa: E402
 from crewai.tools import tool  # noqa: E402
 
@@ -28,6 +38,12 @@ _FIND = (re.compile(r"<instruction>(.*?)</instruction>", re.S), re.compile(r"Cur
 def shout(text: str) -> str:
     """Return the text in upper case."""
     return example_shout(text)
+
+
+@tool("refund")
+def refund_tool(text: str) -> str:
+    """Refund what the text names (the flow has the person's approval before it runs)."""
+    return example_refund(text, True)
 
 
 class ScriptedLLM(BaseLLM):
@@ -92,24 +108,65 @@ class ScriptedLLM(BaseLLM):
         return 0  # nothing to count for a scripted model (the default logs a warning)
 
 
-shouter = Agent(
-    role="Shouter",
-    goal="Shout the user's text with the shout tool",
-    backstory="Speaks only in capitals.",
-    llm=ScriptedLLM(model="scripted"),
-    tools=[shout],
-    verbose=False,
-)
+def shout_crew(tool_name: str, tools: list) -> Crew:
+    """One agent whose scripted model calls `tool_name` with the instruction, one task."""
+    member = Agent(
+        role="Shouter",
+        goal=f"Carry out the user's text with the {tool_name} tool",
+        backstory="Speaks only in capitals.",
+        llm=ScriptedLLM(model="scripted", tool=tool_name),
+        tools=tools,
+        verbose=False,
+    )
+    task = Task(
+        description="Shout this text: <instruction>{instruction}</instruction>\n"
+        "The conversation so far:\n{history}",
+        expected_output="The shouted text",
+        agent=member,
+    )
+    return Crew(agents=[member], tasks=[task], verbose=False)
 
-agent = Crew(
-    agents=[shouter],
-    tasks=[
-        Task(
-            description="Shout this text: <instruction>{instruction}</instruction>\n"
-            "The conversation so far:\n{history}",
-            expected_output="The shouted text",
-            agent=shouter,
-        )
-    ],
-    verbose=False,
-)
+
+crew = shout_crew("shout", [shout])
+shouter = crew.agents[0]  # the lone agent (an entrypoint too)
+refund_crew = shout_crew("refund", [refund_tool])
+
+
+class ShoutFlow(Flow):
+    """Routes on the instruction: "refund …" asks a person first, anything else is the crew."""
+
+    # A Flow prints its panels whatever `verbose` says (each line a task.log event here): quiet.
+    suppress_flow_events: bool = True
+    # CrewAI gives every new Flow a Memory (LanceDB: 2.4 s and threads at the first one): this
+    # flow remembers nothing. (A knob of CrewAI's own internal flows.)
+    _skip_auto_memory: bool = True
+
+    def crew_inputs(self) -> dict:
+        return {"instruction": self.state.get("instruction", ""), "history": self.state.get("history", "")}
+
+    @start()
+    @router()
+    def route(self):
+        return "refund" if str(self.state.get("instruction", "")).lower().startswith("refund") else "shout"
+
+    @listen("shout")
+    def run_crew(self):
+        return crew.kickoff(inputs=self.crew_inputs())
+
+    # The flow pauses after this returns: what it returns is what the person is asked about
+    # (the runner reads "kind", "tool" and "args" from it). No `emit=`: outcomes need an LLM to
+    # read the answer, rebuilt from its config on resume (offline, it cannot be).
+    @listen("refund")
+    @human_feedback(message="Approve this refund?")
+    def propose_refund(self):
+        return {"kind": "approval", "tool": "refund", "args": {"text": self.state.get("instruction", "")}}
+
+    @listen(propose_refund)
+    def do_refund(self, answer: HumanFeedbackResult):
+        # The runner resumes an approval with "approve", a rejection with the person's message.
+        if answer.feedback.strip().lower() == "approve":
+            return refund_crew.kickoff(inputs=self.crew_inputs())
+        return example_refund(answer.output["args"]["text"], False, answer.feedback)
+
+
+agent = ShoutFlow

@@ -3,7 +3,12 @@ the model's text as it is written (LLMStreamChunkEvent, LLMThinkingChunkEvent) a
 
 CrewAI (1.15) hands out chunks only from an LLM whose `stream` is true: the runner turns it on
 for the agents of a Crew and for a lone Agent, as `Crew(stream=True)` does. It cannot reach the
-agents a Flow builds inside its methods: give those LLMs `stream=True` yourself."""
+agents a Flow builds inside its methods: give those LLMs `stream=True` yourself.
+
+A Flow (or a Flow class: one instance per run) may ask a person (SPEC §14) with a
+`@human_feedback` method: the flow pauses, is kept in the session folder (CrewAI's SQLite flow
+persistence) and the answer's run resumes it (`start_flow`, `keep_asked`, `resume_flow`). A Crew
+cannot pause: its human input reads stdin (docs/interrupts.md, "CrewAI")."""
 
 import json
 import os
@@ -12,8 +17,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "_shared"))
 from agentdispatch import (  # noqa: E402
-    SessionError, as_text, main, model_id_from_env, read_session_json, write_session_file,
+    SessionError, as_text, check_sqlite, main, model_id_from_env, read_session_json, write_session_file,
 )
+from agentdispatch.entrypoint import describe  # noqa: E402
 
 
 def default_agent():
@@ -124,6 +130,19 @@ def kicks_off(obj) -> bool:
     return not isinstance(obj, type) and callable(getattr(obj, "kickoff", None))
 
 
+def flow_class(obj) -> bool:
+    """A Flow subclass: the runner makes one instance per run (``start_flow``), in the task's
+    process; a warm parent never builds it (CrewAI gives every new Flow a Memory whose LanceDB
+    threads would keep the parent from forking)."""
+    from crewai import Flow
+
+    return isinstance(obj, type) and issubclass(obj, Flow)
+
+
+def runnable(obj) -> bool:
+    return kicks_off(obj) or flow_class(obj)
+
+
 def run(runner):
     private_home(runner)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -131,7 +150,8 @@ def run(runner):
     from crewai.events import crewai_event_bus
     from crewai.telemetry import Telemetry
 
-    agent = runner.load_agent(default_factory=default_agent, expect=kicks_off, what="a crewai Crew, Flow or Agent")
+    agent = runner.load_agent(default_factory=default_agent, expect=runnable,
+                              what="a crewai Crew, Flow (or Flow class) or Agent")
     # CrewAI's telemetry (when on) installs SIGTERM/SIGINT handlers: a telemetry flush, then SystemExit(0)
     # when no handler was there. Create its singleton now, then put the helper's back (report, exit 143
     # at once), so that a killed run never looks successful.
@@ -139,10 +159,17 @@ def run(runner):
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     watch(runner, crewai_event_bus)
-    stream_llms(agent)
+    stream_llms(agent)  # a Crew's or lone Agent's (a Flow builds its agents in its methods)
     path, earlier = transcript(runner)
     earlier = earlier or runner.history_turns()  # no saved conversation: the caller's (SPEC §13)
-    if isinstance(agent, (Crew, Flow)):
+    instruction = runner.instruction
+    if runner.resume is not None:
+        agent, output = resume_flow(runner, agent)
+        # The turn is the asking run's instruction (the answering run's may be just "yes").
+        instruction = str(agent.state.get("instruction", instruction)) if isinstance(agent.state, dict) else instruction
+    elif isinstance(agent, (Crew, Flow)) or flow_class(agent):
+        if not isinstance(agent, Crew):
+            agent = start_flow(runner, agent)
         scalars = {k: v for k, v in runner.context.items() if isinstance(v, (str, int, float, bool))}
         history = "".join(f"<turn>user: {t['instruction']}\nassistant: {t['output']}</turn>\n" for t in earlier)
         inputs = {**scalars, "instruction": runner.instruction, "history": history, "turn": len(earlier) + 1}
@@ -154,12 +181,138 @@ def run(runner):
     else:
         output = agent.kickoff(runner.instruction)
     crewai_event_bus.flush()
+    if paused(output):
+        keep_asked(runner, agent, output)
+        runner.interrupt([question(output.context)])
+        return None
     text = getattr(output, "raw", output)
     text = runner.final_answer(text if isinstance(text, str) else str(text))
     if path:
-        turns = [*earlier, {"instruction": runner.instruction, "output": text}]
+        turns = [*earlier, {"instruction": instruction, "output": text}]
         write_session_file(path, json.dumps(turns, ensure_ascii=False).encode())
     return text
+
+
+# A paused Flow (SPEC §14), kept in the session folder: CrewAI's own SQLite persistence of flows.
+FLOW_FILE = "crewai-flows.sqlite"
+# What a Flow's @human_feedback method gets as the person's feedback when an approval is approved;
+# a rejection gets the person's message (never this word), "reject" without one.
+APPROVE = "approve"
+
+
+def headless_feedback():
+    """CrewAI's default feedback provider reads the console (`input()`: EOF fails the run here).
+    Unless the deployment set one, the runner's: it pauses the flow instead (CrewAI then returns
+    HumanFeedbackPending from kickoff and saves the flow in its persistence)."""
+    from crewai.flow import HumanFeedbackPending, flow_config
+
+    class AskLater:
+        def request_feedback(self, context, flow):
+            raise HumanFeedbackPending(context=context)
+
+    if flow_config.hitl_provider is None:
+        flow_config.hitl_provider = AskLater()
+
+
+def session_flows(runner):
+    """CrewAI's SQLite flow persistence in the session folder; a task without a session gets
+    the one the worker gives it if it asks, made only now (CrewAI asks for it when a flow
+    pauses, or for a ``@persist`` method)."""
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    folder = runner.state_dir()
+    return SQLiteFlowPersistence(os.path.join(folder, FLOW_FILE)) if folder else SQLiteFlowPersistence()
+
+
+def start_flow(runner, flow):
+    """The run's Flow instance (a Flow class named as the entrypoint: a new one), set to pause
+    headless, its pauses saved in the session folder unless it has a persistence of its own
+    or the deployment registered a default one (``keep_asked`` then copies the pause there)."""
+    from crewai.flow.persistence import factory
+
+    headless_feedback()
+    # CrewAI's documented process-wide default, read back from its module: a factory the
+    # user's code registered wins.
+    if factory._factory is None:
+        factory.set_flow_persistence_factory(lambda: session_flows(runner))
+    return flow() if isinstance(flow, type) else flow
+
+
+def paused(output) -> bool:
+    from crewai.flow import HumanFeedbackPending
+
+    return isinstance(output, HumanFeedbackPending)
+
+
+def keep_asked(runner, flow, pending):
+    """The paused flow (its state and what it asks) in the session folder's SQLite persistence,
+    where the answer's run finds it by flow id: CrewAI saved it there, or in the flow's own
+    persistence, from which it is moved."""
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    if not runner.state_dir():
+        raise RuntimeError("the flow paused for feedback, and this run has no session folder to keep it in")
+    target = runner.session_file(FLOW_FILE)
+    own = flow.persistence
+    if isinstance(own, SQLiteFlowPersistence) and os.path.realpath(own.db_path) == os.path.realpath(target):
+        return
+    flow_id = pending.context.flow_id
+    saved = own.load_pending_feedback(flow_id) if own is not None else None
+    if saved is None:
+        raise RuntimeError(f"the flow paused for feedback and its persistence has no pending feedback for {flow_id}")
+    state, context = saved
+    SQLiteFlowPersistence(target).save_pending_feedback(flow_uuid=flow_id, context=context, state_data=state)
+    own.clear_pending_feedback(flow_id)  # one pause, one place: the answer resumes it from the session
+
+
+def question(context) -> dict:
+    """A paused flow as the worker's question: id = the flow id (CrewAI's key of the pause);
+    kind ("approval" or "input", else "input"), tool and args from the method's output when it
+    is a dict naming them; value = the feedback message, the method and its output."""
+    output = context.to_dict()["method_output"]  # as CrewAI saved it (JSON-safe)
+    named = output if isinstance(output, dict) else {}
+    kind = named.get("kind") if named.get("kind") in ("approval", "input") else "input"
+    q = {"id": context.flow_id, "kind": kind,
+         "value": {"message": context.message, "method": context.method_name, "output": output}}
+    for key in ("tool", "args"):
+        if key in named:
+            q[key] = named[key]
+    return q
+
+
+def feedback_text(asked: dict, answer) -> str:
+    """The person's answer as the feedback text a @human_feedback method gets: an approval
+    ``APPROVE``, a rejection its message (or "reject"); an input answer as is, or as JSON."""
+    if asked.get("kind") == "approval" and isinstance(answer, dict):
+        if answer.get("approved") is True:
+            return APPROVE
+        message = str(answer.get("message") or "").strip() or "reject"
+        return f"rejected: {message}" if message.lower() == APPROVE else message
+    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
+def resume_flow(runner, agent):
+    """The paused flow of the asking run, read back from the session folder (nothing has run
+    yet: any failure is ``resume_state_invalid`` and the question stays open), resumed with the
+    answer: CrewAI runs the listeners of the method that asked; that method does not run again."""
+    from crewai import Flow
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    asked = (runner.resume.get("interrupts") or [{}])[0]
+    flow_id = asked.get("id")
+    path = runner.session_file(FLOW_FILE)
+    with runner.saved_state(path):
+        if not (isinstance(agent, Flow) or flow_class(agent)):
+            raise ValueError(f"the entrypoint is {describe(agent)} now, not the Flow that asked")
+        check_sqlite(path)
+        cls = agent if flow_class(agent) else type(agent)
+        flow = cls.from_pending(flow_id, SQLiteFlowPersistence(path))
+        # Another Flow class would run listeners of its own after a method of the asking one.
+        paused_in = flow.pending_feedback.flow_class
+        if paused_in != f"{cls.__module__}.{cls.__name__}":
+            raise ValueError(f"the flow that asked is {paused_in}, the entrypoint is {cls.__module__}.{cls.__name__} now")
+    headless_feedback()  # a flow that asks again pauses again (saved in the same file)
+    return flow, flow.resume(feedback_text(asked, runner.answer(flow_id)))
 
 
 def transcript(runner):

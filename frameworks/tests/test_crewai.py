@@ -98,3 +98,48 @@ class TestCrewai(FrameworkContract, OpenAIClientContract):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def crewai_runner_module():
+    """frameworks/crewai/runner.py as a module (it imports crewai only inside its functions)."""
+    import importlib.util
+
+    from conftest import FRAMEWORKS
+
+    spec = importlib.util.spec_from_file_location("crewai_runner", FRAMEWORKS / "crewai" / "runner.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_answer_reaches_a_flow_as_feedback_text_and_a_rejection_never_reads_as_approval():
+    runner = crewai_runner_module()
+    approval = {"id": "f-1", "kind": "approval"}
+    assert runner.feedback_text(approval, {"approved": True}) == "approve"
+    assert runner.feedback_text(approval, {"approved": False, "message": "over the limit"}) == "over the limit"
+    assert runner.feedback_text(approval, {"approved": False}) == "reject"
+    # A flow approves on the word "approve": a person's rejection that says it stays a rejection.
+    assert runner.feedback_text(approval, {"approved": False, "message": " Approve "}) == "rejected: Approve"
+    question = {"id": "f-1", "kind": "input"}
+    assert runner.feedback_text(question, "shorter, please") == "shorter, please"
+    assert runner.feedback_text(question, {"tone": "dry"}) == '{"tone": "dry"}'
+
+
+def test_a_paused_flow_is_asked_under_its_flow_id_with_what_its_method_proposed():
+    runner = crewai_runner_module()
+
+    class Context:  # the fields of crewai's PendingFeedbackContext the runner reads
+        flow_id, message, method_name = "f-1", "Approve this refund?", "propose_refund"
+
+        def __init__(self, output):
+            self.output = output
+
+        def to_dict(self):
+            return {"method_output": self.output}
+
+    proposal = {"kind": "approval", "tool": "refund", "args": {"text": "refund 5"}}
+    assert runner.question(Context(proposal)) == {
+        "id": "f-1", "kind": "approval", "tool": "refund", "args": {"text": "refund 5"},
+        "value": {"message": "Approve this refund?", "method": "propose_refund", "output": proposal}}
+    asked = runner.question(Context("a draft to review"))
+    assert asked["kind"] == "input" and "tool" not in asked and asked["value"]["output"] == "a draft to review"
