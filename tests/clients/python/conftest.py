@@ -97,7 +97,7 @@ class Worker:
 
 
 # The shipped frameworks whose example agent asks before its `refund` tool runs (SPEC §14).
-FRAMEWORKS_THAT_ASK = ["langgraph", "langchain", "openai-agents", "pydantic-ai"]
+FRAMEWORKS_THAT_ASK = ["langgraph", "langchain", "openai-agents", "pydantic-ai", "strands", "crewai"]
 REFUND = "refund 5 for order 42"
 REFUNDED = f"refunded ({REFUND})"
 
