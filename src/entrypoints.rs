@@ -231,8 +231,10 @@ fn identifiers(dotted: &str) -> bool {
     })
 }
 
-/// `module:attr` with both sides dotted identifiers, as the Python helper accepts them.
+/// `module:attr` with both sides dotted identifiers, as the Python helper accepts them; `()`
+/// after it marks a zero-argument factory to call (SPEC §6).
 fn valid_spec(spec: &str) -> bool {
+    let spec = spec.strip_suffix("()").unwrap_or(spec);
     spec.split_once(':')
         .is_some_and(|(m, a)| identifiers(m) && identifiers(a))
 }
@@ -298,8 +300,10 @@ mod tests {
 
     #[test]
     fn entries_are_framework_entrypoint_pairs_or_stars() {
-        let list =
-            parse_allowlist(" strands=my_agent:agent, ,langgraph=*,*=pkg.mod:Box.agent,*").unwrap();
+        let list = parse_allowlist(
+            " strands=my_agent:agent, ,langgraph=*,*=pkg.mod:Box.agent,*,crewai=f:Flow()",
+        )
+        .unwrap();
         assert_eq!(
             list,
             vec![
@@ -307,6 +311,7 @@ mod tests {
                 entry(Some("langgraph"), None),
                 entry(None, Some("pkg.mod:Box.agent")),
                 entry(None, None),
+                entry(Some("crewai"), Some("f:Flow()")),
             ]
         );
         assert!(parse_allowlist("").unwrap().is_empty());
@@ -319,6 +324,8 @@ mod tests {
             ("strands=my_agent", "is not module:attr"),
             ("strands=my-agent:agent", "is not module:attr"),
             ("strands=:agent", "is not module:attr"),
+            ("strands=m:a()()", "is not module:attr"),
+            ("strands=m:a(x)", "is not module:attr"),
             ("str ands=m:a", "is not a framework name"),
             ("=m:a", "is not a framework name"),
         ] {

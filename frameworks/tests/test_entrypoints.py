@@ -114,6 +114,39 @@ def test_factories_with_required_arguments_or_async_are_refused(app, monkeypatch
         load("ep_shapes:later", monkeypatch)
 
 
+def test_an_explicit_factory_is_called_with_no_arguments(app, monkeypatch, tmp_path):
+    # `module:attr()` (SPEC §6): the deployment says "call it"; a class of your own counts too.
+    write_module(app, "ep_explicit", """
+        from test_entrypoints import Agent
+        class MyAgent(Agent):
+            pass
+        def make():
+            return MyAgent()
+        def needs(model):
+            raise AssertionError("called")
+        def wrong():
+            return 42
+        made = MyAgent()
+    """)
+    assert type(load("ep_explicit:make()", monkeypatch)).__name__ == "MyAgent"
+    assert type(load("ep_explicit:MyAgent()", monkeypatch)).__name__ == "MyAgent"
+    with pytest.raises(adr.EntrypointError, match="cannot be called with no arguments"):
+        load("ep_explicit:needs()", monkeypatch)
+    with pytest.raises(adr.EntrypointError, match=r"'ep_explicit:wrong\(\)' returned an int, expected a test.Agent"):
+        load("ep_explicit:wrong()", monkeypatch)
+    with pytest.raises(adr.EntrypointError, match="calls a function or class"):
+        load("ep_explicit:made()", monkeypatch)
+    # Still never anything from outside your code, a class of the standard library included.
+    elsewhere = tmp_path / "elsewhere"
+    marker = tmp_path / "called"
+    write_module(elsewhere, "ep_lib2", f"def build():\n    open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(elsewhere))
+    for spec in ("ep_lib2:build()", "collections:OrderedDict()", "getpass:getuser()"):
+        with pytest.raises(adr.EntrypointError, match="from outside your code"):
+            load(spec, monkeypatch)
+    assert not marker.exists(), "the function was called"
+
+
 def test_final_answer_is_the_last_step_and_the_output():
     events = []
     runner = adr.Runner({}, "test", emit=events.append)

@@ -249,11 +249,14 @@ async fn each_agent_failure_has_its_code_and_a_first_line_naming_what_and_where(
             .await,
         "no traceback in the worker's log"
     );
-    // What the user meant: a StateGraph builder is compiled, a zero-argument factory called.
+    // What the user meant: a StateGraph builder is compiled, a zero-argument factory called
+    // (also when `()` says so).
     for entrypoint in [
         "my_graph:builder",
         "my_graph:make_graph",
         "my_graph:make_compiled",
+        "my_graph:make_graph()",
+        "my_graph:make_compiled()",
     ] {
         let r = run(entrypoint, "hello").await;
         assert_eq!(r["ok"], true, "{entrypoint}: {r:#}");

@@ -13,6 +13,9 @@ library or an installed package — that needs no arguments (the runner may offe
 arguments it documents, e.g. Strands' ``session_manager``, to a factory that names them) and
 returns the framework's agent. Any other callable is refused without being called, so that an
 entrypoint such as ``cgi:print_environ`` never runs as a "factory".
+
+``module:attr()`` says so explicitly: ``attr`` is called with no arguments (a function or a class
+of your own code, e.g. a CrewAI Flow class), and what it returns must be the agent.
 """
 
 from __future__ import annotations
@@ -120,9 +123,15 @@ def app_dir() -> str:
     return os.path.abspath(os.environ.get("AGENTDISPATCH_APP_DIR") or os.getcwd())
 
 
+def explicit_factory(spec: str) -> bool:
+    """Whether ``spec`` is ``module:attr()``: a zero-argument factory to call."""
+    return spec.strip().endswith("()")
+
+
 def import_attr(spec: str):
-    """The object ``module:attr`` names, the module imported with the app dir first on sys.path."""
-    module_name, sep, attr = spec.strip().partition(":")
+    """The object ``module:attr`` names (``module:attr()`` too: the same object, not called yet),
+    the module imported with the app dir first on sys.path."""
+    module_name, sep, attr = spec.strip().removesuffix("()").partition(":")
     if not sep or not module_name or not attr or not all(p.isidentifier() for p in attr.split(".")):
         raise EntrypointError(f"invalid entrypoint {clip(spec)!r}: expected \"module:attr\", e.g. \"my_agent:agent\"")
     app = app_dir()
@@ -186,7 +195,11 @@ def _interpreter_dirs() -> tuple[str, ...]:
 def yours(function) -> bool:
     """Whether ``function`` was defined in the user's code: under the app dir or the runner's
     folder, outside the interpreter's libraries."""
-    path = os.path.realpath(function.__code__.co_filename)
+    return _file_is_yours(function.__code__.co_filename)
+
+
+def _file_is_yours(path: str) -> bool:
+    path = os.path.realpath(path)
     if any(_under(path, d) for d in _interpreter_dirs()):
         return False
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -204,6 +217,8 @@ def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None, na
     A factory gets the ``offered`` keyword arguments it names or takes as ``**kwargs``, and the
     ``named`` ones only when it names them (``payload``, ``context``: a ``**kwargs`` factory
     written before they were offered does not get them by surprise)."""
+    if explicit_factory(spec):
+        return call_explicit(obj, spec, is_agent, what, build)
     if is_agent(obj):
         return obj
     built = build(obj) if build is not None else None
@@ -239,6 +254,34 @@ def resolve(obj, spec: str, is_agent, what: str, offered: dict | None = None, na
         made = built
     if not is_agent(made):
         raise EntrypointError(f"entrypoint {clip(spec)!r} is a function returning {describe(made)}, {expected}")
+    return made
+
+
+def call_explicit(obj, spec: str, is_agent, what: str, build=None):
+    """``module:attr()``: ``obj`` called with no arguments, when it is a function or class of the
+    user's code (the same rule as an implicit factory: nothing from an installed package or the
+    standard library is called); what it returns must be the agent (or what ``build`` makes one)."""
+    if inspect.isclass(obj):
+        path = getattr(sys.modules.get(obj.__module__), "__file__", None)
+        mine = bool(path) and _file_is_yours(path)
+    elif inspect.isfunction(obj):
+        mine = yours(obj)
+    else:
+        raise EntrypointError(f"entrypoint {clip(spec)!r} is {describe(obj)}: \"()\" calls a function or class")
+    if not mine:
+        raise EntrypointError(
+            f"entrypoint {clip(spec)!r} names {obj.__module__}.{obj.__qualname__} from outside your code: "
+            "\"()\" calls only what is defined under AGENTDISPATCH_APP_DIR or the runner's folder"
+        )
+    try:
+        inspect.signature(obj).bind()
+    except (TypeError, ValueError) as exc:
+        raise EntrypointError(f"entrypoint {clip(spec)!r} cannot be called with no arguments ({exc})") from None
+    made = obj()
+    if not is_agent(made) and build is not None and (built := build(made)) is not None:
+        made = built
+    if not is_agent(made):
+        raise EntrypointError(f"entrypoint {clip(spec)!r} returned {describe(made)}, expected {what}")
     return made
 
 
