@@ -12,6 +12,7 @@
 //! - [`folder`]: the task folder, the one owner of its paths and files (made, written, read
 //!   back for a task that left memory, its events paged).
 
+mod agent_entry;
 mod ask;
 mod child;
 mod finish;

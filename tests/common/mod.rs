@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::panic::Location;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+pub mod files;
 pub mod fixtures;
 pub mod gate;
 pub mod listening;
@@ -23,6 +24,8 @@ pub mod talker;
 pub mod wait;
 use listening::listening_port;
 // Not every test binary uses the `/proc` helpers.
+#[allow(unused_imports)]
+pub use files::*;
 #[allow(unused_imports)]
 pub use fixtures::*;
 #[allow(unused_imports)]
@@ -479,40 +482,4 @@ pub fn events_of<'a>(result: &'a Value, kind: &str) -> Vec<&'a Value> {
         .as_array()
         .map(|a| a.iter().filter(|e| e["type"] == kind).collect())
         .unwrap_or_default()
-}
-
-/// Writes an executable script into `dir` and returns its path.
-#[track_caller]
-pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
-/// The Python of the client venv `name` that `scripts/setup-clients.sh NAME` makes, or `None`
-/// (the test skips, saying so on stderr) when it is missing outside `scripts/test.sh`; there
-/// (`AGENTDISPATCH_TEST_SH`, or `CI`) a missing venv fails the test.
-pub fn client_python(name: &str, what: &str) -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME");
-    let python = cache.join(format!("agentdispatch-worker/clients/{name}/bin/python"));
-    if python.exists() {
-        return Some(python);
-    }
-    let required =
-        std::env::var_os("AGENTDISPATCH_TEST_SH").is_some() || std::env::var_os("CI").is_some();
-    assert!(
-        !required,
-        "{} is missing: run scripts/setup-clients.sh {name}",
-        python.display()
-    );
-    eprintln!(
-        "SKIPPED: no {what} venv at {} (run scripts/setup-clients.sh {name}); nothing was checked",
-        python.display()
-    );
-    None
 }
