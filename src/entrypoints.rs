@@ -17,8 +17,8 @@ pub const ENTRYPOINT_VAR: &str = "AGENTDISPATCH_ENTRYPOINT";
 /// The variable a warm parent reads its warm-up prompt from.
 pub const WARMUP_PROMPT_VAR: &str = "AGENTDISPATCH_WARMUP_PROMPT";
 
-/// Where the entrypoint a framework runs comes from; strongest first (README's "Which agent
-/// runs" table). A payload's `input.entrypoint`, where allowed, beats them all, per task.
+/// Where the entrypoint a framework runs comes from; strongest first (the table of
+/// docs/entrypoints.md). A payload's `input.entrypoint`, where allowed, beats them all, per task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// The worker's `AGENTDISPATCH_ENTRYPOINT_<NAME>`.

@@ -220,7 +220,7 @@ fn prepare(cfg: &Config, reg: &Registry) {
     for w in &reg.warnings {
         tracing::warn!("{w}");
     }
-    // Which agent each framework runs, and which setting says so (README "Which agent runs").
+    // Which agent each framework runs, and which setting says so (docs/entrypoints.md).
     for fw in reg.iter() {
         if let Some(ep) = &fw.entrypoint {
             if ep.origin == agentdispatch_worker::entrypoints::Origin::Unset {

@@ -52,7 +52,7 @@ fn cgroups_in(dir: &Path) -> Vec<String> {
 }
 
 /// The cgroups in `tree` that tasks use: all but the one made ahead for a warm parent's idle
-/// spare, which moves itself in while it waits (README "Task cgroups"). Waits for that spare to
+/// spare, which moves itself in while it waits (docs/cgroups.md). Waits for that spare to
 /// be in it, and says if more than one such cgroup exists (one per warm parent).
 async fn cgroups_in_use(tree: &Path) -> Vec<String> {
     let in_use = || {
@@ -295,7 +295,7 @@ async fn a_warm_task_runs_in_the_cgroup_its_spare_entered_before_the_request() {
 
 #[tokio::test]
 async fn without_task_cgroups_that_escapee_outlives_its_task() {
-    // What holds where cgroup v2 is not writable (README "Task cgroups"): the same task
+    // What holds where cgroup v2 is not writable (docs/cgroups.md): the same task
     // succeeds and its unmarked escapee keeps running.
     let dir = tempfile::tempdir().unwrap();
     let w = WorkerBuilder::new()

@@ -4,7 +4,9 @@
 //! it. Only what a test must change is changed: the binary under test for `cargo run
 //! --release`, free ports for 8080/8081, a temporary frameworks directory (named by
 //! `AGENTDISPATCH_FRAMEWORKS_DIR`, as the README allows) and artifact directory. Every line must
-//! exit 0; the answers are then checked for what the comments beside them promise.
+//! exit 0; the answers are then checked for what the comments beside them promise. Also: the
+//! walkthrough of "Your own agent: `init`", and the error-code table (docs/errors.md, linked
+//! from the README's "Behaviour") against `ErrorCode`.
 
 mod common;
 
@@ -346,17 +348,17 @@ async fn the_own_agent_walkthrough_runs_as_written() {
     assert_eq!(last["output"], "Shouted: dlrow olleh", "{said}");
 }
 
-/// The codes in the README's error-code table. Its shape: a heading `## Error codes` (or
-/// `### Error codes`), then, before any other heading, a Markdown table: a header row, a
-/// `|---|…` row, and one row per code whose first cell is the code in backticks
+/// The codes in the error-code table of docs/errors.md (the README points there). Its shape: a
+/// heading `## Error codes` (or `### Error codes`), then, before any other heading, a Markdown
+/// table: a header row, a `|---|…` row, and one row per code whose first cell is the code in backticks
 /// (`` | `spawn_failed` | … | ``; the other columns are free). The table ends at the first line
 /// that does not start with `|`.
-fn readme_error_codes(text: &str) -> Vec<String> {
+fn error_codes_table(text: &str) -> Vec<String> {
     let mut lines = text.lines();
     lines
         .by_ref()
         .find(|l| matches!(l.trim_end(), "## Error codes" | "### Error codes"))
-        .expect("README.md has no heading `## Error codes` (or `### Error codes`)");
+        .expect("docs/errors.md has no heading `## Error codes` (or `### Error codes`)");
     let mut table = lines
         .skip_while(|l| {
             assert!(
@@ -386,9 +388,14 @@ fn readme_error_codes(text: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_readme_lists_exactly_the_error_codes_the_worker_answers_with() {
+fn the_documented_error_codes_are_exactly_the_ones_the_worker_answers_with() {
     use agentdispatch_worker::wire::ErrorCode;
-    let listed = readme_error_codes(&readme());
+    let errors = std::fs::read_to_string(Path::new(ROOT).join("docs/errors.md")).unwrap();
+    assert!(
+        readme().contains("](docs/errors.md)"),
+        "README.md no longer links to docs/errors.md, where the error codes are listed"
+    );
+    let listed = error_codes_table(&errors);
     let mut seen = std::collections::HashSet::new();
     let twice: Vec<&String> = listed.iter().filter(|c| !seen.insert(*c)).collect();
     let missing: Vec<&str> = ErrorCode::ALL
@@ -402,7 +409,7 @@ fn the_readme_lists_exactly_the_error_codes_the_worker_answers_with() {
         .collect();
     assert!(
         missing.is_empty() && unknown.is_empty() && twice.is_empty(),
-        "README.md's `Error codes` table: missing {missing:?} (add a row each); \
+        "docs/errors.md's `Error codes` table: missing {missing:?} (add a row each); \
          not a code of ErrorCode (src/wire/error_code.rs) {unknown:?}; listed twice {twice:?}"
     );
 }

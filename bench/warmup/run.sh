@@ -1,5 +1,5 @@
 #!/bin/sh
-# What a warm parent's warm-up costs (README "Which agent runs"): the LangGraph parent's own
+# What a warm parent's warm-up costs (docs/warm-starts.md, "Warm-up"): the LangGraph parent's own
 # clock from its start to ready ("importMs" in the worker's "warm parent ready" line), in three
 # set-ups alternated round by round so that a loaded machine weighs on each alike:
 #   build  - an own entrypoint (a one-node graph, tests/frameworks_http/own_agent.rs's): import

@@ -134,7 +134,7 @@ pub enum Event {
     RunError {
         /// What went wrong.
         message: String,
-        /// The worker's error code (README, "Error codes").
+        /// The worker's error code (docs/errors.md).
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<String>,
     },

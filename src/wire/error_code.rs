@@ -2,7 +2,8 @@
 //! string.
 //!
 //! A new code is one line in the list below (its variant, its wire name, what it means) and one
-//! row in the README's "Error codes" table (`tests/readme.rs` checks the two lists are the same).
+//! row in the "Error codes" table of docs/errors.md (`tests/readme.rs` checks the two lists are
+//! the same).
 
 use serde::{Deserialize, Serialize};
 

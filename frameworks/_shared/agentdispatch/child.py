@@ -22,7 +22,7 @@ TRACEBACK_FILE = "traceback.txt"
 
 
 def error_code(exc: BaseException) -> str | None:
-    """The task's errorCode for what the runner raised (README "Error codes"); None: the
+    """The task's errorCode for what the runner raised (docs/errors.md); None: the
     worker's own for the exit status."""
     if isinstance(exc, EntrypointError):
         return exc.code

@@ -36,7 +36,7 @@ APPROVED_VAR = "AGENTDISPATCH_PAYLOAD_ENTRYPOINT"
 class EntrypointError(Exception):
     """The user's agent entrypoint is missing, malformed, not allowed, or not an agent."""
 
-    code = "invalid_entrypoint"  # the task's errorCode (README "Error codes")
+    code = "invalid_entrypoint"  # the task's errorCode (docs/errors.md)
 
 
 class AgentImportError(EntrypointError):
