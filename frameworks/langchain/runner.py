@@ -126,7 +126,9 @@ async def stream(runner, agent, config):
         earlier = await earlier_messages(runner, agent, config)
         inputs = {"messages": [*earlier, {"role": "user", "content": runner.instruction}]}
     output, asked = None, False
-    async for ev in agent.astream_events(inputs, config=config, version="v2"):
+    # Our own saver writes once, as the run ends or asks (see the langgraph runner).
+    durability = {"durability": "exit"} if getattr(agent, "_agentdispatch_saver", False) else {}
+    async for ev in agent.astream_events(inputs, config=config, version="v2", **durability):
         kind, data = ev["event"], ev.get("data", {})
         if kind == "on_chat_model_stream":  # a piece of the model's reply: the model run is the message
             live_chunk(runner.live, ev["run_id"], data.get("chunk"))
