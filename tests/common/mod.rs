@@ -92,6 +92,8 @@ pub struct Worker {
     _tmp: tempfile::TempDir,
     /// Every stdout line (JSON logs).
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// Set once the thread reading stdout has read to its end.
+    read_all: Arc<std::sync::atomic::AtomicBool>,
     client: reqwest::Client,
 }
 
@@ -178,10 +180,13 @@ impl WorkerBuilder {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().unwrap();
         let sink = logs.clone();
+        let read_all = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let at_end = read_all.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
+            at_end.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         let started = Instant::now();
         let port = loop {
@@ -204,6 +209,7 @@ impl WorkerBuilder {
             artifacts,
             _tmp: tmp,
             logs,
+            read_all,
             client: reqwest::Client::new(),
         };
         loop {
@@ -426,12 +432,19 @@ impl Worker {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
     }
 
-    /// Waits for the worker to exit; returns its exit code.
+    /// Waits for the worker to exit, and for its log to be read to the end (up to 5 s more: a
+    /// line written just before the exit is read on a thread); returns its exit code.
     #[track_caller]
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                let exited = Instant::now();
+                while !self.read_all.load(std::sync::atomic::Ordering::SeqCst)
+                    && exited.elapsed() < Duration::from_secs(5)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return status.code();
             }
             assert!(
