@@ -11,30 +11,17 @@
 //! cargo bench --bench interrupts -- --runs 50 langgraph
 //! ```
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{percentile, repo, Log, Server};
+use common::{percentile, Server};
 
 const REFUND: &str = "refund 5 for order 42";
 
 async fn start_worker(framework: &str) -> Server {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = common::worker_command();
-    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
-        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path().join("artifacts"))
-        .env("AGENTDISPATCH_SESSION_DIR", tmp.path().join("sessions"))
-        .env("AGENTDISPATCH_AGENT_FRAMEWORK", framework)
-        .env("AGENTDISPATCH_WARM", framework)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::null());
-    let mut s = Server::start(cmd, Log::Keep)
-        .await
-        .expect("start the worker");
-    s.tmp = Some(tmp);
+    let s = common::frameworks_worker(framework, framework, &[]).await;
     s.warm_ready(1).await;
     s
 }

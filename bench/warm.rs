@@ -16,13 +16,12 @@
 //! cargo bench --bench warm -- --runs 200 langgraph
 //! ```
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 mod common;
-use common::{percentile, repo, Log, Server};
+use common::{percentile, Server};
 
 /// The six frameworks' names.
 fn six() -> impl Iterator<Item = &'static str> {
@@ -30,19 +29,7 @@ fn six() -> impl Iterator<Item = &'static str> {
 }
 
 async fn start_worker(warm: &str, default_framework: &str) -> Server {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = common::worker_command();
-    cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
-        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
-        .env("AGENTDISPATCH_AGENT_FRAMEWORK", default_framework)
-        .env("AGENTDISPATCH_WARM", warm)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::null());
-    let mut s = Server::start(cmd, Log::Keep)
-        .await
-        .expect("start the worker");
-    s.tmp = Some(tmp);
-    s
+    common::frameworks_worker(warm, default_framework, &[]).await
 }
 
 impl Server {

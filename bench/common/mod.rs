@@ -411,21 +411,35 @@ pub async fn ready(s: &Server, http: &reqwest::Client, warm: bool) {
     }
 }
 
-/// The worker serving the LangGraph example agent, warm (`AGENTDISPATCH_WARM=langgraph`) or
-/// with a cold child per task (`none`); its offline model waits `delay_ms` before each piece
-/// (`AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS`).
-pub async fn langgraph_worker(warm: &str, delay_ms: usize) -> Server {
+/// The release worker on the repository's `frameworks/`, `default_framework` the default,
+/// `AGENTDISPATCH_WARM=warm`, its artifact and session directories in a temporary folder it
+/// keeps, and `env` beside.
+pub async fn frameworks_worker(
+    warm: &str,
+    default_framework: &str,
+    env: &[(&str, String)],
+) -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = worker_command();
     cmd.env("AGENTDISPATCH_FRAMEWORKS_DIR", repo().join("frameworks"))
-        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path())
-        .env("AGENTDISPATCH_AGENT_FRAMEWORK", "langgraph")
+        .env("AGENTDISPATCH_ARTIFACT_DIR", tmp.path().join("artifacts"))
+        .env("AGENTDISPATCH_SESSION_DIR", tmp.path().join("sessions"))
+        .env("AGENTDISPATCH_AGENT_FRAMEWORK", default_framework)
         .env("AGENTDISPATCH_WARM", warm)
-        .env("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", delay_ms.to_string())
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stderr(Stdio::null());
     let mut s = Server::start(cmd, Log::Keep)
         .await
         .expect("start the worker");
     s.tmp = Some(tmp);
     s
+}
+
+/// The worker serving the LangGraph example agent, warm (`AGENTDISPATCH_WARM=langgraph`) or
+/// with a cold child per task (`none`); its offline model waits `delay_ms` before each piece
+/// (`AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS`).
+pub async fn langgraph_worker(warm: &str, delay_ms: usize) -> Server {
+    let delay = [("AGENTDISPATCH_EXAMPLE_PIECE_DELAY_MS", delay_ms.to_string())];
+    frameworks_worker(warm, "langgraph", &delay).await
 }
