@@ -46,7 +46,7 @@ pub async fn run(worker: Arc<Worker>) {
             let swept = tokio::task::spawn_blocking(move || {
                 sweep(&w.cfg.session_dir, keep, Folder::Session, |name| {
                     // Asked at each folder, just before it would go: a turn may have begun.
-                    w.sessions.in_use().contains(name)
+                    w.sessions.in_use(name)
                 })
             })
             .await;

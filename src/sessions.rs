@@ -65,11 +65,11 @@ impl Sessions {
 }
 
 impl Sessions {
-    /// The folder names of the sessions with a turn running or waiting: never removed by the
-    /// session retention.
-    pub fn in_use(&self) -> std::collections::HashSet<String> {
+    /// Whether the session whose folder is named `folder` has a turn running or waiting:
+    /// never removed by the session retention.
+    pub fn in_use(&self, folder: &str) -> bool {
         let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues.keys().map(|id| folder_name(id)).collect()
+        queues.keys().any(|id| folder_name(id) == folder)
     }
 }
 

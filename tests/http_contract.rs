@@ -208,19 +208,19 @@ async fn a_repeated_task_id_is_answered_without_a_second_run() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "run\n");
     // Said plainly: the answer, a header and the log name it the earlier task's answer.
     assert_eq!(b["repeated"], true, "{b}");
-    let said = |w: &common::Worker, id: &str, from: &str| {
-        w.log_lines().iter().any(|l| {
+    // The log is read from the worker's stdout by a thread of the test: it may come just after
+    // the answer (`Worker::logged` waits for it).
+    let said = |id: &'static str, from: &'static str| {
+        move |l: &Value| {
             l["taskId"] == id
                 && l["from"] == from
                 && l["message"]
                     .as_str()
                     .is_some_and(|m| m.contains("not a new run"))
-        })
+        }
     };
-    // The log is read from the worker's stdout by a thread of the test: it may come just after
-    // the answer.
     assert!(
-        eventually(Duration::from_secs(5), || said(&w, "same-1", "memory")).await,
+        w.logged(said("same-1", "memory")).await,
         "{:?}",
         w.log_lines()
     );
@@ -257,7 +257,7 @@ async fn a_repeated_task_id_is_answered_without_a_second_run() {
         "{c}"
     );
     assert!(
-        eventually(Duration::from_secs(5), || said(&second, "same-2", "disk")).await,
+        second.logged(said("same-2", "disk")).await,
         "{:?}",
         second.log_lines()
     );

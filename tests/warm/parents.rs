@@ -214,12 +214,9 @@ async fn a_warm_up_prompt_runs_the_agent_in_the_parent_and_every_task_starts_fro
     // The failed run is not tried again.
     assert_eq!(output_json(&r)["runs"], 2, "{r:#}");
     assert!(
-        eventually(Duration::from_secs(5), || w
-            .log_lines()
-            .iter()
-            .any(|l| l["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("the warm-up run failed"))))
-        .await
+        w.logged(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the warm-up run failed")))
+            .await
     );
 }
