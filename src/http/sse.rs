@@ -248,31 +248,64 @@ impl<F: Framing> Pump<F> {
 
     /// Frames one step of the events after `sent`, up to `upto`; at `task.result`, the end.
     async fn events(&mut self, upto: u64) -> Pumped {
-        let since = self.task.events.since(self.sent, STEP_BYTES);
-        if since.events.is_empty() {
-            return Pumped::None;
-        }
-        // Seq numbers are contiguous, and the serializer always writes "type" first.
-        for e in since.events {
-            if self.sent >= upto {
-                break;
-            }
-            self.sent += 1;
-            if crate::wire::event::is_result(&e) {
+        let read = read_step(&self.task, &mut self.sent, upto, |seq, e| {
+            self.framing.event(seq, e, &mut self.batch)
+        });
+        match read {
+            Read::Nothing => Pumped::None,
+            Read::Events { .. } => Pumped::Some,
+            Read::Result(seq) => {
                 let result = self.task.answer(self.cap).await;
-                for m in self.framing.end(self.sent, &result) {
+                for m in self.framing.end(seq, &result) {
                     self.batch.extend_from_slice(&m);
                 }
-                return if self.send().await {
+                if self.send().await {
                     Pumped::Ended
                 } else {
                     Pumped::Gone
-                };
+                }
             }
-            self.framing.event(self.sent, &e, &mut self.batch);
         }
-        Pumped::Some
     }
+}
+
+/// What one step of reading a task's record gave ([`read_step`]).
+pub(crate) enum Read {
+    /// Nothing after the events read so far.
+    Nothing,
+    /// Events, each handed on; `framed` is false when `upto` was reached before any.
+    Events { framed: bool },
+    /// The `task.result` event, at this seq: the stream's end is framed next.
+    Result(u64),
+}
+
+/// One step (at most [`STEP_BYTES`]) of `task`'s record after `sent`, up to `upto`: each
+/// event to `each` with its seq, `sent` moved past it; it stops at `task.result`. Every live
+/// stream of a task (SSE, `/ws`) reads the record through this.
+pub(crate) fn read_step(
+    task: &Task,
+    sent: &mut u64,
+    upto: u64,
+    mut each: impl FnMut(u64, &EventJson),
+) -> Read {
+    let since = task.events.since(*sent, STEP_BYTES);
+    if since.events.is_empty() {
+        return Read::Nothing;
+    }
+    let mut framed = false;
+    // Seq numbers are contiguous, and the serializer always writes "type" first.
+    for e in since.events {
+        if *sent >= upto {
+            break;
+        }
+        *sent += 1;
+        if crate::wire::event::is_result(&e) {
+            return Read::Result(*sent);
+        }
+        each(*sent, &e);
+        framed = true;
+    }
+    Read::Events { framed }
 }
 
 /// The 429 for a stream past a task's subscriber limit.

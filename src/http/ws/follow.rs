@@ -10,12 +10,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::http::sse::{read_step, Read};
 use crate::live::{Delta, Subscriber};
 use crate::task::{Subscription, Task};
 use crate::wire::{EventJson, TaskResult};
-
-/// Bytes of events read from the record per step.
-const STEP_BYTES: usize = 64 * 1024;
 
 /// How a socket turns what a task says into text messages. The worker's own framing sends each
 /// as it is ([`Plain`]); another protocol on the same socket (AG-UI's events, when the socket
@@ -140,29 +138,17 @@ impl Follow {
 
     /// Frames one step of the events after `sent`, up to `upto`; at `task.result`, the end.
     async fn events(&mut self, upto: u64, out: &mut Vec<String>) -> Step {
-        let since = self.task.events.since(self.sent, STEP_BYTES);
-        if since.events.is_empty() {
-            return Step::Idle;
-        }
-        let mut framed = false;
-        // Seq numbers are contiguous, and the serializer always writes "type" first.
-        for e in since.events {
-            if self.sent >= upto {
-                break;
-            }
-            self.sent += 1;
-            if crate::wire::event::is_result(&e) {
+        let read = read_step(&self.task, &mut self.sent, upto, |seq, e| {
+            self.framing.event(seq, e, out)
+        });
+        match read {
+            Read::Nothing | Read::Events { framed: false } => Step::Idle,
+            Read::Events { framed: true } => Step::More,
+            Read::Result(seq) => {
                 let result = self.task.answer(self.cap).await;
-                self.framing.end(self.sent, &result, out);
-                return Step::Ended;
+                self.framing.end(seq, &result, out);
+                Step::Ended
             }
-            self.framing.event(self.sent, &e, out);
-            framed = true;
-        }
-        if framed {
-            Step::More
-        } else {
-            Step::Idle
         }
     }
 }
